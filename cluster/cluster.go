@@ -1,0 +1,60 @@
+// Package cluster coordinates agents: leased locks for single processing,
+// processed markers, membership, leadership and load. Local serves a cluster
+// of one; the Redis implementation serves many agents sharing one Redis.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrHeld is returned by Acquire when another holder owns the key.
+var ErrHeld = errors.New("lock held by another holder")
+
+// ErrLeaseLost is returned when a lease expired or was taken over.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Coordinator is the cluster as one agent sees it. Implementations are safe
+// for concurrent use.
+type Coordinator interface {
+	// Acquire takes a leased lock on key for ttl and keeps refreshing it until
+	// Release or until refreshing fails (then Lost is closed). It returns
+	// ErrHeld when another holder owns the key. It does not block waiting.
+	Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error)
+	// MarkProcessed records key as processed for retention.
+	MarkProcessed(ctx context.Context, key string, retention time.Duration) error
+	// Processed reports whether key carries a processed marker.
+	Processed(ctx context.Context, key string) (bool, error)
+	// Heartbeat publishes this agent's membership record (with its TTL).
+	Heartbeat(ctx context.Context, m Member) error
+	// Members lists live members, oldest first, and the leader's id.
+	Members(ctx context.Context) (members []Member, leader string, err error)
+	// Close releases every resource. Idempotent.
+	Close() error
+}
+
+// Lease is a held lock. Release is idempotent and safe from any goroutine.
+type Lease interface {
+	// Token identifies this holding; it changes on every Acquire.
+	Token() string
+	// Check returns nil while the lease is still ours (fencing before commit),
+	// ErrLeaseLost otherwise. It may do I/O.
+	Check(ctx context.Context) error
+	// Lost is closed when the lease could not be refreshed.
+	Lost() <-chan struct{}
+	// Release gives the lock up. Idempotent.
+	Release(ctx context.Context) error
+}
+
+// Member is one agent's heartbeat record (the Contract's members shape).
+type Member struct {
+	ID        string    `json:"id"`
+	Address   string    `json:"address"`
+	Capacity  int       `json:"capacity"`
+	InFlight  int       `json:"inFlight"`
+	Version   string    `json:"version"`
+	StartedAt time.Time `json:"startedAt"`
+	LastSeen  time.Time `json:"lastSeen"`
+	Leader    bool      `json:"leader"`
+}

@@ -1,0 +1,174 @@
+// Package store persists what an agent must remember: project versions,
+// listener and binding states, run history, dead letters and idempotency
+// keys. One interface, two implementations: bbolt for a single agent and
+// Redis for a cluster.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by getters when the record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is everything an agent persists. Implementations are safe for
+// concurrent use. Methods block on I/O except PutRun, which may buffer.
+type Store interface {
+	// SaveProjectVersion stores a new version of a project bundle and makes it
+	// the active one. It returns the assigned version number (1, 2, ...).
+	SaveProjectVersion(ctx context.Context, name string, bundle []byte, note string) (ProjectVersion, error)
+	// ProjectVersion returns one stored version including its bundle.
+	ProjectVersion(ctx context.Context, name string, version int) (ProjectVersion, []byte, error)
+	// Projects lists every project with its versions (no bundles), by name.
+	Projects(ctx context.Context) ([]ProjectInfo, error)
+	// SetActiveVersion makes an existing version the live one (rollback).
+	SetActiveVersion(ctx context.Context, name string, version int) error
+
+	// State returns a stored on/off state; ok is false when none was stored.
+	State(ctx context.Context, key string) (enabled bool, ok bool, err error)
+	// SetState stores an on/off state (listener or binding).
+	SetState(ctx context.Context, key string, enabled bool) error
+
+	// PutRun records a run (insert or replace by ID). It may buffer and write
+	// in batches; Flush or Close makes buffered runs durable.
+	PutRun(ctx context.Context, r Run) error
+	// Run returns one run by ID, buffered or stored.
+	Run(ctx context.Context, id string) (Run, error)
+	// Runs lists runs newest first.
+	Runs(ctx context.Context, f RunFilter) ([]Run, error)
+
+	// PutDeadLetter stores a dead letter (insert or replace by ID).
+	PutDeadLetter(ctx context.Context, d DeadLetter) error
+	DeadLetter(ctx context.Context, id string) (DeadLetter, error)
+	DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
+	DeleteDeadLetter(ctx context.Context, id string) error
+
+	// ClaimIdempotencyKey binds key to runID unless already bound; it returns
+	// the run ID the key is bound to and whether this call created the binding.
+	ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (boundRunID string, created bool, err error)
+
+	// Sweep deletes runs and dead letters past their retention.
+	Sweep(ctx context.Context, now time.Time) error
+	// Flush makes buffered writes durable.
+	Flush(ctx context.Context) error
+	// Close flushes and releases the store. Idempotent.
+	Close() error
+}
+
+// ProjectVersion describes one stored version of a project.
+type ProjectVersion struct {
+	Project   string    `json:"project"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"createdAt"`
+	Note      string    `json:"note,omitempty"`
+	Size      int       `json:"size"`
+}
+
+// ProjectInfo is a project with its versions, oldest first.
+type ProjectInfo struct {
+	Name          string           `json:"name"`
+	ActiveVersion int              `json:"activeVersion"`
+	Versions      []ProjectVersion `json:"versions"`
+}
+
+// Run statuses.
+const (
+	StatusRunning   = "running"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusTimedOut  = "timed_out"
+)
+
+// Delivery outcomes recorded on runs triggered by a listener.
+const (
+	OutcomeCommitted        = "committed"
+	OutcomeRolledBack       = "rolled_back"
+	OutcomeDeadLettered     = "dead_lettered"
+	OutcomeSkippedDuplicate = "skipped_duplicate"
+	OutcomeRefused          = "refused"
+)
+
+// Run is one execution of an operation chain (the Contract's run shape).
+type Run struct {
+	ID          string     `json:"id"`
+	Project     string     `json:"project"`
+	Version     int        `json:"version,omitempty"`
+	Operation   string     `json:"operation"`
+	Trigger     string     `json:"trigger"`
+	Status      string     `json:"status"`
+	Error       string     `json:"error,omitempty"`
+	StartedAt   time.Time  `json:"startedAt"`
+	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
+	DurationMs  int64      `json:"durationMs"`
+	Agent       string     `json:"agent"`
+	Listener    string     `json:"listener,omitempty"`
+	MessageID   string     `json:"messageId,omitempty"`
+	Attempt     int        `json:"attempt,omitempty"`
+	Outcome     string     `json:"outcome,omitempty"`
+	Chain       []Step     `json:"chain,omitempty"`
+	Logs        []LogLine  `json:"logs"`
+	Result      []byte     `json:"-"` // JSON of the chain's return value, for idempotent replays
+	HTTPStatus  int        `json:"httpStatus,omitempty"`
+	ParentRunID string     `json:"parentRunId,omitempty"`
+}
+
+// Step is one operation executed within a run.
+type Step struct {
+	Operation  string `json:"operation"`
+	Status     string `json:"status"`
+	Error      string `json:"error,omitempty"`
+	DurationMs int64  `json:"durationMs"`
+}
+
+// LogLine is one line a script logged.
+type LogLine struct {
+	Time    time.Time `json:"time"`
+	Level   string    `json:"level"`
+	Message string    `json:"message"`
+}
+
+// RunFilter selects runs; zero fields match everything. Limit zero means 100.
+type RunFilter struct {
+	Project   string
+	Operation string
+	Status    string
+	MessageID string
+	Since     time.Time
+	// Before is a paging cursor: only runs with ID < Before.
+	Before string
+	Limit  int
+}
+
+// DeadLetter is a message that exhausted its redeliveries (Contract shape).
+type DeadLetter struct {
+	ID                    string            `json:"id"`
+	Project               string            `json:"project"`
+	Listener              string            `json:"listener"`
+	MessageID             string            `json:"messageId"`
+	Destination           string            `json:"destination"`
+	DeadLetterDestination string            `json:"deadLetterDestination"`
+	Attempts              int               `json:"attempts"`
+	Error                 string            `json:"error"`
+	FailedAt              time.Time         `json:"failedAt"`
+	Body                  string            `json:"body"`
+	Headers               map[string]string `json:"headers"`
+	Agent                 string            `json:"agent,omitempty"`
+	// ExpiresAt is when the record may be swept; zero keeps it forever.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+}
+
+// DeadLetterFilter selects dead letters; Limit zero means 100.
+type DeadLetterFilter struct {
+	Listener string
+	Limit    int
+}
+
+// Retention bounds run history.
+type Retention struct {
+	// MaxRuns is the number of runs kept; zero means 10000.
+	MaxRuns int
+	// MaxAge is how long runs are kept; zero means 7 days.
+	MaxAge time.Duration
+}
