@@ -1,0 +1,52 @@
+# opsrunner — build, test, bench.
+#   make test        vet + the whole test suite with -race (installs test services first)
+#   make test-deps   apt-get the services integration tests start: Redis 7, ActiveMQ 5.17, RabbitMQ (+stomp), wrk
+#   make bench       benchmarks, each against a baseline measured in the same run
+#   make fuzz        a short run of every fuzz target
+
+GO       ?= go
+PKGS     ?= ./...
+TESTFLAGS?= -race -count=1 -timeout 30m
+FUZZTIME ?= 20s
+APT_PKGS := redis-server activemq rabbitmq-server wrk
+
+.PHONY: all build test test-deps test-cluster vet bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o bin/opsrunner ./cmd/opsrunner
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: test-deps vet
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+# Installs only what is missing; needs root (CI and these machines run as root).
+test-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make test-deps needs root to apt-get install:$$missing" >&2; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test-cluster: test-deps
+	$(GO) test -race -count=1 -timeout 20m -run 'Chaos' ./internal/chaos/
+
+bench: test-deps build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./runtime/ ./store/
+	$(GO) run ./bench/brokerbench
+	$(GO) run ./bench/webhookbench
+	$(GO) run ./bench/listenerbench
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime $(FUZZTIME) ./scripts/
+	$(GO) test -run '^$$' -fuzz FuzzReadBundle -fuzztime $(FUZZTIME) ./scripts/
+	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime $(FUZZTIME) ./broker/
+	$(GO) test -run '^$$' -fuzz FuzzSelector -fuzztime $(FUZZTIME) ./broker/
+
+clean:
+	rm -rf bin
