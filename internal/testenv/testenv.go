@@ -59,7 +59,16 @@ func WaitTCP(addr string, timeout time.Duration) error {
 // registry tracks processes started by this test binary so Main can stop them.
 var registry struct {
 	sync.Mutex
-	procs []*exec.Cmd
+	procs    []*exec.Cmd
+	cleanups []func()
+}
+
+// atExit registers fn to run in StopAll after the tracked processes are
+// stopped (brokers stop their own processes and remove their data there).
+func atExit(fn func()) {
+	registry.Lock()
+	defer registry.Unlock()
+	registry.cleanups = append(registry.cleanups, fn)
 }
 
 // track registers a started process for cleanup at exit. The process is
@@ -97,10 +106,13 @@ func Main(m *testing.M) {
 // StopAll stops every tracked service. Idempotent.
 func StopAll() {
 	registry.Lock()
-	procs := registry.procs
-	registry.procs = nil
+	procs, cleanups := registry.procs, registry.cleanups
+	registry.procs, registry.cleanups = nil, nil
 	registry.Unlock()
 	for _, p := range procs {
 		Kill(p)
+	}
+	for _, fn := range cleanups {
+		fn()
 	}
 }
