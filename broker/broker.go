@@ -1,0 +1,307 @@
+// Package broker is opsrunner's embedded single-machine STOMP 1.0/1.1/1.2
+// message broker: queues, topics with durable subscriptions, transactions,
+// selectors, and a bbolt journal with group commit for persistent messages.
+//
+// Message headers the broker adds to MESSAGE frames: message-id (stable
+// across redeliveries), destination, subscription, ack (1.2 ack token, also
+// sent for 1.0/1.1), priority (0–9, default 4), timestamp (ms since epoch),
+// delivery-count (1 on the first delivery), and redelivered:true once a
+// message has been given back by NACK, disconnect or unsubscribe.
+// Messages that reach Config.MaxDeliveries are moved to the dead-letter queue
+// DeadLetterDestination(destination) with an original-destination header.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ServerName is the value of the server header of CONNECTED frames; listener
+// code recognises the embedded broker by its "opsrunner/" prefix.
+const ServerName = "opsrunner/1"
+
+// Config configures a Broker. The zero value is a usable memory-only broker
+// with the defaults documented on each field.
+type Config struct {
+	Addr             string        // listen address for ListenAndServe, e.g. "127.0.0.1:61613"
+	DataDir          string        // bbolt journal directory; "" = memory only (persistent messages then do not survive restart)
+	Login, Passcode  string        // optional; when Login != "" CONNECT must match
+	MaxFrameBytes    int           // 0 → 4 MiB
+	MaxHeaders       int           // 0 → 128
+	MaxHeaderBytes   int           // 0 → 8 KiB per header line
+	DefaultPrefetch  int           // per subscription when the client names none, 0 → 1000; requests are capped at 100000
+	HeartBeat        time.Duration // server's desired heart-beat both ways, 0 → 10s
+	MaxDeliveries    int           // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
+	MaxMemoryBytes   int64         // persistent bodies held in memory across queues before they are read back from disk on dispatch; 0 → 64 MiB
+	MaxOutboundBytes int           // per-connection outbound buffer; consumers above it are throttled, a client at twice it is disconnected; 0 → 8 MiB
+	Logger           *slog.Logger  // nil → discard
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = 4 << 20
+	}
+	if c.MaxHeaders <= 0 {
+		c.MaxHeaders = 128
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 8 << 10
+	}
+	if c.DefaultPrefetch <= 0 {
+		c.DefaultPrefetch = 1000
+	}
+	if c.HeartBeat <= 0 {
+		c.HeartBeat = 10 * time.Second
+	}
+	if c.MaxMemoryBytes <= 0 {
+		c.MaxMemoryBytes = 64 << 20
+	}
+	if c.MaxOutboundBytes <= 0 {
+		c.MaxOutboundBytes = 8 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+// DeadLetterDestination names the queue that receives messages of dest that
+// reached Config.MaxDeliveries: "/queue/orders" → "/queue/orders.DLQ",
+// "/topic/prices" → "/queue/prices.DLQ".
+func DeadLetterDestination(dest string) string {
+	if name, ok := cutPrefix(dest, "/topic/"); ok {
+		return "/queue/" + name + ".DLQ"
+	}
+	return dest + ".DLQ"
+}
+
+// Broker is an embedded STOMP broker. Create it with New; all methods are
+// goroutine-safe.
+type Broker struct {
+	cfg     Config
+	log     *slog.Logger
+	journal *journal // nil when memory only
+	bootID  string
+
+	mu       sync.Mutex // guards everything below
+	queues   map[string]*queue
+	durables map[string]*durableSub // by durable key
+	topics   map[string]map[*queue]struct{}
+	conns    map[*conn]struct{}
+	seq      uint64
+	memBytes int64
+	closed   bool
+
+	addr      atomic.Pointer[net.Addr]
+	listeners map[net.Listener]struct{}
+	wg        sync.WaitGroup // connection goroutines
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
+}
+
+// New opens the journal in cfg.DataDir (when set) and recovers persisted
+// messages and durable subscriptions. It does not listen; call Serve or
+// ListenAndServe.
+func New(cfg Config) (*Broker, error) {
+	cfg = cfg.withDefaults()
+	b := &Broker{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		bootID:    strconv.FormatInt(time.Now().UnixNano(), 36),
+		queues:    map[string]*queue{},
+		durables:  map[string]*durableSub{},
+		topics:    map[string]map[*queue]struct{}{},
+		conns:     map[*conn]struct{}{},
+		listeners: map[net.Listener]struct{}{},
+		done:      make(chan struct{}),
+	}
+	if cfg.DataDir != "" {
+		j, err := openJournal(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		b.journal = j
+		if err := b.recover(); err != nil {
+			_ = j.close()
+			return nil, fmt.Errorf("recovering journal: %w", err)
+		}
+		j.start(b.log)
+	}
+	return b, nil
+}
+
+// ListenAndServe listens on cfg.Addr and serves until ctx ends or Close is
+// called. It blocks; it returns nil on a clean stop.
+func (b *Broker) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", b.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", b.cfg.Addr, err)
+	}
+	return b.Serve(ctx, ln)
+}
+
+// Serve accepts STOMP connections on ln until ctx ends or Close is called,
+// then closes ln. It blocks and returns nil on a clean stop. When ctx ends,
+// the broker is closed as by Close.
+func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		_ = ln.Close()
+		return errors.New("broker closed")
+	}
+	b.listeners[ln] = struct{}{}
+	b.mu.Unlock()
+	a := ln.Addr()
+	b.addr.Store(&a)
+
+	stop := context.AfterFunc(ctx, func() { _ = b.Close() })
+	defer stop()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-b.done:
+				return nil
+			default:
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accepting: %w", err)
+		}
+		b.serveConn(nc)
+	}
+}
+
+// ServeConn serves one already-established connection (for example one end of
+// a net.Pipe) in the background. It does not block. The connection is closed
+// when the client disconnects or the broker closes.
+func (b *Broker) ServeConn(nc net.Conn) { b.serveConn(nc) }
+
+func (b *Broker) serveConn(nc net.Conn) {
+	c := newConn(b, nc)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	b.conns[c] = struct{}{}
+	b.wg.Add(2)
+	b.mu.Unlock()
+	go func() { defer b.wg.Done(); c.writeLoop() }()
+	go func() { defer b.wg.Done(); c.readLoop() }()
+}
+
+// Addr returns the address of the last listener given to Serve, or nil
+// before listening.
+func (b *Broker) Addr() net.Addr {
+	if a := b.addr.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
+
+// Close stops listening, closes every connection (their unacknowledged
+// messages go back to their queues), flushes and closes the journal. It
+// blocks until all broker goroutines have stopped and is idempotent.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		close(b.done)
+		for ln := range b.listeners {
+			_ = ln.Close()
+		}
+		conns := make([]*conn, 0, len(b.conns))
+		for c := range b.conns {
+			conns = append(conns, c)
+		}
+		b.mu.Unlock()
+		for _, c := range conns {
+			c.kill()
+		}
+		b.wg.Wait()
+		if b.journal != nil {
+			b.closeErr = b.journal.close()
+		}
+	})
+	return b.closeErr
+}
+
+// Stats is a snapshot of one destination, for tests and metrics.
+type Stats struct {
+	Pending  int // messages waiting for a consumer
+	InFlight int // messages delivered and not yet acknowledged
+}
+
+// QueueStats returns a snapshot of the queue named dest (for example
+// "/queue/orders"); ok is false when the queue does not exist. Goroutine-safe.
+func (b *Broker) QueueStats(dest string) (s Stats, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[dest]
+	if q == nil {
+		return Stats{}, false
+	}
+	return Stats{Pending: q.pending, InFlight: q.inflight}, true
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+// Start is New plus a background Serve on cfg.Addr ("" → a free port on
+// 127.0.0.1), for tests, benchmarks and embedding. It returns once the
+// broker listens (Addr is set); Close stops it.
+func Start(cfg Config) (*Broker, error) {
+	b, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	a := ln.Addr()
+	b.addr.Store(&a)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		_ = ln.Close()
+		return nil, errors.New("broker closed")
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.wg.Done()
+		if err := b.Serve(context.Background(), ln); err != nil {
+			b.log.Error("broker: serve stopped", "err", err)
+		}
+	}()
+	return b, nil
+}

@@ -1,0 +1,698 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-stomp/stomp/v3/frame"
+)
+
+const durablePrefix = "durable:"
+
+// conn is one client connection: a reader goroutine that applies frames and
+// a writer goroutine that owns all writes through a bounded queue.
+type conn struct {
+	b  *Broker
+	nc net.Conn
+
+	// guarded by b.mu
+	version   string
+	clientID  string
+	subs      map[string]*subscription
+	acks      map[string]*delivery
+	ackSeq    uint64
+	txs       map[string][]*frame.Frame
+	readAfter atomic.Int64 // read deadline in ns; 0 = none
+
+	wmu      sync.Mutex // guards the outbound queue below
+	out      []*frame.Frame
+	outBytes int
+	needKick bool
+	closing  bool          // write what is queued, then close
+	linger   bool          // DISCONNECT with a pending receipt: the writer closes
+	hbSend   time.Duration // writer heart-beat interval; 0 = none
+	signal   chan struct{} // cap 1: outbound queue changed
+	dead     chan struct{}
+	killOnce sync.Once
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	return &conn{
+		b: b, nc: nc,
+		subs:   map[string]*subscription{},
+		acks:   map[string]*delivery{},
+		txs:    map[string][]*frame.Frame{},
+		signal: make(chan struct{}, 1),
+		dead:   make(chan struct{}),
+	}
+}
+
+func frameSize(f *frame.Frame) int {
+	n := len(f.Command) + len(f.Body) + 2
+	for i := 0; i < f.Header.Len(); i++ {
+		k, v := f.Header.GetAt(i)
+		n += len(k) + len(v) + 2
+	}
+	return n
+}
+
+// send queues f for the writer without blocking. A client whose unread
+// output exceeds twice MaxOutboundBytes is disconnected.
+func (c *conn) send(f *frame.Frame) {
+	c.wmu.Lock()
+	if c.closing {
+		c.wmu.Unlock()
+		return
+	}
+	c.out = append(c.out, f)
+	c.outBytes += frameSize(f)
+	over := c.outBytes > 2*c.b.cfg.MaxOutboundBytes
+	c.wmu.Unlock()
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+	if over {
+		c.b.log.Warn("broker: disconnecting client that does not read", "remote", c.nc.RemoteAddr())
+		c.kill()
+	}
+}
+
+// throttled reports whether c's outbound buffer is full; the writer then
+// re-dispatches once it has drained.
+func (c *conn) throttled() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.outBytes >= c.b.cfg.MaxOutboundBytes {
+		c.needKick = true
+		return true
+	}
+	return false
+}
+
+// closeAfterFlush makes the writer close the connection once its queue is written.
+func (c *conn) closeAfterFlush() {
+	c.wmu.Lock()
+	c.closing = true
+	c.wmu.Unlock()
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+}
+
+// kill closes the connection now. Idempotent.
+func (c *conn) kill() {
+	c.killOnce.Do(func() {
+		close(c.dead)
+		_ = c.nc.Close()
+	})
+}
+
+func (c *conn) writeTimeout() time.Duration { return max(3*c.b.cfg.HeartBeat, 30*time.Second) }
+
+func (c *conn) writeLoop() {
+	defer c.kill()
+	var buf bytes.Buffer
+	fw := frame.NewWriter(&buf)
+	hb := time.NewTimer(time.Hour)
+	defer hb.Stop()
+	for {
+		c.wmu.Lock()
+		out, closing, interval := c.out, c.closing, c.hbSend
+		c.out = nil
+		c.wmu.Unlock()
+		if len(out) == 0 {
+			if closing {
+				return
+			}
+			if interval > 0 {
+				hb.Reset(interval)
+			}
+			select {
+			case <-c.signal:
+				continue
+			case <-c.dead:
+				return
+			case <-hb.C:
+				if interval == 0 {
+					continue
+				}
+				_ = fw.Write(nil) // heart-beat EOL
+			}
+		} else {
+			size := 0
+			for _, f := range out {
+				size += frameSize(f)
+				_ = fw.Write(f) // writes to a bytes.Buffer do not fail
+			}
+			c.wmu.Lock()
+			c.outBytes -= size
+			kick := c.needKick && c.outBytes < c.b.cfg.MaxOutboundBytes/2
+			if kick {
+				c.needKick = false
+			}
+			c.wmu.Unlock()
+			if kick {
+				c.b.kick(c) // the writer holds no lock here
+			}
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+		if _, err := c.nc.Write(buf.Bytes()); err != nil {
+			return
+		}
+		if buf.Cap() > 1<<20 {
+			buf = bytes.Buffer{}
+			fw = frame.NewWriter(&buf)
+		} else {
+			buf.Reset()
+		}
+	}
+}
+
+// deadlineReader sets the read deadline before every read of the connection.
+type deadlineReader struct{ c *conn }
+
+func (r deadlineReader) Read(p []byte) (int, error) {
+	if d := time.Duration(r.c.readAfter.Load()); d > 0 {
+		_ = r.c.nc.SetReadDeadline(time.Now().Add(d))
+	} else {
+		_ = r.c.nc.SetReadDeadline(time.Time{})
+	}
+	return r.c.nc.Read(p)
+}
+
+func (c *conn) readLoop() {
+	defer c.cleanup()
+	c.readAfter.Store(int64(max(3*c.b.cfg.HeartBeat, 10*time.Second))) // until CONNECT
+	fr := newFrameReader(deadlineReader{c}, c.b.cfg)
+	connected := false
+	for {
+		f, err := fr.read()
+		if err != nil {
+			var pe *protocolError
+			if errors.As(err, &pe) {
+				c.fail(pe.msg, nil)
+			}
+			return
+		}
+		if f == nil {
+			continue
+		}
+		if !connected {
+			if f.Command != frame.CONNECT && f.Command != frame.STOMP {
+				c.fail("expected CONNECT, got "+f.Command, f)
+				return
+			}
+			if err := c.connect(f); err != nil {
+				c.fail(err.Error(), f)
+				return
+			}
+			connected = true
+			fr.unescape = c.version != "1.0"
+			continue
+		}
+		if f.Command == frame.CONNECT || f.Command == frame.STOMP {
+			c.fail("already connected", f)
+			return
+		}
+		stop, err := c.handle(f)
+		if err != nil {
+			c.fail(err.Error(), f)
+			return
+		}
+		if stop {
+			return
+		}
+		if c.b.journal != nil {
+			c.b.journal.waitRoom()
+		}
+	}
+}
+
+// fail sends an ERROR frame and closes the connection after it.
+func (c *conn) fail(msg string, f *frame.Frame) {
+	e := frame.New(frame.ERROR, frame.Message, msg, frame.ContentType, "text/plain")
+	if f != nil {
+		if r, ok := f.Header.Contains(frame.Receipt); ok {
+			e.Header.Add(frame.ReceiptId, r)
+		}
+	}
+	e.Body = []byte(msg)
+	e.Header.Add(frame.ContentLength, strconv.Itoa(len(e.Body)))
+	c.send(e)
+	c.closeAfterFlush()
+}
+
+// cleanup runs when the reader stops: subscriptions end, unacknowledged
+// messages go back to their queues, open transactions are discarded.
+func (c *conn) cleanup() {
+	b := c.b
+	b.mu.Lock()
+	delete(b.conns, c)
+	var bt batch
+	for _, s := range c.subs {
+		b.endSub(s, &bt)
+	}
+	c.txs = nil
+	b.finish(&bt, nil)
+	b.mu.Unlock()
+	c.wmu.Lock()
+	closing := c.closing || c.linger
+	c.wmu.Unlock()
+	if !closing {
+		c.kill()
+		return
+	}
+	// the writer flushes and closes; bound how long a non-reading client holds it
+	go func() {
+		select {
+		case <-c.dead:
+		case <-time.After(c.writeTimeout()):
+			c.kill()
+		}
+	}()
+}
+
+var supportedVersions = []string{"1.0", "1.1", "1.2"}
+
+func (c *conn) connect(f *frame.Frame) error {
+	b := c.b
+	version := ""
+	accept := f.Header.Get(frame.AcceptVersion)
+	if accept == "" {
+		accept = "1.0"
+	}
+	for v := range strings.SplitSeq(accept, ",") {
+		v = strings.TrimSpace(v)
+		if slices.Contains(supportedVersions, v) && v > version {
+			version = v
+		}
+	}
+	if version == "" {
+		return fmt.Errorf("supported protocol versions are %s", strings.Join(supportedVersions, ","))
+	}
+	if b.cfg.Login != "" && (f.Header.Get(frame.Login) != b.cfg.Login || f.Header.Get(frame.Passcode) != b.cfg.Passcode) {
+		return errors.New("access refused: bad login or passcode")
+	}
+	var cx, cy time.Duration
+	if hb, ok := f.Header.Contains(frame.HeartBeat); ok && version != "1.0" {
+		var err error
+		if cx, cy, err = frame.ParseHeartBeat(hb); err != nil {
+			return fmt.Errorf("bad heart-beat header %q", hb)
+		}
+	}
+	s := b.cfg.HeartBeat
+	b.mu.Lock()
+	c.version = version
+	c.clientID = f.Header.Get("client-id")
+	c.readAfter.Store(0)
+	if cx > 0 {
+		c.readAfter.Store(int64(2*max(cx, s) + time.Second))
+	}
+	b.mu.Unlock()
+	c.wmu.Lock()
+	if cy > 0 {
+		c.hbSend = max(cy, s)
+	}
+	c.wmu.Unlock()
+	ms := strconv.FormatInt(s.Milliseconds(), 10)
+	cf := frame.New(frame.CONNECTED,
+		frame.Version, version,
+		frame.Server, ServerName,
+		frame.Session, fmt.Sprintf("%p", c),
+	)
+	if version != "1.0" {
+		cf.Header.Add(frame.HeartBeat, ms+","+ms)
+	}
+	c.send(cf)
+	return nil
+}
+
+func required(f *frame.Frame, name string) (string, error) {
+	v, ok := f.Header.Contains(name)
+	if !ok || v == "" {
+		return "", protoErr("%s frame needs a %s header", f.Command, name)
+	}
+	return v, nil
+}
+
+// handle applies one frame of a connected client. stop means the client
+// disconnected.
+func (c *conn) handle(f *frame.Frame) (stop bool, err error) {
+	b := c.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var bt batch
+	switch f.Command {
+	case frame.SEND, frame.ACK, frame.NACK:
+		if tx, ok := f.Header.Contains(frame.Transaction); ok {
+			ops, open := c.txs[tx]
+			if !open {
+				return false, protoErr("unknown transaction %q", tx)
+			}
+			if f.Command != frame.SEND {
+				if _, err := c.findDelivery(f); err != nil {
+					return false, err
+				}
+			}
+			c.txs[tx] = append(ops, f)
+			break
+		}
+		if err := c.apply(f, &bt); err != nil {
+			return false, err
+		}
+	case frame.SUBSCRIBE:
+		if err := c.subscribe(f, &bt); err != nil {
+			return false, err
+		}
+	case frame.UNSUBSCRIBE:
+		if err := c.unsubscribe(f, &bt); err != nil {
+			return false, err
+		}
+	case frame.BEGIN:
+		tx, err := required(f, frame.Transaction)
+		if err != nil {
+			return false, err
+		}
+		if _, dup := c.txs[tx]; dup {
+			return false, protoErr("transaction %q already begun", tx)
+		}
+		c.txs[tx] = []*frame.Frame{}
+	case frame.COMMIT, frame.ABORT:
+		tx, err := required(f, frame.Transaction)
+		if err != nil {
+			return false, err
+		}
+		ops, open := c.txs[tx]
+		if !open {
+			return false, protoErr("unknown transaction %q", tx)
+		}
+		delete(c.txs, tx)
+		if f.Command == frame.COMMIT {
+			for _, op := range ops {
+				// acks of deliveries settled since are skipped: the commit stays atomic
+				_ = c.apply(op, &bt)
+			}
+		}
+	case frame.DISCONNECT:
+		stop = true
+	}
+	var done func(error)
+	if r, ok := f.Header.Contains(frame.Receipt); ok {
+		if stop {
+			c.wmu.Lock()
+			c.linger = true
+			c.wmu.Unlock()
+		}
+		done = func(err error) {
+			if err != nil {
+				c.fail("journal write failed: "+err.Error(), f)
+				return
+			}
+			c.send(frame.New(frame.RECEIPT, frame.ReceiptId, r))
+			if stop {
+				c.closeAfterFlush()
+			}
+		}
+	} else if stop {
+		c.closeAfterFlush()
+	}
+	b.finish(&bt, done)
+	return stop, nil
+}
+
+// apply performs a SEND, ACK or NACK. Called with b.mu held.
+func (c *conn) apply(f *frame.Frame, bt *batch) error {
+	b := c.b
+	if f.Command == frame.SEND {
+		dest, err := required(f, frame.Destination)
+		if err != nil {
+			return err
+		}
+		if strings.IndexByte(dest, 0) >= 0 {
+			return protoErr("bad destination")
+		}
+		b.publish(b.newEntry(f), bt)
+		return nil
+	}
+	if f.Command == frame.NACK && c.version == "1.0" {
+		return protoErr("NACK is not part of STOMP 1.0")
+	}
+	d, err := c.findDelivery(f)
+	if err != nil {
+		return err
+	}
+	s := d.s
+	var ds []*delivery
+	if s.mode == ackClient {
+		for el := s.unacked.Front(); el != nil; el = el.Next() {
+			x := el.Value.(*delivery)
+			ds = append(ds, x)
+			if x == d {
+				break
+			}
+		}
+	} else {
+		ds = []*delivery{d}
+	}
+	if f.Command == frame.ACK {
+		for _, x := range ds {
+			b.settle(x, bt)
+		}
+		return nil
+	}
+	for i := len(ds) - 1; i >= 0; i-- { // front-pushes in reverse keep the original order
+		b.giveBack(ds[i], bt)
+	}
+	return nil
+}
+
+// findDelivery resolves an ACK or NACK by id (1.2) or message-id [+ subscription] (1.0, 1.1).
+func (c *conn) findDelivery(f *frame.Frame) (*delivery, error) {
+	if id, ok := f.Header.Contains(frame.Id); ok {
+		if d := c.acks[id]; d != nil {
+			return d, nil
+		}
+		return nil, protoErr("%s for unknown ack id %q", f.Command, id)
+	}
+	mid, ok := f.Header.Contains(frame.MessageId)
+	if !ok {
+		return nil, protoErr("%s frame needs an id or message-id header", f.Command)
+	}
+	if sid, ok := f.Header.Contains(frame.Subscription); ok {
+		if s := c.subs[sid]; s != nil {
+			if d := s.byMsgID[mid]; d != nil {
+				return d, nil
+			}
+		}
+	} else {
+		for _, s := range c.subs {
+			if d := s.byMsgID[mid]; d != nil {
+				return d, nil
+			}
+		}
+	}
+	return nil, protoErr("%s for unknown message-id %q", f.Command, mid)
+}
+
+func isTrue(f *frame.Frame, name string) bool { return f.Header.Get(name) == "true" }
+
+// prefetch reads prefetch-count or activemq.prefetchSize.
+func (c *conn) prefetch(f *frame.Frame) int {
+	n := c.b.cfg.DefaultPrefetch
+	for _, h := range []string{"prefetch-count", "activemq.prefetchSize"} {
+		if v, ok := f.Header.Contains(h); ok {
+			if p, err := strconv.Atoi(v); err == nil && p > 0 {
+				n = min(p, 100000)
+			}
+			break
+		}
+	}
+	return n
+}
+
+func (c *conn) subscribe(f *frame.Frame, bt *batch) error {
+	b := c.b
+	dest, err := required(f, frame.Destination)
+	if err != nil {
+		return err
+	}
+	id, ok := f.Header.Contains(frame.Id)
+	if !ok {
+		if c.version != "1.0" {
+			return protoErr("SUBSCRIBE frame needs an id header")
+		}
+		id = dest
+	}
+	if c.subs[id] != nil {
+		return protoErr("subscription id %q already in use", id)
+	}
+	s := &subscription{c: c, id: id, dest: dest, prefetch: c.prefetch(f), byMsgID: map[string]*delivery{}}
+	switch f.Header.Get(frame.Ack) {
+	case "", "auto":
+		s.mode = ackAuto
+	case "client":
+		s.mode = ackClient
+	case "client-individual":
+		s.mode = ackClientIndividual
+	default:
+		return protoErr("bad ack mode %q", f.Header.Get(frame.Ack))
+	}
+	selText := strings.TrimSpace(f.Header.Get("selector"))
+	var sel *selector
+	if selText != "" {
+		if sel, err = parseSelector(selText); err != nil {
+			return protoErr("bad selector: %v", err)
+		}
+	}
+	switch {
+	case !isTopic(dest):
+		s.sel = sel
+		s.q = b.queueFor(dest)
+	case durableKey(f, c.clientID) != "":
+		key := durableKey(f, c.clientID)
+		ds := b.durables[key]
+		if ds != nil && ds.active != nil {
+			return protoErr("durable subscription %q is already active", key)
+		}
+		if ds == nil || ds.topic != dest || ds.sel != selText {
+			if ds != nil {
+				b.removeDurable(ds, bt)
+			}
+			ds = &durableSub{key: key, topic: dest, sel: selText}
+			if _, err := b.newDurableQueue(ds); err != nil {
+				return protoErr("bad selector: %v", err)
+			}
+			if b.journal != nil {
+				bt.ops = append(bt.ops, jop{bucket: bucketSubs, key: []byte(key), val: []byte(dest + "\x00" + selText)})
+			}
+		}
+		ds.active = s
+		s.q = ds.q
+	default:
+		q := &queue{dest: dest, filter: sel, ephemeral: true}
+		b.topicSet(dest)[q] = struct{}{}
+		s.q = q
+	}
+	c.subs[id] = s
+	s.q.consumers = append(s.q.consumers, s)
+	bt.touch(s.q)
+	return nil
+}
+
+// durableKey names the durable subscription a SUBSCRIBE asks for, or "".
+func durableKey(f *frame.Frame, clientID string) string {
+	if name := f.Header.Get("activemq.subscriptionName"); name != "" {
+		return clientID + ":" + name
+	}
+	if isTrue(f, "durable") || isTrue(f, "persistent") {
+		if id := f.Header.Get(frame.Id); id != "" {
+			return clientID + ":" + id
+		}
+	}
+	return ""
+}
+
+func (b *Broker) topicSet(dest string) map[*queue]struct{} {
+	m := b.topics[dest]
+	if m == nil {
+		m = map[*queue]struct{}{}
+		b.topics[dest] = m
+	}
+	return m
+}
+
+// newDurableQueue registers ds with its queue and topic. Called with b.mu held.
+func (b *Broker) newDurableQueue(ds *durableSub) (*queue, error) {
+	var sel *selector
+	if ds.sel != "" {
+		var err error
+		if sel, err = parseSelector(ds.sel); err != nil {
+			return nil, err
+		}
+	}
+	ds.q = &queue{name: durablePrefix + ds.key, dest: ds.topic, filter: sel, durable: ds}
+	b.durables[ds.key] = ds
+	b.topicSet(ds.topic)[ds.q] = struct{}{}
+	return ds.q, nil
+}
+
+// removeDurable deletes a durable subscription and its messages.
+func (b *Broker) removeDurable(ds *durableSub, bt *batch) {
+	delete(b.durables, ds.key)
+	delete(b.topics[ds.topic], ds.q)
+	ds.q.removed = true
+	for p := range ds.q.levels {
+		for el := ds.q.levels[p].Front(); el != nil; el = el.Next() {
+			b.drop(el.Value.(*entry), bt)
+		}
+		ds.q.levels[p].Init()
+	}
+	ds.q.pending = 0
+	if b.journal != nil {
+		bt.ops = append(bt.ops, jop{bucket: bucketSubs, del: true, key: []byte(ds.key)})
+	}
+}
+
+func (c *conn) unsubscribe(f *frame.Frame, bt *batch) error {
+	id, ok := f.Header.Contains(frame.Id)
+	if !ok {
+		if c.version != "1.0" {
+			return protoErr("UNSUBSCRIBE frame needs an id header")
+		}
+		id = f.Header.Get(frame.Destination)
+	}
+	s := c.subs[id]
+	if s == nil {
+		return protoErr("no subscription %q", id)
+	}
+	c.b.endSub(s, bt)
+	if ds := s.q.durable; ds != nil && (isTrue(f, "durable") || isTrue(f, "persistent") || f.Header.Get("activemq.subscriptionName") != "") {
+		c.b.removeDurable(ds, bt)
+	}
+	return nil
+}
+
+// endSub detaches s: its unacknowledged messages go back, an ephemeral topic
+// queue is discarded, a durable one stays. Called with b.mu held.
+func (b *Broker) endSub(s *subscription, bt *batch) {
+	c := s.c
+	delete(c.subs, s.id)
+	q := s.q
+	q.consumers = slices.DeleteFunc(q.consumers, func(x *subscription) bool { return x == s })
+	if q.durable != nil && q.durable.active == s {
+		q.durable.active = nil
+	}
+	if q.ephemeral {
+		q.removed = true
+		delete(b.topics[q.dest], q)
+		if len(b.topics[q.dest]) == 0 {
+			delete(b.topics, q.dest)
+		}
+	}
+	var ds []*delivery
+	for el := s.unacked.Front(); el != nil; el = el.Next() {
+		ds = append(ds, el.Value.(*delivery))
+	}
+	for i := len(ds) - 1; i >= 0; i-- {
+		b.giveBack(ds[i], bt)
+	}
+	if q.ephemeral {
+		for p := range q.levels {
+			for el := q.levels[p].Front(); el != nil; el = el.Next() {
+				b.drop(el.Value.(*entry), bt)
+			}
+			q.levels[p].Init()
+		}
+		q.pending = 0
+	}
+}
