@@ -165,4 +165,10 @@ type Project struct {
 	Files map[string][]byte
 	// Programs holds each script file compiled once, by bundle path.
 	Programs map[string]*goja.Program
+
+	// Lookup indexes built by Load; nil for a Project built by hand, in
+	// which case the lookup methods scan the manifest.
+	ops       map[string]*Operation
+	hooks     map[string]*Operation
+	listeners map[string]*Listener
 }

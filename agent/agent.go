@@ -1,0 +1,378 @@
+// Package agent wires one opsrunner process together: configuration, store,
+// coordinator, embedded broker, JS engine, listeners and the HTTP server.
+// It owns the live project registry and implements api.Backend.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opsrunner/opsrunner/api"
+	"github.com/opsrunner/opsrunner/broker"
+	"github.com/opsrunner/opsrunner/cluster"
+	"github.com/opsrunner/opsrunner/runtime"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
+)
+
+// Version is the agent's version, set at build time with -ldflags.
+var Version = "dev"
+
+// Agent is one opsrunner process. Create it with New, run it with Serve.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+
+	store     store.Store
+	coord     cluster.Coordinator
+	engine    *runtime.Engine
+	slots     *triggers.Slots
+	listeners *triggers.Manager
+	metrics   *metrics
+	conns     map[string]triggers.ConnConfig
+	kinds     brokerKinds
+
+	projects atomic.Pointer[map[string]*scripts.Project]
+	deployMu sync.Mutex // serialises deploys, rollbacks and state changes
+
+	// background runs (async webhooks, RunOperation(wait=false)).
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+
+	inflight sync.Map // triggers.Delivery → *deliveryRuns
+
+	httpLn   net.Listener
+	brokerLn net.Listener
+	ready    chan struct{}
+}
+
+// New builds an agent from cfg (validated here). It opens the store and
+// binds the listening sockets, so that the caller knows the addresses before
+// Serve; it starts no goroutines.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{cfg: cfg, log: log, started: time.Now().UTC(), ready: make(chan struct{})}
+	empty := map[string]*scripts.Project{}
+	a.projects.Store(&empty)
+	a.bgCtx, a.bgCancel = context.WithCancel(context.Background())
+	a.metrics = newMetrics()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	var err error
+	if cfg.EmbeddedBroker() {
+		if a.brokerLn, err = net.Listen("tcp", cfg.EmbeddedBrokerAddr); err != nil {
+			return nil, fmt.Errorf("embedded broker listen %s: %w", cfg.EmbeddedBrokerAddr, err)
+		}
+		// The default connection is the embedded broker at its bound address
+		// (the configured one may have been port 0).
+		bound := "stomp://" + a.brokerLn.Addr().String()
+		if c := cfg.Connections["default"]; c.URL == "stomp://"+cfg.EmbeddedBrokerAddr {
+			c.URL = bound
+			cfg.Connections["default"] = c
+		}
+	}
+	if a.store, a.coord, err = openState(cfg); err != nil {
+		if a.brokerLn != nil {
+			a.brokerLn.Close()
+		}
+		return nil, err
+	}
+	a.conns = connConfigs(cfg)
+	a.slots = triggers.NewSlots(cfg.Workers)
+	a.engine = runtime.New(runtime.Config{
+		Agent:       cfg.AgentID,
+		Projects:    a,
+		Dispatcher:  dispatcher{a},
+		Sender:      sender{a},
+		MemoryLimit: cfg.MemoryLimit,
+		Logger:      log,
+	})
+	a.listeners = triggers.NewManager(triggers.ManagerConfig{
+		Agent:       cfg.AgentID,
+		Connections: a.conns,
+		Coordinator: a.coord,
+		Store:       a.store,
+		Run:         a.runDelivery,
+		Filter:      a.filterDelivery,
+		OnSettled:   a.settled,
+		Slots:       a.slots,
+		Logger:      log,
+	})
+
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		if a.brokerLn != nil {
+			a.brokerLn.Close()
+		}
+		a.closeState()
+		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	}
+	if err := a.loadProjects(context.Background()); err != nil {
+		a.httpLn.Close()
+		if a.brokerLn != nil {
+			a.brokerLn.Close()
+		}
+		a.closeState()
+		return nil, err
+	}
+	return a, nil
+}
+
+// openState opens the store and coordinator: bbolt and local without Redis.
+func openState(cfg Config) (store.Store, cluster.Coordinator, error) {
+	if cfg.RedisURL != "" {
+		return openRedis(cfg)
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "opsrunner.db"), store.BoltOptions{
+		Retention: store.Retention{MaxRuns: cfg.RunRetention.MaxRuns, MaxAge: time.Duration(cfg.RunRetention.MaxAge)},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open store: %w", err)
+	}
+	return st, cluster.NewLocal(cfg.AgentID), nil
+}
+
+func (a *Agent) closeState() {
+	if a.coord != nil {
+		a.coord.Close()
+	}
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.engine != nil {
+		a.engine.Close()
+	}
+}
+
+// HTTPAddr is the address the API listens on.
+func (a *Agent) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// BrokerAddr is the embedded broker's address, "" when none runs.
+func (a *Agent) BrokerAddr() string {
+	if a.brokerLn == nil {
+		return ""
+	}
+	return a.brokerLn.Addr().String()
+}
+
+// Started is closed once Serve serves.
+func (a *Agent) Started() <-chan struct{} { return a.ready }
+
+// Serve serves until ctx ends, then shuts down gracefully: it stops taking
+// work, lets runs in flight finish up to the shutdown timeout, and closes
+// everything. It returns the first fatal error.
+func (a *Agent) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+
+	var brk *broker.Broker
+	if a.brokerLn != nil {
+		var err error
+		brk, err = broker.New(broker.Config{
+			Addr:    a.cfg.EmbeddedBrokerAddr,
+			DataDir: filepath.Join(a.cfg.DataDir, "broker"),
+			Logger:  a.log.With("component", "broker"),
+		})
+		if err != nil {
+			a.brokerLn.Close()
+			a.httpLn.Close()
+			a.shutdownState()
+			return fmt.Errorf("embedded broker: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := brk.Serve(ctx, a.brokerLn); err != nil {
+				errs <- fmt.Errorf("embedded broker: %w", err)
+				cancel()
+			}
+		}()
+		a.log.Info("embedded broker listening", "addr", "stomp://"+a.brokerLn.Addr().String())
+	}
+
+	handler := api.New(a, api.Options{
+		Tokens:       a.cfg.Tokens,
+		MaxBodyBytes: a.cfg.MaxBodyBytes,
+		Bundle:       scripts.Limits{MaxBundleBytes: a.cfg.MaxBundleBytes},
+		Logger:       a.log,
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("http: %w", err)
+			cancel()
+		}
+	}()
+
+	listenCtx, stopListeners := context.WithCancel(context.Background())
+	listenersDone := make(chan struct{})
+	go func() {
+		defer close(listenersDone)
+		if err := a.listeners.Run(listenCtx); err != nil {
+			a.log.Error("listeners stopped", "error", err)
+		}
+	}()
+	a.applyListeners()
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.maintain(ctx)
+	}()
+
+	a.log.Info("opsrunner listening", "http", "http://"+a.httpLn.Addr().String(), "agent", a.cfg.AgentID, "workers", a.cfg.Workers, "data", a.cfg.DataDir)
+	close(a.ready)
+	<-ctx.Done()
+
+	a.log.Info("shutting down", "timeout", time.Duration(a.cfg.ShutdownTimeout).String())
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
+	defer shutCancel()
+	_ = srv.Shutdown(shutCtx) // stops new requests; waits for webhooks in flight
+	stopListeners()           // listeners stop taking deliveries; in flight finish
+	select {
+	case <-listenersDone:
+	case <-shutCtx.Done():
+	}
+	bgDone := make(chan struct{})
+	go func() { a.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-shutCtx.Done():
+		a.bgCancel()
+		<-bgDone
+	}
+	a.bgCancel()
+	if brk != nil {
+		brk.Close()
+	}
+	wg.Wait()
+	a.shutdownState()
+	close(errs)
+	var first error
+	for err := range errs {
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (a *Agent) shutdownState() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.store.Flush(ctx); err != nil {
+		a.log.Warn("flush store", "error", err)
+	}
+	a.closeState()
+}
+
+// maintain runs periodic chores: membership heartbeat and retention sweeps.
+func (a *Agent) maintain(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastSweep := time.Now()
+	for {
+		a.heartbeat(ctx)
+		if time.Since(lastSweep) > time.Minute {
+			lastSweep = time.Now()
+			if err := a.store.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				a.log.Warn("retention sweep", "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	m := cluster.Member{
+		ID:        a.cfg.AgentID,
+		Address:   a.httpLn.Addr().String(),
+		Capacity:  a.slots.Capacity(),
+		InFlight:  a.slots.InFlight(),
+		Version:   Version,
+		StartedAt: a.started,
+		LastSeen:  time.Now().UTC(),
+	}
+	if err := a.coord.Heartbeat(ctx, m); err != nil && ctx.Err() == nil {
+		a.log.Warn("heartbeat", "error", err)
+	}
+}
+
+// Project implements runtime.Projects over the live registry.
+func (a *Agent) Project(name string) (*scripts.Project, bool) {
+	p, ok := (*a.projects.Load())[name]
+	return p, ok
+}
+
+// loadProjects installs the active version of every stored project.
+func (a *Agent) loadProjects(ctx context.Context) error {
+	infos, err := a.store.Projects(ctx)
+	if err != nil {
+		return fmt.Errorf("list projects: %w", err)
+	}
+	next := map[string]*scripts.Project{}
+	for _, info := range infos {
+		p, err := a.loadVersion(ctx, info.Name, info.ActiveVersion)
+		if err != nil {
+			a.log.Error("project does not load; skipped", "project", info.Name, "version", info.ActiveVersion, "error", err)
+			continue
+		}
+		next[info.Name] = p
+	}
+	a.projects.Store(&next)
+	return nil
+}
+
+func (a *Agent) loadVersion(ctx context.Context, name string, version int) (*scripts.Project, error) {
+	pv, bundle, err := a.store.ProjectVersion(ctx, name, version)
+	if err != nil {
+		return nil, err
+	}
+	files, err := scripts.ReadBundle(bytes.NewReader(bundle), scripts.Limits{MaxBundleBytes: int64(len(bundle)) + 1})
+	if err != nil {
+		return nil, err
+	}
+	p, err := scripts.Load(name, pv.Version, files, a.loadOptions())
+	if err != nil {
+		return nil, err
+	}
+	p.CreatedAt = pv.CreatedAt
+	return p, nil
+}
+
+func (a *Agent) install(p *scripts.Project) {
+	cur := *a.projects.Load()
+	next := make(map[string]*scripts.Project, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[p.Name] = p
+	a.projects.Store(&next)
+}

@@ -1,0 +1,242 @@
+package agent
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is an agent's configuration. The zero value is not usable; start
+// from Defaults and apply a YAML file, the environment and flags, in that
+// order (Load does all three but flags).
+type Config struct {
+	HTTPAddr           string `yaml:"http_addr"`
+	DataDir            string `yaml:"data_dir"`
+	EmbeddedBrokerAddr string `yaml:"embedded_broker_addr"`
+	// BrokerURL, when set, is the "default" connection and no embedded broker starts.
+	BrokerURL   string `yaml:"broker_url"`
+	RedisURL    string `yaml:"redis_url"`
+	ClusterSize int    `yaml:"cluster_size"`
+	AgentID     string `yaml:"agent_id"`
+	Workers     int    `yaml:"workers"`
+	// Connections are named broker connections projects refer to.
+	Connections map[string]Connection `yaml:"connections"`
+	// Tokens, when any is set, are the bearer tokens management calls need.
+	Tokens []string `yaml:"tokens"`
+	// MaxBodyBytes bounds webhook bodies (413 beyond); 0 means 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxBundleBytes bounds uploaded bundles; 0 means 10 MiB.
+	MaxBundleBytes int64 `yaml:"max_bundle_bytes"`
+	// RunRetention bounds run history by count and age.
+	RunRetention RunRetention `yaml:"run_retention"`
+	// ShutdownTimeout is how long runs in flight may finish on SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MemoryLimit is the Go heap size (bytes) above which scripts are stopped; 0 means 1 GiB.
+	MemoryLimit uint64 `yaml:"memory_limit"`
+}
+
+// RunRetention bounds run history.
+type RunRetention struct {
+	MaxRuns int      `yaml:"max_runs"`
+	MaxAge  Duration `yaml:"max_age"`
+}
+
+// Connection is a STOMP broker connection.
+type Connection struct {
+	// URL is stomp://[user:pass@]host:port (stomp+ssl:// for TLS).
+	URL string `yaml:"url"`
+	// Host is the STOMP virtual host header ("/" for RabbitMQ); default: the URL's host.
+	Host        string   `yaml:"host"`
+	Login       string   `yaml:"login"`
+	Passcode    string   `yaml:"passcode"`
+	HeartBeat   Duration `yaml:"heart_beat"`
+	TLS         bool     `yaml:"tls"`
+	TLSInsecure bool     `yaml:"tls_insecure"`
+}
+
+// Duration reads "10s" style values.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults is the configuration `opsrunner serve` runs with when given none.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "agent"
+	}
+	return Config{
+		HTTPAddr:           "127.0.0.1:8080",
+		DataDir:            "./data",
+		EmbeddedBrokerAddr: "127.0.0.1:61613",
+		ClusterSize:        1,
+		AgentID:            host + "-" + randomSuffix(),
+		Workers:            runtime.NumCPU(),
+		MaxBodyBytes:       1 << 20,
+		MaxBundleBytes:     10 << 20,
+		ShutdownTimeout:    Duration(30 * time.Second),
+	}
+}
+
+// EnvVars maps each OPSRUNNER_* variable to the field it sets.
+var envVars = []struct {
+	name string
+	set  func(c *Config, v string) error
+}{
+	{"OPSRUNNER_HTTP_ADDR", func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
+	{"OPSRUNNER_DATA_DIR", func(c *Config, v string) error { c.DataDir = v; return nil }},
+	{"OPSRUNNER_EMBEDDED_BROKER_ADDR", func(c *Config, v string) error { c.EmbeddedBrokerAddr = v; return nil }},
+	{"OPSRUNNER_BROKER_URL", func(c *Config, v string) error { c.BrokerURL = v; return nil }},
+	{"OPSRUNNER_REDIS_URL", func(c *Config, v string) error { c.RedisURL = v; return nil }},
+	{"OPSRUNNER_CLUSTER_SIZE", intSetter(func(c *Config, n int) { c.ClusterSize = n })},
+	{"OPSRUNNER_AGENT_ID", func(c *Config, v string) error { c.AgentID = v; return nil }},
+	{"OPSRUNNER_WORKERS", intSetter(func(c *Config, n int) { c.Workers = n })},
+}
+
+func intSetter(set func(*Config, int)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("not a number: %q", v)
+		}
+		set(c, n)
+		return nil
+	}
+}
+
+// Load returns Defaults overridden by the YAML file at path (if non-empty)
+// and then by OPSRUNNER_* variables read through getenv.
+func Load(path string, getenv func(string) string) (Config, error) {
+	cfg := Defaults()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	for _, ev := range envVars {
+		if v := getenv(ev.name); v != "" {
+			if err := ev.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("%s: %w", ev.name, err)
+			}
+		}
+	}
+	return cfg, nil
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("http_addr is empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.ClusterSize <= 0 {
+		errs = append(errs, fmt.Errorf("cluster_size must be at least 1, got %d", c.ClusterSize))
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxBundleBytes <= 0 {
+		c.MaxBundleBytes = 10 << 20
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = Duration(30 * time.Second)
+	}
+	if c.AgentID == "" {
+		errs = append(errs, errors.New("agent_id is empty"))
+	}
+	if c.RedisURL != "" {
+		if _, err := url.Parse(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("redis_url: %w", err))
+		}
+	}
+	if c.Connections == nil {
+		c.Connections = map[string]Connection{}
+	}
+	if _, ok := c.Connections["default"]; !ok {
+		switch {
+		case c.BrokerURL != "":
+			c.Connections["default"] = Connection{URL: c.BrokerURL}
+		case c.EmbeddedBrokerAddr != "":
+			c.Connections["default"] = Connection{URL: "stomp://" + c.EmbeddedBrokerAddr}
+		}
+	}
+	for name, conn := range c.Connections {
+		if _, err := ParseBrokerURL(conn.URL); err != nil {
+			errs = append(errs, fmt.Errorf("connection %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EmbeddedBroker reports whether this agent starts the embedded broker.
+func (c *Config) EmbeddedBroker() bool { return c.BrokerURL == "" && c.EmbeddedBrokerAddr != "" }
+
+// BrokerURL is a parsed stomp:// URL.
+type BrokerURL struct {
+	Addr     string
+	Login    string
+	Passcode string
+	TLS      bool
+}
+
+// ParseBrokerURL parses stomp://[user:pass@]host:port (or stomp+ssl://, ssl://).
+func ParseBrokerURL(raw string) (BrokerURL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return BrokerURL{}, fmt.Errorf("broker url: %w", err)
+	}
+	var b BrokerURL
+	switch u.Scheme {
+	case "stomp", "tcp":
+	case "stomp+ssl", "ssl", "stomps":
+		b.TLS = true
+	default:
+		return b, fmt.Errorf("broker url %q: scheme must be stomp:// or stomp+ssl://", raw)
+	}
+	if u.Host == "" || u.Port() == "" {
+		return b, fmt.Errorf("broker url %q: needs host:port", raw)
+	}
+	b.Addr = u.Host
+	if u.User != nil {
+		b.Login = u.User.Username()
+		b.Passcode, _ = u.User.Password()
+	}
+	return b, nil
+}
+
+func randomSuffix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

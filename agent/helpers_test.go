@@ -1,0 +1,154 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/scripts"
+)
+
+// testAgent is an agent serving on free loopback ports for one test.
+type testAgent struct {
+	*agent.Agent
+	URL  string
+	stop func() // shuts the agent down and waits; idempotent
+}
+
+// startAgent runs an agent with embedded defaults on free ports; mutate
+// adjusts the configuration first.
+func startAgent(t *testing.T, mutate func(*agent.Config)) *testAgent {
+	t.Helper()
+	cfg := agent.Defaults()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.EmbeddedBrokerAddr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.AgentID = "test-agent"
+	cfg.ShutdownTimeout = agent.Duration(5 * time.Second)
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := agent.New(cfg, nil)
+	if err != nil {
+		t.Fatalf("new agent: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	ta := &testAgent{Agent: a, URL: "http://" + a.HTTPAddr()}
+	ta.stop = sync.OnceFunc(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent stopped with: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("agent did not stop within 20s")
+		}
+	})
+	t.Cleanup(ta.stop)
+	select {
+	case <-a.Started():
+	case err := <-done:
+		t.Fatalf("agent stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent not ready within 10s")
+	}
+	return ta
+}
+
+// bundle packs a project from files.
+func bundle(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	m := make(map[string][]byte, len(files))
+	for k, v := range files {
+		m[k] = []byte(v)
+	}
+	var buf bytes.Buffer
+	if err := scripts.WriteBundle(&buf, m); err != nil {
+		t.Fatalf("write bundle: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// sampleBundle packs a folder under samples/.
+func sampleBundle(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := scripts.BundleDir(filepath.Join("..", "samples", name))
+	if err != nil {
+		t.Fatalf("bundle sample %s: %v", name, err)
+	}
+	return b
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %s", err, r.Body)
+	}
+	return m
+}
+
+// errorCode returns the code of a JSON error answer.
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	m := r.json(t)
+	e, ok := m["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("answer has no error object: %s", r.Body)
+	}
+	for _, k := range []string{"code", "message"} {
+		if _, ok := e[k].(string); !ok {
+			t.Fatalf("error lacks %q: %s", k, r.Body)
+		}
+	}
+	return e["code"].(string)
+}
+
+func (ta *testAgent) do(t *testing.T, method, path, contentType string, body []byte, header map[string]string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, ta.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+func (ta *testAgent) deploy(t *testing.T, project string, b []byte) response {
+	t.Helper()
+	return ta.do(t, http.MethodPut, "/api/v1/projects/"+project, "application/gzip", b, nil)
+}
+
+func (ta *testAgent) mustDeploy(t *testing.T, project string, b []byte) {
+	t.Helper()
+	if r := ta.deploy(t, project, b); r.Status != http.StatusCreated {
+		t.Fatalf("deploy %s: %d %s", project, r.Status, r.Body)
+	}
+}

@@ -1,0 +1,191 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/opsrunner/opsrunner/api"
+	"github.com/opsrunner/opsrunner/runtime"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
+)
+
+// newRunID returns a time-ordered unique run id.
+func newRunID() string { return ulid.Make().String() }
+
+// idempotencyTTL is how long a webhook's Idempotency-Key is remembered.
+const idempotencyTTL = 24 * time.Hour
+
+// Invoke runs a webhook-triggered chain (see api.Backend).
+func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *triggers.Response, error) {
+	runID := newRunID()
+	if inv.IdempotencyKey != "" {
+		key := "webhook:" + inv.Project.Name + "/" + inv.Operation.Name + ":" + inv.IdempotencyKey
+		bound, created, err := a.store.ClaimIdempotencyKey(ctx, key, runID, idempotencyTTL)
+		if err != nil {
+			return store.Run{}, nil, fmt.Errorf("idempotency key: %w", err)
+		}
+		if !created {
+			return a.replayRun(ctx, bound, inv.Async)
+		}
+	}
+	run := a.newRun(runID, inv.Project, inv.Operation.Name, "webhook")
+	if inv.Async {
+		a.putRun(ctx, run)
+		a.background(func(ctx context.Context) {
+			a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event})
+		})
+		return run, nil, nil
+	}
+	if err := a.slots.Acquire(ctx); err != nil {
+		return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "no free worker: " + err.Error()}
+	}
+	defer a.slots.Release()
+	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event})
+	return run, resp, nil
+}
+
+// replayRun answers a repeated Idempotency-Key with the first run's answer,
+// waiting for it when it is still running.
+func (a *Agent) replayRun(ctx context.Context, id string, async bool) (store.Run, *triggers.Response, error) {
+	for {
+		run, err := a.store.Run(ctx, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return store.Run{}, nil, err
+		}
+		if err == nil && (async || run.Status != store.StatusRunning) {
+			return run, responseOf(run), nil
+		}
+		select {
+		case <-ctx.Done():
+			return store.Run{}, nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// responseOf rebuilds a finished run's HTTP answer; nil for failures.
+func responseOf(run store.Run) *triggers.Response {
+	if run.Status != store.StatusSucceeded || run.Result == nil {
+		return nil
+	}
+	var resp triggers.Response
+	if err := json.Unmarshal(run.Result, &resp); err != nil {
+		return nil
+	}
+	return &resp
+}
+
+func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.Run {
+	return store.Run{
+		ID:        id,
+		Project:   p.Name,
+		Version:   p.Version,
+		Operation: op,
+		Trigger:   trigger,
+		Status:    store.StatusRunning,
+		StartedAt: time.Now().UTC(),
+		Agent:     a.cfg.AgentID,
+		Logs:      []store.LogLine{},
+	}
+}
+
+// execute runs a chain for run and records it; it returns the finished run
+// and, for a successful webhook run, its HTTP answer.
+func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation) (store.Run, *triggers.Response) {
+	inv.RunID = run.ID
+	res := a.engine.Run(ctx, inv)
+	run = finish(run, res)
+	var resp *triggers.Response
+	if run.Status == store.StatusSucceeded && inv.Trigger == "webhook" {
+		r, err := triggers.ShapeResponse(res.Value)
+		if err != nil {
+			run.Status, run.Error = store.StatusFailed, "return value is not JSON: "+err.Error()
+		} else {
+			resp = &r
+			run.HTTPStatus = r.Status
+			run.Result, _ = json.Marshal(r)
+		}
+	}
+	a.metrics.observe(run)
+	a.putRun(context.WithoutCancel(ctx), run)
+	return run, resp
+}
+
+// finish copies a runtime result onto a run.
+func finish(run store.Run, res runtime.Result) store.Run {
+	run.Status = res.Status
+	if res.Err != nil {
+		run.Error = res.Err.Error()
+	}
+	if !res.StartedAt.IsZero() {
+		run.StartedAt = res.StartedAt.UTC()
+	}
+	end := res.FinishedAt.UTC()
+	if res.FinishedAt.IsZero() {
+		end = time.Now().UTC()
+	}
+	run.FinishedAt = &end
+	run.DurationMs = end.Sub(run.StartedAt).Milliseconds()
+	run.Chain = res.Steps
+	if res.Logs != nil {
+		run.Logs = res.Logs
+	}
+	return run
+}
+
+func (a *Agent) putRun(ctx context.Context, run store.Run) {
+	if err := a.store.PutRun(ctx, run); err != nil {
+		a.log.Error("record run", "run", run.ID, "error", err)
+	}
+}
+
+// background runs fn on a goroutine owned by the agent, with a worker slot;
+// shutdown waits for it.
+func (a *Agent) background(fn func(ctx context.Context)) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		if err := a.slots.Acquire(a.bgCtx); err != nil {
+			return
+		}
+		defer a.slots.Release()
+		fn(a.bgCtx)
+	}()
+}
+
+// Runs lists recorded runs.
+func (a *Agent) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+	return a.store.Runs(ctx, f)
+}
+
+// Run returns one run.
+func (a *Agent) Run(ctx context.Context, id string) (store.Run, error) { return a.store.Run(ctx, id) }
+
+// dispatcher queues RunOperation(ref, false) calls as background runs.
+type dispatcher struct{ a *Agent }
+
+func (d dispatcher) Dispatch(ctx context.Context, inv runtime.Invocation) (string, error) {
+	if inv.Project == nil {
+		return "", errors.New("dispatch: no project")
+	}
+	run := d.a.newRun(newRunID(), inv.Project, inv.Operation, "operation")
+	d.a.putRun(ctx, run)
+	inv.Message = nil
+	d.a.background(func(ctx context.Context) { d.a.execute(ctx, run, inv) })
+	return run.ID, nil
+}
+
+// sender sends SendMessage calls made outside a delivery on the default
+// connection.
+type sender struct{ a *Agent }
+
+func (s sender) Send(ctx context.Context, destination string, body []byte, headers map[string]string) error {
+	return s.a.listeners.Send(ctx, "default", destination, body, headers)
+}

@@ -1,0 +1,289 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/opsrunner/opsrunner/api"
+	"github.com/opsrunner/opsrunner/runtime"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
+)
+
+// Listener and binding state keys in the store.
+func listenerKey(id string) string           { return "listener:" + id }
+func bindingKey(id, op string) string        { return "binding:" + id + ":" + op }
+func listenerID(project, name string) string { return project + "/" + name }
+
+// listenerEnabled reads a listener's state; a listener never toggled takes
+// the manifest's `enabled` (default true).
+func (a *Agent) listenerEnabled(ctx context.Context, id string, l *scripts.Listener) bool {
+	on, ok, err := a.store.State(ctx, listenerKey(id))
+	if err != nil {
+		a.log.Warn("read listener state", "listener", id, "error", err)
+	}
+	if ok {
+		return on
+	}
+	return l.Enabled == nil || *l.Enabled
+}
+
+func (a *Agent) bindingEnabled(ctx context.Context, id, op string) bool {
+	on, ok, err := a.store.State(ctx, bindingKey(id, op))
+	if err != nil {
+		a.log.Warn("read binding state", "listener", id, "operation", op, "error", err)
+	}
+	return !ok || on
+}
+
+// specs lists every listener of the live projects with its state.
+func (a *Agent) specs(ctx context.Context) []listenerEntry {
+	var out []listenerEntry
+	for _, p := range *a.projects.Load() {
+		for i := range p.Manifest.Listeners {
+			l := p.Manifest.Listeners[i]
+			id := listenerID(p.Name, l.Name)
+			out = append(out, listenerEntry{
+				spec:    triggers.ListenerSpec{ID: id, Project: p.Name, Version: p.Version, Listener: l},
+				enabled: a.listenerEnabled(ctx, id, &l),
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].spec.ID < out[j].spec.ID })
+	return out
+}
+
+type listenerEntry struct {
+	spec    triggers.ListenerSpec
+	enabled bool
+}
+
+// applyListeners hands the enabled listeners to the manager.
+func (a *Agent) applyListeners() {
+	ctx := context.Background()
+	var enabled []triggers.ListenerSpec
+	for _, e := range a.specs(ctx) {
+		if e.enabled && a.anyBindingEnabled(ctx, e.spec) {
+			enabled = append(enabled, e.spec)
+		}
+	}
+	a.listeners.Apply(enabled)
+}
+
+// anyBindingEnabled: a listener whose operations are all off takes no
+// messages (they wait on the broker instead of being rolled back).
+func (a *Agent) anyBindingEnabled(ctx context.Context, spec triggers.ListenerSpec) bool {
+	for _, op := range spec.Listener.Operations {
+		if a.bindingEnabled(ctx, spec.ID, op) {
+			return true
+		}
+	}
+	return false
+}
+
+// Listeners lists listeners with their bindings and states; q filters by
+// activity, operation or status, case-insensitively.
+func (a *Agent) Listeners(ctx context.Context, q string) ([]api.ListenerView, error) {
+	status := map[string]string{}
+	for _, s := range a.listeners.Status() {
+		status[s.ID] = s.State
+	}
+	q = strings.ToLower(strings.TrimSpace(q))
+	var out []api.ListenerView
+	for _, e := range a.specs(ctx) {
+		l := e.spec.Listener
+		v := api.ListenerView{
+			ID: e.spec.ID, Name: l.Name, Project: e.spec.Project, Destination: l.Destination,
+			Connection: l.Connection, AckMode: l.AckMode, Enabled: e.enabled,
+			Status: "off",
+		}
+		if e.enabled {
+			v.Status = "on"
+			if !a.anyBindingEnabled(ctx, e.spec) {
+				v.Status = "on (no operation enabled)"
+			} else if s, ok := status[e.spec.ID]; ok && s != "listening" {
+				v.Status = "on (" + s + ")"
+			}
+		}
+		for _, op := range l.Operations {
+			v.Operations = append(v.Operations, api.BindingView{Name: op, Enabled: e.enabled && a.bindingEnabled(ctx, e.spec.ID, op)})
+		}
+		if q == "" || matches(v, q) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+func matches(v api.ListenerView, q string) bool {
+	fields := []string{v.ID, v.Name, v.Destination, v.Status, v.Connection}
+	for _, b := range v.Operations {
+		fields = append(fields, b.Name)
+	}
+	for _, f := range fields {
+		if strings.Contains(strings.ToLower(f), q) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) findListener(id string) (*scripts.Listener, error) {
+	project, name, _ := strings.Cut(id, "/")
+	if p, ok := a.Project(project); ok {
+		if l, ok := p.Listener(name); ok {
+			return l, nil
+		}
+	}
+	return nil, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("no listener %q (ids are project/listener)", id)}
+}
+
+// SetListenerState turns a listener on or off. Turning it off turns off its
+// bindings; turning it on leaves them as they are (the seed's rule).
+func (a *Agent) SetListenerState(ctx context.Context, id string, enabled bool) error {
+	a.deployMu.Lock()
+	defer a.deployMu.Unlock()
+	l, err := a.findListener(id)
+	if err != nil {
+		return err
+	}
+	if !enabled {
+		for _, op := range l.Operations {
+			if err := a.store.SetState(ctx, bindingKey(id, op), false); err != nil {
+				return fmt.Errorf("disable binding %s: %w", op, err)
+			}
+		}
+	}
+	if err := a.store.SetState(ctx, listenerKey(id), enabled); err != nil {
+		return fmt.Errorf("set listener state: %w", err)
+	}
+	a.applyListeners()
+	return nil
+}
+
+// SetBindingState turns one listener → operation binding on or off.
+func (a *Agent) SetBindingState(ctx context.Context, id, operation string, enabled bool) error {
+	a.deployMu.Lock()
+	defer a.deployMu.Unlock()
+	l, err := a.findListener(id)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, op := range l.Operations {
+		found = found || op == operation
+	}
+	if !found {
+		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("listener %s is not bound to operation %q", id, operation)}
+	}
+	if err := a.store.SetState(ctx, bindingKey(id, operation), enabled); err != nil {
+		return fmt.Errorf("set binding state: %w", err)
+	}
+	a.applyListeners()
+	return nil
+}
+
+// deliveryRuns tracks the runs a delivery started, so that its settlement
+// can be recorded on each.
+type deliveryRuns struct {
+	mu   sync.Mutex
+	runs []store.Run
+}
+
+// message adapts a delivery to what scripts see (runtime.Message).
+type message struct{ triggers.Delivery }
+
+func (m message) ID() string { return m.Message().ID }
+
+var _ runtime.Message = message{}
+
+// runDelivery runs every enabled bound chain for one delivery.
+func (a *Agent) runDelivery(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) error {
+	p, ok := a.Project(spec.Project)
+	if !ok {
+		return fmt.Errorf("project %s is not deployed", spec.Project)
+	}
+	dr := &deliveryRuns{}
+	a.inflight.Store(d, dr)
+	event := triggers.EventFor(d)
+	msg := d.Message()
+	var errs []error
+	for _, op := range spec.Listener.Operations {
+		if !a.bindingEnabled(ctx, spec.ID, op) {
+			continue
+		}
+		run := a.newRun(newRunID(), p, op, "listener")
+		run.Listener, run.MessageID, run.Attempt = spec.ID, msg.ID, msg.Attempt
+		inv := runtime.Invocation{RunID: run.ID, Project: p, Operation: op, Trigger: "listener", Event: event, Message: message{d}}
+		res := a.engine.Run(ctx, inv)
+		run = finish(run, res)
+		dr.mu.Lock()
+		dr.runs = append(dr.runs, run)
+		dr.mu.Unlock()
+		if res.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", op, res.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// filterDelivery runs the listener's filter script, if any.
+func (a *Agent) filterDelivery(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) (bool, error) {
+	if spec.Listener.Filter == "" {
+		return true, nil
+	}
+	p, ok := a.Project(spec.Project)
+	if !ok {
+		return false, fmt.Errorf("project %s is not deployed", spec.Project)
+	}
+	return a.engine.Filter(ctx, p, spec.Listener.Filter, triggers.EventFor(d))
+}
+
+// settled records a delivery's outcome on the runs it started (or a run of
+// its own when none ran: a duplicate or a refusal).
+func (a *Agent) settled(spec triggers.ListenerSpec, d triggers.Delivery, s triggers.Settlement) {
+	v, _ := a.inflight.LoadAndDelete(d)
+	dr, _ := v.(*deliveryRuns)
+	msg := d.Message()
+	var runs []store.Run
+	if dr != nil {
+		dr.mu.Lock()
+		runs = dr.runs
+		dr.mu.Unlock()
+	}
+	if len(runs) == 0 {
+		p, ok := a.Project(spec.Project)
+		if !ok {
+			return
+		}
+		op := ""
+		if len(spec.Listener.Operations) > 0 {
+			op = spec.Listener.Operations[0]
+		}
+		run := a.newRun(newRunID(), p, op, "listener")
+		run.Listener, run.MessageID, run.Attempt = spec.ID, msg.ID, msg.Attempt
+		run = finish(run, runtime.Result{Status: store.StatusSucceeded})
+		if s.Err != nil {
+			run.Status = store.StatusFailed
+		}
+		runs = []store.Run{run}
+	}
+	for _, run := range runs {
+		run.Outcome = s.Outcome
+		if s.Err != nil && run.Error == "" {
+			run.Error = s.Err.Error()
+		}
+		if s.Outcome == store.OutcomeRolledBack && s.Err != nil && errors.Is(s.Err, triggers.ErrAckTimeout) {
+			run.Status = store.StatusTimedOut
+			run.Error = "rolled back: ack timeout"
+		}
+		a.metrics.observe(run)
+		a.putRun(context.Background(), run)
+	}
+}

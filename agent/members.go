@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/opsrunner/opsrunner/api"
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
+)
+
+// Members reports cluster membership, leader and quorum.
+func (a *Agent) Members(ctx context.Context) (api.MembersView, error) {
+	members, leader, err := a.coord.Members(ctx)
+	view := api.MembersView{Leader: leader, Time: time.Now().UTC()}
+	if err != nil {
+		view.Redis = "unreachable: " + err.Error()
+		view.LeaderNodeState = "UNKNOWN"
+		view.Quorum = a.quorum(0)
+		return view, nil
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i].StartedAt.Before(members[j].StartedAt) })
+	for i := range members {
+		members[i].Leader = members[i].ID == leader
+	}
+	view.Members = members
+	view.Quorum = a.quorum(len(members))
+	view.LeaderNodeState = "ACTIVE"
+	if leader == "" {
+		view.LeaderNodeState = "ELECTING"
+	}
+	return view, nil
+}
+
+func (a *Agent) quorum(live int) api.Quorum {
+	size := a.cfg.ClusterSize
+	required := size/2 + 1
+	return api.Quorum{Size: size, Required: required, Live: live, OK: live >= required}
+}
+
+// Ready is nil when the agent takes work: its store and coordinator answer
+// and the cluster has quorum.
+func (a *Agent) Ready(ctx context.Context) error {
+	select {
+	case <-a.ready:
+	default:
+		return errors.New("starting")
+	}
+	members, _, err := a.coord.Members(ctx)
+	if err != nil {
+		return fmt.Errorf("coordinator unreachable: %w", err)
+	}
+	if q := a.quorum(len(members)); !q.OK {
+		return fmt.Errorf("no quorum: %d of %d agents live, %d required", q.Live, q.Size, q.Required)
+	}
+	return nil
+}
+
+// DeadLetters lists stored dead letters.
+func (a *Agent) DeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]store.DeadLetter, error) {
+	return a.store.DeadLetters(ctx, f)
+}
+
+// ReplayDeadLetter sends a dead letter back to its original destination and
+// deletes the record.
+func (a *Agent) ReplayDeadLetter(ctx context.Context, id string) error {
+	dl, err := a.store.DeadLetter(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := a.listeners.Replay(ctx, dl); err != nil {
+		return &api.Error{Status: http.StatusBadGateway, Code: api.CodeUnavailable, Message: "replay: " + err.Error()}
+	}
+	return a.store.DeleteDeadLetter(ctx, id)
+}
+
+func connConfigs(cfg Config) map[string]triggers.ConnConfig {
+	out := make(map[string]triggers.ConnConfig, len(cfg.Connections))
+	for name, c := range cfg.Connections {
+		u, _ := ParseBrokerURL(c.URL) // validated by Config.Validate
+		login, pass := c.Login, c.Passcode
+		if login == "" {
+			login, pass = u.Login, u.Passcode
+		}
+		out[name] = triggers.ConnConfig{
+			Name: name, Addr: u.Addr, Login: login, Passcode: pass, Host: c.Host,
+			HeartBeat: time.Duration(c.HeartBeat), TLS: u.TLS || c.TLS, TLSInsecure: c.TLSInsecure,
+		}
+	}
+	return out
+}
+
+func connectionNames(cfg Config) string {
+	names := make([]string, 0, len(cfg.Connections))
+	for n := range cfg.Connections {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "none"
+	}
+	s := names[0]
+	for _, n := range names[1:] {
+		s += ", " + n
+	}
+	return s
+}

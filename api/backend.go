@@ -1,0 +1,96 @@
+// Package api serves opsrunner over HTTP with echo v5: the management REST
+// API (/api/v1), webhook endpoints (/hooks), health and metrics. It holds no
+// state of its own: everything goes through a Backend.
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/opsrunner/opsrunner/cluster"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
+)
+
+// Backend is what the HTTP layer needs from an agent. Methods are
+// goroutine-safe and honour ctx.
+type Backend interface {
+	// Deploy validates and stores a new version of a project from its files.
+	Deploy(ctx context.Context, project string, files map[string][]byte) (store.ProjectVersion, error)
+	// ReplaceScript stores a new version with one operation's script replaced.
+	ReplaceScript(ctx context.Context, project, operation string, src []byte) (store.ProjectVersion, error)
+	// Rollback makes an earlier version live again (as a new version).
+	Rollback(ctx context.Context, project string, version int) (store.ProjectVersion, error)
+	Projects(ctx context.Context) ([]store.ProjectInfo, error)
+
+	// Webhook finds the live operation behind /hooks/{project}/{path}.
+	Webhook(project, path string) (*scripts.Project, *scripts.Operation, error)
+	// Invoke runs a webhook-triggered chain. With Async it returns as soon as
+	// the run is queued. The returned run is final unless Async.
+	Invoke(ctx context.Context, inv Invocation) (store.Run, *triggers.Response, error)
+
+	Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error)
+	Run(ctx context.Context, id string) (store.Run, error)
+
+	Listeners(ctx context.Context, q string) ([]ListenerView, error)
+	SetListenerState(ctx context.Context, id string, enabled bool) error
+	SetBindingState(ctx context.Context, id, operation string, enabled bool) error
+
+	DeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]store.DeadLetter, error)
+	ReplayDeadLetter(ctx context.Context, id string) error
+
+	Members(ctx context.Context) (MembersView, error)
+	// Ready returns nil when the agent takes work, else why not.
+	Ready(ctx context.Context) error
+	// Metrics serves the Prometheus exposition.
+	Metrics() http.Handler
+}
+
+// Invocation is a webhook call handed to the backend.
+type Invocation struct {
+	Project   *scripts.Project
+	Operation *scripts.Operation
+	Event     map[string]any
+	Async     bool
+	// IdempotencyKey, when set, makes repeats return the first run's answer.
+	IdempotencyKey string
+}
+
+// ListenerView is the Contract's listener shape.
+type ListenerView struct {
+	ID          string        `json:"id"`
+	Name        string        `json:"name"`
+	Project     string        `json:"project"`
+	Destination string        `json:"destination"`
+	Connection  string        `json:"connection"`
+	AckMode     string        `json:"ackMode"`
+	Enabled     bool          `json:"enabled"`
+	Status      string        `json:"status"`
+	Operations  []BindingView `json:"operations"`
+}
+
+// BindingView is one listener → operation binding.
+type BindingView struct {
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+}
+
+// MembersView is the Contract's members shape.
+type MembersView struct {
+	Leader          string           `json:"leader"`
+	LeaderNodeState string           `json:"leaderNodeState"`
+	Quorum          Quorum           `json:"quorum"`
+	Members         []cluster.Member `json:"members"`
+	Redis           string           `json:"redis,omitempty"`
+	Time            time.Time        `json:"time"`
+}
+
+// Quorum says whether enough agents are live to listen.
+type Quorum struct {
+	Size     int  `json:"size"`
+	Required int  `json:"required"`
+	Live     int  `json:"live"`
+	OK       bool `json:"ok"`
+}

@@ -1,0 +1,434 @@
+package api
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// Options configure the HTTP layer. Zero values mean the documented defaults.
+type Options struct {
+	// Tokens, when non-empty, are the bearer tokens management calls need.
+	Tokens []string
+	// MaxBodyBytes bounds webhook bodies; 0 means 1 MiB.
+	MaxBodyBytes int64
+	// Bundle limits for deploys.
+	Bundle scripts.Limits
+	// Getenv reads webhook secrets; nil means os.Getenv.
+	Getenv func(string) string
+	Logger *slog.Logger
+}
+
+// New returns the echo handler serving the whole HTTP surface.
+func New(b Backend, opts Options) http.Handler {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.Bundle.MaxBundleBytes <= 0 {
+		opts.Bundle.MaxBundleBytes = 10 << 20
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{b: b, opts: opts}
+	e := echo.New()
+	e.Logger = opts.Logger
+	e.HTTPErrorHandler = errorHandler
+	e.RouteNotFound("/*", func(c *echo.Context) error {
+		return newError(http.StatusNotFound, CodeNotFound, "no route for "+c.Request().Method+" "+c.Request().URL.Path, nil)
+	})
+
+	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.ready)
+	e.GET("/metrics", func(c *echo.Context) error { b.Metrics().ServeHTTP(c.Response(), c.Request()); return nil })
+	e.POST("/hooks/:project/:path", s.webhook)
+
+	v1 := e.Group("/api/v1", s.auth)
+	v1.PUT("/projects/:project", s.deploy)
+	v1.GET("/projects", s.projects)
+	v1.GET("/projects/:project", s.project)
+	v1.POST("/projects/:project/rollback", s.rollback)
+	v1.PUT("/projects/:project/operations/:operation", s.replaceScript)
+	v1.GET("/listeners", s.listeners)
+	v1.PUT("/listeners/:id/state", s.listenerState)
+	v1.PUT("/listeners/:id/operations/:operation/state", s.bindingState)
+	v1.GET("/runs", s.runs)
+	v1.GET("/runs/:id", s.run)
+	v1.GET("/deadletters", s.deadLetters)
+	v1.POST("/deadletters/:id/replay", s.replay)
+	v1.GET("/cluster/members", s.members)
+	return e
+}
+
+type server struct {
+	b    Backend
+	opts Options
+}
+
+// auth checks the bearer token when tokens are configured.
+func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		if len(s.opts.Tokens) == 0 {
+			return next(c)
+		}
+		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if ok {
+			for _, t := range s.opts.Tokens {
+				if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+					return next(c)
+				}
+			}
+		}
+		c.Response().Header().Set("WWW-Authenticate", "Bearer")
+		return newError(http.StatusUnauthorized, CodeUnauthorized, "a valid bearer token is required", nil)
+	}
+}
+
+func (s *server) ready(c *echo.Context) error {
+	if err := s.b.Ready(c.Request().Context()); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"error": newError(http.StatusServiceUnavailable, CodeUnavailable, err.Error(), nil)})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// ID parameters may hold escaped slashes ("orders%2Forders-in").
+func param(c *echo.Context, name string) string {
+	v := c.Param(name)
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+func (s *server) deploy(c *echo.Context) error {
+	r := c.Request()
+	project := param(c, "project")
+	body := http.MaxBytesReader(c.Response(), r.Body, s.opts.Bundle.MaxBundleBytes)
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var files map[string][]byte
+	var err error
+	switch mt {
+	case "application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/x-gtar", "application/octet-stream":
+		files, err = scripts.ReadBundle(body, s.opts.Bundle)
+	case "multipart/form-data":
+		files, err = readMultipart(body, params["boundary"], s.opts.Bundle)
+	default:
+		return newError(http.StatusUnsupportedMediaType, CodeUnsupportedType,
+			fmt.Sprintf("deploy takes a gzipped tar (Content-Type: application/gzip) or multipart/form-data, not %q", r.Header.Get("Content-Type")), nil)
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("bundle larger than %d bytes", mbe.Limit), nil)
+		}
+		return deployError(err)
+	}
+	v, err := s.b.Deploy(r.Context(), project, files)
+	if err != nil {
+		return deployError(err)
+	}
+	return c.JSON(http.StatusCreated, v)
+}
+
+// deployError answers bundle and validation problems with 400 and their
+// positions.
+func deployError(err error) error {
+	if d := deployDetails(err); d != nil {
+		return newError(http.StatusBadRequest, CodeInvalidProject, err.Error(), d)
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error(), nil)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return newError(http.StatusNotFound, CodeNotFound, err.Error(), nil)
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	if strings.Contains(err.Error(), "gzip") || strings.Contains(err.Error(), "tar") || strings.Contains(err.Error(), "multipart") {
+		return newError(http.StatusBadRequest, CodeInvalidProject, err.Error(), nil)
+	}
+	return err
+}
+
+// readMultipart reads every file part of a multipart upload as a bundle file,
+// named by the part's file name (which may contain folders).
+func readMultipart(r io.Reader, boundary string, lim scripts.Limits) (map[string][]byte, error) {
+	if boundary == "" {
+		return nil, newError(http.StatusBadRequest, CodeInvalidProject, "multipart upload without boundary", nil)
+	}
+	mr := multipart.NewReader(r, boundary)
+	files := map[string][]byte{}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read multipart: %w", err)
+		}
+		name := part.FileName()
+		if name == "" {
+			name = part.FormName()
+		}
+		data, err := io.ReadAll(part)
+		if err != nil {
+			return nil, fmt.Errorf("read multipart part %s: %w", name, err)
+		}
+		if strings.HasSuffix(name, ".tar.gz") || strings.HasSuffix(name, ".tgz") {
+			return scripts.ReadBundle(bytes.NewReader(data), lim)
+		}
+		files[name] = data
+	}
+	// Re-validate names and sizes through the bundle reader's rules.
+	var buf bytes.Buffer
+	if err := scripts.WriteBundle(&buf, files); err != nil {
+		return nil, err
+	}
+	return scripts.ReadBundle(&buf, lim)
+}
+
+func (s *server) projects(c *echo.Context) error {
+	ps, err := s.b.Projects(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if ps == nil {
+		ps = []store.ProjectInfo{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"projects": ps})
+}
+
+func (s *server) project(c *echo.Context) error {
+	name := param(c, "project")
+	ps, err := s.b.Projects(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return c.JSON(http.StatusOK, p)
+		}
+	}
+	return newError(http.StatusNotFound, CodeNotFound, "no project "+strconv.Quote(name), nil)
+}
+
+func (s *server) rollback(c *echo.Context) error {
+	var req struct {
+		Version int `json:"version"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Version <= 0 {
+		return newError(http.StatusBadRequest, CodeBadRequest, `body must be {"version": N} with N ≥ 1`, nil)
+	}
+	v, err := s.b.Rollback(c.Request().Context(), param(c, "project"), req.Version)
+	if err != nil {
+		return deployError(err)
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (s *server) replaceScript(c *echo.Context) error {
+	src, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, s.opts.Bundle.MaxBundleBytes))
+	if err != nil {
+		return err
+	}
+	v, err := s.b.ReplaceScript(c.Request().Context(), param(c, "project"), param(c, "operation"), src)
+	if err != nil {
+		return deployError(err)
+	}
+	return c.JSON(http.StatusCreated, v)
+}
+
+func (s *server) listeners(c *echo.Context) error {
+	ls, err := s.b.Listeners(c.Request().Context(), c.QueryParam("q"))
+	if err != nil {
+		return err
+	}
+	if ls == nil {
+		ls = []ListenerView{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"listeners": ls})
+}
+
+type stateRequest struct {
+	Enabled *bool `json:"enabled"`
+}
+
+func (s *server) readState(c *echo.Context) (bool, error) {
+	var req stateRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return false, err
+	}
+	if req.Enabled == nil {
+		return false, newError(http.StatusBadRequest, CodeBadRequest, `body must be {"enabled": true|false}`, nil)
+	}
+	return *req.Enabled, nil
+}
+
+func (s *server) listenerState(c *echo.Context) error {
+	on, err := s.readState(c)
+	if err != nil {
+		return err
+	}
+	id := param(c, "id")
+	if err := s.b.SetListenerState(c.Request().Context(), id, on); err != nil {
+		return err
+	}
+	return s.listenerByID(c, id)
+}
+
+func (s *server) bindingState(c *echo.Context) error {
+	on, err := s.readState(c)
+	if err != nil {
+		return err
+	}
+	id := param(c, "id")
+	if err := s.b.SetBindingState(c.Request().Context(), id, param(c, "operation"), on); err != nil {
+		return err
+	}
+	return s.listenerByID(c, id)
+}
+
+func (s *server) listenerByID(c *echo.Context, id string) error {
+	ls, err := s.b.Listeners(c.Request().Context(), "")
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if l.ID == id {
+			return c.JSON(http.StatusOK, l)
+		}
+	}
+	return newError(http.StatusNotFound, CodeNotFound, "no listener "+strconv.Quote(id), nil)
+}
+
+func (s *server) runs(c *echo.Context) error {
+	f := store.RunFilter{
+		Project:   c.QueryParam("project"),
+		Operation: c.QueryParam("operation"),
+		Status:    c.QueryParam("status"),
+		MessageID: c.QueryParam("messageId"),
+		Before:    c.QueryParam("before"),
+	}
+	if v := c.QueryParam("since"); v != "" {
+		t, err := parseSince(v)
+		if err != nil {
+			return newError(http.StatusBadRequest, CodeBadRequest, "since: "+err.Error(), nil)
+		}
+		f.Since = t
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return newError(http.StatusBadRequest, CodeBadRequest, "limit must be 1..1000", nil)
+		}
+		f.Limit = n
+	}
+	runs, err := s.b.Runs(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	if runs == nil {
+		runs = []store.Run{}
+	}
+	out := map[string]any{"runs": runs}
+	limit := f.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	if len(runs) == limit {
+		out["next"] = runs[len(runs)-1].ID
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// parseSince accepts RFC 3339 times and Go durations ("15m" = 15 minutes ago).
+func parseSince(v string) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	return time.Parse(time.RFC3339, v)
+}
+
+func (s *server) run(c *echo.Context) error {
+	r, err := s.b.Run(c.Request().Context(), param(c, "id"))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return newError(http.StatusNotFound, CodeNotFound, "no run "+strconv.Quote(param(c, "id")), nil)
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, r)
+}
+
+func (s *server) deadLetters(c *echo.Context) error {
+	f := store.DeadLetterFilter{Listener: c.QueryParam("listener")}
+	dls, err := s.b.DeadLetters(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	if dls == nil {
+		dls = []store.DeadLetter{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"deadLetters": dls})
+}
+
+func (s *server) replay(c *echo.Context) error {
+	id := param(c, "id")
+	if err := s.b.ReplayDeadLetter(c.Request().Context(), id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return newError(http.StatusNotFound, CodeNotFound, "no dead letter "+strconv.Quote(id), nil)
+		}
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"status": "replayed", "id": id})
+}
+
+func (s *server) members(c *echo.Context) error {
+	m, err := s.b.Members(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
+}
+
+// decodeJSON reads a small JSON body strictly.
+func decodeJSON(c *echo.Context, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return newError(http.StatusBadRequest, CodeBadRequest, "request body is empty; JSON expected", nil)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return newError(http.StatusBadRequest, CodeBadRequest, "invalid JSON body: "+err.Error(), nil)
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
+)
+
+// webhook serves POST /hooks/{project}/{path}.
+func (s *server) webhook(c *echo.Context) error {
+	r := c.Request()
+	project, path := param(c, "project"), param(c, "path")
+	p, op, err := s.b.Webhook(project, path)
+	if err != nil {
+		return newError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no webhook %s/%s", project, path), nil)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit), map[string]any{"limit": mbe.Limit})
+		}
+		return newError(http.StatusBadRequest, CodeBadRequest, "read body: "+err.Error(), nil)
+	}
+	if op.Webhook != nil && op.Webhook.SecretEnv != "" {
+		secret := s.opts.Getenv(op.Webhook.SecretEnv)
+		if secret == "" {
+			return newError(http.StatusServiceUnavailable, CodeUnavailable,
+				fmt.Sprintf("webhook secret %s is not set on this agent", op.Webhook.SecretEnv), nil)
+		}
+		if err := triggers.VerifySignature([]byte(secret), body, r.Header.Get(triggers.SignatureHeader)); err != nil {
+			return newError(http.StatusUnauthorized, CodeUnauthorized, err.Error(), nil)
+		}
+	}
+	inv := Invocation{
+		Project:        p,
+		Operation:      op,
+		Event:          triggers.WebhookEvent(r, path, body),
+		Async:          preferAsync(r.Header.Values("Prefer")),
+		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+	}
+	run, resp, err := s.b.Invoke(r.Context(), inv)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("X-Opsrunner-Run", run.ID)
+	if inv.Async {
+		c.Response().Header().Set("Location", "/api/v1/runs/"+run.ID)
+		return c.JSON(http.StatusAccepted, map[string]string{"runId": run.ID, "status": run.Status, "location": "/api/v1/runs/" + run.ID})
+	}
+	if resp != nil {
+		h := c.Response().Header()
+		for k, v := range resp.Headers {
+			h.Set(k, v)
+		}
+		c.Response().WriteHeader(resp.Status)
+		_, err := c.Response().Write(resp.Body)
+		return err
+	}
+	return runError(run)
+}
+
+// runError answers a failed run: 504 on timeout, 500 otherwise, with the
+// script's error and the run id (never Go internals).
+func runError(run store.Run) error {
+	details := map[string]any{"runId": run.ID, "operation": run.Operation}
+	if run.Status == store.StatusTimedOut {
+		return newError(http.StatusGatewayTimeout, CodeTimeout, run.Error, details)
+	}
+	return newError(http.StatusInternalServerError, CodeScriptError, run.Error, details)
+}
+
+func preferAsync(values []string) bool {
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}

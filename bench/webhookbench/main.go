@@ -1,0 +1,191 @@
+// Command webhookbench measures webhook throughput and latency with wrk:
+// an opsrunner webhook whose script parses a JSON body and returns a small
+// object (run history on), against a bare echo handler doing the same in Go,
+// in the same run. It prints both and their ratio.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/scripts"
+)
+
+const body = `{"id": 42, "name": "widget", "tags": ["a", "b"], "price": 9.5}`
+
+func main() {
+	duration := flag.Duration("d", 10*time.Second, "wrk duration per target")
+	conns := flag.Int("c", 32, "wrk connections")
+	threads := flag.Int("t", 2, "wrk threads")
+	flag.Parse()
+	if _, err := exec.LookPath("wrk"); err != nil {
+		log.Fatal("wrk not found: install it with `make test-deps` (Debian package wrk)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	bare, err := startBare(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	hook, stop, err := startAgent(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
+
+	script, err := writeScript()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.Remove(script)
+
+	// Warm both up, then measure the bare handler first, opsrunner second.
+	for _, u := range []string{bare, hook} {
+		if _, err := runWrk(u, script, 2*time.Second, *conns, *threads); err != nil {
+			log.Fatal(err)
+		}
+	}
+	b, err := runWrk(bare, script, *duration, *conns, *threads)
+	if err != nil {
+		log.Fatal(err)
+	}
+	o, err := runWrk(hook, script, *duration, *conns, *threads)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("webhook benchmark: wrk -t%d -c%d -d%s, POST JSON → parse → small object\n", *threads, *conns, *duration)
+	fmt.Printf("  bare echo handler : %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", b.rps, b.p50, b.p99, b.errors)
+	fmt.Printf("  opsrunner webhook : %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", o.rps, o.p50, o.p99, o.errors)
+	fmt.Printf("  throughput ratio opsrunner/bare = %.2f (target ≥ 0.80)\n", o.rps/b.rps)
+	fmt.Printf("  p99 ratio opsrunner/bare        = %.2f (target ≤ 1.50)\n", float64(o.p99)/float64(b.p99))
+}
+
+// startBare serves the same work as the script, in Go, with echo v5.
+func startBare(ctx context.Context) (string, error) {
+	e := echo.New()
+	e.POST("/hook", func(c *echo.Context) error {
+		var v map[string]any
+		if err := json.NewDecoder(c.Request().Body).Decode(&v); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"ok": true, "id": v["id"], "n": len(v)})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: e}
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	return "http://" + ln.Addr().String() + "/hook", nil
+}
+
+// startAgent runs an agent with a webhook doing the same work in JS.
+func startAgent(ctx context.Context) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "webhookbench")
+	if err != nil {
+		return "", nil, err
+	}
+	cfg := agent.Defaults()
+	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", "127.0.0.1:0", dir, "bench"
+	a, err := agent.New(cfg, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(actx) }()
+	<-a.Started()
+	stop := func() { cancel(); <-done; os.RemoveAll(dir) }
+	files := map[string][]byte{
+		"opsrunner.yaml": []byte("project: bench\noperations:\n  - name: hook\n    script: hook.js\n    webhook: {path: hook}\n"),
+		"hook.js":        []byte("function handle(event) {\n  const v = JSON.parse(event.rawBody);\n  return {ok: true, id: v.id, n: Object.keys(v).length};\n}\n"),
+	}
+	var buf bytes.Buffer
+	if err := scripts.WriteBundle(&buf, files); err != nil {
+		stop()
+		return "", nil, err
+	}
+	base := "http://" + a.HTTPAddr()
+	req, _ := http.NewRequest(http.MethodPut, base+"/api/v1/projects/bench", &buf)
+	req.Header.Set("Content-Type", "application/gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		stop()
+		return "", nil, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		stop()
+		return "", nil, fmt.Errorf("deploy: %s", resp.Status)
+	}
+	return base + "/hooks/bench/hook", stop, nil
+}
+
+func writeScript() (string, error) {
+	f, err := os.CreateTemp("", "wrk-*.lua")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\n", body)
+	return f.Name(), err
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int
+}
+
+var (
+	reRPS    = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	reP      = regexp.MustCompile(`(?m)^\s+(50|99)\.000%\s+([\d.]+)(us|ms|s)`)
+	reErrors = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+func runWrk(url, script string, d time.Duration, conns, threads int) (result, error) {
+	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", d.String(),
+		"--latency", "-s", script, url).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	var r result
+	m := reRPS.FindSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
+	}
+	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	for _, p := range reP.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(p[2]), 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(p[3])]
+		dur := time.Duration(v * float64(unit))
+		if string(p[1]) == "50" {
+			r.p50 = dur
+		} else {
+			r.p99 = dur
+		}
+	}
+	for _, e := range reErrors.FindAllSubmatch(out, -1) {
+		for _, g := range e[1:] {
+			n, _ := strconv.Atoi(strings.TrimSpace(string(g)))
+			r.errors += n
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,213 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Bounds of Local's processed markers.
+const (
+	// DefaultRetention is how long a processed marker is kept when
+	// MarkProcessed is given a retention of zero.
+	DefaultRetention = 24 * time.Hour
+	// localMaxMarkers caps Local's processed markers; the oldest go first.
+	localMaxMarkers = 100_000
+)
+
+// ErrClosed is returned by a coordinator's methods after Close.
+var ErrClosed = errors.New("coordinator closed")
+
+// Local is the Coordinator of a cluster of one: locks, markers and the one
+// member live in memory. It is safe for concurrent use. The zero value is
+// not usable; call NewLocal.
+type Local struct {
+	agentID    string
+	maxMarkers int
+
+	mu      sync.Mutex
+	locks   map[string]*localLease
+	markers map[string]time.Time // key → expiry
+	order   []marker             // insertion order, for eviction
+	member  *Member
+	closed  bool
+}
+
+type marker struct {
+	key     string
+	expires time.Time
+}
+
+var _ Coordinator = (*Local)(nil)
+
+// NewLocal returns the coordinator of a one-agent cluster; agentID is the
+// leader until Heartbeat names the member.
+func NewLocal(agentID string) *Local {
+	return &Local{agentID: agentID, maxMarkers: localMaxMarkers, locks: make(map[string]*localLease), markers: make(map[string]time.Time)}
+}
+
+// localLease is a Local lock. In one process a refresh cannot fail, so a
+// lease is held until Release, Expire or Close; ttl only documents intent.
+type localLease struct {
+	owner    *Local
+	key      string
+	token    string
+	lost     chan struct{}
+	lostOnce sync.Once
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Acquire implements Coordinator. It does not block.
+func (l *Local) Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("acquire %s: %w", key, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, fmt.Errorf("acquire %s: %w", key, ErrClosed)
+	}
+	if _, held := l.locks[key]; held {
+		return nil, fmt.Errorf("acquire %s: %w", key, ErrHeld)
+	}
+	lease := &localLease{owner: l, key: key, token: newToken(), lost: make(chan struct{})}
+	l.locks[key] = lease
+	return lease, nil
+}
+
+// Expire makes the lease on key lapse as if its refresh had failed: its Lost
+// channel closes, Check reports ErrLeaseLost and the key is free. It exists
+// for tests and operators; unknown keys are ignored. It does not block.
+func (l *Local) Expire(ctx context.Context, key string) error {
+	l.mu.Lock()
+	lease := l.locks[key]
+	delete(l.locks, key)
+	l.mu.Unlock()
+	if lease != nil {
+		lease.markLost()
+	}
+	return nil
+}
+
+func (ls *localLease) markLost() { ls.lostOnce.Do(func() { close(ls.lost) }) }
+
+func (ls *localLease) Token() string         { return ls.token }
+func (ls *localLease) Lost() <-chan struct{} { return ls.lost }
+
+func (ls *localLease) Check(ctx context.Context) error {
+	ls.owner.mu.Lock()
+	defer ls.owner.mu.Unlock()
+	if ls.owner.locks[ls.key] != ls {
+		return fmt.Errorf("lease %s: %w", ls.key, ErrLeaseLost)
+	}
+	return nil
+}
+
+func (ls *localLease) Release(ctx context.Context) error {
+	ls.owner.mu.Lock()
+	if ls.owner.locks[ls.key] == ls {
+		delete(ls.owner.locks, ls.key)
+	}
+	ls.owner.mu.Unlock()
+	return nil
+}
+
+// MarkProcessed implements Coordinator; retention zero means
+// DefaultRetention. It keeps at most 100,000 markers, dropping the oldest.
+func (l *Local) MarkProcessed(ctx context.Context, key string, retention time.Duration) error {
+	if retention <= 0 {
+		retention = DefaultRetention
+	}
+	now := time.Now()
+	exp := now.Add(retention)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.markers[key] = exp
+	l.order = append(l.order, marker{key, exp})
+	// Drop from the front what expired or exceeds the cap. Entries whose key
+	// was marked again later carry a stale expiry and are simply skipped.
+	for len(l.order) > 0 {
+		m := l.order[0]
+		if len(l.markers) <= l.maxMarkers && now.Before(m.expires) {
+			break
+		}
+		if l.markers[m.key].Equal(m.expires) {
+			delete(l.markers, m.key)
+		}
+		l.order[0] = marker{}
+		l.order = l.order[1:]
+	}
+	return nil
+}
+
+// Processed implements Coordinator.
+func (l *Local) Processed(ctx context.Context, key string) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	exp, ok := l.markers[key]
+	return ok && time.Now().Before(exp), nil
+}
+
+// Heartbeat implements Coordinator: it stores m as the one member.
+func (l *Local) Heartbeat(ctx context.Context, m Member) error {
+	if m.LastSeen.IsZero() {
+		m.LastSeen = time.Now().UTC()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("heartbeat: %w", ErrClosed)
+	}
+	l.member = &m
+	return nil
+}
+
+// Members implements Coordinator: the one member (once it sent a heartbeat),
+// always the leader.
+func (l *Local) Members(ctx context.Context) ([]Member, string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.member == nil {
+		return nil, l.agentID, nil
+	}
+	m := *l.member
+	m.Leader = true
+	return []Member{m}, m.ID, nil
+}
+
+// IsLeader reports whether this agent leads; a cluster of one always does.
+func (l *Local) IsLeader() bool { return true }
+
+// Ping reports whether the coordinator can serve; Local always can until
+// closed.
+func (l *Local) Ping(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close implements Coordinator: every lease held is lost (its Lost channel
+// closes). Idempotent.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	leases := l.locks
+	l.locks = make(map[string]*localLease)
+	l.mu.Unlock()
+	for _, ls := range leases {
+		ls.markLost()
+	}
+	return nil
+}

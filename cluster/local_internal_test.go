@@ -1,0 +1,47 @@
+package cluster
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Processed markers are bounded: past the cap the oldest are dropped, and
+// expired ones are dropped as new ones arrive.
+func TestLocalMarkersBounded(t *testing.T) {
+	t.Parallel()
+	l := NewLocal("a")
+	l.maxMarkers = 10
+	ctx := t.Context()
+	for i := range 25 {
+		if err := l.MarkProcessed(ctx, fmt.Sprint(i), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(l.markers); n != 10 {
+		t.Fatalf("%d markers kept, want the cap of 10", n)
+	}
+	for key, want := range map[string]bool{"0": false, "14": false, "15": true, "24": true} {
+		if got, _ := l.Processed(ctx, key); got != want {
+			t.Errorf("Processed(%s) = %v, want %v", key, got, want)
+		}
+	}
+	// Re-marking a key keeps it (its older queue entry is stale, not final).
+	if err := l.MarkProcessed(ctx, "15", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for i := 100; i < 108; i++ {
+		_ = l.MarkProcessed(ctx, fmt.Sprint(i), time.Hour)
+	}
+	if got, _ := l.Processed(ctx, "15"); !got {
+		t.Error("re-marked key dropped by its stale queue entry")
+	}
+	// Expired markers go as soon as a new marker arrives.
+	l2 := NewLocal("a")
+	_ = l2.MarkProcessed(ctx, "old", time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	_ = l2.MarkProcessed(ctx, "new", time.Hour)
+	if _, ok := l2.markers["old"]; ok || len(l2.order) != 1 {
+		t.Fatalf("expired marker kept: %v", l2.markers)
+	}
+}

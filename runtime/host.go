@@ -1,0 +1,418 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dop251/goja"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// Host API functions. Each is bound once per runtime and reads the current
+// run (v.cur) and its innermost frame.
+
+func (v *vm) active() (*run, *frame) {
+	r := v.cur
+	if r == nil || len(r.frames) == 0 {
+		v.throw("no operation is running")
+	}
+	return r, r.frames[len(r.frames)-1]
+}
+
+func present(val goja.Value) bool {
+	return val != nil && !goja.IsUndefined(val) && !goja.IsNull(val)
+}
+
+// jsRunOperation is RunOperation(ref, wait = true, input?).
+func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
+	r, fr := v.active()
+	ref := v.safeString(call.Argument(0))
+	wait := true
+	if a := call.Argument(1); present(a) {
+		wait = a.ToBoolean()
+	}
+	event := fr.event
+	if len(call.Arguments) > 2 && !goja.IsUndefined(call.Arguments[2]) {
+		event = call.Arguments[2]
+	}
+	p, op, err := r.resolve(fr.project, ref)
+	if err != nil {
+		v.throw("RunOperation: %v", err)
+	}
+	if !wait {
+		d := r.e.cfg.Dispatcher
+		if d == nil {
+			v.throw("RunOperation: async runs are not available")
+		}
+		goEvent, err := v.exportJSON(event)
+		if err != nil {
+			v.throw("RunOperation: input: %v", err)
+		}
+		vars, _ := v.exportJSON(r.vars)
+		varMap, _ := vars.(map[string]any)
+		id, err := d.Dispatch(fr.ctx, Invocation{Project: p, Operation: op.Name, Trigger: TriggerOperation, Event: goEvent, Vars: varMap})
+		if err != nil {
+			v.throw("RunOperation: queue %q: %v", op.Name, err)
+		}
+		return v.rt.ToValue(id)
+	}
+	val, f, abort := r.runChain(fr.ctx, p, op, event, fr.depth+1, false)
+	if abort != nil {
+		panic(abort.abort) // uncatchable: keeps unwinding the script
+	}
+	if f != nil {
+		obj, nerr := v.rt.New(v.errorCtor, v.rt.ToValue(f.msg))
+		if nerr != nil {
+			panic(v.rt.NewGoError(nerr))
+		}
+		_ = obj.Set("operation", op.Name)
+		_ = obj.Set("status", f.status)
+		panic(obj)
+	}
+	if val == nil {
+		return goja.Undefined()
+	}
+	return val
+}
+
+// resolve finds the operation a RunOperation reference names: a name in
+// own, "project/name", or the seed's "<TAG>Operations/name</TAG>".
+func (r *run) resolve(own *scripts.Project, ref string) (*scripts.Project, *scripts.Operation, error) {
+	ref = strings.TrimSpace(ref)
+	if strings.HasPrefix(ref, "<TAG>") && strings.HasSuffix(ref, "</TAG>") {
+		ref = strings.TrimSuffix(strings.TrimPrefix(ref, "<TAG>"), "</TAG>")
+		ref = strings.TrimPrefix(ref, "Operations/")
+	}
+	if op := findOperation(own, ref); op != nil {
+		return own, op, nil
+	}
+	if i := strings.Index(ref, "/"); i > 0 {
+		pname, name := ref[:i], ref[i+1:]
+		p := own
+		if pname != own.Name {
+			var ok bool
+			if r.e.cfg.Projects != nil {
+				p, ok = r.e.cfg.Projects.Project(pname)
+			}
+			if !ok || p == nil || p.Manifest == nil {
+				return nil, nil, fmt.Errorf("unknown project %q", pname)
+			}
+		}
+		if op := findOperation(p, name); op != nil {
+			return p, op, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("unknown operation %q", ref)
+}
+
+// jsAcknowledge is Acknowledge(action, messageId?).
+func (v *vm) jsAcknowledge(call goja.FunctionCall) goja.Value {
+	r, fr := v.active()
+	action := v.safeString(call.Argument(0))
+	var act string
+	switch {
+	case strings.EqualFold(action, scripts.ActionCommit):
+		act = scripts.ActionCommit
+	case strings.EqualFold(action, scripts.ActionRollback):
+		act = scripts.ActionRollback
+	default:
+		v.throw("Acknowledge: unknown action %q (want %s or %s)", action, scripts.ActionCommit, scripts.ActionRollback)
+	}
+	if r.inv.Message == nil {
+		v.throw("Acknowledge: this run handles no message")
+	}
+	if id := call.Argument(1); present(id) {
+		if s := v.safeString(id); s != r.inv.Message.ID() {
+			v.throw("Acknowledge: message %q is not this run's message", s)
+		}
+	}
+	if err := r.acknowledge(fr.ctx, act, fmt.Errorf("rolled back by Acknowledge in operation %q", fr.op.Name)); err != nil {
+		v.throw("Acknowledge: %v", err)
+	}
+	return goja.Undefined()
+}
+
+func (v *vm) jsMessageCommit(call goja.FunctionCall) goja.Value {
+	r, fr := v.active()
+	if err := r.acknowledge(fr.ctx, scripts.ActionCommit, nil); err != nil {
+		v.throw("message.commit: %v", err)
+	}
+	return goja.Undefined()
+}
+
+func (v *vm) jsMessageRollback(call goja.FunctionCall) goja.Value {
+	r, fr := v.active()
+	cause := fmt.Errorf("rolled back by operation %q", fr.op.Name)
+	if a := call.Argument(0); present(a) {
+		cause = errors.New(v.safeString(a))
+	}
+	if err := r.acknowledge(fr.ctx, scripts.ActionRollback, cause); err != nil {
+		v.throw("message.rollback: %v", err)
+	}
+	return goja.Undefined()
+}
+
+// jsSendMessage is SendMessage(destination, body, opts?).
+func (v *vm) jsSendMessage(call goja.FunctionCall) goja.Value {
+	r, fr := v.active()
+	dest := v.safeString(call.Argument(0))
+	if !present(call.Argument(0)) || dest == "" {
+		v.throw("SendMessage: destination is required")
+	}
+	headers := map[string]string{}
+	var body []byte
+	switch b := call.Argument(1); {
+	case goja.IsUndefined(b):
+	case isString(b):
+		body = []byte(b.String())
+	default:
+		s, err := v.stringify(goja.Undefined(), b)
+		if err != nil {
+			v.throw("SendMessage: body: %v", err)
+		}
+		body = []byte(s.String())
+		headers["content-type"] = "application/json"
+	}
+	if o, ok := call.Argument(2).(*goja.Object); ok {
+		if h, ok := o.Get("headers").(*goja.Object); ok {
+			for _, k := range h.Keys() {
+				headers[k] = v.safeString(h.Get(k))
+			}
+		}
+		opt := func(name, header string, conv func(goja.Value) string) {
+			if val := o.Get(name); present(val) {
+				headers[header] = conv(val)
+			}
+		}
+		str := v.safeString
+		opt("persistent", "persistent", func(val goja.Value) string { return strconv.FormatBool(val.ToBoolean()) })
+		opt("priority", "priority", func(val goja.Value) string { return strconv.FormatInt(val.ToInteger(), 10) })
+		opt("correlationId", "correlation-id", str)
+		opt("replyTo", "reply-to", str)
+		opt("type", "type", str)
+		opt("ackTimeout", "JBXAcknowledgmentTimeout", func(val goja.Value) string { return strconv.FormatInt(val.ToInteger(), 10) })
+	}
+	var err error
+	switch {
+	case r.inv.Message != nil:
+		err = r.inv.Message.Send(fr.ctx, dest, body, headers)
+	case r.e.cfg.Sender != nil:
+		err = r.e.cfg.Sender.Send(fr.ctx, dest, body, headers)
+	default:
+		v.throw("SendMessage: no broker connection")
+	}
+	if err != nil {
+		v.throw("SendMessage %s: %v", dest, err)
+	}
+	return goja.Undefined()
+}
+
+func isString(val goja.Value) bool {
+	if _, ok := val.(*goja.Object); ok {
+		return false
+	}
+	_, ok := val.Export().(string)
+	return ok
+}
+
+func (v *vm) jsSet(call goja.FunctionCall) goja.Value {
+	r, _ := v.active()
+	if err := r.vars.Set(v.safeString(call.Argument(0)), call.Argument(1)); err != nil {
+		v.throw("Set: %v", err)
+	}
+	return goja.Undefined()
+}
+
+func (v *vm) jsGet(call goja.FunctionCall) goja.Value {
+	r, _ := v.active()
+	val := r.vars.Get(v.safeString(call.Argument(0)))
+	if val == nil {
+		return goja.Undefined()
+	}
+	return val
+}
+
+func (v *vm) jsVars(goja.FunctionCall) goja.Value {
+	if v.cur == nil {
+		return goja.Undefined()
+	}
+	return v.cur.vars
+}
+
+// jsRaiseError is RaiseError(message): it fails the operation with message.
+func (v *vm) jsRaiseError(call goja.FunctionCall) goja.Value {
+	r, _ := v.active()
+	msg := "RaiseError"
+	if a := call.Argument(0); present(a) {
+		msg = v.safeString(a)
+	}
+	obj, err := v.rt.New(v.errorCtor, v.rt.ToValue(msg))
+	if err != nil {
+		panic(v.rt.NewGoError(err))
+	}
+	r.raised, r.raisedMsg = obj, msg
+	panic(obj)
+}
+
+func (v *vm) jsGetLastError(goja.FunctionCall) goja.Value {
+	r, _ := v.active()
+	return v.rt.ToValue(r.lastErr)
+}
+
+func (v *vm) logger(level string) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		r := v.cur
+		if r == nil {
+			return goja.Undefined()
+		}
+		if len(r.logs) >= maxLogLines {
+			r.logDropped++
+			return goja.Undefined()
+		}
+		var b strings.Builder
+		for i, a := range call.Arguments {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(v.logString(a))
+			if b.Len() > maxLogLineBytes {
+				break
+			}
+		}
+		msg := b.String()
+		if len(msg) > maxLogLineBytes {
+			msg = strings.ToValidUTF8(msg[:maxLogLineBytes], "") + "… [truncated]"
+		}
+		r.logs = append(r.logs, store.LogLine{Time: time.Now(), Level: level, Message: msg})
+		return goja.Undefined()
+	}
+}
+
+func (v *vm) logString(a goja.Value) string {
+	obj, ok := a.(*goja.Object)
+	if !ok {
+		return v.safeString(a)
+	}
+	switch obj.ClassName() {
+	case "Error", "Function":
+		return v.safeString(a)
+	}
+	s, err := v.stringify(goja.Undefined(), a)
+	if err != nil || s == nil || goja.IsUndefined(s) {
+		return v.safeString(a)
+	}
+	return s.String()
+}
+
+func (r *run) finishLogs() []store.LogLine {
+	if r.logDropped > 0 {
+		r.logs = append(r.logs, store.LogLine{Time: time.Now(), Level: "warn",
+			Message: fmt.Sprintf("log truncated: %d more lines dropped (limit %d lines per run)", r.logDropped, maxLogLines)})
+		r.logDropped = 0
+	}
+	return r.logs
+}
+
+// toJS deep-copies plain Go data into native JS values.
+func (v *vm) toJS(x any) goja.Value {
+	rt := v.rt
+	switch x := x.(type) {
+	case nil:
+		return goja.Null()
+	case goja.Value:
+		return x
+	case string, bool, float64, float32, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		return rt.ToValue(x)
+	case json.Number:
+		f, _ := x.Float64()
+		return rt.ToValue(f)
+	case []byte:
+		return rt.ToValue(string(x))
+	case map[string]any:
+		o := rt.NewObject()
+		for k, e := range x {
+			_ = o.Set(k, v.toJS(e))
+		}
+		return o
+	case map[string]string:
+		o := rt.NewObject()
+		for k, e := range x {
+			_ = o.Set(k, e)
+		}
+		return o
+	case []any:
+		items := make([]any, len(x))
+		for i, e := range x {
+			items[i] = v.toJS(e)
+		}
+		return rt.NewArray(items...)
+	case []string:
+		items := make([]any, len(x))
+		for i, e := range x {
+			items[i] = e
+		}
+		return rt.NewArray(items...)
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return rt.ToValue(fmt.Sprint(x))
+		}
+		val, err := v.parse(goja.Undefined(), rt.ToValue(string(b)))
+		if err != nil {
+			return rt.ToValue(string(b))
+		}
+		return val
+	}
+}
+
+// exportJSON converts a JS value to plain JSON-able Go data, as
+// JSON.stringify sees it (functions and undefined dropped, toJSON applied;
+// cycles and BigInts are errors).
+func (v *vm) exportJSON(val goja.Value) (any, error) {
+	if val == nil || goja.IsUndefined(val) || goja.IsNull(val) {
+		return nil, nil
+	}
+	if _, ok := val.(*goja.Object); !ok {
+		switch x := val.Export().(type) {
+		case int64:
+			return float64(x), nil
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, nil
+			}
+			return x, nil
+		case string, bool:
+			return x, nil
+		}
+	}
+	s, err := v.stringify(goja.Undefined(), val)
+	if err != nil {
+		return nil, fmt.Errorf("value is not JSON-serialisable: %s", firstLine(err.Error()))
+	}
+	if s == nil || goja.IsUndefined(s) {
+		return nil, nil
+	}
+	str := s.String()
+	var out any
+	if err := json.Unmarshal([]byte(str), &out); err != nil {
+		return nil, fmt.Errorf("value is not JSON-serialisable: %w", err)
+	}
+	return out, nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "")
+	}
+	return s
+}

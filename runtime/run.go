@@ -1,0 +1,500 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// run is the state of one chain on one runtime: what the host functions of
+// the runtime read while the chain executes. Only the run's goroutine touches
+// it, except memKilled (set by the watchdog).
+type run struct {
+	e   *Engine
+	v   *vm
+	ctx context.Context
+	inv Invocation
+
+	vars       *goja.Object
+	logs       []store.LogLine
+	logDropped int
+	steps      []store.Step
+	lastErr    string
+	frames     []*frame // operations executing, innermost last
+
+	raised    *goja.Object // Error thrown by the latest RaiseError
+	raisedMsg string
+
+	memKilled atomic.Bool
+}
+
+// frame is one executing operation.
+type frame struct {
+	ctx     context.Context // the operation's own context (its timeout)
+	parent  context.Context
+	top     bool // parent is the run's context
+	project *scripts.Project
+	op      *scripts.Operation
+	event   goja.Value
+	depth   int
+}
+
+// interruptCause is the value given to goja's Interrupt.
+type interruptCause struct {
+	frame  *frame // the frame whose own limit fired; nil for memory
+	err    error
+	status string
+}
+
+// failure is a failed operation.
+type failure struct {
+	err    error  // for Result.Err and the step
+	status string // store.StatusFailed or StatusTimedOut
+	msg    string // bare message, for JS errors and GetLastError
+	// abort is set when the runtime was interrupted for a reason beyond the
+	// failing operation (memory limit, run context, an enclosing timeout):
+	// the chain stops and the interrupt keeps propagating.
+	abort *goja.InterruptedError
+}
+
+func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
+	r := &run{e: e, v: v, ctx: ctx, inv: inv}
+	v.cur = r
+	r.vars = v.rt.NewObject()
+	for k, val := range inv.Vars {
+		_ = r.vars.Set(k, v.toJS(val))
+	}
+	return r
+}
+
+// killMemory interrupts the run for ErrMemoryLimit. Called by the watchdog
+// while the run is tracked.
+func (r *run) killMemory() {
+	r.memKilled.Store(true)
+	r.v.rt.Interrupt(&interruptCause{err: fmt.Errorf("%w: heap above %d bytes", ErrMemoryLimit, r.e.cfg.MemoryLimit), status: store.StatusFailed})
+}
+
+// top runs the triggered operation's chain and fills res.
+func (r *run) top(op *scripts.Operation, res *Result) {
+	event := r.v.toJS(r.inv.Event)
+	val, f, _ := r.runChain(r.ctx, r.inv.Project, op, event, 0, true)
+	if f != nil {
+		res.Status, res.Err = f.status, f.err
+		return
+	}
+	out, err := r.v.exportJSON(val)
+	if err != nil {
+		res.Status, res.Err = store.StatusFailed, fmt.Errorf("operation %q: %w", op.Name, err)
+		return
+	}
+	res.Status, res.Value = store.StatusSucceeded, out
+}
+
+// runChain runs op, then its onSuccess or onFailure operations in order.
+// val and f are op's own outcome; abort is non-nil when an interrupt beyond
+// any single operation stopped the chain (it must keep propagating).
+func (r *run) runChain(parent context.Context, p *scripts.Project, op *scripts.Operation, event goja.Value, depth int, settle bool) (val goja.Value, f, abort *failure) {
+	val, f = r.runOp(parent, p, op, event, depth, settle)
+	if f != nil && f.abort != nil {
+		return val, f, f
+	}
+	next := op.OnSuccess
+	if f != nil {
+		next = op.OnFailure
+	}
+	for _, name := range next {
+		if parent.Err() != nil {
+			break
+		}
+		nop := findOperation(p, name)
+		if nop == nil {
+			r.addStep(store.Step{Operation: name, Status: store.StatusFailed, Error: "unknown operation"})
+			continue
+		}
+		// A failing chain member is recorded in its step; the chain goes on.
+		if _, _, na := r.runChain(parent, p, nop, event, depth+1, true); na != nil {
+			return val, f, na
+		}
+	}
+	return val, f, nil
+}
+
+func (r *run) addStep(s store.Step) int {
+	r.steps = append(r.steps, s)
+	return len(r.steps) - 1
+}
+
+// runOp runs one operation under its own timeout. settle says whether a
+// still-pending Promise result is a failure (true) or returned as is.
+func (r *run) runOp(parent context.Context, p *scripts.Project, op *scripts.Operation, event goja.Value, depth int, settle bool) (val goja.Value, f *failure) {
+	name := op.Name
+	if p != r.inv.Project {
+		name = p.Name + "/" + op.Name
+	}
+	if depth > maxChainDepth {
+		return nil, r.failStep(name, fmt.Errorf("operation %q: chain deeper than %d operations (cycle?)", name, maxChainDepth))
+	}
+	if len(r.steps) >= maxSteps {
+		return nil, r.failStep(name, fmt.Errorf("operation %q: more than %d operations in one run", name, maxSteps))
+	}
+	if err := parent.Err(); err != nil {
+		f := r.failStep(name, fmt.Errorf("operation %q not started: %w", name, context.Cause(parent)))
+		f.status = store.StatusTimedOut
+		r.steps[len(r.steps)-1].Status = f.status
+		return nil, f
+	}
+	start := time.Now()
+	idx := r.addStep(store.Step{Operation: name, Status: store.StatusRunning})
+	timeout := op.EffectiveTimeout()
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	fr := &frame{ctx: ctx, parent: parent, top: len(r.frames) == 0, project: p, op: op, event: event, depth: depth}
+	r.frames = append(r.frames, fr)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		if c := r.causeFor(fr); c != nil {
+			r.v.rt.Interrupt(c)
+		}
+	})
+
+	val, f = r.execOp(ctx, fr, settle)
+
+	stopped := stop()
+	if !stopped {
+		<-fired
+	}
+	cancel()
+	r.frames = r.frames[:len(r.frames)-1]
+	if f != nil && f.abort != nil {
+		if c, ok := f.abort.Value().(*interruptCause); ok && c.frame == fr {
+			f.abort = nil // our own limit: an ordinary failure of this operation
+			r.reassert()
+		}
+	} else if !stopped {
+		r.reassert() // our limit fired after the script ended
+	}
+
+	s := &r.steps[idx]
+	s.DurationMs = time.Since(start).Milliseconds()
+	s.Status = store.StatusSucceeded
+	if f != nil {
+		s.Status, s.Error = f.status, f.err.Error()
+		r.lastErr = f.msg
+	}
+	return val, f
+}
+
+// causeFor decides what interrupt, if any, fr's ended context means.
+// Enclosing frames report their own limits, so a nested frame whose parent
+// ended does nothing.
+func (r *run) causeFor(fr *frame) *interruptCause {
+	if fr.parent.Err() == nil {
+		return &interruptCause{frame: fr, status: store.StatusTimedOut,
+			err: fmt.Errorf("%w: operation %q exceeded its %s timeout", ErrTimeout, fr.op.Name, fr.op.EffectiveTimeout())}
+	}
+	if fr.top {
+		return &interruptCause{status: store.StatusTimedOut,
+			err: fmt.Errorf("run interrupted: %w", context.Cause(fr.parent))}
+	}
+	return nil
+}
+
+// reassert clears the runtime's interrupt flag and sets it again if an
+// enclosing limit has been reached meanwhile.
+func (r *run) reassert() {
+	r.v.rt.ClearInterrupt()
+	if r.memKilled.Load() {
+		r.v.rt.Interrupt(&interruptCause{err: fmt.Errorf("%w: heap above %d bytes", ErrMemoryLimit, r.e.cfg.MemoryLimit), status: store.StatusFailed})
+		return
+	}
+	for _, fr := range r.frames {
+		if fr.ctx.Err() != nil {
+			if c := r.causeFor(fr); c != nil {
+				r.v.rt.Interrupt(c)
+				return
+			}
+		}
+	}
+}
+
+func (r *run) failStep(name string, err error) *failure {
+	r.addStep(store.Step{Operation: name, Status: store.StatusFailed, Error: err.Error()})
+	r.lastErr = err.Error()
+	return &failure{err: err, status: store.StatusFailed, msg: err.Error()}
+}
+
+func plainFailure(err error) *failure {
+	return &failure{err: err, status: store.StatusFailed, msg: err.Error()}
+}
+
+// execOp executes fr's operation body.
+func (r *run) execOp(ctx context.Context, fr *frame, settle bool) (goja.Value, *failure) {
+	op := fr.op
+	if op.Type == scripts.TypeAcknowledge {
+		if err := r.acknowledge(ctx, op.Action, fmt.Errorf("rolled back by operation %q", op.Name)); err != nil {
+			return nil, plainFailure(fmt.Errorf("operation %q: %w", op.Name, err))
+		}
+		return goja.Undefined(), nil
+	}
+	prog := fr.project.Programs[op.Script]
+	if prog == nil {
+		return nil, plainFailure(fmt.Errorf("operation %q: script %q is not compiled", op.Name, op.Script))
+	}
+	handler, err := r.v.loadModule(prog, "handle")
+	if err != nil {
+		return nil, r.failureFrom(err, op.Script)
+	}
+	ret, err := handler(goja.Undefined(), fr.event, r.ctxObject(fr))
+	if err != nil {
+		return nil, r.failureFrom(err, op.Script)
+	}
+	return r.settle(ret, op.Script, settle)
+}
+
+// settle resolves a Promise result: fulfilled gives its value, rejected a
+// failure, pending a failure when mustSettle (else the Promise itself).
+func (r *run) settle(ret goja.Value, file string, mustSettle bool) (goja.Value, *failure) {
+	obj, ok := ret.(*goja.Object)
+	if !ok || obj.ExportType() != promiseType {
+		return ret, nil
+	}
+	p, ok := obj.Export().(*goja.Promise)
+	if !ok {
+		return ret, nil
+	}
+	switch p.State() {
+	case goja.PromiseStateFulfilled:
+		return p.Result(), nil
+	case goja.PromiseStateRejected:
+		_, err := r.v.thrower(goja.Undefined(), p.Result())
+		return nil, r.failureFrom(err, file)
+	default:
+		if !mustSettle {
+			return ret, nil
+		}
+		return nil, plainFailure(fmt.Errorf("%s: promise never settled", file))
+	}
+}
+
+var promiseType = reflect.TypeFor[*goja.Promise]()
+
+// failureFrom maps an error returned by goja to a failure.
+func (r *run) failureFrom(err error, file string) *failure {
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		r.v.broken = true // interrupted runtimes are not reused
+		c, _ := ie.Value().(*interruptCause)
+		if c == nil {
+			c = &interruptCause{err: fmt.Errorf("interrupted: %v", ie.Value()), status: store.StatusFailed}
+		}
+		return &failure{err: c.err, status: c.status, msg: c.err.Error(), abort: ie}
+	}
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		se := r.scriptError(so.Stack(), nil, file)
+		se.Message = "RangeError: " + ErrStackOverflow.Error()
+		return &failure{err: &sentinelError{sentinel: ErrStackOverflow, se: se}, status: store.StatusFailed, msg: se.Message}
+	}
+	var ex *goja.Exception
+	if errors.As(err, &ex) {
+		se := r.scriptError(ex.Stack(), ex.Value(), file)
+		msg := se.Message
+		if obj, ok := ex.Value().(*goja.Object); ok && obj.ClassName() == "Error" && obj != r.raised {
+			msg = r.v.safeString(obj.Get("message"))
+		}
+		return &failure{err: se, status: store.StatusFailed, msg: msg}
+	}
+	return plainFailure(err)
+}
+
+// sentinelError is a ScriptError that also matches a sentinel with errors.Is.
+type sentinelError struct {
+	sentinel error
+	se       *scripts.ScriptError
+}
+
+func (e *sentinelError) Error() string   { return e.se.Error() }
+func (e *sentinelError) Unwrap() []error { return []error{e.sentinel, e.se} }
+
+// scriptError locates an exception in the user's file: the first frame of a
+// user script, with the wrapper's column shift removed.
+func (r *run) scriptError(stack []goja.StackFrame, val goja.Value, file string) *scripts.ScriptError {
+	se := &scripts.ScriptError{File: file}
+	var b strings.Builder
+	found := false
+	for _, f := range stack {
+		if !isUserFrame(f) {
+			continue
+		}
+		pos := f.Position()
+		line, col := scripts.UserPosition(pos.Line, pos.Column)
+		if !found {
+			found = true
+			se.File, se.Line, se.Column = f.SrcName(), line, col
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "at %s (%s:%d:%d)", f.FuncName(), f.SrcName(), line, col)
+	}
+	se.Stack = b.String()
+	switch {
+	case val == nil:
+	case r.raised != nil && val == goja.Value(r.raised):
+		se.Message = r.raisedMsg
+	default:
+		se.Message = r.v.safeString(val)
+	}
+	return se
+}
+
+// loadModule evaluates a wrapped program and returns its function named
+// want ("handle" or "filter"), following scripts/wrap.go's rules; a filter
+// script without filter falls back to its handle.
+func (v *vm) loadModule(prog *goja.Program, want string) (goja.Callable, error) {
+	w, err := v.rt.RunProgram(prog)
+	if err != nil {
+		return nil, err
+	}
+	wrapper, ok := goja.AssertFunction(w)
+	if !ok {
+		return nil, errors.New("script did not evaluate to the module wrapper")
+	}
+	exports, module := v.rt.NewObject(), v.rt.NewObject()
+	_ = module.Set("exports", exports)
+	ret, err := wrapper(goja.Undefined(), exports, module)
+	if err != nil {
+		return nil, err
+	}
+	me := module.Get("exports")
+	field := func(o goja.Value, name string) goja.Callable {
+		obj, ok := o.(*goja.Object)
+		if !ok {
+			return nil
+		}
+		fn, _ := goja.AssertFunction(obj.Get(name))
+		return fn
+	}
+	if want == "filter" {
+		for _, src := range []goja.Value{me, exports, ret} {
+			if fn := field(src, "filter"); fn != nil {
+				return fn, nil
+			}
+		}
+	}
+	if fn, ok := goja.AssertFunction(me); ok {
+		return fn, nil
+	}
+	for _, src := range []goja.Value{me, exports, ret} {
+		if fn := field(src, "handle"); fn != nil {
+			return fn, nil
+		}
+	}
+	return nil, fmt.Errorf("script defines no %s function", want)
+}
+
+// ctxObject builds the handler's second argument.
+func (r *run) ctxObject(fr *frame) *goja.Object {
+	rt := r.v.rt
+	c := rt.NewObject()
+	_ = c.Set("run", r.inv.RunID)
+	_ = c.Set("project", fr.project.Name)
+	_ = c.Set("operation", fr.op.Name)
+	_ = c.Set("trigger", r.inv.Trigger)
+	if m := r.inv.Message; m != nil {
+		mo := rt.NewObject()
+		if ev, ok := fr.event.(*goja.Object); ok {
+			for _, k := range ev.Keys() {
+				_ = mo.Set(k, ev.Get(k))
+			}
+		}
+		_ = mo.Set("id", m.ID())
+		_ = mo.Set("commit", r.v.msgCommit)
+		_ = mo.Set("rollback", r.v.msgRollbk)
+		_ = c.Set("message", mo)
+	}
+	return c
+}
+
+// acknowledge commits or rolls back the run's delivery.
+func (r *run) acknowledge(ctx context.Context, action string, cause error) error {
+	m := r.inv.Message
+	if m == nil {
+		return errors.New("acknowledge: this run handles no message")
+	}
+	switch {
+	case strings.EqualFold(action, scripts.ActionCommit):
+		if err := m.Commit(ctx); err != nil {
+			return fmt.Errorf("commit message %s: %w", m.ID(), err)
+		}
+	case strings.EqualFold(action, scripts.ActionRollback):
+		if err := m.Rollback(ctx, cause); err != nil {
+			return fmt.Errorf("rollback message %s: %w", m.ID(), err)
+		}
+	default:
+		return fmt.Errorf("acknowledge: unknown action %q (want %s or %s)", action, scripts.ActionCommit, scripts.ActionRollback)
+	}
+	return nil
+}
+
+// filter runs a filter script (Engine.Filter).
+func (r *run) filter(path string) (bool, error) {
+	p := r.inv.Project
+	prog := p.Programs[path]
+	if prog == nil {
+		return false, fmt.Errorf("filter %s: script is not compiled", path)
+	}
+	op := &scripts.Operation{Name: "filter " + path, Script: path, Timeout: scripts.Duration(filterTimeout)}
+	var pass bool
+	body := func(ctx context.Context, fr *frame) (goja.Value, *failure) {
+		fn, err := r.v.loadModule(prog, "filter")
+		if err != nil {
+			return nil, r.failureFrom(err, path)
+		}
+		ret, err := fn(goja.Undefined(), fr.event, r.ctxObject(fr))
+		if err != nil {
+			return nil, r.failureFrom(err, path)
+		}
+		ret, f := r.settle(ret, path, true)
+		if f == nil {
+			pass = ret != nil && ret.ToBoolean()
+		}
+		return ret, f
+	}
+	_, f := r.guard(r.ctx, p, op, r.v.toJS(r.inv.Event), body)
+	if f != nil {
+		return false, fmt.Errorf("filter %s: %w", path, f.err)
+	}
+	return pass, nil
+}
+
+// guard runs body as a top-level frame with op's timeout (the filter path;
+// operations use runOp).
+func (r *run) guard(parent context.Context, p *scripts.Project, op *scripts.Operation, event goja.Value, body func(context.Context, *frame) (goja.Value, *failure)) (goja.Value, *failure) {
+	ctx, cancel := context.WithTimeout(parent, op.EffectiveTimeout())
+	defer cancel()
+	fr := &frame{ctx: ctx, parent: parent, top: true, project: p, op: op, event: event}
+	r.frames = append(r.frames, fr)
+	defer func() { r.frames = r.frames[:len(r.frames)-1] }()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		if c := r.causeFor(fr); c != nil {
+			r.v.rt.Interrupt(c)
+		}
+	})
+	val, f := body(ctx, fr)
+	if !stop() {
+		<-fired
+		r.v.broken = true
+	}
+	return val, f
+}

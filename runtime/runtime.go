@@ -1,0 +1,294 @@
+// Package runtime runs operation chains: it executes the compiled JavaScript
+// of a project's operations in pooled, sandboxed goja runtimes, with the host
+// API of DESIGN's "Script API", per-operation time limits, a bounded call
+// stack and a process-wide memory watchdog.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// Sentinel errors of a failed run. Result.Err wraps them; use errors.Is.
+var (
+	// ErrTimeout: an operation ran past its timeout, or the run's context ended.
+	ErrTimeout = errors.New("operation timed out")
+	// ErrMemoryLimit: the Go heap went above Config.MemoryLimit while the run was active.
+	ErrMemoryLimit = errors.New("memory limit exceeded")
+	// ErrStackOverflow: the script recursed deeper than Config.MaxCallStackSize.
+	ErrStackOverflow = errors.New("maximum call stack size exceeded")
+)
+
+// Config configures an Engine. Every field is optional.
+type Config struct {
+	// Agent is this agent's id; kept for callers, not used by the engine.
+	Agent string
+	// Projects resolves RunOperation("project/name") across projects; nil
+	// means only the invocation's own project is visible.
+	Projects Projects
+	// Dispatcher queues RunOperation(ref, false); nil makes such calls throw
+	// "async runs are not available".
+	Dispatcher Dispatcher
+	// Sender sends SendMessage calls made outside a delivery; nil makes them
+	// throw "no broker connection".
+	Sender Sender
+	// MaxCallStackSize bounds JS call depth; 0 means 512.
+	MaxCallStackSize int
+	// MemoryLimit is the Go heap size (bytes) above which running scripts are
+	// interrupted with ErrMemoryLimit; 0 means 1 GiB.
+	MemoryLimit uint64
+	// Logger receives engine diagnostics (not script logs); nil discards.
+	Logger *slog.Logger
+}
+
+// Projects looks up deployed projects by name. Implementations must be safe
+// for concurrent use; Project is called on the script's goroutine and should
+// not block.
+type Projects interface {
+	Project(name string) (*scripts.Project, bool)
+}
+
+// Dispatcher queues an asynchronous run (RunOperation(ref, false)). It is
+// called on the script's goroutine, must be goroutine-safe and should return
+// quickly; it returns the id of the queued run.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, inv Invocation) (runID string, err error)
+}
+
+// Sender sends a message to a broker destination outside any delivery. It is
+// called on the script's goroutine and must be goroutine-safe.
+type Sender interface {
+	Send(ctx context.Context, destination string, body []byte, headers map[string]string) error
+}
+
+// Message is the delivery a chain handles, as scripts see it. Implemented by
+// the listener code; methods may be called from the run's goroutine only,
+// but implementations should be goroutine-safe and idempotent (a second
+// Commit is a no-op).
+type Message interface {
+	// ID is the broker message id (what Acknowledge's messageId is compared with).
+	ID() string
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context, cause error) error
+	// Send joins the delivery's transaction.
+	Send(ctx context.Context, destination string, body []byte, headers map[string]string) error
+}
+
+// Trigger values of Invocation.Trigger.
+const (
+	TriggerWebhook   = "webhook"
+	TriggerListener  = "listener"
+	TriggerOperation = "operation"
+)
+
+// Invocation asks the engine to run one operation chain.
+type Invocation struct {
+	RunID     string
+	Project   *scripts.Project
+	Operation string // operation name in Project
+	Trigger   string // TriggerWebhook | TriggerListener | TriggerOperation
+	// Event is plain Go data (map[string]any, []any, string, float64, bool,
+	// nil, ...), deep-copied into the script's `event`; never modified.
+	Event any
+	// Message is nil unless the chain handles a delivery.
+	Message Message
+	// Vars are the initial chain variables; may be nil. Never modified.
+	Vars map[string]any
+}
+
+// Result is the outcome of Engine.Run.
+type Result struct {
+	// Status is store.StatusSucceeded, StatusFailed or StatusTimedOut, for the
+	// triggered operation.
+	Status string
+	// Value is the triggered operation's return value as plain JSON-able Go
+	// data (map[string]any, []any, string, float64, bool, nil); Promises are
+	// resolved.
+	Value any
+	// Err is nil on success; a *scripts.ScriptError (errors.As) for script
+	// exceptions; wraps ErrTimeout, ErrMemoryLimit, ErrStackOverflow or the
+	// context's error otherwise.
+	Err error
+	// Logs are the lines the chain logged (bounded; truncation is noted).
+	Logs []store.LogLine
+	// Steps lists each operation executed, in order of completion.
+	Steps                 []store.Step
+	StartedAt, FinishedAt time.Time
+}
+
+// Limits applied to every run.
+const (
+	maxLogLines     = 1000
+	maxLogLineBytes = 8 << 10
+	maxChainDepth   = 16
+	maxSteps        = 1000
+	defaultStack    = 512
+	defaultMemLimit = 1 << 30
+	filterTimeout   = scripts.DefaultOperationTimeout
+)
+
+// Engine runs operation chains. It is safe for concurrent use; each run takes
+// a runtime from a pool and returns it (reset) when done. The zero value is
+// not usable: call New.
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	pool chan *vm
+
+	watch *watchdog
+
+	closeOnce sync.Once
+}
+
+// New returns an Engine and starts its memory watchdog (idle until a run is
+// active). Call Close to stop it.
+func New(cfg Config) *Engine {
+	if cfg.MaxCallStackSize <= 0 {
+		cfg.MaxCallStackSize = defaultStack
+	}
+	if cfg.MemoryLimit == 0 {
+		cfg.MemoryLimit = defaultMemLimit
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	e := &Engine{
+		cfg:  cfg,
+		log:  lg,
+		pool: make(chan *vm, max(4, 2*goruntime.GOMAXPROCS(0))),
+	}
+	e.watch = newWatchdog(cfg.MemoryLimit, lg)
+	return e
+}
+
+// Close stops the memory watchdog and drops idle runtimes. It is idempotent;
+// runs still active finish normally but are no longer memory-watched.
+func (e *Engine) Close() {
+	e.closeOnce.Do(func() {
+		e.watch.close()
+		for {
+			select {
+			case <-e.pool:
+			default:
+				return
+			}
+		}
+	})
+}
+
+// getVM takes an idle runtime from the pool or makes a new one.
+func (e *Engine) getVM() (*vm, error) {
+	select {
+	case v := <-e.pool:
+		return v, nil
+	default:
+		return newVM(e)
+	}
+}
+
+// putVM resets v and returns it to the pool, or drops it when it cannot be
+// trusted (interrupted, panicked, globals it could not remove).
+func (e *Engine) putVM(v *vm) {
+	v.cur = nil
+	if v.broken || !v.reset() {
+		return
+	}
+	select {
+	case e.pool <- v:
+	default:
+	}
+}
+
+// Run runs the invocation's operation chain and returns its outcome. It
+// blocks until the chain ends; ctx bounds the whole chain (a cancelled ctx
+// interrupts the running script: Status timed_out). Goroutine-safe; never
+// panics.
+func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
+	res.StartedAt = time.Now()
+	defer func() {
+		if res.Status == "" {
+			res.Status = store.StatusFailed
+		}
+		res.FinishedAt = time.Now()
+	}()
+	if inv.Project == nil || inv.Project.Manifest == nil {
+		res.Err = errors.New("run: no project")
+		return res
+	}
+	op := findOperation(inv.Project, inv.Operation)
+	if op == nil {
+		res.Err = fmt.Errorf("run: project %q has no operation %q", inv.Project.Name, inv.Operation)
+		return res
+	}
+	v, err := e.getVM()
+	if err != nil {
+		res.Err = fmt.Errorf("run: %w", err)
+		return res
+	}
+	r := newRun(e, v, ctx, inv)
+	token := e.watch.track(r)
+	defer func() {
+		if x := recover(); x != nil {
+			e.log.Error("panic in script run", "run", inv.RunID, "panic", x)
+			v.broken = true
+			res.Status, res.Value = store.StatusFailed, nil
+			res.Err = fmt.Errorf("internal error: %v", x)
+		}
+		if e.watch.untrack(token) {
+			v.broken = true
+		}
+		res.Logs, res.Steps = r.finishLogs(), r.steps
+		e.putVM(v)
+	}()
+	r.top(op, &res)
+	return res
+}
+
+// Filter runs a listener filter script: it evaluates the script at path in
+// p, calls its filter(event) (else its handle(event, ctx)) and returns the
+// result's truthiness (a Promise is resolved first). An error means the
+// script failed; the caller should treat it as a refusal. Blocks;
+// goroutine-safe; never panics.
+func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, event any) (ok bool, err error) {
+	if p == nil {
+		return false, errors.New("filter: no project")
+	}
+	v, err := e.getVM()
+	if err != nil {
+		return false, fmt.Errorf("filter: %w", err)
+	}
+	r := newRun(e, v, ctx, Invocation{Project: p, Operation: path, Trigger: TriggerListener, Event: event})
+	token := e.watch.track(r)
+	defer func() {
+		if x := recover(); x != nil {
+			e.log.Error("panic in filter script", "script", path, "panic", x)
+			v.broken = true
+			ok, err = false, fmt.Errorf("filter %s: internal error: %v", path, x)
+		}
+		if e.watch.untrack(token) {
+			v.broken = true
+		}
+		e.putVM(v)
+	}()
+	return r.filter(path)
+}
+
+func findOperation(p *scripts.Project, name string) *scripts.Operation {
+	ops := p.Manifest.Operations
+	for i := range ops {
+		if ops[i].Name == name {
+			return &ops[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opsrunner/opsrunner/store"
+)
+
+func TestHandlerForms(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	tests := []struct {
+		name, src string
+		event     any
+		want      any
+	}{
+		{"top-level handle", `function handle(event) { return {n: event.n + 1} }`, map[string]any{"n": 1.0}, map[string]any{"n": 2.0}},
+		{"module.exports function", `module.exports = function(e) { return "hi " + e.who }`, map[string]any{"who": "bob"}, "hi bob"},
+		{"module.exports.handle", `module.exports = {handle: () => [1, "a", true, null]}`, nil, []any{1.0, "a", true, nil}},
+		{"exports.handle", `exports.handle = (e, ctx) => ctx.operation + "/" + ctx.project + "/" + ctx.trigger + "/" + ctx.run`, nil, "main/p/webhook/r1"},
+		{"parses JSON body", `function handle(e) { const b = JSON.parse(e.body); return {ok: b.x * 2} }`, map[string]any{"body": `{"x": 21}`}, map[string]any{"ok": 42.0}},
+		{"async handler", `async function handle() { const x = await Promise.resolve(20); return x + 1 }`, nil, 21.0},
+		{"undefined result", `function handle() {}`, nil, nil},
+		{"functions dropped", `function handle() { return {f() {}, a: 1} }`, nil, map[string]any{"a": 1.0}},
+		{"eval allowed", `function handle() { return eval("1+2") + Function("return 4")() }`, nil, 7.0},
+		{"no require", `function handle() { return [typeof require, typeof process, typeof fs] }`, nil, []any{"undefined", "undefined", "undefined"}},
+		{"new Set still works", `function handle() { const s = new Set([1, 1, 2]); return [s.size, s instanceof Set] }`, nil, []any{2.0, true}},
+		{"error subclass sets name", `class E extends Error { constructor(m) { super(m); this.name = "E" } }
+			function handle() { const e = new E("x"); const o = {}; o.toString = () => "o"; return [e.name, String(e), "" + o] }`, nil, []any{"E", "E: x", "o"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			res := runOne(t, e, tt.src, tt.event)
+			if res.Err != nil || res.Status != store.StatusSucceeded {
+				t.Fatalf("status %s, err %v", res.Status, res.Err)
+			}
+			if !reflect.DeepEqual(res.Value, tt.want) {
+				t.Fatalf("value %#v, want %#v", res.Value, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	tests := []struct {
+		name, src        string
+		line, col        int
+		msg              string
+		sentinel         error
+		stackContains    string
+		promiseNeverDone bool
+	}{
+		// goja places an error where it was created: the "new" of new Error,
+		// the "(" of a failing call, the "." of a failing member access.
+		{"throw on line 3", "function handle() {\n  const e =\n    new Error('boom');\n  throw e;\n}", 3, 5, "Error: boom", nil, "handle", false},
+		{"member of null", "function handle() {\n  let x = null;\n  x.foo;\n}", 3, 5, "TypeError: Cannot read property 'foo' of undefined", nil, "", false},
+		{"line 1 column unshifted", "new Error('x'); function handle() { throw new Error('one') }", 1, 43, "Error: one", nil, "", false},
+		{"line 1 call", "function handle() { undefinedFn() }", 1, 32, "ReferenceError: undefinedFn is not defined", nil, "", false},
+		{"error at top level", "\n\nthrow new Error('boom');", 3, 7, "Error: boom", nil, "", false},
+		{"RaiseError", "function handle() {\n  RaiseError('bad order');\n}", 2, 13, "bad order", nil, "", false},
+		{"rejected promise", "async function handle() {\n  throw new Error('async boom');\n}", 2, 9, "Error: async boom", nil, "", false},
+		{"deep recursion", "function f(n) { return f(n + 1) + 1 }\nfunction handle() { return f(0) }", 1, 25, "RangeError: maximum call stack size exceeded", ErrStackOverflow, "", false},
+		{"no handle", "var x = 1", 0, 0, "", nil, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			res := runOne(t, e, tt.src, nil)
+			if res.Status != store.StatusFailed || res.Err == nil {
+				t.Fatalf("status %s err %v, want failed", res.Status, res.Err)
+			}
+			if tt.sentinel != nil && !errors.Is(res.Err, tt.sentinel) {
+				t.Fatalf("err %v is not %v", res.Err, tt.sentinel)
+			}
+			if tt.msg == "" {
+				return
+			}
+			se := scriptErr(t, res.Err)
+			if se.File != "operations/op0.js" || se.Line != tt.line || se.Column != tt.col {
+				t.Errorf("position %s:%d:%d, want operations/op0.js:%d:%d", se.File, se.Line, se.Column, tt.line, tt.col)
+			}
+			if !strings.EqualFold(se.Message, tt.msg) {
+				t.Errorf("message %q, want %q", se.Message, tt.msg)
+			}
+			if strings.Contains(se.Stack, "native") || strings.Contains(se.Stack, "opsrunner:") || !strings.Contains(se.Stack, "operations/op0.js") {
+				t.Errorf("stack %q should show user frames only", se.Stack)
+			}
+		})
+	}
+}
+
+func TestPendingPromiseFails(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	res := runOne(t, e, `function handle() { return new Promise(() => {}) }`, nil)
+	if res.Status != store.StatusFailed || res.Err == nil || !strings.Contains(res.Err.Error(), "promise never settled") {
+		t.Fatalf("got %s %v", res.Status, res.Err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	p := newProject(t, "p",
+		op{name: "loop", src: `function handle() { Set("before", 1); for (;;) {} }`, timeout: 200 * time.Millisecond, onFailure: []string{"after"}},
+		op{name: "after", src: `function handle() { log.info("after: " + GetLastError()); return Get("before") }`},
+	)
+	start := time.Now()
+	res := e.Run(context.Background(), Invocation{Project: p, Operation: "loop"})
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %s", d)
+	}
+	if res.Status != store.StatusTimedOut || !errors.Is(res.Err, ErrTimeout) {
+		t.Fatalf("status %s err %v", res.Status, res.Err)
+	}
+	if len(res.Steps) != 2 || res.Steps[1].Status != store.StatusSucceeded {
+		t.Fatalf("steps %+v", res.Steps)
+	}
+	if len(res.Logs) != 1 || !strings.Contains(res.Logs[0].Message, "timed out") {
+		t.Fatalf("logs %+v", res.Logs)
+	}
+
+	t.Run("context cancelled from outside", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		p := newProject(t, "p", op{name: "loop", src: `function handle() { while (true) {} }`, onFailure: []string{"never"}},
+			op{name: "never", src: `function handle() {}`})
+		res := e.Run(ctx, Invocation{Project: p, Operation: "loop"})
+		if res.Status != store.StatusTimedOut || !errors.Is(res.Err, context.DeadlineExceeded) || !strings.Contains(res.Err.Error(), "interrupted") {
+			t.Fatalf("status %s err %v", res.Status, res.Err)
+		}
+		if len(res.Steps) != 1 {
+			t.Fatalf("chain should stop when the run's context ends: %+v", res.Steps)
+		}
+	})
+}
+
+func TestNoLeaksBetweenChains(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	polluters := []string{
+		`function handle() { globalThis.leak = 1; Array.prototype.x = 1; Object.prototype.y = 2; JSON.parse = null; String.prototype.trim = null; }`,
+		`"use strict"; function handle() { globalThis.leak = 1; leak2 = 3; Object.defineProperty(globalThis, "leak3", {value: 1, configurable: true}); }`,
+		`"use strict"; function handle() { Array.prototype.x = 1 }`,
+		`function handle() { Object.getPrototypeOf([][Symbol.iterator]()).next = null; Set("v", 1); Math.random = () => 4; }`,
+	}
+	check := `function handle() { return [typeof leak, typeof leak2, typeof leak3, [].x, ({}).y, typeof JSON.parse, typeof "".trim,
+		[1,2][Symbol.iterator]().next().value, Math.random() < 1, typeof Get("v")] }`
+	want := []any{"undefined", "undefined", "undefined", nil, nil, "function", "function", 1.0, true, "undefined"}
+	for _, src := range polluters {
+		runOne(t, e, src, nil)
+		for range 3 { // the pool holds several runtimes; check more than one
+			res := runOne(t, e, check, nil)
+			if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
+				t.Fatalf("after %q: got %#v, %v", src, res.Value, res.Err)
+			}
+		}
+	}
+}
+
+func TestConcurrentRuns(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	p := newProject(t, "p",
+		op{name: "main", src: `function handle(e) { Set("n", e.n); return RunOperation("double") }`},
+		op{name: "double", src: `function handle(e) { return Get("n") * 2 + e.n - e.n }`},
+	)
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				n := float64(g*1000 + i)
+				res := e.Run(context.Background(), Invocation{Project: p, Operation: "main", Event: map[string]any{"n": n}})
+				if res.Err != nil || res.Value != 2*n {
+					t.Errorf("n=%v: %v %v", n, res.Value, res.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,237 @@
+package runtime
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dop251/goja"
+)
+
+// vm is one goja runtime with the host API bound once. It is used by one
+// goroutine at a time (between getVM and putVM); the host functions read the
+// current run from cur.
+type vm struct {
+	e  *Engine
+	rt *goja.Runtime
+
+	cur *run // the run using this runtime; nil while pooled
+
+	baseline    map[string]struct{} // global property names after hardening
+	baseSymbols int
+	globalProto *goja.Object
+
+	errorCtor goja.Value
+	stringify goja.Callable
+	parse     goja.Callable
+	thrower   goja.Callable
+	msgCommit goja.Value
+	msgRollbk goja.Value
+
+	// broken marks a runtime that must not be pooled again.
+	broken bool
+}
+
+// internalPrefix names the sources of opsrunner's own JS; their frames are
+// hidden from script stacks.
+const internalPrefix = "opsrunner:"
+
+// hardenSrc runs once per runtime, after the host API is installed. It
+// replaces the built-in Set constructor by one that is also the host's
+// Set(name, value), then freezes every intrinsic reachable from the global
+// object (and the hidden iterator/generator prototypes) so that a chain
+// cannot change what the next chain sees. Properties that scripts commonly
+// shadow on their own objects (constructor, toString, name, message, ...)
+// become accessors whose setter defines an own property on the receiver,
+// which avoids the "override mistake" of frozen prototypes. Finally each
+// global binding present now becomes non-writable and non-configurable.
+const hardenSrc = `(function(host) {
+'use strict';
+const O = Object, R = Reflect;
+const getDesc = O.getOwnPropertyDescriptor, define = O.defineProperty, freeze = O.freeze;
+const getProto = O.getPrototypeOf, ownKeys = R.ownKeys, hasOwn = O.prototype.hasOwnProperty;
+const NativeSet = globalThis.Set, construct = R.construct, setVar = host.setVar;
+function Set(name, value) {
+	if (new.target) return construct(NativeSet, arguments, new.target);
+	return setVar(name, value);
+}
+Set.prototype = NativeSet.prototype;
+define(globalThis, 'Set', {value: Set, writable: true, enumerable: false, configurable: true});
+
+const overridable = ['constructor', 'toString', 'toLocaleString', 'valueOf', 'hasOwnProperty',
+	'isPrototypeOf', 'propertyIsEnumerable', 'name', 'message'];
+function enableOverride(obj, prop) {
+	const d = getDesc(obj, prop);
+	if (!d || !('value' in d) || !d.configurable) return;
+	const value = d.value;
+	const acc = {
+		get() { return value; },
+		set(v) {
+			if (this === obj) throw new TypeError("Cannot assign to read only property '" + prop + "' of a built-in object");
+			if (hasOwn.call(this, prop)) { this[prop] = v; return; }
+			define(this, prop, {value: v, writable: true, enumerable: true, configurable: true});
+		},
+	};
+	define(obj, prop, {
+		get: acc.get, set: acc.set,
+		enumerable: d.enumerable, configurable: false,
+	});
+}
+const seen = new NativeSet();
+const queue = [];
+function visit(v, isProto) {
+	if ((typeof v !== 'object' && typeof v !== 'function') || v === null || seen.has(v)) return;
+	seen.add(v);
+	queue.push([v, isProto]);
+}
+const g = globalThis;
+seen.add(g); // the global object stays extensible: reset removes what a chain adds
+for (const key of ownKeys(g)) {
+	const d = getDesc(g, key);
+	if ('value' in d) visit(d.value, false); else { visit(d.get, false); visit(d.set, false); }
+}
+const hidden = [
+	[][Symbol.iterator](), new Map().entries(), new NativeSet().values(), ''[Symbol.iterator](),
+	/x/[Symbol.matchAll](''), (function*(){})(), (function*(){}), (async function(){}),
+];
+for (const h of hidden) { let p = getProto(h); while (p) { visit(p, true); p = getProto(p); } }
+while (queue.length) {
+	const [obj, isProto] = queue.pop();
+	if (isProto) for (const p of overridable) enableOverride(obj, p);
+	visit(getProto(obj), true);
+	for (const key of ownKeys(obj)) {
+		const d = getDesc(obj, key);
+		if ('value' in d) visit(d.value, key === 'prototype'); else { visit(d.get, false); visit(d.set, false); }
+	}
+	freeze(obj);
+}
+for (const key of ownKeys(g)) {
+	const d = getDesc(g, key);
+	if (!d.configurable) continue;
+	if ('value' in d) define(g, key, {value: d.value, writable: false, enumerable: d.enumerable, configurable: false});
+	else define(g, key, {get: d.get, set: d.set, enumerable: d.enumerable, configurable: false});
+}
+})`
+
+// hardenProgram is compiled once per process and shared (a *goja.Program is
+// immutable and safe to share).
+var hardenProgram = goja.MustCompile(internalPrefix+"harden", hardenSrc, true)
+
+func newVM(e *Engine) (v *vm, err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			v, err = nil, fmt.Errorf("new runtime: %v", x)
+		}
+	}()
+	rt := goja.New()
+	rt.SetMaxCallStackSize(e.cfg.MaxCallStackSize)
+	v = &vm{e: e, rt: rt}
+	g := rt.GlobalObject()
+	json := g.Get("JSON").(*goja.Object)
+	v.stringify, _ = goja.AssertFunction(json.Get("stringify"))
+	v.parse, _ = goja.AssertFunction(json.Get("parse"))
+	v.errorCtor = g.Get("Error")
+	thrower, err := rt.RunString(`(function(e) { throw e; })`)
+	if err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
+	v.thrower, _ = goja.AssertFunction(thrower)
+
+	fns := map[string]func(goja.FunctionCall) goja.Value{
+		"RunOperation": v.jsRunOperation,
+		"Acknowledge":  v.jsAcknowledge,
+		"SendMessage":  v.jsSendMessage,
+		"Get":          v.jsGet,
+		"RaiseError":   v.jsRaiseError,
+		"GetLastError": v.jsGetLastError,
+	}
+	for name, fn := range fns {
+		if err := g.Set(name, fn); err != nil {
+			return nil, fmt.Errorf("new runtime: bind %s: %w", name, err)
+		}
+	}
+	logObj, consoleObj := rt.NewObject(), rt.NewObject()
+	for _, lvl := range []string{"info", "warn", "error", "debug"} {
+		fn := v.logger(lvl)
+		_ = logObj.Set(lvl, fn)
+		_ = consoleObj.Set(lvl, fn)
+	}
+	_ = consoleObj.Set("log", v.logger("info"))
+	_ = g.Set("log", logObj)
+	_ = g.Set("console", consoleObj)
+	if err := g.DefineAccessorProperty("$vars", rt.ToValue(v.jsVars), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
+		return nil, fmt.Errorf("new runtime: $vars: %w", err)
+	}
+	v.msgCommit = rt.ToValue(v.jsMessageCommit)
+	v.msgRollbk = rt.ToValue(v.jsMessageRollback)
+
+	host := rt.NewObject()
+	_ = host.Set("setVar", v.jsSet)
+	harden, err := rt.RunProgram(hardenProgram)
+	if err != nil {
+		return nil, fmt.Errorf("new runtime: harden: %w", err)
+	}
+	hardenFn, _ := goja.AssertFunction(harden)
+	if _, err := hardenFn(goja.Undefined(), host); err != nil {
+		return nil, fmt.Errorf("new runtime: harden: %w", err)
+	}
+	v.baseline = make(map[string]struct{})
+	for _, k := range g.GetOwnPropertyNames() {
+		v.baseline[k] = struct{}{}
+	}
+	v.baseSymbols = len(g.Symbols())
+	v.globalProto = g.Prototype()
+	return v, nil
+}
+
+// reset removes what a chain left on the global object. It reports false
+// when the runtime cannot be cleaned and must be discarded.
+func (v *vm) reset() bool {
+	v.rt.ClearInterrupt()
+	g := v.rt.GlobalObject()
+	if g.Prototype() != v.globalProto || len(g.Symbols()) != v.baseSymbols {
+		return false
+	}
+	names := g.GetOwnPropertyNames()
+	if len(names) == len(v.baseline) {
+		return true // baseline properties are non-configurable: same set
+	}
+	for _, n := range names {
+		if _, ok := v.baseline[n]; ok {
+			continue
+		}
+		if err := g.Delete(n); err != nil {
+			return false
+		}
+	}
+	return len(g.GetOwnPropertyNames()) == len(v.baseline)
+}
+
+// throw raises a JS Error with msg in the running script; the Error carries
+// the JS stack of the call site. It never returns.
+func (v *vm) throw(format string, args ...any) {
+	obj, err := v.rt.New(v.errorCtor, v.rt.ToValue(fmt.Sprintf(format, args...)))
+	if err != nil {
+		panic(v.rt.NewGoError(err))
+	}
+	panic(obj)
+}
+
+// safeString converts a JS value to a string without letting a throwing
+// toString escape.
+func (v *vm) safeString(val goja.Value) (s string) {
+	if val == nil {
+		return "undefined"
+	}
+	defer func() {
+		if recover() != nil {
+			s = "[object]"
+		}
+	}()
+	return val.String()
+}
+
+// isUserFrame reports whether a stack frame belongs to a user's script.
+func isUserFrame(f goja.StackFrame) bool {
+	name := f.SrcName()
+	return name != "<native>" && name != "" && !strings.HasPrefix(name, internalPrefix)
+}

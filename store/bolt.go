@@ -1,0 +1,725 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrClosed is returned by a store's methods after Close.
+var ErrClosed = errors.New("store closed")
+
+// BoltOptions configures a Bolt store. The zero value uses every default.
+type BoltOptions struct {
+	// Retention bounds run history (see Retention for its defaults).
+	Retention Retention
+	// DeadLetterRetention gives dead letters stored without ExpiresAt an
+	// expiry of FailedAt+DeadLetterRetention; zero keeps such letters forever.
+	DeadLetterRetention time.Duration
+	// FlushInterval is how long buffered runs may wait; zero means 200ms.
+	FlushInterval time.Duration
+	// MaxBatch is the buffered-run count that triggers an early flush; zero
+	// means 512. PutRun writes through itself when 4×MaxBatch runs wait.
+	MaxBatch int
+}
+
+// Bucket names.
+var (
+	bucketProjects    = []byte("projects")    // name → JSON projectMeta
+	bucketBundles     = []byte("bundles")     // name\x00version(4 bytes) → bundle
+	bucketStates      = []byte("states")      // key → 0|1
+	bucketRuns        = []byte("runs")        // id → JSON storedRun
+	bucketRunIndex    = []byte("runindex")    // id → packed runMeta (filter scans)
+	bucketDeadLetters = []byte("deadletters") // id → JSON DeadLetter
+	bucketIdempotency = []byte("idempotency") // key → JSON idemRecord
+)
+
+// Bolt is a Store in one bbolt file, for a single agent. It is safe for
+// concurrent use. Runs are buffered in memory (latest version per ID wins)
+// and written in batches by one flusher goroutine that Close stops. It also
+// implements Watcher with in-process notifications of its own writes.
+type Bolt struct {
+	db   *bolt.DB
+	opts BoltOptions
+	hub  hub
+
+	mu       sync.Mutex     // guards the fields below
+	pending  map[string]Run // runs not yet handed to a flush
+	flushing map[string]Run // runs in the write under way
+	closed   bool
+
+	flushMu sync.Mutex // one flush at a time, so versions land in order
+
+	kick      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ Store   = (*Bolt)(nil)
+	_ Watcher = (*Bolt)(nil)
+)
+
+type projectMeta struct {
+	Active   int              `json:"active"`
+	Versions []ProjectVersion `json:"versions"`
+}
+
+type idemRecord struct {
+	RunID     string    `json:"runId"`
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+}
+
+// OpenBolt opens (creating if needed) the store at path and starts its
+// flusher. It blocks up to 5 s when another process holds the file.
+func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 200 * time.Millisecond
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	opts.Retention = opts.Retention.withDefaults()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketProjects, bucketBundles, bucketStates, bucketRuns,
+			bucketRunIndex, bucketDeadLetters, bucketIdempotency} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create buckets in %s: %w", path, err)
+	}
+	s := &Bolt{
+		db:      db,
+		opts:    opts,
+		pending: make(map[string]Run),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go s.flusher()
+	return s, nil
+}
+
+// Watch implements Watcher: it reports this store's own project and state
+// writes. It does not block.
+func (s *Bolt) Watch(ctx context.Context) <-chan Change { return s.hub.subscribe(ctx) }
+
+// --- projects ---
+
+func bundleKey(name string, version int) []byte {
+	k := make([]byte, 0, len(name)+5)
+	k = append(k, name...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint32(k, uint32(version))
+}
+
+func getMeta(tx *bolt.Tx, name string) (projectMeta, bool, error) {
+	var m projectMeta
+	v := tx.Bucket(bucketProjects).Get([]byte(name))
+	if v == nil {
+		return m, false, nil
+	}
+	if err := json.Unmarshal(v, &m); err != nil {
+		return m, false, fmt.Errorf("decode project %s: %w", name, err)
+	}
+	return m, true, nil
+}
+
+func putMeta(tx *bolt.Tx, name string, m projectMeta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode project %s: %w", name, err)
+	}
+	return tx.Bucket(bucketProjects).Put([]byte(name), b)
+}
+
+// SaveProjectVersion implements Store. It blocks until the version is durable.
+func (s *Bolt) SaveProjectVersion(ctx context.Context, name string, bundle []byte, note string) (ProjectVersion, error) {
+	var pv ProjectVersion
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m, _, err := getMeta(tx, name)
+		if err != nil {
+			return err
+		}
+		next := 1
+		if n := len(m.Versions); n > 0 {
+			next = m.Versions[n-1].Version + 1
+		}
+		pv = ProjectVersion{Project: name, Version: next, CreatedAt: time.Now().UTC(), Note: note, Size: len(bundle)}
+		m.Versions = append(m.Versions, pv)
+		m.Active = next
+		if err := tx.Bucket(bucketBundles).Put(bundleKey(name, next), bundle); err != nil {
+			return err
+		}
+		return putMeta(tx, name, m)
+	})
+	if err != nil {
+		return ProjectVersion{}, fmt.Errorf("save project %s: %w", name, err)
+	}
+	s.hub.publish(Change{Kind: ChangeProject, Key: name})
+	return pv, nil
+}
+
+// ProjectVersion implements Store. Version 0 means the active version.
+func (s *Bolt) ProjectVersion(ctx context.Context, name string, version int) (ProjectVersion, []byte, error) {
+	var (
+		pv     ProjectVersion
+		bundle []byte
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		m, ok, err := getMeta(tx, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("project %s: %w", name, ErrNotFound)
+		}
+		if version == 0 {
+			version = m.Active
+		}
+		i := slices.IndexFunc(m.Versions, func(v ProjectVersion) bool { return v.Version == version })
+		if i < 0 {
+			return fmt.Errorf("project %s version %d: %w", name, version, ErrNotFound)
+		}
+		pv = m.Versions[i]
+		bundle = bytes.Clone(tx.Bucket(bucketBundles).Get(bundleKey(name, version)))
+		return nil
+	})
+	if err != nil {
+		return ProjectVersion{}, nil, fmt.Errorf("read project version: %w", err)
+	}
+	return pv, bundle, nil
+}
+
+// Projects implements Store.
+func (s *Bolt) Projects(ctx context.Context) ([]ProjectInfo, error) {
+	var out []ProjectInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketProjects).ForEach(func(k, v []byte) error {
+			var m projectMeta
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode project %s: %w", k, err)
+			}
+			out = append(out, ProjectInfo{Name: string(k), ActiveVersion: m.Active, Versions: m.Versions})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	return out, nil
+}
+
+// SetActiveVersion implements Store; an unknown project or version gives an
+// error wrapping ErrNotFound.
+func (s *Bolt) SetActiveVersion(ctx context.Context, name string, version int) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m, ok, err := getMeta(tx, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("project %s: %w", name, ErrNotFound)
+		}
+		if !slices.ContainsFunc(m.Versions, func(v ProjectVersion) bool { return v.Version == version }) {
+			return fmt.Errorf("project %s version %d: %w", name, version, ErrNotFound)
+		}
+		m.Active = version
+		return putMeta(tx, name, m)
+	})
+	if err != nil {
+		return fmt.Errorf("set active version: %w", err)
+	}
+	s.hub.publish(Change{Kind: ChangeProject, Key: name})
+	return nil
+}
+
+// --- states ---
+
+// State implements Store.
+func (s *Bolt) State(ctx context.Context, key string) (enabled, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketStates).Get([]byte(key))
+		ok = v != nil
+		enabled = ok && len(v) == 1 && v[0] == 1
+		return nil
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("read state %s: %w", key, err)
+	}
+	return enabled, ok, nil
+}
+
+// SetState implements Store.
+func (s *Bolt) SetState(ctx context.Context, key string, enabled bool) error {
+	v := []byte{0}
+	if enabled {
+		v[0] = 1
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketStates).Put([]byte(key), v) }); err != nil {
+		return fmt.Errorf("set state %s: %w", key, err)
+	}
+	s.hub.publish(Change{Kind: ChangeState, Key: key})
+	return nil
+}
+
+// --- runs ---
+
+// PutRun implements Store. It buffers the run and returns without I/O,
+// unless 4×MaxBatch runs are already waiting; then it flushes first.
+func (s *Bolt) PutRun(ctx context.Context, r Run) error {
+	if r.ID == "" {
+		return errors.New("put run: empty id")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("put run %s: %w", r.ID, ErrClosed)
+	}
+	s.pending[r.ID] = r
+	n := len(s.pending)
+	s.mu.Unlock()
+	switch {
+	case n >= 4*s.opts.MaxBatch:
+		return s.Flush(ctx)
+	case n >= s.opts.MaxBatch:
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Buffered reports how many runs wait in memory for the flusher. It does
+// not block on I/O.
+func (s *Bolt) Buffered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) + len(s.flushing)
+}
+
+// buffered returns the buffered version of id, if any.
+func (s *Bolt) buffered(id string) (Run, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.pending[id]; ok {
+		return r, true
+	}
+	r, ok := s.flushing[id]
+	return r, ok
+}
+
+// Run implements Store: buffered runs are found too.
+func (s *Bolt) Run(ctx context.Context, id string) (Run, error) {
+	if r, ok := s.buffered(id); ok {
+		return r, nil
+	}
+	var (
+		r     Run
+		found bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRuns).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		found = true
+		var err error
+		r, err = decodeRun(v)
+		return err
+	})
+	if err != nil {
+		return Run{}, fmt.Errorf("read run %s: %w", id, err)
+	}
+	if !found {
+		return Run{}, fmt.Errorf("run %s: %w", id, ErrNotFound)
+	}
+	return r, nil
+}
+
+// Runs implements Store: buffered and stored runs merged, newest first. The
+// disk scan reads a compact index and decodes only matching runs, so it stays
+// quick over the whole retained history.
+func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
+	limit := f.limit()
+	s.mu.Lock()
+	inBuffer := make(map[string]struct{}, len(s.pending)+len(s.flushing))
+	var out []Run
+	for _, m := range []map[string]Run{s.pending, s.flushing} {
+		for id, r := range m {
+			if _, seen := inBuffer[id]; seen {
+				continue // pending is newer than flushing
+			}
+			inBuffer[id] = struct{}{}
+			if f.matches(r) {
+				out = append(out, r)
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	err := s.db.View(func(tx *bolt.Tx) error {
+		runs := tx.Bucket(bucketRuns)
+		c := tx.Bucket(bucketRunIndex).Cursor()
+		var k, v []byte
+		if f.Before != "" {
+			if k, v = c.Seek([]byte(f.Before)); k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		} else {
+			k, v = c.Last()
+		}
+		found := 0
+		for ; k != nil && found < limit; k, v = c.Prev() {
+			if _, ok := inBuffer[string(k)]; ok {
+				continue
+			}
+			m, err := unpackMeta(v)
+			if err != nil {
+				return fmt.Errorf("run %s: %w", k, err)
+			}
+			if !f.matches(Run{ID: string(k), Project: m.project, Operation: m.operation, Status: m.status,
+				MessageID: m.messageID, StartedAt: m.startedAt}) {
+				continue
+			}
+			raw := runs.Get(k)
+			if raw == nil {
+				continue
+			}
+			r, err := decodeRun(raw)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+			found++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Run) int { return strings.Compare(b.ID, a.ID) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// runMeta is the part of a run that filters and retention look at.
+type runMeta struct {
+	project, operation, status, messageID string
+	startedAt                             time.Time
+}
+
+func packMeta(r Run) []byte {
+	b := make([]byte, 0, 16+len(r.Project)+len(r.Operation)+len(r.Status)+len(r.MessageID))
+	for _, s := range []string{r.Project, r.Operation, r.Status, r.MessageID} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return binary.AppendVarint(b, r.StartedAt.UnixNano())
+}
+
+func unpackMeta(b []byte) (runMeta, error) {
+	var m runMeta
+	fields := []*string{&m.project, &m.operation, &m.status, &m.messageID}
+	for _, f := range fields {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return m, errors.New("corrupt run index entry")
+		}
+		*f = string(b[w : w+int(n)])
+		b = b[w+int(n):]
+	}
+	ns, w := binary.Varint(b)
+	if w <= 0 {
+		return m, errors.New("corrupt run index entry")
+	}
+	m.startedAt = time.Unix(0, ns)
+	return m, nil
+}
+
+// Flush implements Store: it writes every buffered run in one transaction.
+// It blocks until they are durable.
+func (s *Bolt) Flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	batch := s.pending
+	if len(batch) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	s.pending = make(map[string]Run, len(batch))
+	s.flushing = batch
+	s.mu.Unlock()
+
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		runs, index := tx.Bucket(bucketRuns), tx.Bucket(bucketRunIndex)
+		// IDs grow with time: writing them in order appends to the B+tree
+		// (no mid-page inserts), and full pages suit append-mostly keys.
+		runs.FillPercent, index.FillPercent = 0.9, 0.9
+		ids := make([]string, 0, len(batch))
+		for id := range batch {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			r := batch[id]
+			b, err := encodeRun(r)
+			if err != nil {
+				return err
+			}
+			if err := runs.Put([]byte(id), b); err != nil {
+				return err
+			}
+			if err := index.Put([]byte(id), packMeta(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushing = nil
+	if err != nil {
+		// Keep the runs for the next attempt unless a newer version arrived.
+		for id, r := range batch {
+			if _, newer := s.pending[id]; !newer {
+				s.pending[id] = r
+			}
+		}
+		return fmt.Errorf("flush %d runs: %w", len(batch), err)
+	}
+	return nil
+}
+
+// flusher writes buffered runs every FlushInterval or when MaxBatch is
+// reached, until Close.
+func (s *Bolt) flusher() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		// A failed flush keeps its runs buffered; the next tick retries.
+		_ = s.Flush(context.Background())
+	}
+}
+
+// --- dead letters ---
+
+// PutDeadLetter implements Store.
+func (s *Bolt) PutDeadLetter(ctx context.Context, d DeadLetter) error {
+	if d.ID == "" {
+		return errors.New("put dead letter: empty id")
+	}
+	if d.ExpiresAt.IsZero() && s.opts.DeadLetterRetention > 0 {
+		d.ExpiresAt = d.FailedAt.Add(s.opts.DeadLetterRetention)
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encode dead letter %s: %w", d.ID, err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDeadLetters).Put([]byte(d.ID), b) }); err != nil {
+		return fmt.Errorf("put dead letter %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// DeadLetter implements Store.
+func (s *Bolt) DeadLetter(ctx context.Context, id string) (DeadLetter, error) {
+	var d DeadLetter
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDeadLetters).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("dead letter %s: %w", id, ErrNotFound)
+		}
+		return json.Unmarshal(v, &d)
+	})
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("read dead letter: %w", err)
+	}
+	return d, nil
+}
+
+// DeadLetters implements Store: newest (highest ID) first.
+func (s *Bolt) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+	var out []DeadLetter
+	limit := f.limit()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDeadLetters).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var d DeadLetter
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decode dead letter %s: %w", k, err)
+			}
+			if f.Listener == "" || d.Listener == f.Listener {
+				out = append(out, d)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteDeadLetter implements Store; deleting a missing letter is not an error.
+func (s *Bolt) DeleteDeadLetter(ctx context.Context, id string) error {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDeadLetters).Delete([]byte(id)) }); err != nil {
+		return fmt.Errorf("delete dead letter %s: %w", id, err)
+	}
+	return nil
+}
+
+// --- idempotency ---
+
+// ClaimIdempotencyKey implements Store. Expired bindings are replaced; ttl
+// zero binds forever. It blocks until the binding is durable.
+func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (string, bool, error) {
+	bound, created := runID, true
+	now := time.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdempotency)
+		if v := b.Get([]byte(key)); v != nil {
+			var rec idemRecord
+			if err := json.Unmarshal(v, &rec); err == nil && (rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt)) {
+				bound, created = rec.RunID, false
+				return nil
+			}
+		}
+		rec := idemRecord{RunID: runID}
+		if ttl > 0 {
+			rec.ExpiresAt = now.Add(ttl)
+		}
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), v)
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	return bound, created, nil
+}
+
+// --- retention ---
+
+// Sweep implements Store: it flushes, then deletes runs older than MaxAge
+// (by StartedAt) or beyond the newest MaxRuns, dead letters whose ExpiresAt
+// passed, and expired idempotency keys. It blocks; the leader calls it.
+func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
+	if err := s.Flush(ctx); err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	ret := s.opts.Retention
+	cutoff := now.Add(-ret.MaxAge)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		index := tx.Bucket(bucketRunIndex)
+		excess := index.Stats().KeyN - ret.MaxRuns
+		var doomed [][]byte
+		c := index.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if excess > 0 {
+				doomed = append(doomed, bytes.Clone(k))
+				excess--
+				continue
+			}
+			m, err := unpackMeta(v)
+			if err != nil || m.startedAt.Before(cutoff) {
+				doomed = append(doomed, bytes.Clone(k))
+			}
+		}
+		runs := tx.Bucket(bucketRuns)
+		for _, k := range doomed {
+			if err := index.Delete(k); err != nil {
+				return err
+			}
+			if err := runs.Delete(k); err != nil {
+				return err
+			}
+		}
+		if err := sweepJSON(tx.Bucket(bucketDeadLetters), func(v []byte) bool {
+			var d DeadLetter
+			return json.Unmarshal(v, &d) != nil || (!d.ExpiresAt.IsZero() && !now.Before(d.ExpiresAt))
+		}); err != nil {
+			return err
+		}
+		return sweepJSON(tx.Bucket(bucketIdempotency), func(v []byte) bool {
+			var rec idemRecord
+			return json.Unmarshal(v, &rec) != nil || (!rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt))
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	return nil
+}
+
+// sweepJSON deletes the entries of b whose value expired reports true.
+func sweepJSON(b *bolt.Bucket, expired func(v []byte) bool) error {
+	var doomed [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		if expired(v) {
+			doomed = append(doomed, bytes.Clone(k))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range doomed {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close implements Store: it stops the flusher, flushes buffered runs, ends
+// every Watch and closes the file. Idempotent; later calls return the first
+// call's result.
+func (s *Bolt) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.stop)
+		<-s.done
+		ferr := s.Flush(context.Background())
+		s.hub.close()
+		s.closeErr = errors.Join(ferr, s.db.Close())
+	})
+	return s.closeErr
+}

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Defaults shared by the implementations.
+const (
+	defaultLimit   = 100
+	defaultMaxRuns = 10000
+	defaultMaxAge  = 7 * 24 * 60 * 60 * 1e9 // 7 days, as a time.Duration
+)
+
+func (f RunFilter) limit() int {
+	if f.Limit <= 0 {
+		return defaultLimit
+	}
+	return f.Limit
+}
+
+func (f DeadLetterFilter) limit() int {
+	if f.Limit <= 0 {
+		return defaultLimit
+	}
+	return f.Limit
+}
+
+func (r Retention) withDefaults() Retention {
+	if r.MaxRuns <= 0 {
+		r.MaxRuns = defaultMaxRuns
+	}
+	if r.MaxAge <= 0 {
+		r.MaxAge = defaultMaxAge
+	}
+	return r
+}
+
+// matches reports whether r passes every set field of f.
+func (f RunFilter) matches(r Run) bool {
+	return (f.Project == "" || r.Project == f.Project) &&
+		(f.Operation == "" || r.Operation == f.Operation) &&
+		(f.Status == "" || r.Status == f.Status) &&
+		(f.MessageID == "" || r.MessageID == f.MessageID) &&
+		(f.Since.IsZero() || !r.StartedAt.Before(f.Since)) &&
+		(f.Before == "" || r.ID < f.Before)
+}
+
+// storedRun is a Run as persisted: Run.Result is hidden from the API's JSON
+// but must survive storage for idempotent replays.
+type storedRun struct {
+	Run
+	Result []byte `json:"result,omitempty"`
+}
+
+func encodeRun(r Run) ([]byte, error) {
+	b, err := json.Marshal(storedRun{Run: r, Result: r.Result})
+	if err != nil {
+		return nil, fmt.Errorf("encode run %s: %w", r.ID, err)
+	}
+	return b, nil
+}
+
+func decodeRun(b []byte) (Run, error) {
+	var s storedRun
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Run{}, fmt.Errorf("decode run: %w", err)
+	}
+	s.Run.Result = s.Result
+	return s.Run, nil
+}

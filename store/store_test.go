@@ -1,0 +1,222 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/opsrunner/opsrunner/internal/testenv"
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/store/storetest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func openBolt(t *testing.T, opts store.BoltOptions) *store.Bolt {
+	t.Helper()
+	s, err := store.OpenBolt(filepath.Join(t.TempDir(), "opsrunner.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestBolt(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store { return openBolt(t, store.BoltOptions{}) })
+	storetest.RunRetention(t, func(t *testing.T, r store.Retention) store.Store {
+		return openBolt(t, store.BoltOptions{Retention: r})
+	})
+}
+
+var prefixes atomic.Int64
+
+func openRedis(t *testing.T, opts store.RedisOptions) *store.Redis {
+	t.Helper()
+	srv := testenv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	prefix := fmt.Sprintf("storetest%d:", prefixes.Add(1))
+	s, err := store.OpenRedis(client, prefix, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestRedis(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store { return openRedis(t, store.RedisOptions{}) })
+	storetest.RunRetention(t, func(t *testing.T, r store.Retention) store.Store {
+		return openRedis(t, store.RedisOptions{Retention: r})
+	})
+}
+
+// A deploy on one agent reaches the other agents' watchers.
+func TestRedisWatchAcrossAgents(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Redis(t)
+	clientA := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	clientB := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { clientA.Close(); clientB.Close() })
+	// Two agents: one prefix, each with its own client.
+	prefix := fmt.Sprintf("storetest-shared%d:", prefixes.Add(1))
+	a, err := store.OpenRedis(clientA, prefix, store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := store.OpenRedis(clientB, prefix, store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	changes := b.Watch(t.Context())
+	start := time.Now()
+	if err := a.SetState(t.Context(), "orders/in", false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-changes:
+		if c != (store.Change{Kind: store.ChangeState, Key: "orders/in"}) {
+			t.Fatalf("got %+v", c)
+		}
+		t.Logf("change reached the other agent in %s", time.Since(start))
+	case <-time.After(time.Second):
+		t.Fatal("change did not reach the other agent within 1s")
+	}
+	if on, ok, err := b.State(t.Context(), "orders/in"); err != nil || !ok || on {
+		t.Fatalf("other agent reads %v, %v, %v", on, ok, err)
+	}
+}
+
+// Close makes buffered runs durable: a reopened store finds them.
+func TestBoltCloseFlushes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "opsrunner.db")
+	s, err := store.OpenBolt(path, store.BoltOptions{FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ulid.Make().String()
+	if err := s.PutRun(t.Context(), store.Run{ID: id, Project: "p", Status: store.StatusSucceeded, StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = store.OpenBolt(path, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r, err := s.Run(t.Context(), id); err != nil || r.Status != store.StatusSucceeded {
+		t.Fatalf("after reopen: %+v, %v", r, err)
+	}
+}
+
+// The flusher writes buffered runs by itself within FlushInterval, and early
+// once MaxBatch runs wait.
+func TestBoltFlusher(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts store.BoltOptions
+		runs int
+	}{
+		{"interval", store.BoltOptions{FlushInterval: 20 * time.Millisecond}, 1},
+		{"batch", store.BoltOptions{FlushInterval: time.Hour, MaxBatch: 8}, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "opsrunner.db")
+			s, err := store.OpenBolt(path, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for range tc.runs {
+				if err := s.PutRun(t.Context(), store.Run{ID: ulid.Make().String(), StartedAt: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for s.Buffered() > 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d runs still buffered after 2s", s.Buffered())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// Listing stays quick over a full retained history (10k runs).
+func TestBoltRunsLargeHistory(t *testing.T) {
+	t.Parallel()
+	s := openBolt(t, store.BoltOptions{})
+	now := time.Now()
+	for i := range 10000 {
+		op := "common"
+		if i%1000 == 0 {
+			op = "rare"
+		}
+		r := store.Run{ID: ulid.MustNew(ulid.Timestamp(now.Add(time.Duration(i)*time.Millisecond)), ulid.DefaultEntropy()).String(),
+			Project: "p", Operation: op, Status: store.StatusSucceeded, StartedAt: now, Logs: []store.LogLine{{Message: "some log line"}}}
+		if err := s.PutRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	runs, err := s.Runs(t.Context(), store.RunFilter{Operation: "rare"})
+	took := time.Since(start)
+	if err != nil || len(runs) != 10 {
+		t.Fatalf("rare runs = %d, %v", len(runs), err)
+	}
+	t.Logf("filtered scan of 10k runs: %s", took)
+	if took > 500*time.Millisecond {
+		t.Fatalf("filtered scan of 10k runs took %s", took)
+	}
+}
+
+// BenchmarkPutRun simulates one webhook: a run written as running, then as
+// finished.
+func BenchmarkPutRun(b *testing.B) {
+	s, err := store.OpenBolt(filepath.Join(b.TempDir(), "opsrunner.db"), store.BoltOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	logs := []store.LogLine{{Time: time.Now(), Level: "info", Message: "handled order 42"}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r := store.Run{ID: ulid.Make().String(), Project: "hello", Operation: "hello", Trigger: "webhook",
+				Status: store.StatusRunning, StartedAt: time.Now(), Agent: "a1"}
+			if err := s.PutRun(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+			fin := time.Now()
+			r.Status, r.FinishedAt, r.Logs, r.Result = store.StatusSucceeded, &fin, logs, []byte(`{"ok":true}`)
+			if err := s.PutRun(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.StopTimer()
+	if err := s.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,494 @@
+// Package storetest is the conformance suite every store.Store
+// implementation passes: call Run (and RunRetention) from the
+// implementation's tests with a constructor of fresh, empty stores.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// NewStore returns a fresh, empty store for one test and arranges for it to
+// be closed when the test ends (Close is idempotent, tests may close it too).
+type NewStore func(t *testing.T) store.Store
+
+// NewStoreWithRetention is NewStore with a run retention.
+type NewStoreWithRetention func(t *testing.T, r store.Retention) store.Store
+
+// base is the time the suite's run IDs start from.
+var base = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// id returns a ULID for base + i milliseconds: ids sort as i does.
+func id(i int) string {
+	t := base.Add(time.Duration(i) * time.Millisecond)
+	var entropy [10]byte // fixed: the same i always gives the same id
+	return ulid.MustNew(ulid.Timestamp(t), bytes.NewReader(entropy[:])).String()
+}
+
+func ctx(t *testing.T) context.Context { return t.Context() }
+
+// Run runs the conformance suite against stores made by newStore.
+func Run(t *testing.T, newStore NewStore) {
+	t.Run("ProjectVersions", func(t *testing.T) { t.Parallel(); testProjects(t, newStore(t)) })
+	t.Run("States", func(t *testing.T) { t.Parallel(); testStates(t, newStore(t)) })
+	t.Run("RunRoundTrip", func(t *testing.T) { t.Parallel(); testRunRoundTrip(t, newStore(t)) })
+	t.Run("RunFilters", func(t *testing.T) { t.Parallel(); testRunFilters(t, newStore(t)) })
+	t.Run("RunPaging", func(t *testing.T) { t.Parallel(); testRunPaging(t, newStore(t)) })
+	t.Run("RunReplaceAcrossFlush", func(t *testing.T) { t.Parallel(); testRunReplace(t, newStore(t)) })
+	t.Run("ConcurrentPutRun", func(t *testing.T) { t.Parallel(); testConcurrentPutRun(t, newStore(t)) })
+	t.Run("SweepByAge", func(t *testing.T) { t.Parallel(); testSweepByAge(t, newStore(t)) })
+	t.Run("DeadLetters", func(t *testing.T) { t.Parallel(); testDeadLetters(t, newStore(t)) })
+	t.Run("IdempotencyKeys", func(t *testing.T) { t.Parallel(); testIdempotency(t, newStore(t)) })
+	t.Run("Watch", func(t *testing.T) { t.Parallel(); testWatch(t, newStore(t)) })
+	t.Run("CloseIdempotent", func(t *testing.T) { t.Parallel(); testClose(t, newStore(t)) })
+}
+
+// RunRetention checks Sweep's count bound with a small MaxRuns.
+func RunRetention(t *testing.T, newStore NewStoreWithRetention) {
+	t.Run("SweepByCount", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, store.Retention{MaxRuns: 5})
+		for i := range 12 {
+			mustPut(t, s, store.Run{ID: id(i), Project: "p", Status: store.StatusSucceeded, StartedAt: time.Now()})
+		}
+		if err := s.Sweep(ctx(t), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		got := ids(t, s, store.RunFilter{Limit: 100})
+		want := []string{id(11), id(10), id(9), id(8), id(7)}
+		if !slices.Equal(got, want) {
+			t.Fatalf("after sweep runs = %v, want the newest five %v", got, want)
+		}
+		if _, err := s.Run(ctx(t), id(0)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Run(oldest) after sweep: err = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func testProjects(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, _, err := s.ProjectVersion(c, "orders", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown project: err = %v, want ErrNotFound", err)
+	}
+	for i, bundle := range []string{"bundle-1", "bundle-two", "bundle-3"} {
+		pv, err := s.SaveProjectVersion(c, "orders", []byte(bundle), fmt.Sprintf("note %d", i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pv.Version != i+1 || pv.Project != "orders" || pv.Size != len(bundle) || pv.Note != fmt.Sprintf("note %d", i+1) || pv.CreatedAt.IsZero() {
+			t.Fatalf("save %d: got %+v", i+1, pv)
+		}
+	}
+	if _, err := s.SaveProjectVersion(c, "billing", []byte("b"), ""); err != nil {
+		t.Fatal(err)
+	}
+
+	pv, bundle, err := s.ProjectVersion(c, "orders", 2)
+	if err != nil || pv.Version != 2 || string(bundle) != "bundle-two" {
+		t.Fatalf("ProjectVersion(orders, 2) = %+v, %q, %v", pv, bundle, err)
+	}
+	if _, _, err := s.ProjectVersion(c, "orders", 9); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown version: err = %v, want ErrNotFound", err)
+	}
+
+	projects, err := s.Projects(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(projects) != 2 || projects[0].Name != "billing" || projects[1].Name != "orders" {
+		t.Fatalf("Projects = %+v, want billing then orders", projects)
+	}
+	if p := projects[1]; p.ActiveVersion != 3 || len(p.Versions) != 3 || p.Versions[0].Version != 1 || p.Versions[2].Version != 3 {
+		t.Fatalf("orders = %+v, want versions 1..3 oldest first, active 3", p)
+	}
+
+	// Rollback moves the pointer; the next deploy still gets a new number.
+	if err := s.SetActiveVersion(c, "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	if pv, bundle, err := s.ProjectVersion(c, "orders", 0); err != nil || pv.Version != 1 || string(bundle) != "bundle-1" {
+		t.Fatalf("active after rollback = %+v, %q, %v; want version 1", pv, bundle, err)
+	}
+	for _, tc := range []struct {
+		project string
+		version int
+	}{{"orders", 7}, {"nope", 1}} {
+		if err := s.SetActiveVersion(c, tc.project, tc.version); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("SetActiveVersion(%s, %d): err = %v, want ErrNotFound", tc.project, tc.version, err)
+		}
+	}
+	if pv, err := s.SaveProjectVersion(c, "orders", []byte("bundle-4"), ""); err != nil || pv.Version != 4 {
+		t.Fatalf("deploy after rollback = %+v, %v; want version 4", pv, err)
+	}
+	projects, _ = s.Projects(c)
+	if projects[1].ActiveVersion != 4 {
+		t.Fatalf("active after new deploy = %d, want 4", projects[1].ActiveVersion)
+	}
+}
+
+func testStates(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, ok, err := s.State(c, "orders/orders-in"); err != nil || ok {
+		t.Fatalf("unset state: ok = %v, err = %v", ok, err)
+	}
+	for _, want := range []bool{false, true, false} {
+		if err := s.SetState(c, "orders/orders-in", want); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := s.State(c, "orders/orders-in")
+		if err != nil || !ok || got != want {
+			t.Fatalf("State after SetState(%v) = %v, %v, %v", want, got, ok, err)
+		}
+	}
+	if _, ok, _ := s.State(c, "orders/other"); ok {
+		t.Fatal("states leak between keys")
+	}
+}
+
+func mustPut(t *testing.T, s store.Store, r store.Run) {
+	t.Helper()
+	if err := s.PutRun(ctx(t), r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ids(t *testing.T, s store.Store, f store.RunFilter) []string {
+	t.Helper()
+	runs, err := s.Runs(ctx(t), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(runs))
+	for i, r := range runs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func testRunRoundTrip(t *testing.T, s store.Store) {
+	c := ctx(t)
+	fin := base.Add(time.Second)
+	want := store.Run{
+		ID: id(1), Project: "orders", Version: 3, Operation: "Process Order", Trigger: "webhook",
+		Status: store.StatusSucceeded, StartedAt: base, FinishedAt: &fin, DurationMs: 1000, Agent: "a1",
+		MessageID: "m-1", Attempt: 2, Outcome: store.OutcomeCommitted,
+		Chain:  []store.Step{{Operation: "Process Order", Status: store.StatusSucceeded, DurationMs: 1000}},
+		Logs:   []store.LogLine{{Time: base, Level: "info", Message: "hello"}},
+		Result: []byte(`{"ok":true}`), HTTPStatus: 201, ParentRunID: "parent",
+	}
+	mustPut(t, s, want)
+	check := func(when string) {
+		got, err := s.Run(c, want.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if got.ID != want.ID || got.Operation != want.Operation || got.Status != want.Status ||
+			string(got.Result) != string(want.Result) || got.HTTPStatus != 201 || len(got.Logs) != 1 ||
+			len(got.Chain) != 1 || got.FinishedAt == nil || !got.FinishedAt.Equal(fin) || !got.StartedAt.Equal(base) ||
+			got.Outcome != want.Outcome || got.Attempt != 2 || got.ParentRunID != "parent" {
+			t.Fatalf("%s: got %+v, want %+v", when, got, want)
+		}
+	}
+	check("buffered") // visible before any flush
+	if err := s.Flush(c); err != nil {
+		t.Fatal(err)
+	}
+	check("flushed")
+	if _, err := s.Run(c, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing run: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testRunFilters(t *testing.T, s store.Store) {
+	c := ctx(t)
+	runs := []store.Run{
+		{ID: id(1), Project: "orders", Operation: "A", Status: store.StatusSucceeded, MessageID: "m1", StartedAt: base.Add(1 * time.Minute)},
+		{ID: id(2), Project: "orders", Operation: "B", Status: store.StatusFailed, StartedAt: base.Add(2 * time.Minute)},
+		{ID: id(3), Project: "billing", Operation: "A", Status: store.StatusSucceeded, StartedAt: base.Add(3 * time.Minute)},
+		{ID: id(4), Project: "orders", Operation: "A", Status: store.StatusRunning, MessageID: "m2", StartedAt: base.Add(4 * time.Minute)},
+		{ID: id(5), Project: "orders", Operation: "A", Status: store.StatusTimedOut, StartedAt: base.Add(5 * time.Minute)},
+	}
+	// Half on disk, half buffered: results must merge both.
+	for i, r := range runs {
+		mustPut(t, s, r)
+		if i == 2 {
+			if err := s.Flush(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		f    store.RunFilter
+		want []string
+	}{
+		{"all newest first", store.RunFilter{}, []string{id(5), id(4), id(3), id(2), id(1)}},
+		{"project", store.RunFilter{Project: "billing"}, []string{id(3)}},
+		{"operation", store.RunFilter{Project: "orders", Operation: "A"}, []string{id(5), id(4), id(1)}},
+		{"status", store.RunFilter{Status: store.StatusFailed}, []string{id(2)}},
+		{"message id", store.RunFilter{MessageID: "m2"}, []string{id(4)}},
+		{"since", store.RunFilter{Since: base.Add(4 * time.Minute)}, []string{id(5), id(4)}},
+		{"before", store.RunFilter{Before: id(3)}, []string{id(2), id(1)}},
+		{"limit", store.RunFilter{Limit: 2}, []string{id(5), id(4)}},
+		{"filter and limit", store.RunFilter{Operation: "A", Limit: 2}, []string{id(5), id(4)}},
+		{"no match", store.RunFilter{Project: "nope"}, []string{}},
+	} {
+		if got := ids(t, s, tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func testRunPaging(t *testing.T, s store.Store) {
+	const n = 250
+	for i := range n {
+		mustPut(t, s, store.Run{ID: id(i), Project: "p", Operation: "op", Status: store.StatusSucceeded, StartedAt: base})
+		if i == n/2 {
+			if err := s.Flush(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := ids(t, s, store.RunFilter{}); len(got) != 100 {
+		t.Fatalf("default limit: got %d runs, want 100", len(got))
+	}
+	var all []string
+	before := ""
+	for {
+		page := ids(t, s, store.RunFilter{Before: before, Limit: 40, Operation: "op"})
+		all = append(all, page...)
+		if len(page) < 40 {
+			break
+		}
+		before = page[len(page)-1]
+	}
+	if len(all) != n {
+		t.Fatalf("paged through %d runs, want %d", len(all), n)
+	}
+	for i, got := range all {
+		if want := id(n - 1 - i); got != want {
+			t.Fatalf("page order: run %d = %s, want %s", i, got, want)
+		}
+	}
+}
+
+func testRunReplace(t *testing.T, s store.Store) {
+	c := ctx(t)
+	r := store.Run{ID: id(1), Project: "p", Operation: "op", Status: store.StatusRunning, StartedAt: base}
+	mustPut(t, s, r)
+	if err := s.Flush(c); err != nil {
+		t.Fatal(err)
+	}
+	r.Status = store.StatusSucceeded
+	mustPut(t, s, r) // newer version buffered, older on disk
+	if got := ids(t, s, store.RunFilter{Status: store.StatusRunning}); len(got) != 0 {
+		t.Fatalf("stale version listed: status=running gives %v", got)
+	}
+	if got := ids(t, s, store.RunFilter{Status: store.StatusSucceeded}); !slices.Equal(got, []string{id(1)}) {
+		t.Fatalf("status=succeeded gives %v", got)
+	}
+	if got := ids(t, s, store.RunFilter{}); len(got) != 1 {
+		t.Fatalf("replaced run listed %d times", len(got))
+	}
+	if err := s.Flush(c); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Run(c, id(1)); err != nil || got.Status != store.StatusSucceeded {
+		t.Fatalf("after flush: %+v, %v", got, err)
+	}
+}
+
+func testConcurrentPutRun(t *testing.T, s store.Store) {
+	const writers, each = 8, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				r := store.Run{ID: id(w*each + i), Project: "p", Status: store.StatusRunning, StartedAt: base}
+				if err := s.PutRun(ctx(t), r); err != nil {
+					errs <- err
+					return
+				}
+				r.Status = store.StatusSucceeded
+				if err := s.PutRun(ctx(t), r); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.Runs(ctx(t), store.RunFilter{Limit: 5}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := ids(t, s, store.RunFilter{Status: store.StatusSucceeded, Limit: 1000}); len(got) != writers*each {
+		t.Fatalf("got %d succeeded runs, want %d", len(got), writers*each)
+	}
+}
+
+func testSweepByAge(t *testing.T, s store.Store) {
+	c := ctx(t)
+	now := time.Now()
+	mustPut(t, s, store.Run{ID: id(1), Project: "p", Status: store.StatusSucceeded, StartedAt: now.Add(-8 * 24 * time.Hour)})
+	mustPut(t, s, store.Run{ID: id(2), Project: "p", Status: store.StatusSucceeded, StartedAt: now.Add(-time.Hour)})
+	if err := s.Sweep(c, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(t, s, store.RunFilter{}); !slices.Equal(got, []string{id(2)}) {
+		t.Fatalf("after sweep: %v, want only the run younger than 7 days", got)
+	}
+}
+
+func testDeadLetters(t *testing.T, s store.Store) {
+	c := ctx(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	letters := []store.DeadLetter{
+		{ID: id(1), Listener: "orders-in", MessageID: "m1", Destination: "/queue/orders", DeadLetterDestination: "/queue/orders.DLQ",
+			Attempts: 6, Error: "boom", FailedAt: now, Body: "{}", Headers: map[string]string{"k": "v"}, ExpiresAt: now.Add(time.Minute)},
+		{ID: id(2), Listener: "billing-in", MessageID: "m2", FailedAt: now},
+		{ID: id(3), Listener: "orders-in", MessageID: "m3", FailedAt: now},
+	}
+	for _, d := range letters {
+		if err := s.PutDeadLetter(c, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.DeadLetter(c, id(1))
+	if err != nil || got.Error != "boom" || got.Headers["k"] != "v" || got.Attempts != 6 || !got.FailedAt.Equal(now) {
+		t.Fatalf("DeadLetter = %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		f    store.DeadLetterFilter
+		want []string
+	}{
+		{store.DeadLetterFilter{}, []string{id(3), id(2), id(1)}},
+		{store.DeadLetterFilter{Listener: "orders-in"}, []string{id(3), id(1)}},
+		{store.DeadLetterFilter{Limit: 1}, []string{id(3)}},
+	} {
+		list, err := s.DeadLetters(c, tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gotIDs []string
+		for _, d := range list {
+			gotIDs = append(gotIDs, d.ID)
+		}
+		if !slices.Equal(gotIDs, tc.want) {
+			t.Errorf("DeadLetters(%+v) = %v, want %v", tc.f, gotIDs, tc.want)
+		}
+	}
+	if err := s.DeleteDeadLetter(c, id(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeadLetter(c, id(2)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted letter: err = %v, want ErrNotFound", err)
+	}
+	// Sweep after id(1) expired: the letter without ExpiresAt stays.
+	if err := s.Sweep(c, now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeadLetter(c, id(1)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired letter after sweep: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.DeadLetter(c, id(3)); err != nil {
+		t.Fatalf("letter without expiry swept: %v", err)
+	}
+}
+
+func testIdempotency(t *testing.T, s store.Store) {
+	c := ctx(t)
+	const ttl = 300 * time.Millisecond
+	for _, step := range []struct {
+		key, run, wantBound string
+		wantCreated         bool
+	}{
+		{"k1", "run-1", "run-1", true},
+		{"k1", "run-2", "run-1", false},
+		{"k2", "run-3", "run-3", true},
+	} {
+		bound, created, err := s.ClaimIdempotencyKey(c, step.key, step.run, ttl)
+		if err != nil || bound != step.wantBound || created != step.wantCreated {
+			t.Fatalf("Claim(%s, %s) = %q, %v, %v; want %q, %v", step.key, step.run, bound, created, err, step.wantBound, step.wantCreated)
+		}
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	if bound, created, err := s.ClaimIdempotencyKey(c, "k1", "run-4", ttl); err != nil || !created || bound != "run-4" {
+		t.Fatalf("Claim after ttl = %q, %v, %v; want a fresh binding", bound, created, err)
+	}
+	if err := s.Sweep(c, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if bound, created, _ := s.ClaimIdempotencyKey(c, "k1", "run-5", ttl); created || bound != "run-4" {
+		t.Fatalf("sweep removed a live key: %q, %v", bound, created)
+	}
+}
+
+func testWatch(t *testing.T, s store.Store) {
+	w, ok := s.(store.Watcher)
+	if !ok {
+		t.Skip("store does not implement store.Watcher")
+	}
+	c, cancel := context.WithCancel(ctx(t))
+	changes := w.Watch(c)
+	if _, err := s.SaveProjectVersion(c, "orders", []byte("x"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActiveVersion(c, "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetState(c, "orders/in", true); err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Change{{Kind: store.ChangeProject, Key: "orders"}, {Kind: store.ChangeProject, Key: "orders"}, {Kind: store.ChangeState, Key: "orders/in"}}
+	for i, w := range want {
+		select {
+		case got := <-changes:
+			if got != w {
+				t.Fatalf("change %d = %+v, want %+v", i, got, w)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("change %d (%+v) not announced within 2s", i, w)
+		}
+	}
+	cancel()
+	deadline := time.After(2 * time.Second)
+	for {
+		select {
+		case _, open := <-changes:
+			if !open {
+				return
+			}
+		case <-deadline:
+			t.Fatal("watch channel not closed after its context ended")
+		}
+	}
+}
+
+func testClose(t *testing.T, s store.Store) {
+	mustPut(t, s, store.Run{ID: id(1), Project: "p", Status: store.StatusRunning, StartedAt: base})
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := s.PutRun(ctx(t), store.Run{ID: id(2)}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("PutRun after Close: err = %v, want ErrClosed", err)
+	}
+}

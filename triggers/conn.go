@@ -1,0 +1,105 @@
+package triggers
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/opsrunner/opsrunner/internal/brokercaps"
+)
+
+// ConnConfig is one named broker connection of the agent configuration. The
+// zero HeartBeat means 10s; Host empty means the broker's default (for
+// RabbitMQ, the "/" vhost).
+type ConnConfig struct {
+	Name        string
+	Addr        string // host:port of the STOMP endpoint
+	Login       string
+	Passcode    string
+	Host        string
+	HeartBeat   time.Duration
+	TLS         bool
+	TLSInsecure bool
+}
+
+// SelectorSupported reports whether brokers of kind (a brokercaps kind)
+// evaluate SUBSCRIBE selectors (JMS SQL-92). Deploy validation refuses a
+// listener with a selector on a connection whose broker returns false.
+func SelectorSupported(kind string) bool { return brokercaps.For(kind).Selectors }
+
+// dial opens a STOMP 1.2 connection. extra CONNECT headers may be given
+// (client-id for durable subscriptions). It blocks until CONNECTED or ctx ends.
+func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.Conn, error) {
+	hb := cc.HeartBeat
+	if hb <= 0 {
+		hb = 10 * time.Second
+	}
+	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	var nc net.Conn
+	var err error
+	if cc.TLS {
+		host, _, _ := net.SplitHostPort(cc.Addr)
+		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: host, InsecureSkipVerify: cc.TLSInsecure}} //nolint:gosec // opt-in
+		nc, err = td.DialContext(ctx, "tcp", cc.Addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", cc.Addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
+	opts := []func(*stomp.Conn) error{
+		stomp.ConnOpt.AcceptVersion(stomp.V12),
+		stomp.ConnOpt.HeartBeat(hb, hb),
+		stomp.ConnOpt.HeartBeatGracePeriodMultiplier(2),
+		stomp.ConnOpt.RcvReceiptTimeout(30 * time.Second),
+		stomp.ConnOpt.DisconnectReceiptTimeout(5 * time.Second),
+		stomp.ConnOpt.UnsubscribeReceiptTimeout(5 * time.Second),
+		stomp.ConnOpt.Logger(quietLogger{}),
+	}
+	if cc.Login != "" || cc.Passcode != "" {
+		opts = append(opts, stomp.ConnOpt.Login(cc.Login, cc.Passcode))
+	}
+	host := cc.Host
+	if host == "" {
+		host = "/"
+	}
+	opts = append(opts, stomp.ConnOpt.Host(host))
+	for k, v := range extra {
+		opts = append(opts, stomp.ConnOpt.Header(k, v))
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	c, err := stomp.Connect(nc, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
+	return c, nil
+}
+
+// withHeaders is a frame option setting every header of h.
+func withHeaders(h map[string]string) func(*frame.Frame) error {
+	return func(f *frame.Frame) error {
+		for k, v := range h {
+			f.Header.Set(k, v)
+		}
+		return nil
+	}
+}
+
+// quietLogger drops go-stomp's own log lines; errors reach us as values.
+type quietLogger struct{}
+
+func (quietLogger) Debugf(string, ...interface{})   {}
+func (quietLogger) Debug(string)                    {}
+func (quietLogger) Infof(string, ...interface{})    {}
+func (quietLogger) Info(string)                     {}
+func (quietLogger) Warningf(string, ...interface{}) {}
+func (quietLogger) Warning(string)                  {}
+func (quietLogger) Errorf(string, ...interface{})   {}
+func (quietLogger) Error(string)                    {}

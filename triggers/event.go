@@ -1,0 +1,127 @@
+package triggers
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// Headers opsrunner adds to the copies it publishes (retry, dead letter).
+const (
+	HeaderAttempt             = "opsrunner-attempt"
+	HeaderMessageID           = "opsrunner-message-id"
+	HeaderError               = "opsrunner-error"
+	HeaderAttempts            = "opsrunner-attempts"
+	HeaderOriginalDestination = "opsrunner-original-destination"
+	HeaderOriginalMessageID   = "opsrunner-original-message-id"
+	HeaderAgent               = "opsrunner-agent"
+	HeaderFailedAt            = "opsrunner-failed-at"
+	// HeaderAckTimeout overrides the listener's ack timeout per message (seconds).
+	HeaderAckTimeout = "JBXAcknowledgmentTimeout"
+)
+
+// stompHeaders are set by STOMP or the broker, not by the producer.
+var stompHeaders = map[string]bool{
+	"message-id": true, "subscription": true, "ack": true, "destination": true,
+	"content-length": true, "content-type": true, "redelivered": true, "timestamp": true,
+	"expires": true, "priority": true, "persistent": true, "correlation-id": true,
+	"reply-to": true, "type": true, "receipt": true, "transaction": true,
+	"original-destination": true, "message-type": true,
+}
+
+// internalHeaders are opsrunner's bookkeeping on retry copies.
+var internalHeaders = map[string]bool{
+	HeaderAttempt: true, HeaderMessageID: true, HeaderOriginalDestination: true,
+}
+
+// causeHeaders are carried by dead-lettered copies; Replay strips them.
+var causeHeaders = map[string]bool{
+	HeaderError: true, HeaderAttempts: true, HeaderOriginalDestination: true,
+	HeaderOriginalMessageID: true, HeaderAgent: true, HeaderFailedAt: true,
+	HeaderAttempt: true, HeaderMessageID: true,
+}
+
+// copyHeaders returns the headers a republished copy of a message keeps:
+// every producer header plus the JMS-like STOMP ones (content-type,
+// priority, expires, correlation-id, reply-to, type, persistent), without
+// broker bookkeeping and without the headers named in drop.
+func copyHeaders(h map[string]string, drop map[string]bool) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		switch k {
+		case "message-id", "subscription", "ack", "destination", "content-length",
+			"redelivered", "timestamp", "receipt", "transaction":
+			continue
+		}
+		if drop[k] {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// EventFor returns the script event of a delivery, DESIGN's message event:
+// {messageId, destination, body, properties, headers, redelivered,
+// deliveryCount}. body is parsed JSON when the content-type says JSON (text
+// when it does not parse), else text. properties holds JMS_PROP_<key> for
+// each producer header and the JMS_MSG_* names of CloverDX, all strings.
+// It does not block and is safe for concurrent use.
+func EventFor(d Delivery) map[string]any {
+	m := d.Message()
+	id := m.ID
+	if x, ok := d.(interface{ ID() string }); ok {
+		id = x.ID()
+	}
+	h := m.Headers
+	var body any = string(m.Body)
+	if ct := strings.ToLower(h["content-type"]); strings.Contains(ct, "json") {
+		var v any
+		if err := json.Unmarshal(m.Body, &v); err == nil {
+			body = v
+		}
+	}
+	props := map[string]any{}
+	for k, v := range h {
+		if stompHeaders[k] || internalHeaders[k] {
+			continue
+		}
+		props["JMS_PROP_"+k] = v
+	}
+	mode := "NON_PERSISTENT"
+	if h["persistent"] == "true" {
+		mode = "PERSISTENT"
+	}
+	redelivered := m.Attempt > 1 || h["redelivered"] == "true"
+	priority := h["priority"]
+	if priority == "" {
+		priority = "4"
+	}
+	expires := h["expires"]
+	if expires == "" {
+		expires = "0"
+	}
+	props["JMS_MSG_CORRELATIONID"] = h["correlation-id"]
+	props["JMS_MSG_DESTINATION"] = m.Destination
+	props["JMS_MSG_MESSAGEID"] = id
+	props["JMS_MSG_REPLYTO"] = h["reply-to"]
+	props["JMS_MSG_TYPE"] = h["type"]
+	props["JMS_MSG_DELIVERYMODE"] = mode
+	props["JMS_MSG_EXPIRATION"] = expires
+	props["JMS_MSG_PRIORITY"] = priority
+	props["JMS_MSG_REDELIVERED"] = strconv.FormatBool(redelivered)
+	props["JMS_MSG_TIMESTAMP"] = h["timestamp"]
+	headers := make(map[string]any, len(h))
+	for k, v := range h {
+		headers[k] = v
+	}
+	return map[string]any{
+		"messageId":     id,
+		"destination":   m.Destination,
+		"body":          body,
+		"properties":    props,
+		"headers":       headers,
+		"redelivered":   redelivered,
+		"deliveryCount": m.Attempt,
+	}
+}

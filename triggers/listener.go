@@ -1,0 +1,638 @@
+package triggers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/opsrunner/opsrunner/cluster"
+	"github.com/opsrunner/opsrunner/internal/brokercaps"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// claimMargin is added to the ack timeout for the claim lease TTL.
+const claimMargin = 10 * time.Second
+
+// policy is a listener's effective settings, defaults applied.
+type policy struct {
+	ackMode      string
+	ackTimeout   time.Duration
+	consumers    int
+	prefetch     int
+	maxRedeliver int // -1: never dead-letter
+	initialDelay time.Duration
+	multiplier   float64
+	maxDelay     time.Duration
+	deadLetter   string
+	retention    int
+	retryDest    string // where retry copies go: the queue itself, or a private queue for topics
+	topic        bool
+	durable      bool
+	subscriber   string
+	batch        bool
+}
+
+func policyFor(agent string, spec ListenerSpec) policy {
+	l := spec.Listener
+	p := policy{
+		ackMode:      l.AckMode,
+		ackTimeout:   time.Duration(l.AckTimeout),
+		consumers:    l.Consumers,
+		prefetch:     l.Prefetch,
+		maxRedeliver: l.Redelivery.MaxRedeliveries,
+		initialDelay: time.Duration(l.Redelivery.InitialDelay),
+		multiplier:   l.Redelivery.Multiplier,
+		maxDelay:     time.Duration(l.Redelivery.MaxDelay),
+		deadLetter:   l.Redelivery.DeadLetter,
+		retention:    l.Redelivery.Retention,
+		topic:        strings.HasPrefix(l.Destination, "/topic/"),
+		batch:        l.Mode == scripts.ModeBatch,
+	}
+	if p.ackMode == "" {
+		p.ackMode = scripts.AckOnSuccess
+	}
+	if p.ackTimeout <= 0 {
+		p.ackTimeout = scripts.DefaultAckTimeout
+	}
+	if p.batch && l.CallbackTimeout > 0 && time.Duration(l.CallbackTimeout) < p.ackTimeout {
+		p.ackTimeout = time.Duration(l.CallbackTimeout)
+	}
+	if p.consumers < 1 {
+		p.consumers = 1
+	}
+	if p.prefetch < 1 {
+		p.prefetch = 1
+	}
+	if p.maxRedeliver == 0 {
+		p.maxRedeliver = scripts.DefaultMaxRedeliveries
+	}
+	if p.initialDelay <= 0 {
+		p.initialDelay = time.Second
+	}
+	if p.multiplier < 1 {
+		p.multiplier = 2
+	}
+	if p.maxDelay <= 0 {
+		p.maxDelay = time.Minute
+	}
+	name := strings.TrimPrefix(strings.TrimPrefix(l.Destination, "/queue/"), "/topic/")
+	if p.deadLetter == "" {
+		p.deadLetter = "/queue/" + name + ".DLQ"
+	}
+	p.retryDest = l.Destination
+	if p.topic {
+		p.retryDest = "/queue/opsrunner.retry." + sanitize(spec.Project) + "." + sanitize(l.Name)
+		p.durable = l.Durable
+		p.subscriber = l.SubscriberName
+		if p.subscriber == "" {
+			p.subscriber = "subscr_" + sanitize(agent) + "_" + sanitize(spec.ID)
+		}
+		if p.durable {
+			p.consumers = 1 // one durable subscription per agent
+		}
+	}
+	if p.batch {
+		p.consumers, p.prefetch = 1, 1
+	}
+	return p
+}
+
+// backoff is the delay before redelivering attempt n+1 after attempt n failed.
+func (p policy) backoff(attempt int) time.Duration {
+	d := float64(p.initialDelay) * math.Pow(p.multiplier, float64(attempt-1))
+	if d > float64(p.maxDelay) || math.IsInf(d, 0) {
+		return p.maxDelay
+	}
+	return time.Duration(d)
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// listener runs the consumers of one ListenerSpec until its context ends.
+type listener struct {
+	m    *Manager
+	spec ListenerSpec
+	cc   ConnConfig
+	pol  policy
+	log  *slog.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	inFlight atomic.Int64
+	counts   [6]atomic.Int64 // by outcomeIndex
+
+	mu    sync.Mutex
+	state string
+	kind  string
+}
+
+var outcomes = []string{store.OutcomeCommitted, store.OutcomeRolledBack, store.OutcomeDeadLettered,
+	store.OutcomeSkippedDuplicate, store.OutcomeRefused}
+
+func (l *listener) count(outcome string) {
+	for i, o := range outcomes {
+		if o == outcome {
+			l.counts[i].Add(1)
+		}
+	}
+}
+
+func (l *listener) setState(s string) {
+	l.mu.Lock()
+	l.state = s
+	l.mu.Unlock()
+}
+
+// run starts the consumers and waits for them; it returns when ctx ends and
+// every in-flight delivery has settled.
+func (l *listener) run(ctx context.Context) {
+	defer close(l.done)
+	var wg sync.WaitGroup
+	for i := range l.pol.consumers {
+		wg.Go(func() { l.consume(ctx, i) })
+	}
+	wg.Wait()
+	l.setState("stopped")
+}
+
+// consume keeps one consumer session alive: connect, subscribe, handle,
+// reconnect with backoff on failure, pause while the manager is paused.
+func (l *listener) consume(ctx context.Context, idx int) {
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if !l.m.gate.wait(ctx) {
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		stop := l.m.gate.onPause(cancel)
+		started := time.Now()
+		err := l.session(sctx, idx)
+		stop()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if l.m.gate.paused() {
+			l.setState("paused")
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		l.setState("error: " + err.Error())
+		l.log.Warn("listener session ended", "listener", l.spec.ID, "consumer", idx, "err", err)
+		if time.Since(started) > 10*time.Second {
+			delay = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// session is one connection with its subscription(s). It returns nil when
+// ctx ends (after the in-flight delivery settles), an error when the
+// connection fails. Disconnecting gives unacknowledged messages back.
+func (l *listener) session(ctx context.Context, idx int) error {
+	l.setState("connecting")
+	var extra map[string]string
+	if l.pol.durable {
+		// Sent to every broker kind: harmless where it is not needed.
+		extra = brokercaps.For(brokercaps.ActiveMQ).DurableConnectHeaders(l.clientID())
+	}
+	conn, err := dial(ctx, l.cc, extra)
+	if err != nil {
+		return err
+	}
+	healthy := true
+	defer func() {
+		if healthy {
+			_ = conn.Disconnect()
+		} else {
+			_ = conn.MustDisconnect()
+		}
+	}()
+	kind := brokercaps.Detect(conn.Server())
+	caps := brokercaps.For(kind)
+	l.mu.Lock()
+	l.kind = kind
+	l.mu.Unlock()
+
+	opts := []func(*frame.Frame) error{caps.PrefetchOption(l.pol.prefetch)}
+	retryOpts := opts
+	if sel := l.spec.Listener.Selector; sel != "" {
+		if !caps.Selectors {
+			return fmt.Errorf("broker %s of connection %s does not support selectors", kind, l.cc.Name)
+		}
+		opts = append(opts, withHeaders(map[string]string{"selector": sel}))
+	}
+	if l.pol.durable {
+		opts = append(opts, caps.DurableSubscribeOptions(l.pol.subscriber, l.clientID())...)
+	}
+	sub, err := conn.Subscribe(l.spec.Listener.Destination, stomp.AckClientIndividual, opts...)
+	if err != nil {
+		healthy = false
+		return fmt.Errorf("subscribe %s: %w", l.spec.Listener.Destination, err)
+	}
+	var retryC <-chan *stomp.Message
+	if l.pol.topic {
+		rs, err := conn.Subscribe(l.pol.retryDest, stomp.AckClientIndividual, retryOpts...)
+		if err != nil {
+			healthy = false
+			return fmt.Errorf("subscribe %s: %w", l.pol.retryDest, err)
+		}
+		retryC = rs.C
+	}
+	l.setState("listening")
+	for {
+		if ctx.Err() != nil {
+			return nil // stopping wins over a message already buffered
+		}
+		var msg *stomp.Message
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok = <-sub.C:
+		case msg, ok = <-retryC:
+		}
+		if !ok {
+			healthy = false
+			return errors.New("subscription closed by the broker")
+		}
+		if msg.Err != nil {
+			healthy = false
+			return fmt.Errorf("receive: %w", msg.Err)
+		}
+		if err := l.m.cfg.Slots.Acquire(ctx); err != nil {
+			return nil // stopping: the message goes back with the disconnect
+		}
+		l.inFlight.Add(1)
+		err := l.handle(ctx, conn, msg)
+		l.inFlight.Add(-1)
+		if err != nil {
+			healthy = false
+			return err
+		}
+	}
+}
+
+// clientID names this agent's durable subscriber connection for the listener.
+func (l *listener) clientID() string {
+	return sanitize(l.m.cfg.Agent) + "." + sanitize(l.spec.ID)
+}
+
+// released wraps Slots.Release so it runs at most once per delivery.
+type released struct {
+	once  sync.Once
+	slots *Slots
+}
+
+func (r *released) release() { r.once.Do(r.slots.Release) }
+
+// handle runs the lifecycle of one message. stopCtx ends when the listener
+// stops: it only cuts a backoff wait short (the message then goes back with
+// the disconnect); the run itself is bounded by its ack timeout. It returns
+// an error only when the connection is unusable.
+func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.Message) error {
+	slot := &released{slots: l.m.cfg.Slots}
+	defer slot.release()
+	cfg := &l.m.cfg
+	hdr := make(map[string]string, raw.Header.Len())
+	for i := range raw.Header.Len() {
+		k, v := raw.Header.GetAt(i)
+		if _, seen := hdr[k]; !seen { // STOMP: the first occurrence wins
+			hdr[k] = v
+		}
+	}
+	origID := hdr[HeaderMessageID]
+	if origID == "" {
+		origID = hdr["message-id"]
+	}
+	attempt := 1
+	if n, err := strconv.Atoi(hdr[HeaderAttempt]); err == nil && n > 0 {
+		attempt = n
+	}
+	if hdr["redelivered"] == "true" {
+		attempt++
+	}
+	dest := l.spec.Listener.Destination
+	key := origID
+	if dh := l.spec.Listener.DedupHeader; dh != "" && hdr[dh] != "" {
+		key = hdr[dh]
+	}
+	lockKey := "delivery:" + l.spec.ID + ":" + key
+	markerKey := "processed:" + l.spec.ID + ":" + key
+
+	ackTimeout := l.pol.ackTimeout
+	if s, err := strconv.ParseFloat(strings.TrimSpace(hdr[HeaderAckTimeout]), 64); err == nil && s > 0 {
+		ackTimeout = time.Duration(s * float64(time.Second))
+	}
+	d := &stompDelivery{
+		msg:    Message{ID: origID, Destination: dest, Headers: hdr, Body: raw.Body, Attempt: attempt},
+		origID: origID,
+		raw:    raw,
+		conn:   conn,
+		auto:   l.pol.ackMode == scripts.AckAuto,
+	}
+	d.onCommit = func(ctx context.Context) {
+		if err := cfg.Coordinator.MarkProcessed(context.WithoutCancel(ctx), markerKey, cfg.ProcessedRetention); err != nil {
+			l.log.Error("write processed marker", "listener", l.spec.ID, "message", origID, "err", err)
+		}
+	}
+	settled := func(outcome string, err error) {
+		l.count(outcome)
+		if cfg.OnSettled != nil {
+			cfg.OnSettled(l.spec, d, Settlement{Outcome: outcome, Err: err, Attempt: attempt, MessageID: origID})
+		}
+	}
+	bg := context.WithoutCancel(stopCtx)
+
+	if d.auto {
+		if err := conn.Ack(raw); err != nil {
+			return fmt.Errorf("ack on receipt: %w", err)
+		}
+		d.state = stateCommitted
+	}
+
+	// 1. dedup
+	if done, err := cfg.Coordinator.Processed(bg, markerKey); err != nil {
+		l.log.Warn("read processed marker", "listener", l.spec.ID, "err", err)
+	} else if done {
+		if !d.auto {
+			if err := conn.Ack(raw); err != nil {
+				return fmt.Errorf("ack duplicate: %w", err)
+			}
+		}
+		settled(store.OutcomeSkippedDuplicate, nil)
+		return nil
+	}
+
+	// 2. claim
+	lease, dup, err := l.claim(stopCtx, lockKey, markerKey, ackTimeout)
+	switch {
+	case dup:
+		if !d.auto {
+			if err := conn.Ack(raw); err != nil {
+				return fmt.Errorf("ack duplicate: %w", err)
+			}
+		}
+		settled(store.OutcomeSkippedDuplicate, nil)
+		return nil
+	case err != nil:
+		if d.auto {
+			settled(store.OutcomeCommitted, err)
+			return nil
+		}
+		// Held elsewhere or the coordinator failed: give it back unchanged.
+		slot.release()
+		_, err = l.giveBack(stopCtx, d, hdr, attempt, attempt, err)
+		return err
+	}
+	defer lease.Release(bg)
+	d.lease = lease
+
+	// 3. filter and chains, bounded by the ack timeout
+	d.deadline = time.Now().Add(ackTimeout)
+	runCtx, cancel := context.WithDeadline(bg, d.deadline)
+	defer cancel()
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+	refused := false
+	runErr := l.runChains(runCtx, d, &refused)
+
+	state, cause := d.outcome()
+	switch {
+	case d.auto:
+		settled(store.OutcomeCommitted, runErr)
+		return nil
+	case state == statePending && runCtx.Err() == context.DeadlineExceeded:
+		d.expire()
+	case state == statePending && runErr != nil:
+		_ = d.Rollback(bg, runErr)
+	case state == statePending && l.pol.ackMode == scripts.AckExplicit:
+		_ = d.Rollback(bg, ErrNoAcknowledgment)
+	case state == statePending:
+		if err := d.Commit(bg); err != nil {
+			l.log.Warn("commit failed", "listener", l.spec.ID, "message", origID, "err", err)
+		}
+	}
+	state, cause = d.outcome()
+	if state == stateCommitted {
+		settled(store.OutcomeCommitted, runErr)
+		return nil
+	}
+	lease.Release(bg)
+	slot.release()
+	dl, err := l.giveBack(stopCtx, d, hdr, attempt, attempt+1, cause)
+	if err != nil {
+		return err
+	}
+	switch {
+	case dl:
+		settled(store.OutcomeDeadLettered, cause)
+	case refused:
+		settled(store.OutcomeRefused, cause)
+	default:
+		settled(store.OutcomeRolledBack, cause)
+	}
+	return nil
+}
+
+// runChains runs the filter and the chains; it returns when the runner
+// returns or the deadline passes (the runner is then expected to return
+// promptly: its ctx is cancelled; the delivery is settled by the timeout).
+func (l *listener) runChains(ctx context.Context, d *stompDelivery, refused *bool) error {
+	cfg := &l.m.cfg
+	done := make(chan error, 1)
+	go func() {
+		done <- func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("chain runner panicked: %v", r)
+				}
+			}()
+			if cfg.Filter != nil {
+				ok, err := cfg.Filter(ctx, l.spec, d)
+				if err != nil {
+					return fmt.Errorf("filter: %w", err)
+				}
+				if !ok {
+					*refused = true
+					_ = d.Rollback(ctx, ErrRefused)
+					return ErrRefused
+				}
+			}
+			if cfg.Run == nil {
+				return nil
+			}
+			return cfg.Run(ctx, l.spec, d)
+		}()
+	}()
+	select {
+	case err := <-done:
+		if ctx.Err() == context.DeadlineExceeded {
+			d.expire()
+		}
+		return err
+	case <-ctx.Done():
+		if ctx.Err() == context.DeadlineExceeded {
+			d.expire()
+		}
+		// Wait for the runner: it was interrupted through ctx; the delivery
+		// is already settled, so whatever it does now cannot commit.
+		return <-done
+	}
+}
+
+// claim takes the per-message lock. When another agent holds it, it waits
+// for the holder's outcome: a processed marker (dup=true) or the lock freed.
+// A queue message waits briefly and is then given back; a topic copy waits
+// up to the ack timeout.
+func (l *listener) claim(ctx context.Context, lockKey, markerKey string, ackTimeout time.Duration) (cluster.Lease, bool, error) {
+	coord := l.m.cfg.Coordinator
+	wait := 2 * time.Second
+	if l.pol.topic {
+		wait = ackTimeout + claimMargin
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		lease, err := coord.Acquire(ctx, lockKey, ackTimeout+claimMargin)
+		if err == nil {
+			return lease, false, nil
+		}
+		if !errors.Is(err, cluster.ErrHeld) {
+			return nil, false, fmt.Errorf("claim message: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return nil, false, fmt.Errorf("claim message: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("claim message: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if done, err := coord.Processed(ctx, markerKey); err == nil && done {
+			return nil, true, nil
+		}
+	}
+}
+
+// giveBack ends a rolled-back delivery: after the backoff it republishes a
+// copy carrying attempt next and ACKs the original in one transaction, or,
+// past maxRedeliveries, publishes the dead-lettered copy instead and records
+// it in the store. While it waits the message stays locked by this consumer;
+// if stopCtx ends first it returns and the disconnect gives the message back.
+func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr map[string]string, attempt, next int, cause error) (deadLettered bool, err error) {
+	if next > attempt && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver {
+		return true, l.deadLetter(d, hdr, attempt, cause)
+	}
+	delay := l.pol.backoff(attempt)
+	if next == attempt {
+		delay = l.pol.initialDelay
+	}
+	select {
+	case <-stopCtx.Done():
+		return false, nil
+	case <-time.After(delay):
+	}
+	h := copyHeaders(hdr, nil)
+	h[HeaderAttempt] = strconv.Itoa(next)
+	h[HeaderMessageID] = d.origID
+	h[HeaderOriginalDestination] = l.spec.Listener.Destination
+	h["persistent"] = "true"
+	if err := transact(d.conn, d.raw, pendingSend{destination: l.pol.retryDest, body: d.raw.Body, headers: h}); err != nil {
+		return false, fmt.Errorf("redeliver message %s: %w", d.origID, err)
+	}
+	return false, nil
+}
+
+// deadLetter publishes the dead-lettered copy and ACKs in one transaction,
+// then records the dead letter in the store.
+func (l *listener) deadLetter(d *stompDelivery, hdr map[string]string, attempt int, cause error) error {
+	cfg := &l.m.cfg
+	now := time.Now().UTC()
+	errText := "rolled back"
+	if cause != nil {
+		errText = cause.Error()
+	}
+	user := copyHeaders(hdr, causeHeaders)
+	h := maps.Clone(user)
+	h[HeaderError] = errText
+	h[HeaderAttempts] = strconv.Itoa(attempt)
+	h[HeaderOriginalDestination] = l.spec.Listener.Destination
+	h[HeaderOriginalMessageID] = d.origID
+	h[HeaderAgent] = cfg.Agent
+	h[HeaderFailedAt] = now.Format(time.RFC3339Nano)
+	h["persistent"] = "true"
+	if err := transact(d.conn, d.raw, pendingSend{destination: l.pol.deadLetter, body: d.raw.Body, headers: h}); err != nil {
+		return fmt.Errorf("dead-letter message %s: %w", d.origID, err)
+	}
+	if cfg.Store != nil {
+		rec := store.DeadLetter{
+			ID: ulid.Make().String(), Project: l.spec.Project, Listener: l.spec.ID, MessageID: d.origID,
+			Destination: l.spec.Listener.Destination, DeadLetterDestination: l.pol.deadLetter,
+			Attempts: attempt, Error: errText, FailedAt: now, Body: string(d.raw.Body), Headers: user, Agent: cfg.Agent,
+		}
+		switch r := l.pol.retention; {
+		case r > 0:
+			rec.ExpiresAt = now.Add(time.Duration(r) * time.Minute)
+		case r == 0:
+			rec.ExpiresAt = now.Add(7 * 24 * time.Hour)
+		}
+		if err := cfg.Store.PutDeadLetter(context.Background(), rec); err != nil {
+			l.log.Error("record dead letter", "listener", l.spec.ID, "message", d.origID, "err", err)
+		}
+	}
+	return nil
+}
+
+// transact sends s and ACKs raw in one STOMP transaction confirmed by a receipt.
+func transact(conn *stomp.Conn, raw *stomp.Message, s pendingSend) error {
+	tx, err := conn.BeginWithError()
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := tx.Send(s.destination, "", s.body, sendOpts(s.headers)); err != nil {
+		_ = tx.Abort()
+		return fmt.Errorf("send to %s: %w", s.destination, err)
+	}
+	if err := tx.Ack(raw); err != nil {
+		_ = tx.Abort()
+		return fmt.Errorf("ack: %w", err)
+	}
+	if err := tx.CommitWithReceipt(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
