@@ -279,7 +279,7 @@ func (a *Agent) settled(spec triggers.ListenerSpec, d triggers.Delivery, s trigg
 		if s.Err != nil && run.Error == "" {
 			run.Error = s.Err.Error()
 		}
-		if s.Outcome == store.OutcomeRolledBack && s.Err != nil && errors.Is(s.Err, triggers.ErrAckTimeout) {
+		if errors.Is(s.Err, triggers.ErrAckTimeout) {
 			run.Status = store.StatusTimedOut
 			run.Error = "rolled back: ack timeout"
 		}

@@ -149,7 +149,7 @@ func (v *vm) jsMessageCommit(call goja.FunctionCall) goja.Value {
 
 func (v *vm) jsMessageRollback(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
-	cause := fmt.Errorf("rolled back by operation %q", fr.op.Name)
+	cause := r.rollbackCause(fr.op.Name)
 	if a := call.Argument(0); present(a) {
 		cause = errors.New(v.safeString(a))
 	}

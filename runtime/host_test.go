@@ -102,7 +102,8 @@ func TestChains(t *testing.T) {
 	if res.Status != store.StatusFailed || se.Message != "no stock" || res.Logs[0].Message != "failed: no stock" || res.Logs[0].Level != "error" {
 		t.Fatalf("%+v", res)
 	}
-	want := []string{"commit", `rollback: rolled back by operation "Rollback"`}
+	// The rollback carries the failure that led to it: it becomes the dead letter's cause.
+	want := []string{"commit", `rollback: no stock (rolled back by operation "Rollback")`}
 	if !reflect.DeepEqual(msg.log(), want) {
 		t.Fatalf("message log %v, want %v", msg.log(), want)
 	}

@@ -231,6 +231,15 @@ func (r *run) failStep(name string, err error) *failure {
 	return &failure{err: err, status: store.StatusFailed, msg: err.Error()}
 }
 
+// rollbackCause says which operation rolled back and, in an onFailure
+// chain, the failure that led there (it becomes the dead letter's cause).
+func (r *run) rollbackCause(opName string) error {
+	if r.lastErr != "" {
+		return fmt.Errorf("%s (rolled back by operation %q)", r.lastErr, opName)
+	}
+	return fmt.Errorf("rolled back by operation %q", opName)
+}
+
 func plainFailure(err error) *failure {
 	return &failure{err: err, status: store.StatusFailed, msg: err.Error()}
 }
@@ -239,7 +248,7 @@ func plainFailure(err error) *failure {
 func (r *run) execOp(ctx context.Context, fr *frame, settle bool) (goja.Value, *failure) {
 	op := fr.op
 	if op.Type == scripts.TypeAcknowledge {
-		if err := r.acknowledge(ctx, op.Action, fmt.Errorf("rolled back by operation %q", op.Name)); err != nil {
+		if err := r.acknowledge(ctx, op.Action, r.rollbackCause(op.Name)); err != nil {
 			return nil, plainFailure(fmt.Errorf("operation %q: %w", op.Name, err))
 		}
 		return goja.Undefined(), nil

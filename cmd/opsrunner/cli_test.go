@@ -109,7 +109,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("deploy orders: %d %s", code, out)
 	}
-	out, code = cli(t, url, "invoke", "orders/orders", "--data", `{"id":"A-1","items":[{"sku":"x","qty":2,"price":5}]}`)
+	out, code = cli(t, url, "invoke", "orders/orders", "--data", `{"id":"A-1","customer":"Ada","items":[{"sku":"x","qty":2,"price":5}]}`)
 	if code != 0 || !strings.Contains(out, "A-1") {
 		t.Fatalf("invoke orders: %d %s", code, out)
 	}
