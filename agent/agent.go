@@ -24,6 +24,7 @@ import (
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/opsrunner/opsrunner/triggers"
+	"github.com/redis/go-redis/v9"
 )
 
 // Version is the agent's version, set at build time with -ldflags.
@@ -43,6 +44,9 @@ type Agent struct {
 	metrics   *metrics
 	conns     map[string]triggers.ConnConfig
 	kinds     brokerKinds
+	view      clusterView
+	redis     *redis.Client // nil without a cluster
+	jobs      *jobs         // the cluster's async queue; nil without a cluster
 
 	projects atomic.Pointer[map[string]*scripts.Project]
 	deployMu sync.Mutex // serialises deploys, rollbacks and state changes
@@ -91,11 +95,14 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			cfg.Connections["default"] = c
 		}
 	}
-	if a.store, a.coord, err = openState(cfg); err != nil {
+	if a.redis, a.store, a.coord, err = openState(cfg); err != nil {
 		if a.brokerLn != nil {
 			a.brokerLn.Close()
 		}
 		return nil, err
+	}
+	if a.redis != nil {
+		a.jobs = newJobs(a.redis, cfg.AgentID)
 	}
 	a.conns = connConfigs(cfg)
 	a.slots = triggers.NewSlots(cfg.Workers)
@@ -118,6 +125,11 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		Slots:       a.slots,
 		Logger:      log,
 	})
+	if cfg.RedisURL != "" {
+		// In a cluster, listen only once quorum is known (the first heartbeat).
+		a.view.paused = true
+		a.listeners.SetPaused(true)
+	}
 
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		if a.brokerLn != nil {
@@ -138,7 +150,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 }
 
 // openState opens the store and coordinator: bbolt and local without Redis.
-func openState(cfg Config) (store.Store, cluster.Coordinator, error) {
+func openState(cfg Config) (*redis.Client, store.Store, cluster.Coordinator, error) {
 	if cfg.RedisURL != "" {
 		return openRedis(cfg)
 	}
@@ -146,9 +158,9 @@ func openState(cfg Config) (store.Store, cluster.Coordinator, error) {
 		Retention: store.Retention{MaxRuns: cfg.RunRetention.MaxRuns, MaxAge: time.Duration(cfg.RunRetention.MaxAge)},
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("open store: %w", err)
+		return nil, nil, nil, fmt.Errorf("open store: %w", err)
 	}
-	return st, cluster.NewLocal(cfg.AgentID), nil
+	return nil, st, cluster.NewLocal(cfg.AgentID), nil
 }
 
 func (a *Agent) closeState() {
@@ -157,6 +169,9 @@ func (a *Agent) closeState() {
 	}
 	if a.store != nil {
 		a.store.Close()
+	}
+	if a.redis != nil {
+		a.redis.Close()
 	}
 	if a.engine != nil {
 		a.engine.Close()
@@ -237,11 +252,22 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}()
 	a.applyListeners()
 
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		a.maintain(ctx)
 	}()
+	go func() {
+		defer wg.Done()
+		a.watch(ctx)
+	}()
+	if a.jobs != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.pullJobs(ctx)
+		}()
+	}
 
 	a.log.Info("opsrunner listening", "http", "http://"+a.httpLn.Addr().String(), "agent", a.cfg.AgentID, "workers", a.cfg.Workers, "data", a.cfg.DataDir)
 	close(a.ready)
@@ -289,39 +315,18 @@ func (a *Agent) shutdownState() {
 	a.closeState()
 }
 
-// maintain runs periodic chores: membership heartbeat and retention sweeps.
+// maintain runs the periodic chores (see tick) every second until ctx ends.
 func (a *Agent) maintain(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
 	lastSweep := time.Now()
 	for {
-		a.heartbeat(ctx)
-		if time.Since(lastSweep) > time.Minute {
-			lastSweep = time.Now()
-			if err := a.store.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
-				a.log.Warn("retention sweep", "error", err)
-			}
-		}
+		a.tick(ctx, &lastSweep)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-t.C:
 		}
-	}
-}
-
-func (a *Agent) heartbeat(ctx context.Context) {
-	m := cluster.Member{
-		ID:        a.cfg.AgentID,
-		Address:   a.httpLn.Addr().String(),
-		Capacity:  a.slots.Capacity(),
-		InFlight:  a.slots.InFlight(),
-		Version:   Version,
-		StartedAt: a.started,
-		LastSeen:  time.Now().UTC(),
-	}
-	if err := a.coord.Heartbeat(ctx, m); err != nil && ctx.Err() == nil {
-		a.log.Warn("heartbeat", "error", err)
 	}
 }
 

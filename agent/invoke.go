@@ -38,9 +38,10 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 	run := a.newRun(runID, inv.Project, inv.Operation.Name, "webhook")
 	if inv.Async {
 		a.putRun(ctx, run)
-		a.background(func(ctx context.Context) {
-			a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event})
-		})
+		rinv := runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}
+		if err := a.enqueue(ctx, run, rinv); err != nil {
+			return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: err.Error()}
+		}
 		return run, nil, nil
 	}
 	if err := a.slots.Acquire(ctx); err != nil {
@@ -100,6 +101,7 @@ func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.
 // and, for a successful webhook run, its HTTP answer.
 func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation) (store.Run, *triggers.Response) {
 	inv.RunID = run.ID
+	run.Agent = a.cfg.AgentID
 	res := a.engine.Run(ctx, inv)
 	run = finish(run, res)
 	var resp *triggers.Response
@@ -160,6 +162,15 @@ func (a *Agent) background(fn func(ctx context.Context)) {
 	}()
 }
 
+// ProxyTarget implements api.Backend: a webhook goes to a markedly less
+// loaded agent when this one has no free worker (cluster only).
+func (a *Agent) ProxyTarget() string {
+	if a.cfg.RedisURL == "" {
+		return ""
+	}
+	return a.proxyTarget()
+}
+
 // Runs lists recorded runs.
 func (a *Agent) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
 	return a.store.Runs(ctx, f)
@@ -178,7 +189,9 @@ func (d dispatcher) Dispatch(ctx context.Context, inv runtime.Invocation) (strin
 	run := d.a.newRun(newRunID(), inv.Project, inv.Operation, "operation")
 	d.a.putRun(ctx, run)
 	inv.Message = nil
-	d.a.background(func(ctx context.Context) { d.a.execute(ctx, run, inv) })
+	if err := d.a.enqueue(ctx, run, inv); err != nil {
+		return "", err
+	}
 	return run.ID, nil
 }
 

@@ -9,29 +9,32 @@ import (
 	"time"
 
 	"github.com/opsrunner/opsrunner/api"
+	"github.com/opsrunner/opsrunner/cluster"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/opsrunner/opsrunner/triggers"
 )
 
-// Members reports cluster membership, leader and quorum.
+// Members reports cluster membership, leader and quorum as this agent last
+// saw them (refreshed every second).
 func (a *Agent) Members(ctx context.Context) (api.MembersView, error) {
-	members, leader, err := a.coord.Members(ctx)
-	view := api.MembersView{Leader: leader, Time: time.Now().UTC()}
+	members, leader, err := a.view.get()
+	view := api.MembersView{Leader: leader, Time: time.Now().UTC(), Quorum: a.quorum(len(members))}
 	if err != nil {
 		view.Redis = "unreachable: " + err.Error()
 		view.LeaderNodeState = "UNKNOWN"
 		view.Quorum = a.quorum(0)
 		return view, nil
 	}
-	sort.Slice(members, func(i, j int) bool { return members[i].StartedAt.Before(members[j].StartedAt) })
-	for i := range members {
-		members[i].Leader = members[i].ID == leader
+	view.Members = append([]cluster.Member{}, members...)
+	for i := range view.Members {
+		view.Members[i].Leader = view.Members[i].ID == leader
 	}
-	view.Members = members
-	view.Quorum = a.quorum(len(members))
 	view.LeaderNodeState = "ACTIVE"
 	if leader == "" {
 		view.LeaderNodeState = "ELECTING"
+	}
+	if a.cfg.RedisURL != "" {
+		view.Redis = "ok"
 	}
 	return view, nil
 }
@@ -42,15 +45,15 @@ func (a *Agent) quorum(live int) api.Quorum {
 	return api.Quorum{Size: size, Required: required, Live: live, OK: live >= required}
 }
 
-// Ready is nil when the agent takes work: its store and coordinator answer
-// and the cluster has quorum.
+// Ready is nil when the agent takes work: it has started, its coordinator
+// answers and the cluster has quorum.
 func (a *Agent) Ready(ctx context.Context) error {
 	select {
 	case <-a.ready:
 	default:
 		return errors.New("starting")
 	}
-	members, _, err := a.coord.Members(ctx)
+	members, _, err := a.view.get()
 	if err != nil {
 		return fmt.Errorf("coordinator unreachable: %w", err)
 	}

@@ -31,7 +31,7 @@ operations:
     webhook: {path: recurse}
   - name: hog
     script: hog.js
-    timeout: 20s
+    timeout: 90s
     webhook: {path: hog}
   - name: signed
     script: echo.js
@@ -48,13 +48,13 @@ var hooksFiles = map[string]string{
 	"throws.js":      "function handle(event) {\n  const x = 1;\n  throw new Error('boom ' + x);\n}\n",
 	"loop.js":        "function handle() { while (true) {} }\n",
 	"recurse.js":     "function f(n) { return f(n + 1) + 1; }\nfunction handle() { return f(0); }\n",
-	"hog.js":         "function handle() { let a = []; while (true) { a.push(new Array(1e6).fill(1)); } }\n",
+	"hog.js":         "function handle() { let a = []; let i = 0; while (true) { a.push('x'.repeat(1 << 20) + (i++)); } }\n",
 	"counter.js":     "let n = 0;\nfunction handle() { n++; globalThis.leak = (globalThis.leak || 0) + 1; return {n: n, leak: globalThis.leak}; }\n",
 }
 
 func TestWebhooks(t *testing.T) {
 	t.Setenv("HOOKS_TEST_SECRET", "s3cret")
-	ta := startAgent(t, func(c *agent.Config) { c.MaxBodyBytes = 1024; c.MemoryLimit = 512 << 20 })
+	ta := startAgent(t, func(c *agent.Config) { c.MaxBodyBytes = 1024; c.MemoryLimit = 256 << 20 })
 	ta.mustDeploy(t, "hooks", bundle(t, hooksFiles))
 
 	t.Run("a plain return value is a JSON 200", func(t *testing.T) {

@@ -27,6 +27,9 @@ type Backend interface {
 
 	// Webhook finds the live operation behind /hooks/{project}/{path}.
 	Webhook(project, path string) (*scripts.Project, *scripts.Operation, error)
+	// ProxyTarget names a markedly less loaded agent (host:port) that should
+	// serve a webhook this agent is too busy for; "" serves it locally.
+	ProxyTarget() string
 	// Invoke runs a webhook-triggered chain. With Async it returns as soon as
 	// the run is queued. The returned run is final unless Async.
 	Invoke(ctx context.Context, inv Invocation) (store.Run, *triggers.Response, error)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v5"
@@ -19,6 +21,12 @@ func (s *server) webhook(c *echo.Context) error {
 	p, op, err := s.b.Webhook(project, path)
 	if err != nil {
 		return newError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no webhook %s/%s", project, path), nil)
+	}
+	if r.Header.Get(proxiedHeader) == "" {
+		if target := s.b.ProxyTarget(); target != "" {
+			proxy(c, target)
+			return nil
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
@@ -85,4 +93,22 @@ func preferAsync(values []string) bool {
 		}
 	}
 	return false
+}
+
+// proxiedHeader marks a webhook forwarded by another agent: it is served
+// where it lands (one hop at most).
+const proxiedHeader = "X-Opsrunner-Proxied-By"
+
+// proxy forwards the request to the agent at target.
+func proxy(c *echo.Context, target string) {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: target})
+			pr.Out.Header.Set(proxiedHeader, c.Request().Host)
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			errorHandler(c, newError(http.StatusBadGateway, CodeUnavailable, "proxy to "+target+": "+err.Error(), nil))
+		},
+	}
+	rp.ServeHTTP(c.Response(), c.Request())
 }

@@ -578,7 +578,9 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 
 	b2 := startBroker(t, cfg)
 	c2 := dial(t, b2)
-	s := subscribe(t, c2, "/queue/keep", stomp.AckClientIndividual)
+	// A small prefetch: go-stomp stalls when one goroutine both reads a full
+	// subscription channel (16) and acks.
+	s := subscribe(t, c2, "/queue/keep", stomp.AckClientIndividual, stomp.SubscribeOpt.Header("prefetch-count", "8"))
 	for i := range n {
 		m := recv(t, s)
 		if string(m.Body) != fmt.Sprint(i, body) {

@@ -41,3 +41,42 @@ func BenchmarkInvokeParallel(b *testing.B) {
 		}
 	})
 }
+
+// webhookEvent is shaped like triggers.WebhookEvent's answer for the
+// webhookbench request.
+func webhookEvent() map[string]any {
+	raw := `{"id": 42, "name": "widget", "tags": ["a", "b"], "price": 9.5}`
+	return map[string]any{
+		"method":  "POST",
+		"path":    "hook",
+		"headers": map[string]any{"host": "127.0.0.1:8080", "content-length": "62", "content-type": "application/json"},
+		"query":   map[string]any{},
+		"body":    map[string]any{"id": 42.0, "name": "widget", "tags": []any{"a", "b"}, "price": 9.5},
+		"rawBody": raw,
+	}
+}
+
+// BenchmarkInvokeWebhook is BenchmarkInvoke with webhookbench's script and
+// a full webhook event.
+func BenchmarkInvokeWebhook(b *testing.B) {
+	e := newEngine(b, Config{})
+	p := newProject(b, "bench", op{name: "hook", src: "function handle(event) {\n  const v = JSON.parse(event.rawBody);\n  return {ok: true, id: v.id, n: Object.keys(v).length};\n}\n"})
+	inv := Invocation{RunID: "r", Project: p, Operation: "hook", Trigger: TriggerWebhook, Event: webhookEvent()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := e.Run(context.Background(), inv); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+	}
+}
+
+// BenchmarkNewVM measures building one hardened runtime (a pool miss).
+func BenchmarkNewVM(b *testing.B) {
+	e := newEngine(b, Config{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := newVM(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/opsrunner/opsrunner/cluster"
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 	"github.com/opsrunner/opsrunner/scripts"
@@ -121,7 +122,7 @@ func benchManager(b *testing.B, br *testenv.Broker, n int) float64 {
 	m := triggers.NewManager(triggers.ManagerConfig{
 		Agent:       "bench",
 		Connections: map[string]triggers.ConnConfig{"default": connFor(br)},
-		Coordinator: newMemCoordinator(),
+		Coordinator: cluster.NewLocal("bench"),
 		Slots:       triggers.NewSlots(benchConsumers),
 		Run:         func(context.Context, triggers.ListenerSpec, triggers.Delivery) error { return nil },
 		OnSettled: func(triggers.ListenerSpec, triggers.Delivery, triggers.Settlement) {

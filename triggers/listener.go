@@ -346,6 +346,9 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 	if dh := l.spec.Listener.DedupHeader; dh != "" && hdr[dh] != "" {
 		key = hdr[dh]
 	}
+	if l.pol.topic && l.spec.Listener.Fanout == scripts.FanoutEach {
+		key = cfg.Agent + ":" + key // every agent runs its own copy
+	}
 	lockKey := "delivery:" + l.spec.ID + ":" + key
 	markerKey := "processed:" + l.spec.ID + ":" + key
 
@@ -393,7 +396,11 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 		return nil
 	}
 
-	// 2. claim
+	// 2. claim; for a topic copy that runs once in the cluster, the least
+	// loaded agent claims first: the others hold back in proportion to load.
+	if l.pol.topic && l.spec.Listener.Fanout != scripts.FanoutEach {
+		l.holdBackByLoad(stopCtx)
+	}
 	lease, dup, err := l.claim(stopCtx, lockKey, markerKey, ackTimeout)
 	switch {
 	case dup:
@@ -545,6 +552,26 @@ func (l *listener) claim(ctx context.Context, lockKey, markerKey string, ackTime
 		if done, err := coord.Processed(ctx, markerKey); err == nil && done {
 			return nil, true, nil
 		}
+	}
+}
+
+// claimHoldBack is how long a fully loaded agent waits before claiming a
+// topic copy, leaving it to less loaded agents.
+const claimHoldBack = 250 * time.Millisecond
+
+func (l *listener) holdBackByLoad(ctx context.Context) {
+	s := l.m.cfg.Slots
+	if s == nil || s.Capacity() <= 1 {
+		return
+	}
+	others := s.InFlight() - 1 // this delivery holds a slot already
+	if others <= 0 {
+		return
+	}
+	d := time.Duration(float64(claimHoldBack) * float64(others) / float64(s.Capacity()-1))
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/opsrunner/opsrunner/cluster"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
@@ -73,7 +74,7 @@ func newHarness(t *testing.T, b *testenv.Broker, o harnessOpts, specs ...trigger
 	h.m = triggers.NewManager(triggers.ManagerConfig{
 		Agent:       "agent-test",
 		Connections: map[string]triggers.ConnConfig{"default": connFor(b)},
-		Coordinator: newMemCoordinator(),
+		Coordinator: cluster.NewLocal("agent-test"),
 		Store:       st,
 		Run:         o.run,
 		Filter:      o.filter,

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ func main() {
 	duration := flag.Duration("d", 10*time.Second, "wrk duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
 	threads := flag.Int("t", 2, "wrk threads")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process during the opsrunner measurement to `file`")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: install it with `make test-deps` (Debian package wrk)")
@@ -64,7 +66,12 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		log.Fatal(err)
+	}
 	o, err := runWrk(hook, script, *duration, *conns, *threads)
+	stopProfile()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -73,6 +80,23 @@ func main() {
 	fmt.Printf("  opsrunner webhook : %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", o.rps, o.p50, o.p99, o.errors)
 	fmt.Printf("  throughput ratio opsrunner/bare = %.2f (target ≥ 0.80)\n", o.rps/b.rps)
 	fmt.Printf("  p99 ratio opsrunner/bare        = %.2f (target ≤ 1.50)\n", float64(o.p99)/float64(b.p99))
+}
+
+// startProfile starts a CPU profile written to path; the returned function
+// stops it. An empty path profiles nothing.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // startBare serves the same work as the script, in Go, with echo v5.
@@ -155,7 +179,7 @@ type result struct {
 
 var (
 	reRPS    = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
-	reP      = regexp.MustCompile(`(?m)^\s+(50|99)\.000%\s+([\d.]+)(us|ms|s)`)
+	reP      = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\b`)
 	reErrors = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
 

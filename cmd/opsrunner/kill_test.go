@@ -1,0 +1,230 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-stomp/stomp/v3"
+
+	"github.com/opsrunner/opsrunner/internal/testenv"
+)
+
+// killProject is a project whose listener operation sends an effect inside
+// the delivery's transaction and then busy-waits, so that an agent can be
+// killed while the run is in flight.
+const killProject = `project: kill9
+operations:
+  - name: Slow Effect
+    script: slow.js
+    timeout: 6s
+listeners:
+  - name: in
+    destination: /queue/kill9.in
+    ackMode: onSuccess
+    ackTimeout: 12s
+    consumers: 1
+    operations: [Slow Effect]
+    redelivery: {maxRedeliveries: 3, initialDelay: 100ms}
+`
+
+const killScript = `function handle(event) {
+  SendMessage("/queue/kill9.effects", {id: event.body.id, attempt: event.deliveryCount});
+  var t = Date.now();
+  while (Date.now() - t < 3000) {}
+  return {ok: event.body.id};
+}
+`
+
+// TestAgentKill9MidRunRedelivers crashes an agent (SIGKILL) while a listener
+// run is in flight, after the run has sent an effect message in the
+// delivery's transaction. The broker must give the message back, a new agent
+// on the same data directory and broker must process it, the effect must
+// appear exactly once (the crashed run's send never happened) and the input
+// queue must end empty.
+func TestAgentKill9MidRunRedelivers(t *testing.T) {
+	b, err := testenv.StartEmbedded()
+	if err != nil {
+		testenv.Unavailable(t, "embedded broker", err)
+	}
+	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
+
+	proj := t.TempDir()
+	for name, text := range map[string]string{"opsrunner.yaml": killProject, "slow.js": killScript} {
+		if err := os.WriteFile(filepath.Join(proj, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"OPSRUNNER_BROKER_URL=stomp://" + b.Addr, "OPSRUNNER_DATA_DIR=" + t.TempDir()}
+
+	url, first, logs := serve(t, env...)
+	if out, code := cli(t, url, "deploy", proj); code != 0 || !strings.Contains(out, "deployed kill9") {
+		t.Fatalf("deploy: %d %s", code, out)
+	}
+	waitListening(t, url, logs.String)
+
+	conn, err := b.Dial()
+	if err != nil {
+		t.Fatalf("dial broker: %v", err)
+	}
+	defer conn.Disconnect()
+	if err := conn.Send("/queue/kill9.in", "application/json", []byte(`{"id":"K-1"}`),
+		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+
+	how := waitInFlight(t, url, logs.String)
+	// The script sends its effect first thing; give it a moment to have
+	// done so, well inside its 3 s busy wait.
+	time.Sleep(300 * time.Millisecond)
+	t.Logf("run in flight (%s); kill -9 the agent", how)
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	url2, second, logs2 := serve(t, env...)
+	run := waitRun(t, url2, 20*time.Second, logs2.String, func(r runView) bool {
+		return r.Operation == "Slow Effect" && r.Outcome != ""
+	})
+	if run.Status != "succeeded" || run.Outcome != "committed" {
+		t.Fatalf("redelivered run: status %q outcome %q error %q", run.Status, run.Outcome, run.Error)
+	}
+
+	// Stop the agent gracefully so that nothing competes for the queues.
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second agent exit: %v\n%s", err, logs2.String())
+	}
+
+	effects := drainQueue(t, conn, "/queue/kill9.effects", time.Second)
+	if len(effects) != 1 {
+		t.Fatalf("effects: got %d messages %q, want exactly 1", len(effects), effects)
+	}
+	if !strings.Contains(effects[0], `"K-1"`) {
+		t.Errorf("effect body %s does not name the message", effects[0])
+	}
+	if left := drainQueue(t, conn, "/queue/kill9.in", 500*time.Millisecond); len(left) != 0 {
+		t.Fatalf("input queue not empty: %q", left)
+	}
+}
+
+// runView is the part of the run JSON this test reads.
+type runView struct {
+	ID, Operation, Status, Outcome, Error, MessageID string
+	Attempt                                          int
+}
+
+func getJSON(t *testing.T, url string, v any) error {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// waitListening waits until the agent reports its listener as "on".
+func waitListening(t *testing.T, url string, logs func() string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ls struct{ Listeners []struct{ Status string } }
+		if err := getJSON(t, url+"/api/v1/listeners", &ls); err == nil {
+			if len(ls.Listeners) == 1 && ls.Listeners[0].Status == "on" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listener not on within 10s: %+v\n%s", ls, logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitInFlight waits until the agent has the delivery in a run: a run
+// listed as running or, since the member view counts deliveries in flight,
+// a member with inFlight ≥ 1. It says which signal it saw.
+func waitInFlight(t *testing.T, url string, logs func() string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var runs struct{ Runs []runView }
+		if err := getJSON(t, url+"/api/v1/runs?status=running", &runs); err == nil && len(runs.Runs) > 0 {
+			return "listed as running"
+		}
+		var members struct{ Members []struct{ InFlight int } }
+		if err := getJSON(t, url+"/api/v1/cluster/members", &members); err == nil {
+			for _, m := range members.Members {
+				if m.InFlight > 0 {
+					return "member inFlight ≥ 1; the run is not listed as running"
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the message never got in flight within 10s\n%s", logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitRun polls the run history until a run matches.
+func waitRun(t *testing.T, url string, limit time.Duration, logs func() string, match func(runView) bool) runView {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var runs struct{ Runs []runView }
+		if err := getJSON(t, url+"/api/v1/runs", &runs); err == nil {
+			for _, r := range runs.Runs {
+				if match(r) {
+					return r
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no matching run within %s: %+v\n%s", limit, runs.Runs, logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// drainQueue takes (and acknowledges) the bodies on dest until none arrives
+// for quiet.
+func drainQueue(t *testing.T, conn *stomp.Conn, dest string, quiet time.Duration) []string {
+	t.Helper()
+	sub, err := conn.Subscribe(dest, stomp.AckClientIndividual)
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", dest, err)
+	}
+	defer sub.Unsubscribe()
+	var bodies []string
+	for {
+		select {
+		case m, ok := <-sub.C:
+			if !ok {
+				t.Fatalf("subscription to %s closed", dest)
+			}
+			if m.Err != nil {
+				t.Fatalf("receive from %s: %v", dest, m.Err)
+			}
+			bodies = append(bodies, string(m.Body))
+			if err := conn.Ack(m); err != nil {
+				t.Fatalf("ack: %v", err)
+			}
+		case <-time.After(quiet):
+			return bodies
+		}
+	}
+}
