@@ -88,7 +88,7 @@ func TestClusterOverRedis(t *testing.T) {
 	if err != nil {
 		testenv.Unavailable(t, "redis-server", err)
 	}
-	defer rds.Stop()
+	t.Cleanup(rds.Stop) // registered first: runs after the agents have stopped
 	b := testenv.Embedded(t)
 	prefix := fmt.Sprintf("c%d", rand.Uint32())
 

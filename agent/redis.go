@@ -33,5 +33,5 @@ func openRedis(cfg Config) (*redis.Client, store.Store, cluster.Coordinator, err
 		client.Close()
 		return nil, nil, nil, fmt.Errorf("open redis store: %w", err)
 	}
-	return client, st, cluster.NewRedis(client, redisPrefix, cluster.RedisOptions{}), nil
+	return client, st, cluster.NewRedis(client, redisPrefix, cluster.RedisOptions{MemberTTL: 3 * time.Second}), nil
 }

@@ -56,6 +56,9 @@ func (ex *exporter) property(key string, val goja.Value, afterToJSON bool) (any,
 	if val == nil || goja.IsUndefined(val) {
 		return nil, errSkip
 	}
+	if _, ok := val.(*goja.Symbol); ok {
+		return nil, errSkip
+	}
 	obj, isObj := val.(*goja.Object)
 	if !isObj {
 		switch x := val.Export().(type) {
@@ -75,17 +78,17 @@ func (ex *exporter) property(key string, val goja.Value, afterToJSON bool) (any,
 			return x, nil
 		case *big.Int:
 			return nil, notSerialisable("TypeError: Do not know how to serialize a BigInt")
-		default: // symbols
-			return nil, errSkip
+		default:
+			return ex.delegate(key, val)
 		}
 	}
 	plainObject := obj.ExportType() == mapType && obj.ClassName() == "Object"
 	array := !plainObject && obj.ExportType() == sliceType && obj.ClassName() == "Array"
 	if (!plainObject && !array) || len(ex.stack) >= exportDepth {
-		if _, ok := goja.AssertFunction(obj); ok && !afterToJSON {
+		if _, ok := goja.AssertFunction(obj); ok && afterToJSON {
 			return nil, errSkip
 		}
-		return ex.delegate(key, obj)
+		return ex.delegate(key, obj) // applies toJSON again when afterToJSON
 	}
 	if !afterToJSON {
 		var toJSON goja.Value
@@ -160,9 +163,10 @@ func (ex *exporter) array(obj *goja.Object) (any, error) {
 	return out, nil
 }
 
-// delegate serialises obj, found under key, with JSON.stringify itself: it
+// delegate serialises obj (an object, or a primitive of an unknown kind),
+// found under key, with JSON.stringify itself: it
 // stringifies {[key]: obj} so that a toJSON sees the same key.
-func (ex *exporter) delegate(key string, obj *goja.Object) (any, error) {
+func (ex *exporter) delegate(key string, obj goja.Value) (any, error) {
 	rt := ex.v.rt
 	holder := rt.NewObject()
 	if err := holder.DefineDataProperty(key, obj, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -370,41 +369,6 @@ func (v *vm) toJS(x any) goja.Value {
 		}
 		return val
 	}
-}
-
-// exportJSON converts a JS value to plain JSON-able Go data, as
-// JSON.stringify sees it (functions and undefined dropped, toJSON applied;
-// cycles and BigInts are errors).
-func (v *vm) exportJSON(val goja.Value) (any, error) {
-	if val == nil || goja.IsUndefined(val) || goja.IsNull(val) {
-		return nil, nil
-	}
-	if _, ok := val.(*goja.Object); !ok {
-		switch x := val.Export().(type) {
-		case int64:
-			return float64(x), nil
-		case float64:
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return nil, nil
-			}
-			return x, nil
-		case string, bool:
-			return x, nil
-		}
-	}
-	s, err := v.stringify(goja.Undefined(), val)
-	if err != nil {
-		return nil, fmt.Errorf("value is not JSON-serialisable: %s", firstLine(err.Error()))
-	}
-	if s == nil || goja.IsUndefined(s) {
-		return nil, nil
-	}
-	str := s.String()
-	var out any
-	if err := json.Unmarshal([]byte(str), &out); err != nil {
-		return nil, fmt.Errorf("value is not JSON-serialisable: %w", err)
-	}
-	return out, nil
 }
 
 func firstLine(s string) string {

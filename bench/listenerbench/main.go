@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
@@ -50,6 +51,7 @@ type result struct {
 	kind               string
 	n                  int
 	bare, bareTx, agnt float64 // messages per second
+	bareCPU, agentCPU  float64 // this process's CPU µs per message (the broker is another process)
 	err                error
 }
 
@@ -80,7 +82,7 @@ func main() {
 		}
 		b, err := start()
 		if err == nil {
-			r.bare, r.bareTx, r.agnt, err = measure(b, r.n, s)
+			err = measure(b, &r, s)
 			b.Stop()
 		}
 		r.err = err
@@ -89,7 +91,7 @@ func main() {
 	testenv.StopAll()
 
 	fmt.Printf("listenerbench: persistent JSON messages, consumers %d, prefetch %d, client-individual ack; agent: trivial JS, ackMode onSuccess, run history on\n", s.consumers, s.prefetch)
-	fmt.Printf("%-10s %7s %12s %12s %11s", "broker", "msgs", "bare msg/s", "agent msg/s", "agent/bare")
+	fmt.Printf("%-10s %7s %12s %12s %11s %15s %15s", "broker", "msgs", "bare msg/s", "agent msg/s", "agent/bare", "bare CPU µs/msg", "agent CPU µs/msg")
 	if s.txLeg {
 		fmt.Printf(" %14s", "bare-tx msg/s")
 	}
@@ -101,7 +103,7 @@ func main() {
 			fmt.Printf("%-10s error: %v\n", r.kind, r.err)
 			continue
 		}
-		fmt.Printf("%-10s %7d %12.0f %12.0f %10.2fx", r.kind, r.n, r.bare, r.agnt, r.agnt/r.bare)
+		fmt.Printf("%-10s %7d %12.0f %12.0f %10.2fx %15.0f %15.0f", r.kind, r.n, r.bare, r.agnt, r.agnt/r.bare, r.bareCPU, r.agentCPU)
 		if s.txLeg {
 			fmt.Printf(" %14.0f", r.bareTx)
 		}
@@ -113,31 +115,45 @@ func main() {
 	}
 }
 
-// measure runs the bare legs, then the agent leg, each on a fresh queue of b.
-func measure(b *testenv.Broker, n int, s settings) (bare, bareTx, agentRate float64, err error) {
+// measure runs the bare legs, then the agent leg, each on a fresh queue of
+// r's broker, and fills r's figures.
+func measure(b *testenv.Broker, r *result, s settings) error {
 	stamp := time.Now().UnixNano()
-	q := func(leg string) string { return fmt.Sprintf("/queue/listenerbench.%s.%d", leg, stamp) }
 	for _, leg := range []struct {
-		name string
-		run  func(queue string) (float64, error)
-		out  *float64
+		name     string
+		skip     bool
+		run      func(queue string) (float64, error)
+		out, cpu *float64
 	}{
-		{"bare", func(queue string) (float64, error) { return drainBare(b, queue, n, s, false) }, &bare},
-		{"bare-tx", func(queue string) (float64, error) { return drainBare(b, queue, n, s, true) }, &bareTx},
-		{"agent", func(queue string) (float64, error) { return drainAgent(b, queue, n, s) }, &agentRate},
+		{"bare", false, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false) }, &r.bare, &r.bareCPU},
+		{"bare-tx", !s.txLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, true) }, &r.bareTx, nil},
+		{"agent", false, func(q string) (float64, error) { return drainAgent(b, q, r.n, s) }, &r.agnt, &r.agentCPU},
 	} {
-		queue := q(leg.name)
-		if leg.name == "bare-tx" && !s.txLeg {
+		if leg.skip {
 			continue
 		}
-		if err := preload(b, queue, n); err != nil {
-			return 0, 0, 0, err
+		queue := fmt.Sprintf("/queue/listenerbench.%s.%d", leg.name, stamp)
+		if err := preload(b, queue, r.n); err != nil {
+			return err
 		}
-		if *leg.out, err = leg.run(queue); err != nil {
-			return 0, 0, 0, fmt.Errorf("%s leg: %w", leg.name, err)
+		cpu0 := cpuTime()
+		rate, err := leg.run(queue)
+		if err != nil {
+			return fmt.Errorf("%s leg: %w", leg.name, err)
+		}
+		*leg.out = rate
+		if leg.cpu != nil {
+			*leg.cpu = float64((cpuTime() - cpu0).Microseconds()) / float64(r.n)
 		}
 	}
-	return bare, bareTx, agentRate, nil
+	return nil
+}
+
+// cpuTime is the CPU time (user + system) this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // preload sends n persistent JSON messages to queue; the last SEND asks for
