@@ -45,6 +45,7 @@ type Agent struct {
 	conns     map[string]triggers.ConnConfig
 	kinds     brokerKinds
 	view      clusterView
+	states    stateCache
 	redis     *redis.Client // nil without a cluster
 	jobs      *jobs         // the cluster's async queue; nil without a cluster
 

@@ -185,6 +185,7 @@ func (a *Agent) watch(ctx context.Context) {
 			case store.ChangeProject:
 				a.reloadProject(ctx, c.Key)
 			case store.ChangeState:
+				a.states.reset()
 				a.applyListeners()
 			}
 		case <-full.C:
@@ -209,6 +210,7 @@ func (a *Agent) reloadProject(ctx context.Context, name string) {
 }
 
 func (a *Agent) reloadAll(ctx context.Context) {
+	a.states.reset()
 	infos, err := a.store.Projects(ctx)
 	if err != nil {
 		return

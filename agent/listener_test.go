@@ -279,7 +279,7 @@ func TestListenersOnEveryBroker(t *testing.T) {
 				sendJSON(t, conn, "/queue/"+prefix+".slow", `{"id":"slow"}`, "JBXAcknowledgmentTimeout", "1")
 				var runs []runView
 				waitFor(t, 30*time.Second, func() bool {
-					runs = ta.runsWhere(t, "operation=Slow")
+					runs = ta.runsWhere(t, "operation=Slow&status=timed_out")
 					return len(runs) == 2
 				})
 				for _, r := range runs {

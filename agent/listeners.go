@@ -21,10 +21,47 @@ func listenerKey(id string) string           { return "listener:" + id }
 func bindingKey(id, op string) string        { return "binding:" + id + ":" + op }
 func listenerID(project, name string) string { return project + "/" + name }
 
+// stateCache keeps listener and binding states read from the store, so that
+// a delivery does not read the store; it is dropped whenever a state changes
+// (here, or on another agent: the store's change notifications).
+type stateCache struct {
+	mu sync.Mutex
+	m  map[string]cachedState
+}
+
+type cachedState struct{ on, ok bool }
+
+func (c *stateCache) get(ctx context.Context, st store.Store, key string) (bool, bool, error) {
+	c.mu.Lock()
+	v, hit := c.m[key]
+	c.mu.Unlock()
+	if hit {
+		return v.on, v.ok, nil
+	}
+	on, ok, err := st.State(ctx, key)
+	if err != nil {
+		return false, false, err
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]cachedState{}
+	}
+	c.m[key] = cachedState{on, ok}
+	c.mu.Unlock()
+	return on, ok, nil
+}
+
+// reset forgets every cached state.
+func (c *stateCache) reset() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
+}
+
 // listenerEnabled reads a listener's state; a listener never toggled takes
 // the manifest's `enabled` (default true).
 func (a *Agent) listenerEnabled(ctx context.Context, id string, l *scripts.Listener) bool {
-	on, ok, err := a.store.State(ctx, listenerKey(id))
+	on, ok, err := a.states.get(ctx, a.store, listenerKey(id))
 	if err != nil {
 		a.log.Warn("read listener state", "listener", id, "error", err)
 	}
@@ -35,7 +72,7 @@ func (a *Agent) listenerEnabled(ctx context.Context, id string, l *scripts.Liste
 }
 
 func (a *Agent) bindingEnabled(ctx context.Context, id, op string) bool {
-	on, ok, err := a.store.State(ctx, bindingKey(id, op))
+	on, ok, err := a.states.get(ctx, a.store, bindingKey(id, op))
 	if err != nil {
 		a.log.Warn("read binding state", "listener", id, "operation", op, "error", err)
 	}
@@ -158,6 +195,7 @@ func (a *Agent) SetListenerState(ctx context.Context, id string, enabled bool) e
 	if !enabled {
 		for _, op := range l.Operations {
 			if err := a.store.SetState(ctx, bindingKey(id, op), false); err != nil {
+				a.states.reset()
 				return fmt.Errorf("disable binding %s: %w", op, err)
 			}
 		}
@@ -165,6 +203,7 @@ func (a *Agent) SetListenerState(ctx context.Context, id string, enabled bool) e
 	if err := a.store.SetState(ctx, listenerKey(id), enabled); err != nil {
 		return fmt.Errorf("set listener state: %w", err)
 	}
+	a.states.reset()
 	a.applyListeners()
 	return nil
 }
@@ -187,6 +226,7 @@ func (a *Agent) SetBindingState(ctx context.Context, id, operation string, enabl
 	if err := a.store.SetState(ctx, bindingKey(id, operation), enabled); err != nil {
 		return fmt.Errorf("set binding state: %w", err)
 	}
+	a.states.reset()
 	a.applyListeners()
 	return nil
 }
@@ -222,6 +262,7 @@ func (a *Agent) runDelivery(ctx context.Context, spec triggers.ListenerSpec, d t
 		}
 		run := a.newRun(newRunID(), p, op, "listener")
 		run.Listener, run.MessageID, run.Attempt = spec.ID, msg.ID, msg.Attempt
+		a.putRun(ctx, run) // visible as running while it runs
 		inv := runtime.Invocation{RunID: run.ID, Project: p, Operation: op, Trigger: "listener", Event: event, Message: message{d}}
 		res := a.engine.Run(ctx, inv)
 		run = finish(run, res)

@@ -134,6 +134,9 @@ func newVM(e *Engine) (v *vm, err error) {
 	v.stringify, _ = goja.AssertFunction(json.Get("stringify"))
 	v.parse, _ = goja.AssertFunction(json.Get("parse"))
 	v.errorCtor = g.Get("Error")
+	if err := installJSONParse(v, json); err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
 	thrower, err := rt.RunString(`(function(e) { throw e; })`)
 	if err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
@@ -188,6 +191,25 @@ func newVM(e *Engine) (v *vm, err error) {
 		v.globalNames = count
 	}
 	return v, nil
+}
+
+// installJSONParse replaces json.parse by v.jsonParse, with the built-in's
+// name, length and attributes. v.parse keeps the built-in.
+func installJSONParse(v *vm, json *goja.Object) error {
+	fn, ok := v.rt.ToValue(v.jsonParse).(*goja.Object)
+	if !ok {
+		return fmt.Errorf("JSON.parse: not a function object")
+	}
+	for _, err := range []error{
+		fn.DefineDataProperty("name", v.rt.ToValue("parse"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+		fn.DefineDataProperty("length", v.rt.ToValue(2), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+		json.DefineDataProperty("parse", fn, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+	} {
+		if err != nil {
+			return fmt.Errorf("JSON.parse: %w", err)
+		}
+	}
+	return nil
 }
 
 // reset removes what a chain left on the global object. It reports false

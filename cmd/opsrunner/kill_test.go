@@ -96,6 +96,7 @@ func TestAgentKill9MidRunRedelivers(t *testing.T) {
 	if run.Status != "succeeded" || run.Outcome != "committed" {
 		t.Fatalf("redelivered run: status %q outcome %q error %q", run.Status, run.Outcome, run.Error)
 	}
+	t.Logf("after the crash: run %s of message %s, attempt %d, %s/%s", run.ID, run.MessageID, run.Attempt, run.Status, run.Outcome)
 
 	// Stop the agent gracefully so that nothing competes for the queues.
 	if err := second.Process.Signal(syscall.SIGTERM); err != nil {

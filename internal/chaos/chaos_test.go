@@ -449,7 +449,7 @@ func chaos(t *testing.T, b *testenv.Broker, rs *testenv.RedisServer, agents []*a
 	// Wait for every good effect (and the poison dead letters); keep the
 	// chaos going until then, but at least until Redis and the broker have
 	// been restarted (they are triggered by progress).
-	last, ok := effects.waitCount(n, 5*time.Minute)
+	last, ok := effects.waitCount(n, 3*time.Minute)
 	stop()
 	if err := <-sendErr; err != nil {
 		t.Errorf("send inputs: %v", err)

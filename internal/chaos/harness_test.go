@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -50,7 +51,7 @@ func newAgent(t *testing.T, id string, env ...string) *agentProc {
 	a := &agentProc{
 		id:      id,
 		url:     "http://" + addr,
-		logPath: filepath.Join(logDir, t.Name()[len("TestChaos/"):]+"-"+id+".log"),
+		logPath: filepath.Join(logDir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+id+".log"),
 		env: append([]string{
 			"OPSRUNNER_HTTP_ADDR=" + addr,
 			"OPSRUNNER_DATA_DIR=" + dir,
@@ -243,7 +244,8 @@ func allRuns(a *agentProc, q string) ([]runView, error) {
 
 // send publishes persistent JSON messages {"id": id[, "poison": true]} to
 // dest, each with the id also in the dedup header, at most rate per second
-// (0: as fast as possible); every 500th and the last wait for a receipt. It
+// (0: as fast as possible, every 500th and the last with a receipt; paced:
+// every message with a receipt). It
 // reconnects when the broker goes away and resends the message whose send
 // failed (the dedup header makes a resent copy harmless).
 func send(ctx context.Context, b *testenv.Broker, dest string, ids []string, poison map[string]bool, rate float64) error {
@@ -259,7 +261,7 @@ func send(ctx context.Context, b *testenv.Broker, dest string, ids []string, poi
 			return ctx.Err()
 		}
 		if conn == nil {
-			c, err := b.Dial()
+			c, err := b.Dial(quiet)
 			if err != nil {
 				time.Sleep(200 * time.Millisecond)
 				continue
@@ -277,7 +279,9 @@ func send(ctx context.Context, b *testenv.Broker, dest string, ids []string, poi
 			body = `{"id":"` + id + `","poison":true}`
 		}
 		opts := []func(*frame.Frame) error{stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Header(dedupHeader, id)}
-		if i == len(ids)-1 || i%500 == 499 {
+		// Paced (chaos) sends each wait for a receipt: a send that was only
+		// buffered when the broker went away would otherwise be lost unseen.
+		if rate > 0 || i == len(ids)-1 || i%500 == 499 {
 			opts = append(opts, stomp.SendOpt.Receipt)
 		}
 		if err := conn.Send(dest, "application/json", []byte(body), opts...); err != nil {
@@ -332,7 +336,7 @@ func (c *collector) run(ctx context.Context) {
 }
 
 func (c *collector) session(ctx context.Context) error {
-	conn, err := c.b.Dial()
+	conn, err := c.b.Dial(quiet)
 	if err != nil {
 		return err
 	}
@@ -422,10 +426,10 @@ func (c *collector) waitCount(n int, timeout time.Duration) (time.Time, bool) {
 	}
 }
 
-// leftover subscribes to dest for quiet and returns how many messages it
+// leftover subscribes to dest for wait and returns how many messages it
 // received (acknowledging none, so they stay for the evidence).
-func leftover(b *testenv.Broker, dest string, quiet time.Duration) (int, error) {
-	conn, err := b.Dial()
+func leftover(b *testenv.Broker, dest string, wait time.Duration) (int, error) {
+	conn, err := b.Dial(quiet)
 	if err != nil {
 		return 0, err
 	}
@@ -435,7 +439,7 @@ func leftover(b *testenv.Broker, dest string, quiet time.Duration) (int, error) 
 		return 0, err
 	}
 	n := 0
-	timer := time.NewTimer(quiet)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		select {
@@ -449,3 +453,18 @@ func leftover(b *testenv.Broker, dest string, quiet time.Duration) (int, error) 
 		}
 	}
 }
+
+// quiet keeps go-stomp from logging the subscription errors every broker
+// restart causes (the collector reconnects by itself).
+var quiet = stomp.ConnOpt.Logger(quietLogger{})
+
+type quietLogger struct{}
+
+func (quietLogger) Debugf(string, ...any)   {}
+func (quietLogger) Infof(string, ...any)    {}
+func (quietLogger) Warningf(string, ...any) {}
+func (quietLogger) Errorf(string, ...any)   {}
+func (quietLogger) Debug(string)            {}
+func (quietLogger) Info(string)             {}
+func (quietLogger) Warning(string)          {}
+func (quietLogger) Error(string)            {}
