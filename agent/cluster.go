@@ -103,7 +103,49 @@ func (a *Agent) tick(ctx context.Context, lastSweep *time.Time) {
 		if err := a.store.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			a.log.Warn("retention sweep", "error", err)
 		}
+		a.reapOrphanRuns(ctx, members)
 	}
+}
+
+// reapOrphanRuns closes the records of runs whose agent died while running
+// them (dead-member cleanup): they failed, and a delivery they handled was
+// given back by the broker.
+func (a *Agent) reapOrphanRuns(ctx context.Context, live []cluster.Member) {
+	runs, err := a.store.Runs(ctx, store.RunFilter{Status: store.StatusRunning, Limit: 1000})
+	if err != nil {
+		return
+	}
+	for _, r := range runs {
+		// A live agent that started after the run did not run it either.
+		if m, ok := findMember(live, r.Agent); ok && m.StartedAt.Before(r.StartedAt) {
+			continue
+		}
+		if time.Since(r.StartedAt) < time.Minute {
+			continue
+		}
+		a.closeOrphan(ctx, r)
+	}
+}
+
+// closeOrphan records r as failed because its agent stopped.
+func (a *Agent) closeOrphan(ctx context.Context, r store.Run) {
+	end := time.Now().UTC()
+	r.Status, r.FinishedAt = store.StatusFailed, &end
+	r.DurationMs = end.Sub(r.StartedAt).Milliseconds()
+	r.Error = "agent " + r.Agent + " stopped while running it"
+	if r.Trigger == "listener" {
+		r.Outcome = store.OutcomeRolledBack // the broker gave the message back
+	}
+	a.putRun(ctx, r)
+}
+
+func findMember(ms []cluster.Member, id string) (cluster.Member, bool) {
+	for _, m := range ms {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return cluster.Member{}, false
 }
 
 func pauseReason(err error, q api.Quorum) string {

@@ -319,7 +319,9 @@ func (r *run) finishLogs() []store.LogLine {
 	return r.logs
 }
 
-// toJS deep-copies plain Go data into native JS values.
+// toJS deep-copies plain Go data into native JS values. Map keys become own
+// data properties (as JSON.parse makes them: a "__proto__" key does not set
+// the prototype, a key named like a frozen Object.prototype method is kept).
 func (v *vm) toJS(x any) goja.Value {
 	rt := v.rt
 	switch x := x.(type) {
@@ -337,13 +339,13 @@ func (v *vm) toJS(x any) goja.Value {
 	case map[string]any:
 		o := rt.NewObject()
 		for k, e := range x {
-			_ = o.Set(k, v.toJS(e))
+			v.createDataProperty(o, k, v.toJS(e))
 		}
 		return o
 	case map[string]string:
 		o := rt.NewObject()
 		for k, e := range x {
-			_ = o.Set(k, e)
+			v.createDataProperty(o, k, rt.ToValue(e))
 		}
 		return o
 	case []any:
@@ -369,6 +371,17 @@ func (v *vm) toJS(x any) goja.Value {
 		}
 		return val
 	}
+}
+
+// createDataProperty defines o[k] = val as an own, writable, enumerable,
+// configurable data property of a new ordinary object o (CreateDataProperty).
+// A plain Set does the same, and is cheaper, unless Object.prototype has k
+// (a setter such as __proto__, or a frozen method): those keys are defined.
+func (v *vm) createDataProperty(o *goja.Object, k string, val goja.Value) error {
+	if _, inherited := v.protoKeys[k]; inherited {
+		return o.DefineDataProperty(k, val, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
+	}
+	return o.Set(k, val)
 }
 
 func firstLine(s string) string {

@@ -251,3 +251,15 @@ func TestMemoryLimit(t *testing.T) {
 		t.Fatal(res.Err)
 	}
 }
+
+func TestEventKeysAreOwnProperties(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	event := map[string]any{"body": map[string]any{"__proto__": map[string]any{"polluted": true}, "__defineGetter__": 1.0, "toString": "s"}}
+	res := runOne(t, e, `function handle(e) { const b = e.body;
+		return [Object.getPrototypeOf(b) === Object.prototype, b.polluted, Object.keys(b).sort(), b.__defineGetter__, b.toString] }`, event)
+	want := []any{true, nil, []any{"__defineGetter__", "__proto__", "toString"}, 1.0, "s"}
+	if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
+		t.Fatalf("got %#v, %v; want %#v", res.Value, res.Err, want)
+	}
+}

@@ -25,7 +25,7 @@ type errFallback struct{}
 // jsonParse is installed as JSON.parse (before the intrinsics are frozen).
 func (v *vm) jsonParse(call goja.FunctionCall) goja.Value {
 	if len(call.Arguments) > 0 && goja.IsString(call.Arguments[0]) && goja.IsUndefined(call.Argument(1)) {
-		p := jsonParser{rt: v.rt, s: call.Arguments[0].String()}
+		p := jsonParser{v: v, rt: v.rt, s: call.Arguments[0].String()}
 		if val, ok := p.parse(); ok {
 			return val
 		}
@@ -38,6 +38,7 @@ func (v *vm) jsonParse(call goja.FunctionCall) goja.Value {
 }
 
 type jsonParser struct {
+	v     *vm
 	rt    *goja.Runtime
 	s     string
 	i     int
@@ -137,7 +138,7 @@ func (p *jsonParser) object() goja.Value {
 		}
 		p.i++
 		val := p.value()
-		if err := o.DefineDataProperty(key, val, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {
+		if err := p.v.createDataProperty(o, key, val); err != nil {
 			p.fail()
 		}
 		p.space()

@@ -369,13 +369,9 @@ func (r *run) scriptError(stack []goja.StackFrame, val goja.Value, file string) 
 // want ("handle" or "filter"), following scripts/wrap.go's rules; a filter
 // script without filter falls back to its handle.
 func (v *vm) loadModule(prog *goja.Program, want string) (goja.Callable, error) {
-	w, err := v.rt.RunProgram(prog)
+	wrapper, err := v.wrapper(prog)
 	if err != nil {
 		return nil, err
-	}
-	wrapper, ok := goja.AssertFunction(w)
-	if !ok {
-		return nil, errors.New("script did not evaluate to the module wrapper")
 	}
 	exports, module := v.rt.NewObject(), v.rt.NewObject()
 	_ = module.Set("exports", exports)
@@ -408,6 +404,40 @@ func (v *vm) loadModule(prog *goja.Program, want string) (goja.Callable, error) 
 		}
 	}
 	return nil, fmt.Errorf("script defines no %s function", want)
+}
+
+// maxWrappers bounds vm.wrappers (programs of old deployments pile up).
+const maxWrappers = 256
+
+// wrapper returns prog's module wrapper function. Evaluating prog only
+// creates that function, so it is done once per runtime and program; each
+// call of the wrapper still evaluates the module afresh in a new scope. The
+// wrapper and its prototype are frozen: a sloppy script can reach them
+// (arguments.callee) and must not leave state on them for later runs.
+func (v *vm) wrapper(prog *goja.Program) (goja.Callable, error) {
+	if fn, ok := v.wrappers[prog]; ok {
+		return fn, nil
+	}
+	w, err := v.rt.RunProgram(prog)
+	if err != nil {
+		return nil, err
+	}
+	fn, ok := goja.AssertFunction(w)
+	if !ok {
+		return nil, errors.New("script did not evaluate to the module wrapper")
+	}
+	obj := w.(*goja.Object)
+	if _, err := v.freeze(goja.Undefined(), obj.Get("prototype")); err != nil {
+		return nil, err
+	}
+	if _, err := v.freeze(goja.Undefined(), obj); err != nil {
+		return nil, err
+	}
+	if len(v.wrappers) >= maxWrappers {
+		clear(v.wrappers)
+	}
+	v.wrappers[prog] = fn
+	return fn, nil
 }
 
 // ctxObject builds the handler's second argument.

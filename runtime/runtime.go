@@ -48,6 +48,14 @@ type Config struct {
 	MemoryLimit uint64
 	// Logger receives engine diagnostics (not script logs); nil discards.
 	Logger *slog.Logger
+	// Runtimes is how many idle runtimes the pool keeps; New builds that
+	// many in the background (one at a time) so that the first runs do not
+	// each pay for building one (~20 ms). 0 means max(4, 2×GOMAXPROCS);
+	// size it to at least the number of concurrent runs (workers).
+	Runtimes int
+	// NoPrewarm disables the background building; runtimes are then built
+	// on first use.
+	NoPrewarm bool
 }
 
 // Projects looks up deployed projects by name. Implementations must be safe
@@ -146,11 +154,15 @@ type Engine struct {
 
 	watch *watchdog
 
+	warmStop chan struct{} // closed by Close
+	warmDone chan struct{} // closed when the warming goroutine ends
+
 	closeOnce sync.Once
 }
 
 // New returns an Engine and starts its memory watchdog (idle until a run is
-// active). Call Close to stop it.
+// active) and, unless cfg.NoPrewarm, the building of cfg.Runtimes pooled
+// runtimes in the background; it does not block. Call Close to stop both.
 func New(cfg Config) *Engine {
 	if cfg.MaxCallStackSize <= 0 {
 		cfg.MaxCallStackSize = defaultStack
@@ -162,19 +174,55 @@ func New(cfg Config) *Engine {
 	if lg == nil {
 		lg = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.Runtimes <= 0 {
+		cfg.Runtimes = max(4, 2*goruntime.GOMAXPROCS(0))
+	}
 	e := &Engine{
-		cfg:  cfg,
-		log:  lg,
-		pool: make(chan *vm, max(4, 2*goruntime.GOMAXPROCS(0))),
+		cfg:      cfg,
+		log:      lg,
+		pool:     make(chan *vm, cfg.Runtimes),
+		warmStop: make(chan struct{}),
+		warmDone: make(chan struct{}),
 	}
 	e.watch = newWatchdog(cfg.MemoryLimit, lg)
+	if cfg.NoPrewarm {
+		close(e.warmDone)
+	} else {
+		go e.prewarm(cfg.Runtimes)
+	}
 	return e
 }
 
-// Close stops the memory watchdog and drops idle runtimes. It is idempotent;
+// prewarm fills the pool with up to n new runtimes, one at a time, until
+// Close. It runs on a goroutine owned by the Engine.
+func (e *Engine) prewarm(n int) {
+	defer close(e.warmDone)
+	for range n {
+		select {
+		case <-e.warmStop:
+			return
+		default:
+		}
+		v, err := newVM(e)
+		if err != nil {
+			e.log.Warn("prewarm runtime", "error", err)
+			return
+		}
+		select {
+		case e.pool <- v:
+		default:
+			return // runs have filled the pool already
+		}
+	}
+}
+
+// Close stops the memory watchdog and the pool's warming (waiting for a
+// runtime being built, at most ~20 ms) and drops idle runtimes. It is idempotent;
 // runs still active finish normally but are no longer memory-watched.
 func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
+		close(e.warmStop)
+		<-e.warmDone
 		e.watch.close()
 		for {
 			select {

@@ -192,3 +192,88 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestModuleStateIsFresh: a pooled runtime reuses a program's module
+// wrapper, but every run evaluates the module in a new scope and nothing a
+// script can reach from its module keeps state between runs.
+func TestModuleStateIsFresh(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	p := newProject(t, "p", op{name: "main", src: `let counter = 0;
+		const self = arguments.callee;
+		self.runs = (self.runs || 0) + 1;
+		if (self.prototype) self.prototype.seen = true;
+		function handle() { counter++; return [counter, typeof self.runs, typeof (self.prototype && self.prototype.seen)] }`})
+	want := []any{1.0, "undefined", "undefined"}
+	for i := range 12 { // more runs than pooled runtimes
+		res := e.Run(context.Background(), Invocation{Project: p, Operation: "main"})
+		if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
+			t.Fatalf("run %d: got %#v, %v; want %#v", i, res.Value, res.Err, want)
+		}
+	}
+}
+
+// TestResetFastPath: the end-of-chain global check counts the global
+// object's keys without listing them; if a goja upgrade breaks that, this
+// fails (runs stay correct, only slower).
+func TestResetFastPath(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	v, err := newVM(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.globalNames == nil {
+		t.Fatal("global key counter unavailable")
+	}
+	if _, err := v.rt.RunString(`globalThis.added = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.globalNames(); n != len(v.baseline)+1 {
+		t.Fatalf("count %d after adding a global, want %d", n, len(v.baseline)+1)
+	}
+	if !v.reset() || v.globalNames() != len(v.baseline) {
+		t.Fatal("reset did not remove the added global")
+	}
+}
+
+func TestPrewarm(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+		want int
+	}{
+		{"fills the pool", Config{Runtimes: 2}, 2},
+		{"disabled", Config{Runtimes: 2, NoPrewarm: true}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t, tt.cfg)
+			if cap(e.pool) != tt.cfg.Runtimes {
+				t.Fatalf("pool size %d, want %d", cap(e.pool), tt.cfg.Runtimes)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for len(e.pool) < tt.want && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if n := len(e.pool); n != tt.want {
+				t.Fatalf("%d idle runtimes, want %d", n, tt.want)
+			}
+		})
+	}
+	t.Run("close stops warming", func(t *testing.T) {
+		t.Parallel()
+		e := New(Config{Runtimes: 64})
+		start := time.Now()
+		e.Close()
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("Close took %s", d)
+		}
+		if n := len(e.pool); n != 0 {
+			t.Fatalf("%d idle runtimes after Close", n)
+		}
+	})
+}

@@ -25,11 +25,19 @@ type vm struct {
 	globalNames func() int
 
 	errorCtor goja.Value
+	freeze    goja.Callable // Object.freeze
 	stringify goja.Callable
 	parse     goja.Callable
 	thrower   goja.Callable
 	msgCommit goja.Value
 	msgRollbk goja.Value
+
+	// protoKeys are Object.prototype's own property names (fixed once
+	// frozen); see createDataProperty.
+	protoKeys map[string]struct{}
+
+	// wrappers caches each program's module wrapper (see wrapper).
+	wrappers map[*goja.Program]goja.Callable
 
 	// broken marks a runtime that must not be pooled again.
 	broken bool
@@ -134,6 +142,8 @@ func newVM(e *Engine) (v *vm, err error) {
 	v.stringify, _ = goja.AssertFunction(json.Get("stringify"))
 	v.parse, _ = goja.AssertFunction(json.Get("parse"))
 	v.errorCtor = g.Get("Error")
+	v.freeze, _ = goja.AssertFunction(g.Get("Object").(*goja.Object).Get("freeze"))
+	v.wrappers = make(map[*goja.Program]goja.Callable)
 	if err := installJSONParse(v, json); err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
 	}
@@ -184,6 +194,10 @@ func newVM(e *Engine) (v *vm, err error) {
 	v.baseline = make(map[string]struct{})
 	for _, k := range g.GetOwnPropertyNames() {
 		v.baseline[k] = struct{}{}
+	}
+	v.protoKeys = make(map[string]struct{})
+	for _, k := range g.Get("Object").(*goja.Object).Get("prototype").(*goja.Object).GetOwnPropertyNames() {
+		v.protoKeys[k] = struct{}{}
 	}
 	v.baseSymbols = len(g.Symbols())
 	v.globalProto = g.Prototype()

@@ -378,10 +378,11 @@ func chaos(t *testing.T, b *testenv.Broker, rs *testenv.RedisServer, agents []*a
 	chaosDone := make(chan struct{})
 	stopChaos := make(chan struct{})
 	var chaosErr error
+	// Written by the chaos goroutine, read after chaosDone.
+	redisDone, brokerDone := false, false
 	go func() { // owner: this function, waits on chaosDone
 		defer close(chaosDone)
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
-		redisDone, brokerDone := false, false
 		tick := time.NewTicker(2500 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -446,9 +447,9 @@ func chaos(t *testing.T, b *testenv.Broker, rs *testenv.RedisServer, agents []*a
 	}
 	defer stop()
 
-	// Wait for every good effect (and the poison dead letters); keep the
-	// chaos going until then, but at least until Redis and the broker have
-	// been restarted (they are triggered by progress).
+	// Wait for every good effect, with the chaos going on until then (the
+	// Redis and broker restarts are triggered by progress, so they happen
+	// before the last input is even sent).
 	last, ok := effects.waitCount(n, 3*time.Minute)
 	stop()
 	if err := <-sendErr; err != nil {
@@ -459,6 +460,9 @@ func chaos(t *testing.T, b *testenv.Broker, rs *testenv.RedisServer, agents []*a
 	evMu.Unlock()
 	if chaosErr != nil {
 		t.Fatal(chaosErr)
+	}
+	if !redisDone || !brokerDone {
+		t.Errorf("chaos incomplete: redis restarted %v, broker restarted %v", redisDone, brokerDone)
 	}
 	// Bring every agent back and let the poison messages finish.
 	for _, a := range agents {
