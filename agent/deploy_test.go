@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"math/rand/v2"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
@@ -177,4 +178,24 @@ func randomText(n int) string {
 		b[i] = byte('!' + rand.IntN(90))
 	}
 	return string(b)
+}
+
+func TestDeployMultipart(t *testing.T) {
+	ta := startAgent(t, nil)
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for name, body := range helloFiles("multipart") {
+		w, err := mw.CreateFormFile("file", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(body))
+	}
+	mw.Close()
+	if r := ta.do(t, http.MethodPut, "/api/v1/projects/greet", mw.FormDataContentType(), buf.Bytes(), nil); r.Status != http.StatusCreated {
+		t.Fatalf("multipart deploy: %d %s", r.Status, r.Body)
+	}
+	if r := ta.do(t, "POST", "/hooks/greet/hi", "", nil, nil); r.Status != 200 || r.json(t)["greeting"] != "multipart" {
+		t.Fatalf("invoke: %d %s", r.Status, r.Body)
+	}
 }

@@ -166,9 +166,6 @@ func deployError(err error) error {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	if strings.Contains(err.Error(), "gzip") || strings.Contains(err.Error(), "tar") || strings.Contains(err.Error(), "multipart") {
-		return newError(http.StatusBadRequest, CodeInvalidProject, err.Error(), nil)
-	}
 	return err
 }
 
@@ -186,7 +183,7 @@ func readMultipart(r io.Reader, boundary string, lim scripts.Limits) (map[string
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read multipart: %w", err)
+			return nil, multipartError("read multipart", err)
 		}
 		name := part.FileName()
 		if name == "" {
@@ -194,7 +191,7 @@ func readMultipart(r io.Reader, boundary string, lim scripts.Limits) (map[string
 		}
 		data, err := io.ReadAll(part)
 		if err != nil {
-			return nil, fmt.Errorf("read multipart part %s: %w", name, err)
+			return nil, multipartError("read multipart part "+name, err)
 		}
 		if strings.HasSuffix(name, ".tar.gz") || strings.HasSuffix(name, ".tgz") {
 			return scripts.ReadBundle(bytes.NewReader(data), lim)
@@ -207,6 +204,15 @@ func readMultipart(r io.Reader, boundary string, lim scripts.Limits) (map[string
 		return nil, err
 	}
 	return scripts.ReadBundle(&buf, lim)
+}
+
+// multipartError keeps a body-limit error (413) and makes others a 400.
+func multipartError(doing string, err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	return newError(http.StatusBadRequest, CodeInvalidProject, doing+": "+err.Error(), nil)
 }
 
 func (s *server) projects(c *echo.Context) error {
