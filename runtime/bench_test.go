@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 )
 
@@ -43,15 +44,20 @@ func BenchmarkInvokeParallel(b *testing.B) {
 }
 
 // webhookEvent is shaped like triggers.WebhookEvent's answer for the
-// webhookbench request.
-func webhookEvent() map[string]any {
+// webhookbench request; rawBody says whether body is given as
+// json.RawMessage instead of decoded data.
+func webhookEvent(rawBody bool) map[string]any {
 	raw := `{"id": 42, "name": "widget", "tags": ["a", "b"], "price": 9.5}`
+	var body any = map[string]any{"id": 42.0, "name": "widget", "tags": []any{"a", "b"}, "price": 9.5}
+	if rawBody {
+		body = json.RawMessage(raw)
+	}
 	return map[string]any{
 		"method":  "POST",
 		"path":    "hook",
 		"headers": map[string]any{"host": "127.0.0.1:8080", "content-length": "62", "content-type": "application/json"},
 		"query":   map[string]any{},
-		"body":    map[string]any{"id": 42.0, "name": "widget", "tags": []any{"a", "b"}, "price": 9.5},
+		"body":    body,
 		"rawBody": raw,
 	}
 }
@@ -61,12 +67,20 @@ func webhookEvent() map[string]any {
 func BenchmarkInvokeWebhook(b *testing.B) {
 	e := newEngine(b, Config{})
 	p := newProject(b, "bench", op{name: "hook", src: "function handle(event) {\n  const v = JSON.parse(event.rawBody);\n  return {ok: true, id: v.id, n: Object.keys(v).length};\n}\n"})
-	inv := Invocation{RunID: "r", Project: p, Operation: "hook", Trigger: TriggerWebhook, Event: webhookEvent()}
-	b.ReportAllocs()
-	for b.Loop() {
-		if res := e.Run(context.Background(), inv); res.Err != nil {
-			b.Fatal(res.Err)
+	for _, raw := range []bool{false, true} {
+		name := "decoded body"
+		if raw {
+			name = "raw JSON body"
 		}
+		b.Run(name, func(b *testing.B) {
+			inv := Invocation{RunID: "r", Project: p, Operation: "hook", Trigger: TriggerWebhook, Event: webhookEvent(raw)}
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := e.Run(context.Background(), inv); res.Err != nil {
+					b.Fatal(res.Err)
+				}
+			}
+		})
 	}
 }
 

@@ -192,8 +192,18 @@ func (ex *exporter) delegate(key string, obj goja.Value) (any, error) {
 }
 
 // try runs f, turning a JS exception it throws (a getter, a Proxy trap)
-// into an export error.
-func (ex *exporter) try(f func()) error {
+// or an interrupt (the memory watchdog) into an export error, as calling
+// JSON.stringify would.
+func (ex *exporter) try(f func()) (err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			ie, ok := x.(*goja.InterruptedError)
+			if !ok {
+				panic(x)
+			}
+			err = notSerialisable(ie.Error())
+		}
+	}()
 	if exc := ex.v.rt.Try(f); exc != nil {
 		return notSerialisable(exc.Error())
 	}

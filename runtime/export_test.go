@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dop251/goja"
 )
@@ -109,5 +110,24 @@ func TestExportJSON(t *testing.T) {
 				t.Fatalf("side effects %v, want %v", gotCalls, wantCalls)
 			}
 		})
+	}
+}
+
+// TestExportInterrupted: an interrupt while a getter runs during the export
+// is an export error, not a panic.
+func TestExportInterrupted(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	v, err := newVM(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := v.rt.RunString(`({get a() { for (;;) {} }})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { v.rt.Interrupt("stop") })
+	if _, err := v.exportJSON(val); err == nil || !strings.Contains(err.Error(), "stop") {
+		t.Fatalf("err %v, want the interrupt", err)
 	}
 }

@@ -336,16 +336,26 @@ func (v *vm) toJS(x any) goja.Value {
 		return rt.ToValue(f)
 	case []byte:
 		return rt.ToValue(string(x))
+	case json.RawMessage:
+		p := jsonParser{v: v, rt: rt, s: string(x)}
+		if val, ok := p.parse(); ok {
+			return val
+		}
+		var y any
+		if err := json.Unmarshal(x, &y); err != nil {
+			return rt.ToValue(string(x))
+		}
+		return v.toJS(y)
 	case map[string]any:
 		o := rt.NewObject()
 		for k, e := range x {
-			v.createDataProperty(o, k, v.toJS(e))
+			_ = v.createDataProperty(o, k, v.toJS(e))
 		}
 		return o
 	case map[string]string:
 		o := rt.NewObject()
 		for k, e := range x {
-			v.createDataProperty(o, k, rt.ToValue(e))
+			_ = v.createDataProperty(o, k, rt.ToValue(e))
 		}
 		return o
 	case []any:

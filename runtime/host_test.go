@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -261,5 +262,29 @@ func TestEventKeysAreOwnProperties(t *testing.T) {
 	want := []any{true, nil, []any{"__defineGetter__", "__proto__", "toString"}, 1.0, "s"}
 	if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
 		t.Fatalf("got %#v, %v; want %#v", res.Value, res.Err, want)
+	}
+}
+
+func TestEventRawJSON(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	tests := []struct {
+		name string
+		raw  json.RawMessage
+		want any
+	}{
+		{"object", json.RawMessage(`{"id": 42, "tags": ["a"], "__proto__": {"x": 1}}`), []any{map[string]any{"id": 42.0, "tags": []any{"a"}, "__proto__": map[string]any{"x": 1.0}}, true}},
+		{"surrogate escape", json.RawMessage(`"\ud83d\ude00"`), []any{"😀", true}},
+		{"not JSON", json.RawMessage(`{nope`), []any{"{nope", true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			res := runOne(t, e, `function handle(e) { return [e.body, typeof e.body !== "object" || Object.getPrototypeOf(e.body) === Object.prototype] }`,
+				map[string]any{"body": tt.raw})
+			if res.Err != nil || !reflect.DeepEqual(res.Value, tt.want) {
+				t.Fatalf("got %#v, %v; want %#v", res.Value, res.Err, tt.want)
+			}
+		})
 	}
 }

@@ -50,8 +50,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Runtimes is how many idle runtimes the pool keeps; New builds that
 	// many in the background (one at a time) so that the first runs do not
-	// each pay for building one (~20 ms). 0 means max(4, 2×GOMAXPROCS);
-	// size it to at least the number of concurrent runs (workers).
+	// each pay for building one (~10 ms), and a runtime discarded after a
+	// run (interrupted, polluted) is replaced in the background too. 0
+	// means max(4, 2×GOMAXPROCS); size it to at least the number of
+	// concurrent runs (workers).
 	Runtimes int
 	// NoPrewarm disables the background building; runtimes are then built
 	// on first use.
@@ -105,7 +107,9 @@ type Invocation struct {
 	Operation string // operation name in Project
 	Trigger   string // TriggerWebhook | TriggerListener | TriggerOperation
 	// Event is plain Go data (map[string]any, []any, string, float64, bool,
-	// nil, ...), deep-copied into the script's `event`; never modified.
+	// nil, ...), deep-copied into the script's `event`; never modified. A
+	// json.RawMessage (anywhere inside) becomes the value it encodes, parsed
+	// straight into JS: cheaper than decoding it to a map first.
 	Event any
 	// Message is nil unless the chain handles a delivery.
 	Message Message
@@ -156,6 +160,7 @@ type Engine struct {
 
 	warmStop chan struct{} // closed by Close
 	warmDone chan struct{} // closed when the warming goroutine ends
+	refill   chan struct{} // a runtime was discarded: build a replacement
 
 	closeOnce sync.Once
 }
@@ -183,6 +188,7 @@ func New(cfg Config) *Engine {
 		pool:     make(chan *vm, cfg.Runtimes),
 		warmStop: make(chan struct{}),
 		warmDone: make(chan struct{}),
+		refill:   make(chan struct{}, 1),
 	}
 	e.watch = newWatchdog(cfg.MemoryLimit, lg)
 	if cfg.NoPrewarm {
@@ -193,31 +199,39 @@ func New(cfg Config) *Engine {
 	return e
 }
 
-// prewarm fills the pool with up to n new runtimes, one at a time, until
+// prewarm fills the pool with n new runtimes, one at a time, then builds
+// one more each time a discarded runtime is reported on e.refill, until
 // Close. It runs on a goroutine owned by the Engine.
 func (e *Engine) prewarm(n int) {
 	defer close(e.warmDone)
-	for range n {
+	for {
+		for ; n > 0; n-- {
+			select {
+			case <-e.warmStop:
+				return
+			default:
+			}
+			v, err := newVM(e)
+			if err != nil {
+				e.log.Warn("prewarm runtime", "error", err)
+				break
+			}
+			select {
+			case e.pool <- v:
+			default: // runs have filled the pool already
+			}
+		}
 		select {
 		case <-e.warmStop:
 			return
-		default:
-		}
-		v, err := newVM(e)
-		if err != nil {
-			e.log.Warn("prewarm runtime", "error", err)
-			return
-		}
-		select {
-		case e.pool <- v:
-		default:
-			return // runs have filled the pool already
+		case <-e.refill:
+			n = 1
 		}
 	}
 }
 
 // Close stops the memory watchdog and the pool's warming (waiting for a
-// runtime being built, at most ~20 ms) and drops idle runtimes. It is idempotent;
+// runtime being built, ~10 ms) and drops idle runtimes. It is idempotent;
 // runs still active finish normally but are no longer memory-watched.
 func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
@@ -249,6 +263,10 @@ func (e *Engine) getVM() (*vm, error) {
 func (e *Engine) putVM(v *vm) {
 	v.cur = nil
 	if v.broken || !v.reset() {
+		select {
+		case e.refill <- struct{}{}: // replaced in the background (unless NoPrewarm)
+		default:
+		}
 		return
 	}
 	select {

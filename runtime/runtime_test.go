@@ -264,6 +264,26 @@ func TestPrewarm(t *testing.T) {
 			}
 		})
 	}
+	t.Run("replaces discarded runtimes", func(t *testing.T) {
+		t.Parallel()
+		e := newEngine(t, Config{Runtimes: 2})
+		waitPool := func(n int) {
+			t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for len(e.pool) < n && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if len(e.pool) < n {
+				t.Fatalf("%d idle runtimes, want %d", len(e.pool), n)
+			}
+		}
+		waitPool(2)
+		p := newProject(t, "p", op{name: "loop", src: `function handle() { for (;;) {} }`, timeout: 50 * time.Millisecond})
+		if res := e.Run(context.Background(), Invocation{Project: p, Operation: "loop"}); !errors.Is(res.Err, ErrTimeout) {
+			t.Fatalf("err %v", res.Err)
+		}
+		waitPool(2) // the interrupted runtime was discarded and replaced
+	})
 	t.Run("close stops warming", func(t *testing.T) {
 		t.Parallel()
 		e := New(Config{Runtimes: 64})
@@ -276,4 +296,41 @@ func TestPrewarm(t *testing.T) {
 			t.Fatalf("%d idle runtimes after Close", n)
 		}
 	})
+}
+
+// TestBuiltinsFrozen: every intrinsic reachable from the global object, and
+// the hidden iterator, generator and async prototypes, is frozen; global
+// bindings are fixed; the global object itself stays extensible.
+func TestBuiltinsFrozen(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	res := runOne(t, e, `function handle() {
+		const notFrozen = [], seen = new Set([globalThis]), queue = [];
+		const visit = (v, path) => {
+			if ((typeof v !== "object" && typeof v !== "function") || v === null || seen.has(v)) return;
+			seen.add(v); queue.push([v, path]);
+		};
+		for (const k of Reflect.ownKeys(globalThis)) {
+			const d = Object.getOwnPropertyDescriptor(globalThis, k);
+			if (d.configurable || d.writable) notFrozen.push("global " + String(k));
+			visit(d.value, String(k));
+		}
+		const generator = Object.getPrototypeOf((function*(){})()); // its function's own prototype: skip it
+		const hidden = [[][Symbol.iterator](), new Map().entries(), new Set().values(), ""[Symbol.iterator](),
+			/x/[Symbol.matchAll](""), generator, (function*(){}), (async function(){})];
+		hidden.forEach((h, i) => visit(Object.getPrototypeOf(h), "hidden" + i));
+		while (queue.length) {
+			const [o, path] = queue.pop();
+			if (!Object.isFrozen(o)) notFrozen.push(path);
+			visit(Object.getPrototypeOf(o), path + ".__proto__");
+			for (const k of Reflect.ownKeys(o)) {
+				const d = Object.getOwnPropertyDescriptor(o, k);
+				visit(d.value, path + "." + String(k)); visit(d.get, path + ".get " + String(k)); visit(d.set, path + ".set " + String(k));
+			}
+		}
+		return [notFrozen.slice(0, 5), seen.size > 500, Object.isExtensible(globalThis)];
+	}`, nil)
+	if res.Err != nil || !reflect.DeepEqual(res.Value, []any{[]any{}, true, true}) {
+		t.Fatalf("got %#v, %v", res.Value, res.Err)
+	}
 }
