@@ -48,7 +48,7 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 		return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "no free worker: " + err.Error()}
 	}
 	defer a.slots.Release()
-	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event})
+	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}, inv.IdempotencyKey != "")
 	return run, resp, nil
 }
 
@@ -98,8 +98,9 @@ func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.
 }
 
 // execute runs a chain for run and records it; it returns the finished run
-// and, for a successful webhook run, its HTTP answer.
-func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation) (store.Run, *triggers.Response) {
+// and, for a successful webhook run, its HTTP answer, which is kept on the
+// run when keepAnswer (an idempotent request may ask for it again).
+func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation, keepAnswer bool) (store.Run, *triggers.Response) {
 	inv.RunID = run.ID
 	run.Agent = a.cfg.AgentID
 	res := a.engine.Run(ctx, inv)
@@ -112,7 +113,9 @@ func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocati
 		} else {
 			resp = &r
 			run.HTTPStatus = r.Status
-			run.Result, _ = json.Marshal(r)
+			if keepAnswer {
+				run.Result, _ = json.Marshal(r)
+			}
 		}
 	}
 	a.metrics.observe(run)

@@ -69,9 +69,19 @@ func WebhookEvent(r *http.Request, path string, body []byte) map[string]any {
 		"path":    path,
 		"headers": headers,
 		"query":   query,
-		"body":    ParseBody(r.Header.Get("Content-Type"), body),
+		"body":    webhookBody(r.Header.Get("Content-Type"), body),
 		"rawBody": raw,
 	}
+}
+
+// webhookBody is ParseBody for the hot path: valid JSON stays raw
+// (json.RawMessage), which the runtime parses straight into JS and
+// json.Marshal writes back unchanged.
+func webhookBody(contentType string, body []byte) any {
+	if len(body) > 0 && isJSON(contentType) && json.Valid(body) {
+		return json.RawMessage(body)
+	}
+	return ParseBody(contentType, body)
 }
 
 // ParseBody returns JSON-decoded data when contentType says JSON and the
