@@ -202,7 +202,7 @@ func runWrk(url, script string, d time.Duration, conns, threads int) (result, er
 	for _, p := range reP.FindAllSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(string(p[2]), 64)
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(p[3])]
-		dur := time.Duration(v * float64(unit))
+		dur := time.Duration(v * float64(unit)).Round(time.Microsecond)
 		if string(p[1]) == "50" {
 			r.p50 = dur
 		} else {
