@@ -3,7 +3,10 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,7 +60,7 @@ func (a *Agent) isLeader() bool {
 func (a *Agent) tick(ctx context.Context, lastSweep *time.Time) {
 	m := cluster.Member{
 		ID:        a.cfg.AgentID,
-		Address:   a.httpLn.Addr().String(),
+		Address:   a.advertiseAddr(),
 		Capacity:  a.slots.Capacity(),
 		InFlight:  a.slots.InFlight(),
 		Version:   Version,
@@ -280,6 +283,20 @@ func (a *Agent) ensureVersion(ctx context.Context, info store.ProjectInfo) {
 	a.install(p)
 	a.applyListeners()
 	a.log.Info("reloaded", "project", info.Name, "version", info.ActiveVersion)
+}
+
+// advertiseAddr is where other agents reach this agent's HTTP server.
+func (a *Agent) advertiseAddr() string {
+	if a.cfg.AdvertiseAddr != "" {
+		return a.cfg.AdvertiseAddr
+	}
+	addr := a.httpLn.Addr().(*net.TCPAddr)
+	if addr.IP.IsUnspecified() {
+		if host, err := os.Hostname(); err == nil && host != "" {
+			return net.JoinHostPort(host, strconv.Itoa(addr.Port))
+		}
+	}
+	return addr.String()
 }
 
 // proxyTarget picks a markedly less loaded live agent to serve a webhook

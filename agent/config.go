@@ -21,7 +21,11 @@ import (
 // from Defaults and apply a YAML file, the environment and flags, in that
 // order (Load does all three but flags).
 type Config struct {
-	HTTPAddr           string `yaml:"http_addr"`
+	HTTPAddr string `yaml:"http_addr"`
+	// AdvertiseAddr is the host:port other agents use to reach this one's
+	// HTTP server (webhook proxying); empty means the listen address, with
+	// the hostname in place of an unspecified host (0.0.0.0, ::).
+	AdvertiseAddr      string `yaml:"advertise_addr"`
 	DataDir            string `yaml:"data_dir"`
 	EmbeddedBrokerAddr string `yaml:"embedded_broker_addr"`
 	// BrokerURL, when set, is the "default" connection and no embedded broker starts.
