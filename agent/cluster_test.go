@@ -58,7 +58,19 @@ operations:
   - name: pinned op
     script: work.js
     timeout: 5s
+  - name: topic op
+    script: topic.js
+    timeout: 5s
 listeners:
+  - name: once
+    destination: /topic/PFX.news
+    ackTimeout: 20s
+    operations: [topic op]
+  - name: each
+    destination: /topic/PFX.news
+    fanout: each
+    ackTimeout: 20s
+    operations: [topic op]
   - name: in
     destination: /queue/PFX.in
     consumers: 2
@@ -108,6 +120,7 @@ func TestClusterOverRedis(t *testing.T) {
 		files := map[string]string{
 			"opsrunner.yaml": strings.ReplaceAll(clusterManifest, "PFX", prefix),
 			"work.js":        strings.ReplaceAll(clusterScript, "PFX", prefix),
+			"topic.js":       "function handle(event) { return event.body.id; }\n",
 		}
 		a.mustDeploy(t, "cl", bundle(t, files))
 		waitFor(t, time.Second, func() bool {
@@ -157,6 +170,31 @@ func TestClusterOverRedis(t *testing.T) {
 		t.Logf("runs per agent: %v", perAgent)
 		if len(perAgent) != 2 {
 			t.Errorf("both agents should have consumed: %v", perAgent)
+		}
+	})
+
+	t.Run("a topic copy runs once in the cluster with fanout once, on every agent with fanout each", func(t *testing.T) {
+		time.Sleep(time.Second) // topic subscriptions are live
+		const n = 10
+		for i := 0; i < n; i++ {
+			sendJSON(t, conn, "/topic/"+prefix+".news", fmt.Sprintf(`{"id":"t%d"}`, i))
+		}
+		// Copies skipped as duplicates are recorded too (outcome
+		// skipped_duplicate); only committed runs count.
+		count := func(listener string) int {
+			c := 0
+			for _, r := range a.runsWhere(t, "operation=topic+op&limit=1000") {
+				if r.Listener == listener && r.Outcome == "committed" {
+					c++
+				}
+			}
+			return c
+		}
+		waitFor(t, 30*time.Second, func() bool { return count("cl/once") >= n && count("cl/each") >= 2*n })
+		time.Sleep(time.Second)
+		if o, e := count("cl/once"), count("cl/each"); o != n || e != 2*n {
+
+			t.Fatalf("fanout once ran %d times, fanout each %d times; want %d and %d", o, e, n, 2*n)
 		}
 	})
 

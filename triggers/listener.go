@@ -423,6 +423,17 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 	}
 	defer lease.Release(bg)
 	d.lease = lease
+	// The holder before us may have committed between our marker check and
+	// our claim: look again now that nobody else can.
+	if done, err := cfg.Coordinator.Processed(bg, markerKey); err == nil && done {
+		if !d.auto {
+			if err := conn.Ack(raw); err != nil {
+				return fmt.Errorf("ack duplicate: %w", err)
+			}
+		}
+		settled(store.OutcomeSkippedDuplicate, nil)
+		return nil
+	}
 
 	// 3. filter and chains, bounded by the ack timeout
 	d.deadline = time.Now().Add(ackTimeout)
