@@ -95,6 +95,11 @@ func policyFor(agent string, spec ListenerSpec) policy {
 	p.retryDest = l.Destination
 	if p.topic {
 		p.retryDest = "/queue/opsrunner.retry." + sanitize(spec.Project) + "." + sanitize(l.Name)
+		if l.Fanout == scripts.FanoutEach {
+			// Each agent retries its own copies: another agent would take
+			// them for its own (already processed) and skip them.
+			p.retryDest += "." + sanitize(agent)
+		}
 		p.durable = l.Durable
 		p.subscriber = l.SubscriberName
 		if p.subscriber == "" {
