@@ -12,9 +12,25 @@ import (
 	"github.com/opsrunner/opsrunner/internal/testenv"
 )
 
+// clusterServices starts what a cluster test needs: a private Redis (stopped
+// after the test's agents, whose cleanups run first) and the shared
+// standalone broker. It skips in -short mode.
+func clusterServices(t *testing.T) (*testenv.RedisServer, *testenv.Broker) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("cluster test skipped in -short mode")
+	}
+	rds, err := testenv.StartRedis()
+	if err != nil {
+		testenv.Unavailable(t, "redis-server", err)
+	}
+	t.Cleanup(rds.Stop) // registered before the agents: runs after they have stopped
+	return rds, testenv.Embedded(t)
+}
+
 // clusterAgent starts an agent in the cluster on redisURL, using the shared
-// broker b.
-func clusterAgent(t *testing.T, id, redisURL string, size int, b *testenv.Broker) *testAgent {
+// broker b; adjust, if given, changes the configuration further.
+func clusterAgent(t *testing.T, id, redisURL string, size int, b *testenv.Broker, adjust ...func(*agent.Config)) *testAgent {
 	t.Helper()
 	return startAgent(t, func(c *agent.Config) {
 		c.AgentID = id
@@ -22,6 +38,9 @@ func clusterAgent(t *testing.T, id, redisURL string, size int, b *testenv.Broker
 		c.ClusterSize = size
 		c.BrokerURL = "stomp://" + b.Addr
 		c.Connections = map[string]agent.Connection{"default": {URL: "stomp://" + b.Addr}}
+		for _, f := range adjust {
+			f(c)
+		}
 	})
 }
 
@@ -93,15 +112,7 @@ const clusterScript = `function handle(event, ctx) {
 `
 
 func TestClusterOverRedis(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test skipped in -short mode")
-	}
-	rds, err := testenv.StartRedis()
-	if err != nil {
-		testenv.Unavailable(t, "redis-server", err)
-	}
-	t.Cleanup(rds.Stop) // registered first: runs after the agents have stopped
-	b := testenv.Embedded(t)
+	rds, b := clusterServices(t)
 	prefix := fmt.Sprintf("c%d", rand.Uint32())
 
 	a := clusterAgent(t, "agent-a", rds.URL, 2, b)

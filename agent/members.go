@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opsrunner/opsrunner/api"
@@ -106,9 +107,5 @@ func connectionNames(cfg Config) string {
 	if len(names) == 0 {
 		return "none"
 	}
-	s := names[0]
-	for _, n := range names[1:] {
-		s += ", " + n
-	}
-	return s
+	return strings.Join(names, ", ")
 }

@@ -6,25 +6,12 @@ import (
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
-	"github.com/opsrunner/opsrunner/internal/testenv"
 )
 
 func TestBusyAgentProxiesWebhooksToAFreeOne(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test skipped in -short mode")
-	}
-	rds, err := testenv.StartRedis()
-	if err != nil {
-		testenv.Unavailable(t, "redis-server", err)
-	}
-	t.Cleanup(rds.Stop) // registered first: runs after the agents have stopped
-	b := testenv.Embedded(t)
+	rds, b := clusterServices(t)
 	oneWorker := func(id string) *testAgent {
-		return startAgent(t, func(c *agent.Config) {
-			c.AgentID, c.RedisURL, c.ClusterSize, c.Workers = id, rds.URL, 2, 1
-			c.BrokerURL = "stomp://" + b.Addr
-			c.Connections = map[string]agent.Connection{"default": {URL: "stomp://" + b.Addr}}
-		})
+		return clusterAgent(t, id, rds.URL, 2, b, func(c *agent.Config) { c.Workers = 1 })
 	}
 	a, other := oneWorker("busy-a"), oneWorker("free-b")
 	files := map[string]string{

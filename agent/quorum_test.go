@@ -6,20 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/opsrunner/opsrunner/internal/testenv"
 )
 
 func TestQuorumPausesListenersAndReservationFailsOver(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test skipped in -short mode")
-	}
-	rds, err := testenv.StartRedis()
-	if err != nil {
-		testenv.Unavailable(t, "redis-server", err)
-	}
-	t.Cleanup(rds.Stop) // registered first: runs after the agents have stopped
-	b := testenv.Embedded(t)
+	rds, b := clusterServices(t)
 	prefix := fmt.Sprintf("q%d", rand.Uint32())
 	files := map[string]string{
 		"opsrunner.yaml": strings.ReplaceAll(`project: q

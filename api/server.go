@@ -140,33 +140,13 @@ func (s *server) deploy(c *echo.Context) error {
 		if errors.As(err, &mbe) {
 			return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("bundle larger than %d bytes", mbe.Limit), nil)
 		}
-		return deployError(err)
+		return err // classified by asAPIError: located deploy problems are 400s
 	}
 	v, err := s.b.Deploy(r.Context(), project, files)
 	if err != nil {
-		return deployError(err)
+		return err // classified by asAPIError: located deploy problems are 400s
 	}
 	return c.JSON(http.StatusCreated, v)
-}
-
-// deployError answers bundle and validation problems with 400 and their
-// positions.
-func deployError(err error) error {
-	if d := deployDetails(err); d != nil {
-		return newError(http.StatusBadRequest, CodeInvalidProject, err.Error(), d)
-	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error(), nil)
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		return newError(http.StatusNotFound, CodeNotFound, err.Error(), nil)
-	}
-	var ae *Error
-	if errors.As(err, &ae) {
-		return ae
-	}
-	return err
 }
 
 // readMultipart reads every file part of a multipart upload as a bundle file,
@@ -252,7 +232,7 @@ func (s *server) rollback(c *echo.Context) error {
 	}
 	v, err := s.b.Rollback(c.Request().Context(), param(c, "project"), req.Version)
 	if err != nil {
-		return deployError(err)
+		return err // classified by asAPIError: located deploy problems are 400s
 	}
 	return c.JSON(http.StatusOK, v)
 }
@@ -264,7 +244,7 @@ func (s *server) replaceScript(c *echo.Context) error {
 	}
 	v, err := s.b.ReplaceScript(c.Request().Context(), param(c, "project"), param(c, "operation"), src)
 	if err != nil {
-		return deployError(err)
+		return err // classified by asAPIError: located deploy problems are 400s
 	}
 	return c.JSON(http.StatusCreated, v)
 }
