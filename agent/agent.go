@@ -59,6 +59,7 @@ type Agent struct {
 
 	inflight sync.Map // triggers.Delivery → *deliveryRuns
 
+	handler  http.Handler // the HTTP API and webhooks
 	httpLn   net.Listener
 	brokerLn net.Listener
 	ready    chan struct{}
@@ -77,6 +78,12 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, started: time.Now().UTC(), ready: make(chan struct{})}
 	empty := map[string]*scripts.Project{}
 	a.projects.Store(&empty)
+	a.handler = api.New(a, api.Options{
+		Tokens:       cfg.Tokens,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Bundle:       scripts.Limits{MaxBundleBytes: cfg.MaxBundleBytes},
+		Logger:       log,
+	})
 	a.bgCtx, a.bgCancel = context.WithCancel(context.Background())
 	a.metrics = newMetrics()
 
@@ -182,6 +189,10 @@ func (a *Agent) closeState() {
 // HTTPAddr is the address the API listens on.
 func (a *Agent) HTTPAddr() string { return a.httpLn.Addr().String() }
 
+// Handler is the agent's HTTP API and webhooks, as Serve serves them on
+// HTTPAddr; it answers once Started is closed.
+func (a *Agent) Handler() http.Handler { return a.handler }
+
 // BrokerAddr is the embedded broker's address, "" when none runs.
 func (a *Agent) BrokerAddr() string {
 	if a.brokerLn == nil {
@@ -227,13 +238,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 		a.log.Info("embedded broker listening", "addr", "stomp://"+a.brokerLn.Addr().String())
 	}
 
-	handler := api.New(a, api.Options{
-		Tokens:       a.cfg.Tokens,
-		MaxBodyBytes: a.cfg.MaxBodyBytes,
-		Bundle:       scripts.Limits{MaxBundleBytes: a.cfg.MaxBundleBytes},
-		Logger:       a.log,
-	})
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

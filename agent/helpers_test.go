@@ -24,7 +24,7 @@ type testAgent struct {
 
 // startAgent runs an agent with embedded defaults on free ports; mutate
 // adjusts the configuration first.
-func startAgent(t *testing.T, mutate func(*agent.Config)) *testAgent {
+func startAgent(t testing.TB, mutate func(*agent.Config)) *testAgent {
 	t.Helper()
 	cfg := agent.Defaults()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -66,7 +66,7 @@ func startAgent(t *testing.T, mutate func(*agent.Config)) *testAgent {
 }
 
 // bundle packs a project from files.
-func bundle(t *testing.T, files map[string]string) []byte {
+func bundle(t testing.TB, files map[string]string) []byte {
 	t.Helper()
 	m := make(map[string][]byte, len(files))
 	for k, v := range files {
@@ -80,7 +80,7 @@ func bundle(t *testing.T, files map[string]string) []byte {
 }
 
 // sampleBundle packs a folder under samples/.
-func sampleBundle(t *testing.T, name string) []byte {
+func sampleBundle(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := scripts.BundleDir(filepath.Join("..", "samples", name))
 	if err != nil {
@@ -95,7 +95,7 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {
@@ -105,7 +105,7 @@ func (r response) json(t *testing.T) map[string]any {
 }
 
 // errorCode returns the code of a JSON error answer.
-func (r response) errorCode(t *testing.T) string {
+func (r response) errorCode(t testing.TB) string {
 	t.Helper()
 	m := r.json(t)
 	e, ok := m["error"].(map[string]any)
@@ -120,7 +120,7 @@ func (r response) errorCode(t *testing.T) string {
 	return e["code"].(string)
 }
 
-func (ta *testAgent) do(t *testing.T, method, path, contentType string, body []byte, header map[string]string) response {
+func (ta *testAgent) do(t testing.TB, method, path, contentType string, body []byte, header map[string]string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, ta.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -141,12 +141,12 @@ func (ta *testAgent) do(t *testing.T, method, path, contentType string, body []b
 	return response{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
 
-func (ta *testAgent) deploy(t *testing.T, project string, b []byte) response {
+func (ta *testAgent) deploy(t testing.TB, project string, b []byte) response {
 	t.Helper()
 	return ta.do(t, http.MethodPut, "/api/v1/projects/"+project, "application/gzip", b, nil)
 }
 
-func (ta *testAgent) mustDeploy(t *testing.T, project string, b []byte) {
+func (ta *testAgent) mustDeploy(t testing.TB, project string, b []byte) {
 	t.Helper()
 	if r := ta.deploy(t, project, b); r.Status != http.StatusCreated {
 		t.Fatalf("deploy %s: %d %s", project, r.Status, r.Body)

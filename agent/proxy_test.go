@@ -21,7 +21,7 @@ func TestBusyAgentProxiesWebhooksToAFreeOne(t *testing.T) {
 	}
 	a.mustDeploy(t, "px", bundle(t, files))
 	waitFor(t, 10*time.Second, func() bool { return len(a.members(t).Members) == 2 })
-	waitFor(t, 5*time.Second, func() bool { return other.do(t, "POST", "/hooks/px/fast", "", nil, nil).Status == 200 })
+	waitFor(t, 15*time.Second, func() bool { return other.do(t, "POST", "/hooks/px/fast", "", nil, nil).Status == 200 })
 
 	done := make(chan struct{})
 	go func() {

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,9 @@ type run struct {
 
 	raised    *goja.Object // Error thrown by the latest RaiseError
 	raisedMsg string
+
+	// lazy are the event's fields not built yet (see lazy.go).
+	lazy []lazyField
 
 	memKilled atomic.Bool
 }
@@ -84,7 +88,7 @@ func (r *run) killMemory() {
 
 // top runs the triggered operation's chain and fills res.
 func (r *run) top(op *scripts.Operation, res *Result) {
-	event := r.v.toJS(r.inv.Event)
+	event := r.eventToJS(r.inv.Event)
 	val, f, _ := r.runChain(r.ctx, r.inv.Project, op, event, 0, true)
 	if f != nil {
 		res.Status, res.Err = f.status, f.err
@@ -257,11 +261,11 @@ func (r *run) execOp(ctx context.Context, fr *frame, settle bool) (goja.Value, *
 	if prog == nil {
 		return nil, plainFailure(fmt.Errorf("operation %q: script %q is not compiled", op.Name, op.Script))
 	}
-	handler, err := r.v.loadModule(prog, "handle")
+	handler, params, err := r.v.loadModule(prog, "handle")
 	if err != nil {
 		return nil, r.failureFrom(err, op.Script)
 	}
-	ret, err := handler(goja.Undefined(), fr.event, r.ctxObject(fr))
+	ret, err := handler(goja.Undefined(), fr.event, r.ctxArg(fr, prog, params))
 	if err != nil {
 		return nil, r.failureFrom(err, op.Script)
 	}
@@ -367,43 +371,75 @@ func (r *run) scriptError(stack []goja.StackFrame, val goja.Value, file string) 
 
 // loadModule evaluates a wrapped program and returns its function named
 // want ("handle" or "filter"), following scripts/wrap.go's rules; a filter
-// script without filter falls back to its handle.
-func (v *vm) loadModule(prog *goja.Program, want string) (goja.Callable, error) {
+// script without filter falls back to its handle. params is the function's
+// declared parameter count (its length).
+func (v *vm) loadModule(prog *goja.Program, want string) (fn goja.Callable, params int, err error) {
 	wrapper, err := v.wrapper(prog)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	exports, module := v.rt.NewObject(), v.rt.NewObject()
 	_ = module.Set("exports", exports)
 	ret, err := wrapper(goja.Undefined(), exports, module)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	me := module.Get("exports")
-	field := func(o goja.Value, name string) goja.Callable {
+	function := func(val goja.Value) (goja.Callable, int, bool) {
+		fn, ok := goja.AssertFunction(val)
+		if !ok {
+			return nil, 0, false
+		}
+		return fn, int(val.(*goja.Object).Get("length").ToInteger()), true
+	}
+	field := func(o goja.Value, name string) (goja.Callable, int, bool) {
 		obj, ok := o.(*goja.Object)
 		if !ok {
-			return nil
+			return nil, 0, false
 		}
-		fn, _ := goja.AssertFunction(obj.Get(name))
-		return fn
+		return function(obj.Get(name))
 	}
 	if want == "filter" {
 		for _, src := range []goja.Value{me, exports, ret} {
-			if fn := field(src, "filter"); fn != nil {
-				return fn, nil
+			if fn, n, ok := field(src, "filter"); ok {
+				return fn, n, nil
 			}
 		}
 	}
-	if fn, ok := goja.AssertFunction(me); ok {
-		return fn, nil
+	if fn, n, ok := function(me); ok {
+		return fn, n, nil
 	}
 	for _, src := range []goja.Value{me, exports, ret} {
-		if fn := field(src, "handle"); fn != nil {
-			return fn, nil
+		if fn, n, ok := field(src, "handle"); ok {
+			return fn, n, nil
 		}
 	}
-	return nil, fmt.Errorf("script defines no %s function", want)
+	return nil, 0, fmt.Errorf("script defines no %s function", want)
+}
+
+// ctxArg is the second argument of a script's function: the ctx object,
+// or undefined when the function cannot see it (it declares one parameter
+// and its script never mentions arguments or a rest parameter): building
+// ctx was a tenth of a small webhook's allocations.
+func (r *run) ctxArg(fr *frame, prog *goja.Program, params int) goja.Value {
+	if params >= 2 || r.v.readsArguments(prog, fr.project.Files[fr.op.Script]) {
+		return r.ctxObject(fr)
+	}
+	return goja.Undefined()
+}
+
+// readsArguments reports whether src may read arguments beyond its
+// declared parameters; cached per program like wrappers.
+func (v *vm) readsArguments(prog *goja.Program, src []byte) bool {
+	if reads, ok := v.argsUse[prog]; ok {
+		return reads
+	}
+	reads := bytes.Contains(src, []byte("arguments")) || bytes.Contains(src, []byte("...")) || bytes.Contains(src, []byte("eval"))
+	if len(v.argsUse) >= maxWrappers {
+		clear(v.argsUse)
+	}
+	v.argsUse[prog] = reads
+	return reads
 }
 
 // maxWrappers bounds vm.wrappers (programs of old deployments pile up).
@@ -452,7 +488,7 @@ func (r *run) ctxObject(fr *frame) *goja.Object {
 		mo := rt.NewObject()
 		if ev, ok := fr.event.(*goja.Object); ok {
 			for _, k := range ev.Keys() {
-				_ = mo.Set(k, ev.Get(k))
+				r.copyEventField(mo, ev, k)
 			}
 		}
 		_ = mo.Set("id", m.ID())
@@ -494,11 +530,11 @@ func (r *run) filter(path string) (bool, error) {
 	op := &scripts.Operation{Name: "filter " + path, Script: path, Timeout: scripts.Duration(filterTimeout)}
 	var pass bool
 	body := func(ctx context.Context, fr *frame) (goja.Value, *failure) {
-		fn, err := r.v.loadModule(prog, "filter")
+		fn, params, err := r.v.loadModule(prog, "filter")
 		if err != nil {
 			return nil, r.failureFrom(err, path)
 		}
-		ret, err := fn(goja.Undefined(), fr.event, r.ctxObject(fr))
+		ret, err := fn(goja.Undefined(), fr.event, r.ctxArg(fr, prog, params))
 		if err != nil {
 			return nil, r.failureFrom(err, path)
 		}
@@ -508,7 +544,7 @@ func (r *run) filter(path string) (bool, error) {
 		}
 		return ret, f
 	}
-	_, f := r.guard(r.ctx, p, op, r.v.toJS(r.inv.Event), body)
+	_, f := r.guard(r.ctx, p, op, r.eventToJS(r.inv.Event), body)
 	if f != nil {
 		return false, fmt.Errorf("filter %s: %w", path, f.err)
 	}

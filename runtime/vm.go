@@ -38,6 +38,11 @@ type vm struct {
 
 	// wrappers caches each program's module wrapper (see wrapper).
 	wrappers map[*goja.Program]goja.Callable
+	// argsUse caches readsArguments per program.
+	argsUse map[*goja.Program]bool
+
+	// lazyKeys are the shared accessors of lazy event fields (lazy.go).
+	lazyKeys map[string]accessorPair
 
 	// broken marks a runtime that must not be pooled again.
 	broken bool
@@ -150,6 +155,7 @@ func newVM(e *Engine) (v *vm, err error) {
 	v.errorCtor = g.Get("Error")
 	v.freeze, _ = goja.AssertFunction(g.Get("Object").(*goja.Object).Get("freeze"))
 	v.wrappers = make(map[*goja.Program]goja.Callable)
+	v.argsUse = make(map[*goja.Program]bool)
 	if err := installJSONParse(v, json); err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
 	}

@@ -54,6 +54,9 @@ type storedRun struct {
 }
 
 func encodeRun(r Run) ([]byte, error) {
+	if b, ok := appendRun(make([]byte, 0, 256+64*len(r.Logs)), r); ok {
+		return b, nil
+	}
 	b, err := json.Marshal(storedRun{Run: r, Result: r.Result})
 	if err != nil {
 		return nil, fmt.Errorf("encode run %s: %w", r.ID, err)

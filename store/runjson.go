@@ -1,0 +1,150 @@
+package store
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// appendRun appends the JSON of storedRun{Run: r, Result: r.Result}: the
+// bytes json.Marshal writes, without its reflection (encoding runs was half
+// the cost of recording one). ok is false when r needs json.Marshal's own
+// handling (a time json.Marshal refuses, or strings it escapes).
+func appendRun(b []byte, r Run) (_ []byte, ok bool) {
+	w := runWriter{b: b, ok: true}
+	w.raw(`{"id":`)
+	w.str(r.ID)
+	w.raw(`,"project":`)
+	w.str(r.Project)
+	if r.Version != 0 {
+		w.raw(`,"version":`)
+		w.int(int64(r.Version))
+	}
+	w.raw(`,"operation":`)
+	w.str(r.Operation)
+	w.raw(`,"trigger":`)
+	w.str(r.Trigger)
+	w.raw(`,"status":`)
+	w.str(r.Status)
+	if r.Error != "" {
+		w.raw(`,"error":`)
+		w.str(r.Error)
+	}
+	w.raw(`,"startedAt":`)
+	w.time(r.StartedAt)
+	if r.FinishedAt != nil {
+		w.raw(`,"finishedAt":`)
+		w.time(*r.FinishedAt)
+	}
+	w.raw(`,"durationMs":`)
+	w.int(r.DurationMs)
+	w.raw(`,"agent":`)
+	w.str(r.Agent)
+	for _, f := range []struct{ key, val string }{{`,"listener":`, r.Listener}, {`,"messageId":`, r.MessageID}} {
+		if f.val != "" {
+			w.raw(f.key)
+			w.str(f.val)
+		}
+	}
+	if r.Attempt != 0 {
+		w.raw(`,"attempt":`)
+		w.int(int64(r.Attempt))
+	}
+	if r.Outcome != "" {
+		w.raw(`,"outcome":`)
+		w.str(r.Outcome)
+	}
+	if len(r.Chain) > 0 {
+		w.raw(`,"chain":[`)
+		for i, s := range r.Chain {
+			if i > 0 {
+				w.raw(",")
+			}
+			w.raw(`{"operation":`)
+			w.str(s.Operation)
+			w.raw(`,"status":`)
+			w.str(s.Status)
+			if s.Error != "" {
+				w.raw(`,"error":`)
+				w.str(s.Error)
+			}
+			w.raw(`,"durationMs":`)
+			w.int(s.DurationMs)
+			w.raw("}")
+		}
+		w.raw("]")
+	}
+	w.raw(`,"logs":`)
+	if r.Logs == nil {
+		w.raw("null")
+	} else {
+		w.raw("[")
+		for i, l := range r.Logs {
+			if i > 0 {
+				w.raw(",")
+			}
+			w.raw(`{"time":`)
+			w.time(l.Time)
+			w.raw(`,"level":`)
+			w.str(l.Level)
+			w.raw(`,"message":`)
+			w.str(l.Message)
+			w.raw("}")
+		}
+		w.raw("]")
+	}
+	if r.HTTPStatus != 0 {
+		w.raw(`,"httpStatus":`)
+		w.int(int64(r.HTTPStatus))
+	}
+	if r.ParentRunID != "" {
+		w.raw(`,"parentRunId":`)
+		w.str(r.ParentRunID)
+	}
+	if len(r.Result) > 0 {
+		res, err := json.Marshal(r.Result) // base64, as json.Marshal writes []byte
+		if err != nil {
+			return b, false
+		}
+		w.raw(`,"result":`)
+		w.b = append(w.b, res...)
+	}
+	w.raw("}")
+	return w.b, w.ok
+}
+
+// runWriter appends JSON pieces; ok turns false on a value it leaves to
+// json.Marshal.
+type runWriter struct {
+	b  []byte
+	ok bool
+}
+
+func (w *runWriter) raw(s string)  { w.b = append(w.b, s...) }
+func (w *runWriter) int(n int64)   { w.b = strconv.AppendInt(w.b, n, 10) }
+func (w *runWriter) time(t time.Time) {
+	if y := t.Year(); y < 0 || y > 9999 {
+		w.ok = false // json.Marshal fails on these; let it say so
+		return
+	}
+	w.b = append(w.b, '"')
+	w.b = t.AppendFormat(w.b, time.RFC3339Nano)
+	w.b = append(w.b, '"')
+}
+
+// str writes s when it needs no escaping (printable ASCII but for
+// json.Marshal's escaped characters); other strings go through json.Marshal
+// so that the bytes stay exactly its.
+func (w *runWriter) str(s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			w.b = append(w.b, q...)
+			return
+		}
+	}
+	w.b = append(w.b, '"')
+	w.b = append(w.b, s...)
+	w.b = append(w.b, '"')
+}

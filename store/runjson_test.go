@@ -1,0 +1,62 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// encodeRun writes exactly the bytes json.Marshal writes for a stored run.
+func TestEncodeRunMatchesJSONMarshal(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 25, 13, 4, 5, 123456789, time.UTC)
+	end := start.Add(1500 * time.Microsecond)
+	zoned := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", -(3*3600 + 30*60)))
+	runs := map[string]Run{
+		"zero":     {},
+		"webhook":  {ID: "01J", Project: "p", Version: 3, Operation: "op", Trigger: "webhook", Status: StatusSucceeded, StartedAt: start, FinishedAt: &end, DurationMs: 1, Agent: "a", Logs: []LogLine{}, HTTPStatus: 200},
+		"nil logs": {ID: "x", StartedAt: zoned},
+		"listener": {ID: "y", Status: StatusFailed, Error: "bad <order> & \"quote\"\n\ttab", Listener: "l", MessageID: "ID:host-1:2", Attempt: 2, Outcome: "rolled back",
+			Chain: []Step{{Operation: "a", Status: StatusSucceeded, DurationMs: 3}, {Operation: "b/ü", Status: StatusFailed, Error: "x\u2028y"}},
+			Logs:  []LogLine{{Time: start, Level: "info", Message: "héllo \x01 \\"}, {Time: zoned, Level: "warn", Message: ""}}, ParentRunID: "p1"},
+		"result":   {ID: "z", Result: []byte(`{"status":200}`), Logs: []LogLine{}},
+		"invalid":  {ID: "bad\xff utf8", Logs: []LogLine{{Message: "\xed\xa0\x80"}}},
+		"far year": {ID: "far", StartedAt: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for name, r := range runs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			want, wantErr := json.Marshal(storedRun{Run: r, Result: r.Result})
+			got, err := encodeRun(r)
+			if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+				t.Fatalf("encodeRun:\n got %s (%v)\nwant %s (%v)", got, err, want, wantErr)
+			}
+			if err != nil {
+				return
+			}
+			back, err := decodeRun(got)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if again, _ := encodeRun(back); name != "invalid" && !bytes.Equal(again, got) { // invalid UTF-8 decodes to U+FFFD
+				t.Fatalf("round trip changed the run:\n%s\n%s", got, again)
+			}
+		})
+	}
+}
+
+func FuzzEncodeRun(f *testing.F) {
+	f.Add("id", "error <x>", "message\n", int64(1764075845123456789), 3, []byte(nil))
+	f.Add("\xff", "", "é", int64(0), 0, []byte("r"))
+	f.Fuzz(func(t *testing.T, id, errMsg, msg string, ns int64, attempt int, result []byte) {
+		at := time.Unix(0, ns).UTC()
+		r := Run{ID: id, Error: errMsg, StartedAt: at, FinishedAt: &at, Attempt: attempt, Result: result,
+			Chain: []Step{{Operation: msg, Error: errMsg}}, Logs: []LogLine{{Time: at, Message: msg}}}
+		want, wantErr := json.Marshal(storedRun{Run: r, Result: r.Result})
+		got, err := encodeRun(r)
+		if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("encodeRun:\n got %s (%v)\nwant %s (%v)", got, err, want, wantErr)
+		}
+	})
+}
