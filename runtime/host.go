@@ -336,6 +336,11 @@ func (v *vm) toJS(x any) goja.Value {
 		return rt.ToValue(f)
 	case []byte:
 		return rt.ToValue(string(x))
+	case func() any:
+		if x == nil {
+			return goja.Null()
+		}
+		return v.toJS(x())
 	case json.RawMessage:
 		p := jsonParser{v: v, rt: rt, s: string(x)}
 		if val, ok := p.parse(); ok {

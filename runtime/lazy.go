@@ -6,11 +6,13 @@ import (
 	"github.com/dop251/goja"
 )
 
-// Lazy event fields. A JSON body (json.RawMessage) at the top level of an
-// event becomes an accessor property that parses the body on first read and
-// then replaces itself with an ordinary data property. A script that reads
-// only event.rawBody, or nothing, does not pay for building the body's
-// objects (on a small webhook that was a tenth of the request's CPU).
+// Lazy event fields. A top-level event value that takes building (a JSON
+// body as json.RawMessage, a map, or a func() any computing the value)
+// becomes an accessor property that builds it on first read and then
+// replaces itself with an ordinary data property. A script that reads only
+// event.rawBody, or nothing, does not pay for building the body's objects
+// (on a small webhook that was a tenth of the request's CPU; a message's
+// properties and headers were as much again).
 //
 // The getter and setter of a key are built once per runtime and shared by
 // every run; the pending bodies live on the run, so they die with it.
@@ -20,8 +22,8 @@ import (
 // was frozen or sealed first): then the getter keeps answering val.
 type lazyField struct {
 	obj *goja.Object
-	key string
-	raw json.RawMessage
+	key  string
+	data any // what toJS builds the value from
 	// from, when set, holds the field this one mirrors (ctx.message's copy
 	// of an event field): its value is read from there.
 	from *goja.Object
@@ -48,8 +50,7 @@ func (r *run) eventToJS(x any) goja.Value {
 	v := r.v
 	o := v.rt.NewObject()
 	for k, e := range m {
-		raw, isRaw := e.(json.RawMessage)
-		if !isRaw || len(raw) == 0 {
+		if !deferrable(e) {
 			_ = v.createDataProperty(o, k, v.toJS(e))
 			continue
 		}
@@ -62,9 +63,24 @@ func (r *run) eventToJS(x any) goja.Value {
 			_ = v.createDataProperty(o, k, v.toJS(e))
 			continue
 		}
-		r.lazy = append(r.lazy, lazyField{obj: o, key: k, raw: raw})
+		r.lazy = append(r.lazy, lazyField{obj: o, key: k, data: e})
 	}
 	return o
+}
+
+// deferrable reports whether building x is worth deferring.
+func deferrable(x any) bool {
+	switch x := x.(type) {
+	case json.RawMessage:
+		return len(x) > 0
+	case func() any:
+		return x != nil
+	case map[string]any:
+		return len(x) > 0
+	case map[string]string:
+		return len(x) > 0
+	}
+	return false
 }
 
 // lazyAccessors returns the getter and setter for key, building them on
@@ -105,7 +121,7 @@ func (v *vm) lazyGet(this goja.Value, key string) goja.Value {
 			if f.from != nil {
 				f.val = f.from.Get(f.key)
 			} else {
-				f.val = v.toJS(f.raw)
+				f.val = v.toJS(f.data)
 			}
 		}
 		val := f.val

@@ -60,3 +60,25 @@ func TestLazyAccessorsKeepNoState(t *testing.T) {
 		}
 	}
 }
+
+// A func() any in the event is called once, and only when the script reads
+// its field.
+func TestLazyEventFunc(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{})
+	for _, tt := range []struct {
+		src       string
+		wantCalls int
+	}{
+		{`function handle(e) { return e.id }`, 0},
+		{`function handle(e) { return e.props.a + e.props.a }`, 1},
+	} {
+		calls := 0
+		event := map[string]any{"id": "m1", "props": func() any { calls++; return map[string]any{"a": "x"} }}
+		p := newProject(t, "p", op{name: "op", src: tt.src})
+		res := e.Run(context.Background(), Invocation{Project: p, Operation: "op", Trigger: TriggerListener, Event: event})
+		if res.Err != nil || calls != tt.wantCalls {
+			t.Fatalf("%s: got %#v, %v after %d calls; want %d calls", tt.src, res.Value, res.Err, calls, tt.wantCalls)
+		}
+	}
+}

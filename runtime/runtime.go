@@ -109,7 +109,9 @@ type Invocation struct {
 	// Event is plain Go data (map[string]any, []any, string, float64, bool,
 	// nil, ...), deep-copied into the script's `event`; never modified. A
 	// json.RawMessage (anywhere inside) becomes the value it encodes, parsed
-	// straight into JS: cheaper than decoding it to a map first.
+	// straight into JS: cheaper than decoding it to a map first. A func()
+	// any is called for its value. At the top level of an Event map, such
+	// values and maps are built only when the script first reads them.
 	Event any
 	// Message is nil unless the chain handles a delivery.
 	Message Message

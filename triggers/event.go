@@ -63,10 +63,12 @@ func copyHeaders(h map[string]string, drop map[string]bool) map[string]string {
 
 // EventFor returns the script event of a delivery, DESIGN's message event:
 // {messageId, destination, body, properties, headers, redelivered,
-// deliveryCount}. body is parsed JSON when the content-type says JSON (text
-// when it does not parse), else text. properties holds JMS_PROP_<key> for
-// each producer header and the JMS_MSG_* names of CloverDX, all strings.
-// It does not block and is safe for concurrent use.
+// deliveryCount}. body is JSON (a json.RawMessage the runtime parses) when
+// the content-type says JSON and the bytes parse, else text. properties
+// holds JMS_PROP_<key> for each producer header and the JMS_MSG_* names of
+// CloverDX, all strings. properties and headers are func() any values that
+// build their maps when called: the runtime builds them only for a script
+// that reads them. It does not block and is safe for concurrent use.
 func EventFor(d Delivery) map[string]any {
 	m := d.Message()
 	id := m.ID
@@ -75,13 +77,26 @@ func EventFor(d Delivery) map[string]any {
 	}
 	h := m.Headers
 	var body any = string(m.Body)
-	if ct := strings.ToLower(h["content-type"]); strings.Contains(ct, "json") {
-		var v any
-		if err := json.Unmarshal(m.Body, &v); err == nil {
-			body = v
-		}
+	if ct := strings.ToLower(h["content-type"]); strings.Contains(ct, "json") && json.Valid(m.Body) {
+		body = json.RawMessage(m.Body)
 	}
-	props := map[string]any{}
+	redelivered := m.Attempt > 1 || h["redelivered"] == "true"
+	return map[string]any{
+		"messageId":     id,
+		"destination":   m.Destination,
+		"body":          body,
+		"properties":    func() any { return messageProperties(m, id, redelivered) },
+		"headers":       func() any { return stringsToAny(h) },
+		"redelivered":   redelivered,
+		"deliveryCount": m.Attempt,
+	}
+}
+
+// messageProperties is an event's properties: JMS_PROP_<key> for each
+// producer header and CloverDX's JMS_MSG_* names.
+func messageProperties(m Message, id string, redelivered bool) map[string]any {
+	h := m.Headers
+	props := make(map[string]any, len(h)+10)
 	for k, v := range h {
 		if stompHeaders[k] || internalHeaders[k] {
 			continue
@@ -92,7 +107,6 @@ func EventFor(d Delivery) map[string]any {
 	if h["persistent"] == "true" {
 		mode = "PERSISTENT"
 	}
-	redelivered := m.Attempt > 1 || h["redelivered"] == "true"
 	priority := h["priority"]
 	if priority == "" {
 		priority = "4"
@@ -111,17 +125,13 @@ func EventFor(d Delivery) map[string]any {
 	props["JMS_MSG_PRIORITY"] = priority
 	props["JMS_MSG_REDELIVERED"] = strconv.FormatBool(redelivered)
 	props["JMS_MSG_TIMESTAMP"] = h["timestamp"]
-	headers := make(map[string]any, len(h))
+	return props
+}
+
+func stringsToAny(h map[string]string) map[string]any {
+	out := make(map[string]any, len(h))
 	for k, v := range h {
-		headers[k] = v
+		out[k] = v
 	}
-	return map[string]any{
-		"messageId":     id,
-		"destination":   m.Destination,
-		"body":          body,
-		"properties":    props,
-		"headers":       headers,
-		"redelivered":   redelivered,
-		"deliveryCount": m.Attempt,
-	}
+	return out
 }

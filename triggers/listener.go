@@ -492,50 +492,41 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 	return nil
 }
 
-// runChains runs the filter and the chains; it returns when the runner
-// returns or the deadline passes (the runner is then expected to return
-// promptly: its ctx is cancelled; the delivery is settled by the timeout).
-func (l *listener) runChains(ctx context.Context, d *stompDelivery, refused *bool) error {
+// runChains runs the filter and the chains on the calling goroutine (a
+// long-lived one: a fresh goroutine per message paid for growing its stack
+// under goja on every delivery). When the deadline passes first, the
+// delivery is settled by the timeout at once, and the runner, interrupted
+// through ctx, is waited for: whatever it does then cannot commit.
+func (l *listener) runChains(ctx context.Context, d *stompDelivery, refused *bool) (err error) {
 	cfg := &l.m.cfg
-	done := make(chan error, 1)
-	go func() {
-		done <- func() (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					err = fmt.Errorf("chain runner panicked: %v", r)
-				}
-			}()
-			if cfg.Filter != nil {
-				ok, err := cfg.Filter(ctx, l.spec, d)
-				if err != nil {
-					return fmt.Errorf("filter: %w", err)
-				}
-				if !ok {
-					*refused = true
-					_ = d.Rollback(ctx, ErrRefused)
-					return ErrRefused
-				}
-			}
-			if cfg.Run == nil {
-				return nil
-			}
-			return cfg.Run(ctx, l.spec, d)
-		}()
+	stop := context.AfterFunc(ctx, func() {
+		if ctx.Err() == context.DeadlineExceeded {
+			d.expire()
+		}
+	})
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("chain runner panicked: %v", r)
+		}
+		if !stop() && ctx.Err() == context.DeadlineExceeded {
+			d.expire() // idempotent; the AfterFunc may still be running
+		}
 	}()
-	select {
-	case err := <-done:
-		if ctx.Err() == context.DeadlineExceeded {
-			d.expire()
+	if cfg.Filter != nil {
+		ok, err := cfg.Filter(ctx, l.spec, d)
+		if err != nil {
+			return fmt.Errorf("filter: %w", err)
 		}
-		return err
-	case <-ctx.Done():
-		if ctx.Err() == context.DeadlineExceeded {
-			d.expire()
+		if !ok {
+			*refused = true
+			_ = d.Rollback(ctx, ErrRefused)
+			return ErrRefused
 		}
-		// Wait for the runner: it was interrupted through ctx; the delivery
-		// is already settled, so whatever it does now cannot commit.
-		return <-done
 	}
+	if cfg.Run == nil {
+		return nil
+	}
+	return cfg.Run(ctx, l.spec, d)
 }
 
 // claim takes the per-message lock. When another agent holds it, it waits

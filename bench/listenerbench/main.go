@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -64,6 +65,9 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each agent leg to FILE.<broker>")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // as `opsrunner serve` does
+	}
 	s := settings{consumers: *consumers, prefetch: *prefetch, cpuProfile: *cpuProfile, txLeg: *txLeg}
 
 	var results []result
