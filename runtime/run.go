@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -261,11 +260,11 @@ func (r *run) execOp(ctx context.Context, fr *frame, settle bool) (goja.Value, *
 	if prog == nil {
 		return nil, plainFailure(fmt.Errorf("operation %q: script %q is not compiled", op.Name, op.Script))
 	}
-	handler, params, err := r.v.loadModule(prog, "handle")
+	handler, params, info, err := r.v.function(prog, fr.project.Files[op.Script], "handle")
 	if err != nil {
 		return nil, r.failureFrom(err, op.Script)
 	}
-	ret, err := handler(goja.Undefined(), fr.event, r.ctxArg(fr, prog, params))
+	ret, err := handler(goja.Undefined(), fr.event, r.ctxArg(fr, info, params))
 	if err != nil {
 		return nil, r.failureFrom(err, op.Script)
 	}
@@ -421,25 +420,11 @@ func (v *vm) loadModule(prog *goja.Program, want string) (fn goja.Callable, para
 // or undefined when the function cannot see it (it declares one parameter
 // and its script never mentions arguments or a rest parameter): building
 // ctx was a tenth of a small webhook's allocations.
-func (r *run) ctxArg(fr *frame, prog *goja.Program, params int) goja.Value {
-	if params >= 2 || r.v.readsArguments(prog, fr.project.Files[fr.op.Script]) {
+func (r *run) ctxArg(fr *frame, info progInfo, params int) goja.Value {
+	if params >= 2 || info.readsArguments {
 		return r.ctxObject(fr)
 	}
 	return goja.Undefined()
-}
-
-// readsArguments reports whether src may read arguments beyond its
-// declared parameters; cached per program like wrappers.
-func (v *vm) readsArguments(prog *goja.Program, src []byte) bool {
-	if reads, ok := v.argsUse[prog]; ok {
-		return reads
-	}
-	reads := bytes.Contains(src, []byte("arguments")) || bytes.Contains(src, []byte("...")) || bytes.Contains(src, []byte("eval"))
-	if len(v.argsUse) >= maxWrappers {
-		clear(v.argsUse)
-	}
-	v.argsUse[prog] = reads
-	return reads
 }
 
 // maxWrappers bounds vm.wrappers (programs of old deployments pile up).
@@ -530,11 +515,11 @@ func (r *run) filter(path string) (bool, error) {
 	op := &scripts.Operation{Name: "filter " + path, Script: path, Timeout: scripts.Duration(filterTimeout)}
 	var pass bool
 	body := func(ctx context.Context, fr *frame) (goja.Value, *failure) {
-		fn, params, err := r.v.loadModule(prog, "filter")
+		fn, params, info, err := r.v.function(prog, p.Files[path], "filter")
 		if err != nil {
 			return nil, r.failureFrom(err, path)
 		}
-		ret, err := fn(goja.Undefined(), fr.event, r.ctxArg(fr, prog, params))
+		ret, err := fn(goja.Undefined(), fr.event, r.ctxArg(fr, info, params))
 		if err != nil {
 			return nil, r.failureFrom(err, path)
 		}

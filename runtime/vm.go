@@ -38,8 +38,9 @@ type vm struct {
 
 	// wrappers caches each program's module wrapper (see wrapper).
 	wrappers map[*goja.Program]goja.Callable
-	// argsUse caches readsArguments per program.
-	argsUse map[*goja.Program]bool
+	// progs and modules are module.go's caches.
+	progs   map[*goja.Program]progInfo
+	modules map[moduleKey]loadedFunc
 
 	// lazyKeys are the shared accessors of lazy event fields (lazy.go).
 	lazyKeys map[string]accessorPair
@@ -155,7 +156,8 @@ func newVM(e *Engine) (v *vm, err error) {
 	v.errorCtor = g.Get("Error")
 	v.freeze, _ = goja.AssertFunction(g.Get("Object").(*goja.Object).Get("freeze"))
 	v.wrappers = make(map[*goja.Program]goja.Callable)
-	v.argsUse = make(map[*goja.Program]bool)
+	v.progs = make(map[*goja.Program]progInfo)
+	v.modules = make(map[moduleKey]loadedFunc)
 	if err := installJSONParse(v, json); err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
 	}
