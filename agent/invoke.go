@@ -38,7 +38,8 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 	run := a.newRun(runID, inv.Project, inv.Operation.Name, "webhook")
 	if inv.Async {
 		a.putRun(ctx, run)
-		rinv := runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}
+		event := triggers.Resolve(inv.Event) // it outlives the request: build what it defers now
+		rinv := runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: event}
 		if err := a.enqueue(ctx, run, rinv); err != nil {
 			return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: err.Error()}
 		}

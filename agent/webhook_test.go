@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -39,6 +40,9 @@ operations:
   - name: counter
     script: counter.js
     webhook: {path: counter}
+  - name: request
+    script: request.js
+    webhook: {path: request}
 `
 
 var hooksFiles = map[string]string{
@@ -49,7 +53,9 @@ var hooksFiles = map[string]string{
 	"loop.js":        "function handle() { while (true) {} }\n",
 	"recurse.js":     "function f(n) { return f(n + 1) + 1; }\nfunction handle() { return f(0); }\n",
 	"hog.js":         "function handle() { let a = []; let i = 0; while (true) { a.push('x'.repeat(1 << 20) + (i++)); } }\n",
-	"counter.js":     "let n = 0;\nfunction handle() { n++; globalThis.leak = (globalThis.leak || 0) + 1; return {n: n, leak: globalThis.leak}; }\n",
+	"request.js": "function handle(event) {\n  if (event.headers['x-probe'] !== 'a, b') throw new Error('headers ' + JSON.stringify(event.headers));\n" +
+		"  return {tags: event.query.tag, one: event.query.one, type: event.headers['content-type']};\n}\n",
+	"counter.js": "let n = 0;\nfunction handle() { n++; globalThis.leak = (globalThis.leak || 0) + 1; return {n: n, leak: globalThis.leak}; }\n",
 }
 
 func TestWebhooks(t *testing.T) {
@@ -153,6 +159,33 @@ func TestWebhooks(t *testing.T) {
 		waitFor(t, 10*time.Second, func() bool {
 			run := ta.do(t, "GET", loc, "", nil, nil)
 			return run.Status == 200 && run.json(t)["status"] == "succeeded"
+		})
+	})
+	t.Run("headers and query reach the script, sync and async", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", ta.URL+"/hooks/hooks/request?tag=x&tag=y&one=1", strings.NewReader("text"))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Add("X-Probe", "a")
+		req.Header.Add("X-Probe", "b")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != `{"one":"1","tags":["x","y"],"type":"text/plain"}` {
+			t.Fatalf("sync: %d %s", resp.StatusCode, body)
+		}
+		r := ta.do(t, "POST", "/hooks/hooks/request", "", nil, map[string]string{"Prefer": "respond-async", "X-Probe": "a, b"})
+		if r.Status != 202 {
+			t.Fatalf("async: %d %s", r.Status, r.Body)
+		}
+		loc := r.Header.Get("Location")
+		waitFor(t, 10*time.Second, func() bool {
+			run := ta.do(t, "GET", loc, "", nil, nil).json(t)
+			if run["status"] == "failed" {
+				t.Fatalf("async run failed: %v", run["error"])
+			}
+			return run["status"] == "succeeded"
 		})
 	})
 	t.Run("a repeated Idempotency-Key returns the first answer", func(t *testing.T) {

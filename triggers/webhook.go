@@ -8,6 +8,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -45,33 +46,58 @@ func Sign(secret, body []byte) string {
 
 // WebhookEvent builds a script's `event` for an HTTP request:
 // {method, path, headers, query, body, rawBody}; body is parsed when the
-// content type is JSON (and left as text when it does not parse).
+// content type is JSON (and left as text when it does not parse). headers
+// and query are func() any values that build their maps when called (the
+// runtime calls them only for a script that reads them); Resolve replaces
+// them by their maps, for an event that outlives the request.
 func WebhookEvent(r *http.Request, path string, body []byte) map[string]any {
-	headers := make(map[string]any, len(r.Header))
-	for k, v := range r.Header {
-		headers[strings.ToLower(k)] = strings.Join(v, ", ")
-	}
-	query := make(map[string]any)
-	for k, v := range r.URL.Query() {
-		if len(v) == 1 {
-			query[k] = v[0]
-		} else {
-			vs := make([]any, len(v))
-			for i, s := range v {
-				vs[i] = s
-			}
-			query[k] = vs
-		}
-	}
-	raw := string(body)
 	return map[string]any{
 		"method":  r.Method,
 		"path":    path,
-		"headers": headers,
-		"query":   query,
+		"headers": func() any { return requestHeaders(r.Header) },
+		"query":   func() any { return requestQuery(r.URL.RawQuery) },
 		"body":    webhookBody(r.Header.Get("Content-Type"), body),
-		"rawBody": raw,
+		"rawBody": string(body),
 	}
+}
+
+// Resolve returns event with each func() any value replaced by its result.
+func Resolve(event map[string]any) map[string]any {
+	out := make(map[string]any, len(event))
+	for k, v := range event {
+		if f, ok := v.(func() any); ok {
+			v = f()
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// requestHeaders maps lower-case header names to their values, joined.
+func requestHeaders(h http.Header) map[string]any {
+	headers := make(map[string]any, len(h))
+	for k, v := range h {
+		headers[strings.ToLower(k)] = strings.Join(v, ", ")
+	}
+	return headers
+}
+
+// requestQuery maps query parameters to a string, or a list when repeated.
+func requestQuery(raw string) map[string]any {
+	values, _ := url.ParseQuery(raw)
+	query := make(map[string]any, len(values))
+	for k, v := range values {
+		if len(v) == 1 {
+			query[k] = v[0]
+			continue
+		}
+		vs := make([]any, len(v))
+		for i, s := range v {
+			vs[i] = s
+		}
+		query[k] = vs
+	}
+	return query
 }
 
 // webhookBody is ParseBody for the hot path: valid JSON stays raw
