@@ -38,6 +38,7 @@ test-cluster: test-deps
 
 bench: test-deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./runtime/ ./store/
+	GOGC=400 $(GO) test -run '^$$' -bench WebhookHandler -benchtime 2s ./agent/
 	$(GO) run ./bench/brokerbench
 	$(GO) run ./bench/webhookbench
 	$(GO) run ./bench/listenerbench
@@ -47,6 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadBundle -fuzztime $(FUZZTIME) ./scripts/
 	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime $(FUZZTIME) ./broker/
 	$(GO) test -run '^$$' -fuzz FuzzSelector -fuzztime $(FUZZTIME) ./broker/
+	$(GO) test -run '^$$' -fuzz FuzzEncodeRun -fuzztime $(FUZZTIME) ./store/
 
 clean:
 	rm -rf bin

@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -22,12 +21,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labstack/echo/v5"
 	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/scripts"
 )
-
-const body = `{"id": 42, "name": "widget", "tags": ["a", "b"], "price": 9.5}`
 
 func main() {
 	duration := flag.Duration("d", 10*time.Second, "wrk duration per target")
@@ -105,22 +102,14 @@ func startProfile(path string) (stop func(), err error) {
 
 // startBare serves the same work as the script, in Go, with echo v5.
 func startBare(ctx context.Context) (string, error) {
-	e := echo.New()
-	e.POST("/hook", func(c *echo.Context) error {
-		var v map[string]any
-		if err := json.NewDecoder(c.Request().Body).Decode(&v); err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, map[string]any{"ok": true, "id": v["id"], "n": len(v)})
-	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: e}
+	srv := &http.Server{Handler: baseline.EchoHandler()}
 	go srv.Serve(ln)
 	go func() { <-ctx.Done(); srv.Close() }()
-	return "http://" + ln.Addr().String() + "/hook", nil
+	return "http://" + ln.Addr().String() + baseline.EchoPath, nil
 }
 
 // startAgent runs an agent with a webhook doing the same work in JS.
@@ -141,8 +130,8 @@ func startAgent(ctx context.Context) (string, func(), error) {
 	<-a.Started()
 	stop := func() { cancel(); <-done; os.RemoveAll(dir) }
 	files := map[string][]byte{
-		"opsrunner.yaml": []byte("project: bench\noperations:\n  - name: hook\n    script: hook.js\n    webhook: {path: hook}\n"),
-		"hook.js":        []byte("function handle(event) {\n  const v = JSON.parse(event.rawBody);\n  return {ok: true, id: v.id, n: Object.keys(v).length};\n}\n"),
+		"opsrunner.yaml": []byte(baseline.WebhookManifest),
+		"hook.js":        []byte(baseline.WebhookScript),
 	}
 	var buf bytes.Buffer
 	if err := scripts.WriteBundle(&buf, files); err != nil {
@@ -171,7 +160,7 @@ func writeScript() (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	_, err = fmt.Fprintf(f, "wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\n", body)
+	_, err = fmt.Fprintf(f, "wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\n", baseline.WebhookBody)
 	return f.Name(), err
 }
 
