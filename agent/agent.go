@@ -258,6 +258,14 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}()
 	a.applyListeners()
 
+	// Subscribe to store changes before Started, then catch up on what
+	// changed since New loaded the projects: a deploy to another agent right
+	// after this one starts must not wait for the periodic reload.
+	var changes <-chan store.Change
+	if w, ok := a.store.(store.Watcher); ok {
+		changes = w.Watch(ctx)
+		a.reloadAll(ctx)
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -265,7 +273,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		a.watch(ctx)
+		a.watch(ctx, changes)
 	}()
 	if a.jobs != nil {
 		wg.Add(1)

@@ -201,12 +201,8 @@ func (a *Agent) placed(l *scripts.Listener) bool {
 
 // watch reloads projects and states changed by any agent of the cluster, and
 // everything every reloadEvery as a safety net for missed notifications.
-func (a *Agent) watch(ctx context.Context) {
+func (a *Agent) watch(ctx context.Context, changes <-chan store.Change) {
 	w, ok := a.store.(store.Watcher)
-	var changes <-chan store.Change
-	if ok {
-		changes = w.Watch(ctx)
-	}
 	const reloadEvery = 30 * time.Second
 	full := time.NewTicker(reloadEvery)
 	defer full.Stop()
