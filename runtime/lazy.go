@@ -37,11 +37,11 @@ type lazyField struct {
 // accessorPair is the shared getter and setter of one lazy key.
 type accessorPair struct{ get, set goja.Value }
 
-// maxLazyKeys bounds vm.lazyKeys; other keys are parsed eagerly.
+// maxLazyKeys bounds vm.lazyKeys; values of other keys are built at once.
 const maxLazyKeys = 8
 
-// eventToJS is toJS for an event: top-level JSON values stay unparsed until
-// read.
+// eventToJS is toJS for an event: top-level values that take building
+// (see deferrable) are built when first read.
 func (r *run) eventToJS(x any) goja.Value {
 	m, ok := x.(map[string]any)
 	if !ok {
