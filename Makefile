@@ -18,6 +18,8 @@ build:
 	$(GO) build -o bin/opsrunner ./cmd/opsrunner
 
 vet:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
 test: test-deps vet

@@ -12,7 +12,7 @@ func TestEncodeRunMatchesJSONMarshal(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 25, 13, 4, 5, 123456789, time.UTC)
 	end := start.Add(1500 * time.Microsecond)
-	zoned := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", -(3*3600 + 30*60)))
+	zoned := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", -(3*3600+30*60)))
 	runs := map[string]Run{
 		"zero":     {},
 		"webhook":  {ID: "01J", Project: "p", Version: 3, Operation: "op", Trigger: "webhook", Status: StatusSucceeded, StartedAt: start, FinishedAt: &end, DurationMs: 1, Agent: "a", Logs: []LogLine{}, HTTPStatus: 200},
