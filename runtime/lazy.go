@@ -21,7 +21,7 @@ import (
 // (val nil), or whose value could not be made a data property (the object
 // was frozen or sealed first): then the getter keeps answering val.
 type lazyField struct {
-	obj *goja.Object
+	obj  *goja.Object
 	key  string
 	data any // what toJS builds the value from
 	// from, when set, holds the field this one mirrors (ctx.message's copy
@@ -50,20 +50,13 @@ func (r *run) eventToJS(x any) goja.Value {
 	v := r.v
 	o := v.rt.NewObject()
 	for k, e := range m {
-		if !deferrable(e) {
-			_ = v.createDataProperty(o, k, v.toJS(e))
-			continue
+		if deferrable(e) {
+			if acc, ok := v.lazyAccessors(k); ok && o.DefineAccessorProperty(k, acc.get, acc.set, goja.FLAG_TRUE, goja.FLAG_TRUE) == nil {
+				r.lazy = append(r.lazy, lazyField{obj: o, key: k, data: e})
+				continue
+			}
 		}
-		acc, ok := v.lazyAccessors(k)
-		if !ok {
-			_ = v.createDataProperty(o, k, v.toJS(e))
-			continue
-		}
-		if err := o.DefineAccessorProperty(k, acc.get, acc.set, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {
-			_ = v.createDataProperty(o, k, v.toJS(e))
-			continue
-		}
-		r.lazy = append(r.lazy, lazyField{obj: o, key: k, data: e})
+		_ = v.createDataProperty(o, k, v.toJS(e))
 	}
 	return o
 }

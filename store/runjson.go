@@ -17,20 +17,14 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 	w.str(r.ID)
 	w.raw(`,"project":`)
 	w.str(r.Project)
-	if r.Version != 0 {
-		w.raw(`,"version":`)
-		w.int(int64(r.Version))
-	}
+	w.optInt(`,"version":`, int64(r.Version))
 	w.raw(`,"operation":`)
 	w.str(r.Operation)
 	w.raw(`,"trigger":`)
 	w.str(r.Trigger)
 	w.raw(`,"status":`)
 	w.str(r.Status)
-	if r.Error != "" {
-		w.raw(`,"error":`)
-		w.str(r.Error)
-	}
+	w.optStr(`,"error":`, r.Error)
 	w.raw(`,"startedAt":`)
 	w.time(r.StartedAt)
 	if r.FinishedAt != nil {
@@ -41,20 +35,10 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 	w.int(r.DurationMs)
 	w.raw(`,"agent":`)
 	w.str(r.Agent)
-	for _, f := range []struct{ key, val string }{{`,"listener":`, r.Listener}, {`,"messageId":`, r.MessageID}} {
-		if f.val != "" {
-			w.raw(f.key)
-			w.str(f.val)
-		}
-	}
-	if r.Attempt != 0 {
-		w.raw(`,"attempt":`)
-		w.int(int64(r.Attempt))
-	}
-	if r.Outcome != "" {
-		w.raw(`,"outcome":`)
-		w.str(r.Outcome)
-	}
+	w.optStr(`,"listener":`, r.Listener)
+	w.optStr(`,"messageId":`, r.MessageID)
+	w.optInt(`,"attempt":`, int64(r.Attempt))
+	w.optStr(`,"outcome":`, r.Outcome)
 	if len(r.Chain) > 0 {
 		w.raw(`,"chain":[`)
 		for i, s := range r.Chain {
@@ -65,10 +49,7 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 			w.str(s.Operation)
 			w.raw(`,"status":`)
 			w.str(s.Status)
-			if s.Error != "" {
-				w.raw(`,"error":`)
-				w.str(s.Error)
-			}
+			w.optStr(`,"error":`, s.Error)
 			w.raw(`,"durationMs":`)
 			w.int(s.DurationMs)
 			w.raw("}")
@@ -94,14 +75,8 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 		}
 		w.raw("]")
 	}
-	if r.HTTPStatus != 0 {
-		w.raw(`,"httpStatus":`)
-		w.int(int64(r.HTTPStatus))
-	}
-	if r.ParentRunID != "" {
-		w.raw(`,"parentRunId":`)
-		w.str(r.ParentRunID)
-	}
+	w.optInt(`,"httpStatus":`, int64(r.HTTPStatus))
+	w.optStr(`,"parentRunId":`, r.ParentRunID)
 	if len(r.Result) > 0 {
 		res, err := json.Marshal(r.Result) // base64, as json.Marshal writes []byte
 		if err != nil {
@@ -121,8 +96,24 @@ type runWriter struct {
 	ok bool
 }
 
-func (w *runWriter) raw(s string)  { w.b = append(w.b, s...) }
-func (w *runWriter) int(n int64)   { w.b = strconv.AppendInt(w.b, n, 10) }
+func (w *runWriter) raw(s string) { w.b = append(w.b, s...) }
+func (w *runWriter) int(n int64)  { w.b = strconv.AppendInt(w.b, n, 10) }
+
+// optStr and optInt write a field tagged omitempty: nothing when zero.
+func (w *runWriter) optStr(key, s string) {
+	if s != "" {
+		w.raw(key)
+		w.str(s)
+	}
+}
+
+func (w *runWriter) optInt(key string, n int64) {
+	if n != 0 {
+		w.raw(key)
+		w.int(n)
+	}
+}
+
 func (w *runWriter) time(t time.Time) {
 	if y := t.Year(); y < 0 || y > 9999 {
 		w.ok = false // json.Marshal fails on these; let it say so
