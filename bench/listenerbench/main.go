@@ -4,8 +4,11 @@
 // consumer doing the same work in Go (parse the JSON body, build the answer,
 // ACK), with the same consumer count and prefetch, on the same broker
 // process in the same run. Each leg pre-loads N persistent messages on a
-// fresh queue, then drains it; the program prints messages per second for
-// both and the ratio agent/bare (target ≥ 0.85). Brokers are started by
+// fresh queue, then drains it. The legs run in several rounds, alternating
+// which goes first, because this machine is shared and one leg's figure can
+// swing by a third between runs; the program prints each round's messages
+// per second, CPU and allocations per message for both legs, and the median
+// of the rounds' agent/bare ratios (target ≥ 0.85). Brokers are started by
 // internal/testenv (the embedded broker as its own process, so both legs
 // talk to it over TCP) and stopped at exit. Run by `make bench`.
 package main
@@ -21,8 +24,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,31 +49,57 @@ const script = "function handle(event) { return {ok: event.body.id}; }\n"
 // settings are the knobs shared by both legs.
 type settings struct {
 	consumers, prefetch int
-	cpuProfile          string // written for the agent leg when set ("<path>.<broker>")
+	rounds              int
+	cpuProfile          string // written for the first agent leg when set ("<path>.<broker>")
+	memProfile          string // allocations before and after the first agent leg ("<path>.<broker>.base", "<path>.<broker>")
 	txLeg               bool   // also measure the bare consumer with transacted ACKs
 }
 
+// leg is one drain of n messages.
+type leg struct {
+	rate   float64 // messages per second
+	cpu    float64 // this process's CPU µs per message (the broker is another process)
+	allocs float64 // this process's heap allocations per message
+}
+
+// round is one measurement of every leg.
+type round struct{ bare, bareTx, agent leg }
+
 type result struct {
-	kind               string
-	n                  int
-	bare, bareTx, agnt float64 // messages per second
-	bareCPU, agentCPU  float64 // this process's CPU µs per message (the broker is another process)
-	err                error
+	kind   string
+	n      int
+	rounds []round
+	err    error
+}
+
+// medianRatio is the median over rounds of agent/bare.
+func (r result) medianRatio() float64 {
+	ratios := make([]float64, len(r.rounds))
+	for i, rd := range r.rounds {
+		ratios[i] = rd.agent.rate / rd.bare.rate
+	}
+	slices.Sort(ratios)
+	if len(ratios)%2 == 1 {
+		return ratios[len(ratios)/2]
+	}
+	return (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
 }
 
 func main() {
-	nEmbedded := flag.Int("n-embedded", 5000, "messages per leg on the embedded broker")
-	nActiveMQ := flag.Int("n-activemq", 2000, "messages per leg on ActiveMQ")
+	nEmbedded := flag.Int("n-embedded", 20000, "messages per leg on the embedded broker")
+	nActiveMQ := flag.Int("n-activemq", 3000, "messages per leg on ActiveMQ")
 	consumers := flag.Int("consumers", 2, "consumers on both sides")
 	prefetch := flag.Int("prefetch", 1, "prefetch on both sides")
+	rounds := flag.Int("rounds", 3, "rounds of both legs per broker; the ratio reported is their median")
 	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, activemq)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each agent leg to FILE.<broker>")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>")
+	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.base and FILE.<broker> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	flag.Parse()
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400) // as `opsrunner serve` does
 	}
-	s := settings{consumers: *consumers, prefetch: *prefetch, cpuProfile: *cpuProfile, txLeg: *txLeg}
+	s := settings{consumers: *consumers, prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg}
 
 	var results []result
 	for _, kind := range strings.Split(*kinds, ",") {
@@ -95,7 +126,7 @@ func main() {
 	testenv.StopAll()
 
 	fmt.Printf("listenerbench: persistent JSON messages, consumers %d, prefetch %d, client-individual ack; agent: trivial JS, ackMode onSuccess, run history on\n", s.consumers, s.prefetch)
-	fmt.Printf("%-10s %7s %12s %12s %11s %15s %15s", "broker", "msgs", "bare msg/s", "agent msg/s", "agent/bare", "bare CPU µs/msg", "agent CPU µs/msg")
+	fmt.Printf("%-10s %5s %7s %11s %11s %10s %11s %11s %12s %12s", "broker", "round", "msgs", "bare msg/s", "agent msg/s", "agent/bare", "bare µs/msg", "agent µs/msg", "bare allocs", "agent allocs")
 	if s.txLeg {
 		fmt.Printf(" %14s", "bare-tx msg/s")
 	}
@@ -107,48 +138,68 @@ func main() {
 			fmt.Printf("%-10s error: %v\n", r.kind, r.err)
 			continue
 		}
-		fmt.Printf("%-10s %7d %12.0f %12.0f %10.2fx %15.0f %15.0f", r.kind, r.n, r.bare, r.agnt, r.agnt/r.bare, r.bareCPU, r.agentCPU)
-		if s.txLeg {
-			fmt.Printf(" %14.0f", r.bareTx)
+		for i, rd := range r.rounds {
+			fmt.Printf("%-10s %5d %7d %11.0f %11.0f %9.2fx %11.0f %12.0f %11.0f %12.0f", r.kind, i+1, r.n,
+				rd.bare.rate, rd.agent.rate, rd.agent.rate/rd.bare.rate, rd.bare.cpu, rd.agent.cpu, rd.bare.allocs, rd.agent.allocs)
+			if s.txLeg {
+				fmt.Printf(" %14.0f", rd.bareTx.rate)
+			}
+			fmt.Println()
 		}
-		fmt.Println()
+		fmt.Printf("%-10s median agent/bare over %d rounds: %.2fx\n", r.kind, len(r.rounds), r.medianRatio())
 	}
-	fmt.Println("target: agent/bare ≥ 0.85")
+	fmt.Println("target: agent/bare ≥ 0.85 (CPU µs and allocations are this process's, per message)")
 	if failed {
 		os.Exit(1)
 	}
 }
 
-// measure runs the bare legs, then the agent leg, each on a fresh queue of
-// r's broker, and fills r's figures.
+// measure runs s.rounds rounds of the legs, each leg on a fresh queue of r's
+// broker; odd rounds run the agent first, so neither leg always gets the
+// machine as the other left it.
 func measure(b *testenv.Broker, r *result, s settings) error {
-	stamp := time.Now().UnixNano()
-	for _, leg := range []struct {
-		name     string
-		skip     bool
-		run      func(queue string) (float64, error)
-		out, cpu *float64
-	}{
-		{"bare", false, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false) }, &r.bare, &r.bareCPU},
-		{"bare-tx", !s.txLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, true) }, &r.bareTx, nil},
-		{"agent", false, func(q string) (float64, error) { return drainAgent(b, q, r.n, s) }, &r.agnt, &r.agentCPU},
-	} {
-		if leg.skip {
-			continue
+	for i := range s.rounds {
+		var rd round
+		type spec struct {
+			name string
+			skip bool
+			run  func(queue string) (float64, error)
+			out  *leg
 		}
-		queue := fmt.Sprintf("/queue/listenerbench.%s.%d", leg.name, stamp)
-		if err := preload(b, queue, r.n); err != nil {
-			return err
+		legs := []spec{
+			{"bare", false, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false) }, &rd.bare},
+			{"bare-tx", !s.txLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, true) }, &rd.bareTx},
+			{"agent", false, func(q string) (float64, error) { return drainAgent(b, q, r.n, s, i == 0) }, &rd.agent},
 		}
-		cpu0 := cpuTime()
-		rate, err := leg.run(queue)
-		if err != nil {
-			return fmt.Errorf("%s leg: %w", leg.name, err)
+		if i%2 == 1 {
+			slices.Reverse(legs)
 		}
-		*leg.out = rate
-		if leg.cpu != nil {
-			*leg.cpu = float64((cpuTime() - cpu0).Microseconds()) / float64(r.n)
+		stamp := time.Now().UnixNano()
+		for _, l := range legs {
+			if l.skip {
+				continue
+			}
+			queue := fmt.Sprintf("/queue/listenerbench.%s.%d", l.name, stamp)
+			if err := preload(b, queue, r.n); err != nil {
+				return err
+			}
+			runtime.GC()
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			cpu0 := cpuTime()
+			rate, err := l.run(queue)
+			if err != nil {
+				return fmt.Errorf("round %d, %s leg: %w", i+1, l.name, err)
+			}
+			cpu := cpuTime() - cpu0
+			runtime.ReadMemStats(&m1)
+			*l.out = leg{
+				rate:   rate,
+				cpu:    float64(cpu.Microseconds()) / float64(r.n),
+				allocs: float64(m1.Mallocs-m0.Mallocs) / float64(r.n),
+			}
 		}
+		r.rounds = append(r.rounds, rd)
 	}
 	return nil
 }
@@ -271,7 +322,7 @@ func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool) (flo
 
 // drainAgent starts an agent on b, deploys a listener on queue and returns
 // messages per second from the deploy until n deliveries have committed.
-func drainAgent(b *testenv.Broker, queue string, n int, s settings) (float64, error) {
+func drainAgent(b *testenv.Broker, queue string, n int, s settings, profile bool) (float64, error) {
 	dir, err := os.MkdirTemp("", "listenerbench")
 	if err != nil {
 		return 0, err
@@ -319,7 +370,13 @@ listeners:
 		return 0, err
 	}
 
-	if s.cpuProfile != "" {
+	if profile && s.memProfile != "" {
+		if err := writeAllocs(s.memProfile + "." + b.Kind + ".base"); err != nil {
+			return 0, err
+		}
+		defer func() { _ = writeAllocs(s.memProfile + "." + b.Kind) }()
+	}
+	if profile && s.cpuProfile != "" {
 		f, err := os.Create(s.cpuProfile + "." + b.Kind)
 		if err != nil {
 			return 0, err
@@ -359,6 +416,17 @@ listeners:
 		time.Sleep(25 * time.Millisecond) // reading the metrics costs CPU: not too often
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// writeAllocs writes the allocation profile so far to path.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC() // the profile is as of the last GC
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 // outcomes reads the agent's delivery outcome counters from its metrics.
