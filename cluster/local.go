@@ -2,10 +2,9 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -35,6 +34,7 @@ type Local struct {
 	order   []marker             // insertion order, for eviction
 	member  *Member
 	closed  bool
+	seq     uint64 // the last lease's token
 }
 
 type marker struct {
@@ -55,15 +55,9 @@ func NewLocal(agentID string) *Local {
 type localLease struct {
 	owner    *Local
 	key      string
-	token    string
+	token    uint64 // unique among this Local's leases
 	lost     chan struct{}
 	lostOnce sync.Once
-}
-
-func newToken() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // Acquire implements Coordinator. It does not block.
@@ -79,7 +73,8 @@ func (l *Local) Acquire(ctx context.Context, key string, ttl time.Duration) (Lea
 	if _, held := l.locks[key]; held {
 		return nil, fmt.Errorf("acquire %s: %w", key, ErrHeld)
 	}
-	lease := &localLease{owner: l, key: key, token: newToken(), lost: make(chan struct{})}
+	l.seq++
+	lease := &localLease{owner: l, key: key, token: l.seq, lost: make(chan struct{})}
 	l.locks[key] = lease
 	return lease, nil
 }
@@ -100,7 +95,7 @@ func (l *Local) Expire(ctx context.Context, key string) error {
 
 func (ls *localLease) markLost() { ls.lostOnce.Do(func() { close(ls.lost) }) }
 
-func (ls *localLease) Token() string         { return ls.token }
+func (ls *localLease) Token() string         { return strconv.FormatUint(ls.token, 10) }
 func (ls *localLease) Lost() <-chan struct{} { return ls.lost }
 
 func (ls *localLease) Check(ctx context.Context) error {

@@ -36,6 +36,18 @@ const (
 	stateRolledBack
 )
 
+// Bounds on the sends one delivery buffers until it commits: a script that
+// sends in a runaway loop fails its run (and the delivery rolls back)
+// instead of holding unbounded memory outside its own memory limit.
+const (
+	MaxPendingSends     = 10_000
+	MaxPendingSendBytes = 64 << 20
+)
+
+// ErrTooManySends is returned by Send beyond MaxPendingSends or
+// MaxPendingSendBytes buffered in one delivery.
+var ErrTooManySends = fmt.Errorf("one delivery buffers at most %d sends and %d MiB until it commits", MaxPendingSends, MaxPendingSendBytes>>20)
+
 // pendingSend is a SEND buffered until the delivery commits.
 type pendingSend struct {
 	destination string
@@ -64,6 +76,7 @@ type stompDelivery struct {
 	state settleState
 	cause error
 	sends []pendingSend
+	bytes int // body bytes in sends
 }
 
 var _ Delivery = (*stompDelivery)(nil)
@@ -189,6 +202,10 @@ func (d *stompDelivery) Send(ctx context.Context, destination string, body []byt
 	if d.state != statePending {
 		return fmt.Errorf("send to %s: %w", destination, ErrSettled)
 	}
+	if len(d.sends) >= MaxPendingSends || d.bytes+len(body) > MaxPendingSendBytes {
+		return fmt.Errorf("send to %s: %w", destination, ErrTooManySends)
+	}
+	d.bytes += len(body)
 	h := make(map[string]string, len(headers))
 	for k, v := range headers {
 		h[k] = v

@@ -340,8 +340,10 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 		origID = hdr["message-id"]
 	}
 	attempt := 1
-	if n, err := strconv.Atoi(hdr[HeaderAttempt]); err == nil && n > 0 {
-		attempt = n
+	if v := hdr[HeaderAttempt]; v != "" { // a failed parse allocates its error
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			attempt = n
+		}
 	}
 	if hdr["redelivered"] == "true" {
 		attempt++
@@ -358,8 +360,10 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 	markerKey := "processed:" + l.spec.ID + ":" + key
 
 	ackTimeout := l.pol.ackTimeout
-	if s, err := strconv.ParseFloat(strings.TrimSpace(hdr[HeaderAckTimeout]), 64); err == nil && s > 0 {
-		ackTimeout = time.Duration(s * float64(time.Second))
+	if v := strings.TrimSpace(hdr[HeaderAckTimeout]); v != "" {
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+			ackTimeout = time.Duration(s * float64(time.Second))
+		}
 	}
 	d := &stompDelivery{
 		msg:    Message{ID: origID, Destination: dest, Headers: hdr, Body: raw.Body, Attempt: attempt},
