@@ -37,13 +37,24 @@ func fuzzFrame(t *testing.T, data []byte) {
 		}
 		client, server := net.Pipe()
 		b.ServeConn(server)
+		written := make(chan struct{})
 		go func() {
-			_, _ = client.Write(data)
+			defer close(written)
+			_, _ = client.Write(data) // a pipe: returns once the broker read it all, or on close
 		}()
-		// read whatever the broker answers until it stops talking
-		_ = client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		// Read whatever the broker answers until it stops talking: it closes
+		// the connection, or says nothing for 10 ms after it has read every
+		// byte (a fixed 100 ms wait made fuzzing crawl at a few execs/s).
+		go func() {
+			select {
+			case <-written:
+			case <-time.After(time.Second):
+			}
+			_ = client.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		}()
 		_, _ = io.Copy(io.Discard, client)
 		_ = client.Close()
+		<-written
 		done := make(chan struct{})
 		go func() { _ = b.Close(); close(done) }()
 		select {
