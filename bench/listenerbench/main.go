@@ -25,7 +25,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -97,9 +96,7 @@ func main() {
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.base and FILE.<broker> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	flag.Parse()
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400) // as `opsrunner serve` does
-	}
+	agent.TuneGC() // as `opsrunner serve` does
 	s := settings{consumers: *consumers, prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg}
 
 	var results []result

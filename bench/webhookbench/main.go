@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -32,9 +31,7 @@ func main() {
 	threads := flag.Int("t", 2, "wrk threads")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process during the opsrunner measurement to `file`")
 	flag.Parse()
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400) // as `opsrunner serve` does
-	}
+	agent.TuneGC() // as `opsrunner serve` does
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: install it with `make test-deps` (Debian package wrk)")
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 
 	"github.com/opsrunner/opsrunner/agent"
 	"github.com/opsrunner/opsrunner/broker"
@@ -40,11 +39,7 @@ OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 				h = slog.NewJSONHandler(os.Stderr, nil)
 			}
 			log := slog.New(h)
-			if os.Getenv("GOGC") == "" {
-				// Runs allocate many short-lived objects and the heap is
-				// small: collect less often (GOGC=400) unless told otherwise.
-				debug.SetGCPercent(400)
-			}
+			agent.TuneGC()
 			a, err := agent.New(cfg, log)
 			if err != nil {
 				return err
