@@ -298,7 +298,7 @@ func (l *listener) session(ctx context.Context, idx int) error {
 			return nil // stopping: the message goes back with the disconnect
 		}
 		l.inFlight.Add(1)
-		err := l.handle(ctx, conn, msg)
+		err := l.handle(ctx, conn, &caps, msg)
 		l.inFlight.Add(-1)
 		if err != nil {
 			healthy = false
@@ -324,7 +324,7 @@ func (r *released) release() { r.once.Do(r.slots.Release) }
 // stops: it only cuts a backoff wait short (the message then goes back with
 // the disconnect); the run itself is bounded by its ack timeout. It returns
 // an error only when the connection is unusable.
-func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.Message) error {
+func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, caps *brokercaps.Capabilities, raw *stomp.Message) error {
 	slot := &released{slots: l.m.cfg.Slots}
 	defer slot.release()
 	cfg := &l.m.cfg
@@ -345,7 +345,14 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 			attempt = n
 		}
 	}
-	if hdr["redelivered"] == "true" {
+	// A broker redelivers what a consumer held when it went away (an agent
+	// crashed or lost its connection mid-run). Where the broker counts
+	// deliveries, each such return is an attempt, so a message that keeps
+	// crashing its agent is dead-lettered in the end; elsewhere the
+	// redelivered flag counts one.
+	if n, ok := brokerRedeliveries(caps, hdr); ok {
+		attempt += n
+	} else if hdr["redelivered"] == "true" {
 		attempt++
 	}
 	dest := l.spec.Listener.Destination
@@ -444,6 +451,17 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 		return nil
 	}
 
+	// A message the broker gave back more often than the redelivery policy
+	// allows was never settled by its runs: dead-letter it without running.
+	if !d.auto && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver+1 {
+		cause := fmt.Errorf("%w (delivery %d)", ErrUnsettled, attempt)
+		if err := l.deadLetter(d, hdr, attempt-1, cause); err != nil {
+			return err
+		}
+		settled(store.OutcomeDeadLettered, cause)
+		return nil
+	}
+
 	// 3. filter and chains, bounded by the ack timeout
 	d.deadline = time.Now().Add(ackTimeout)
 	runCtx, cancel := context.WithDeadline(bg, d.deadline)
@@ -531,6 +549,28 @@ func (l *listener) runChains(ctx context.Context, d *stompDelivery, refused *boo
 		return nil
 	}
 	return cfg.Run(ctx, l.spec, d)
+}
+
+// ErrUnsettled is the cause of dead-lettering a message that the broker
+// redelivered more often than the redelivery policy allows, every earlier
+// delivery having ended without a commit or rollback.
+var ErrUnsettled = errors.New("redelivered by the broker too often without being settled: an agent crashed or lost its connection while running it")
+
+// brokerRedeliveries is how many times the broker delivered the message
+// before, from its delivery-count header, when the broker sends one.
+func brokerRedeliveries(caps *brokercaps.Capabilities, hdr map[string]string) (int, bool) {
+	if caps.DeliveryCountHeader == "" {
+		return 0, false
+	}
+	v := hdr[caps.DeliveryCountHeader]
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < caps.FirstDeliveryCount {
+		return 0, false
+	}
+	return n - caps.FirstDeliveryCount, true
 }
 
 // claim takes the per-message lock. When another agent holds it, it waits
