@@ -3,8 +3,10 @@ package triggers
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
@@ -14,8 +16,9 @@ import (
 )
 
 // ConnConfig is one named broker connection of the agent configuration. The
-// zero HeartBeat means 10s; Host empty means the broker's default (for
-// RabbitMQ, the "/" vhost).
+// zero HeartBeat means 10s (it also sets how soon a silent broker is given
+// up on: see dial); Host empty means the broker's default (for RabbitMQ, the
+// "/" vhost).
 type ConnConfig struct {
 	Name        string
 	Addr        string // host:port of the STOMP endpoint
@@ -32,22 +35,39 @@ type ConnConfig struct {
 // listener with a selector on a connection whose broker returns false.
 func SelectorSupported(kind string) bool { return brokercaps.For(kind).Selectors }
 
+// connectTimeout bounds one connection attempt: TCP connect, TLS handshake
+// and the STOMP CONNECT answered by CONNECTED. A broker that accepts the TCP
+// connection but never answers (hung, or frozen with its socket open) must
+// not keep a listener "connecting" for ever: the attempt fails and is retried.
+const connectTimeout = 10 * time.Second
+
 // dial opens a STOMP 1.2 connection. extra CONNECT headers may be given
-// (client-id for durable subscriptions). It blocks until CONNECTED or ctx ends.
+// (client-id for durable subscriptions). It blocks until CONNECTED, ctx ends
+// or connectTimeout passes.
+//
+// Heart-beats go both ways, every cc.HeartBeat or as seldom as the broker
+// asks. The connection is declared dead, and every pending receive and
+// receipt fails, when the broker has been silent for 2 × (the larger of its
+// interval and cc.HeartBeat, plus min(cc.HeartBeat, 5s)): 4 s for a 1 s
+// heart-beat, 30 s for the default 10 s. ActiveMQ sends its heart-beats up
+// to two intervals apart, so less would drop healthy connections.
 func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.Conn, error) {
 	hb := cc.HeartBeat
 	if hb <= 0 {
 		hb = 10 * time.Second
 	}
-	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	deadline := time.Now().Add(connectTimeout)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
 	var nc net.Conn
 	var err error
 	if cc.TLS {
 		host, _, _ := net.SplitHostPort(cc.Addr)
 		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: host, InsecureSkipVerify: cc.TLSInsecure}} //nolint:gosec // opt-in
-		nc, err = td.DialContext(ctx, "tcp", cc.Addr)
+		nc, err = td.DialContext(dctx, "tcp", cc.Addr)
 	} else {
-		nc, err = d.DialContext(ctx, "tcp", cc.Addr)
+		nc, err = d.DialContext(dctx, "tcp", cc.Addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
@@ -55,6 +75,9 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 	opts := []func(*stomp.Conn) error{
 		stomp.ConnOpt.AcceptVersion(stomp.V12),
 		stomp.ConnOpt.HeartBeat(hb, hb),
+		// go-stomp's fixed 5 s allowance would make a short heart-beat
+		// meaningless (12 s to notice a silent broker at 1 s).
+		stomp.ConnOpt.HeartBeatError(min(hb, stomp.DefaultHeartBeatError)),
 		stomp.ConnOpt.HeartBeatGracePeriodMultiplier(2),
 		stomp.ConnOpt.RcvReceiptTimeout(30 * time.Second),
 		stomp.ConnOpt.DisconnectReceiptTimeout(5 * time.Second),
@@ -74,9 +97,23 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
+	// The deadline covers writing CONNECT and reading CONNECTED; once
+	// connected, heart-beats take over (clearing it also applies to the read
+	// go-stomp's reader may already be blocked in).
+	if err := nc.SetDeadline(deadline); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
 	c, err := stomp.Connect(nc, opts...)
 	if err != nil {
 		nc.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("no CONNECTED within %s: %w", connectTimeout, err)
+		}
+		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
+	if err := nc.SetDeadline(time.Time{}); err != nil {
+		_ = c.MustDisconnect()
 		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
 	}
 	return c, nil

@@ -58,6 +58,8 @@ type harness struct {
 type harnessOpts struct {
 	run    triggers.ChainRunner
 	filter func(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) (bool, error)
+	// heartBeat replaces connFor's heart-beat when set.
+	heartBeat time.Duration
 }
 
 func connFor(b *testenv.Broker) triggers.ConnConfig {
@@ -71,9 +73,13 @@ func newHarness(t *testing.T, b *testenv.Broker, o harnessOpts, specs ...trigger
 		t.Fatalf("open store: %v", err)
 	}
 	h := &harness{t: t, b: b, st: st, events: make(chan settled, 1000), stopped: make(chan struct{})}
+	cc := connFor(b)
+	if o.heartBeat > 0 {
+		cc.HeartBeat = o.heartBeat
+	}
 	h.m = triggers.NewManager(triggers.ManagerConfig{
 		Agent:       "agent-test",
-		Connections: map[string]triggers.ConnConfig{"default": connFor(b)},
+		Connections: map[string]triggers.ConnConfig{"default": cc},
 		Coordinator: cluster.NewLocal("agent-test"),
 		Store:       st,
 		Run:         o.run,

@@ -105,13 +105,16 @@ func (b *Broker) Start() error {
 }
 
 // Stop stops the broker gracefully (SIGTERM, then SIGKILL after 30 s) and
-// blocks until it has exited. Its data stays for a later Start. Idempotent.
+// blocks until it has exited. A paused broker is resumed first (a stopped
+// process would not act on SIGTERM). Its data stays for a later Start.
+// Idempotent.
 func (b *Broker) Stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.proc == nil {
 		return
 	}
+	_ = syscall.Kill(-b.proc.cmd.Process.Pid, syscall.SIGCONT)
 	_ = syscall.Kill(-b.proc.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-b.proc.done:
@@ -128,6 +131,35 @@ func (b *Broker) Kill9() {
 	b.killLocked()
 }
 
+// Pause freezes the broker: SIGSTOP to its whole process group. The process
+// keeps its sockets, so clients stay connected (and new TCP connections are
+// still accepted by the kernel) but nothing is answered: no frames, no
+// heart-beats, as with a hung broker or a network that drops packets. It
+// does not block and is a no-op on a stopped broker; calling it twice is
+// harmless. Resume, Stop, Kill9 and the cleanup at exit all end a pause.
+func (b *Broker) Pause() {
+	b.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused broker: SIGCONT to its whole process group. It
+// does not block (the broker then catches up on its own) and is a no-op on
+// a running or stopped broker.
+func (b *Broker) Resume() {
+	b.signal(syscall.SIGCONT)
+}
+
+// signal sends sig to the broker's process group if it is running.
+func (b *Broker) signal(sig syscall.Signal) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil {
+		return
+	}
+	_ = syscall.Kill(-b.proc.cmd.Process.Pid, sig)
+}
+
+// killLocked sends SIGKILL, which also ends a paused (stopped) process, and
+// waits for the broker to exit.
 func (b *Broker) killLocked() {
 	if b.proc == nil {
 		return
