@@ -108,7 +108,7 @@ func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocati
 	run = finish(run, res)
 	var resp *triggers.Response
 	if run.Status == store.StatusSucceeded && inv.Trigger == "webhook" {
-		r, err := triggers.ShapeResponse(res.Value)
+		r, err := triggers.ShapeResponse(res.JSON)
 		if err != nil {
 			run.Status, run.Error = store.StatusFailed, "return value is not JSON: "+err.Error()
 		} else {

@@ -43,6 +43,9 @@ operations:
   - name: request
     script: request.js
     webhook: {path: request}
+  - name: values
+    script: values.js
+    webhook: {path: values}
 `
 
 var hooksFiles = map[string]string{
@@ -55,6 +58,16 @@ var hooksFiles = map[string]string{
 	"hog.js":         "function handle() { let a = []; let i = 0; while (true) { a.push('x'.repeat(1 << 20) + (i++)); } }\n",
 	"request.js": "function handle(event) {\n  if (event.headers['x-probe'] !== 'a, b') throw new Error('headers ' + JSON.stringify(event.headers));\n" +
 		"  return {tags: event.query.tag, one: event.query.one, type: event.headers['content-type']};\n}\n",
+	"values.js": "const values = {\n" +
+		"  mixed: () => ({z: 1, a: [undefined, NaN, -0, 1e21, 0.5, '<&>\\u2028'], d: new Date(0), f() {}, n: null, '\u00e9': true}),\n" +
+		"  text: () => ({status: 202, body: '<b>hi</b>'}),\n" +
+		"  shaped: () => ({body: [1], status: 201, headers: {'X-N': 2}}),\n" +
+		"  promise: () => Promise.resolve({later: true}),\n" +
+		"  null: () => null, undef: () => undefined, fn: () => () => 1, nan: () => NaN,\n" +
+		"  bigint: () => ({n: 1n}), cycle: () => { const o = {}; o.self = o; return o; },\n" +
+		"  toJSONThrows: () => ({toJSON() { throw new Error('no JSON for you'); }}),\n" +
+		"};\n" +
+		"function handle(event) { return values[event.query.v](); }\n",
 	"counter.js": "let n = 0;\nfunction handle() { n++; globalThis.leak = (globalThis.leak || 0) + 1; return {n: n, leak: globalThis.leak}; }\n",
 }
 
@@ -83,6 +96,39 @@ func TestWebhooks(t *testing.T) {
 		r := ta.do(t, "POST", "/hooks/hooks/shaped", "", nil, nil)
 		if r.Status != 201 || r.Header.Get("X-Test") != "yes" || !strings.Contains(string(r.Body), `"created":true`) {
 			t.Fatalf("got %d %v %s", r.Status, r.Header, r.Body)
+		}
+	})
+	t.Run("return values become JSON as JSON.stringify writes them", func(t *testing.T) {
+		tests := []struct {
+			v, contentType, body string
+			status               int
+		}{
+			{"mixed", "application/json", `{"a":[null,null,0,1e+21,0.5,"\u003c\u0026\u003e\u2028"],"d":"1970-01-01T00:00:00.000Z","n":null,"z":1,"é":true}`, 200},
+			{"text", "text/plain; charset=utf-8", "<b>hi</b>", 202},
+			{"shaped", "application/json", "[1]", 201},
+			{"promise", "application/json", `{"later":true}`, 200},
+			{"null", "", "", 204},
+			{"undef", "", "", 204},
+			{"fn", "", "", 204},
+			{"nan", "", "", 204},
+		}
+		for _, tt := range tests {
+			r := ta.do(t, "POST", "/hooks/hooks/values?v="+tt.v, "", nil, nil)
+			if r.Status != tt.status || string(r.Body) != tt.body || r.Header.Get("Content-Type") != tt.contentType {
+				t.Errorf("%s: got %d %q %s; want %d %q %s", tt.v, r.Status, r.Header.Get("Content-Type"), r.Body, tt.status, tt.contentType, tt.body)
+			}
+			if tt.v == "shaped" && r.Header.Get("X-N") != "2" {
+				t.Errorf("shaped: header X-N %q, want 2", r.Header.Get("X-N"))
+			}
+		}
+	})
+	t.Run("a value JSON cannot represent fails the run with a 500", func(t *testing.T) {
+		for v, msg := range map[string]string{"bigint": "BigInt", "cycle": "circular", "toJSONThrows": "no JSON for you"} {
+			r := ta.do(t, "POST", "/hooks/hooks/values?v="+v, "", nil, nil)
+			if r.Status != 500 || r.errorCode(t) != "script_error" || !strings.Contains(string(r.Body), "not JSON-serialisable") ||
+				!strings.Contains(string(r.Body), msg) || !strings.Contains(string(r.Body), "runId") {
+				t.Errorf("%s: got %d %s", v, r.Status, r.Body)
+			}
 		}
 	})
 	t.Run("a script that throws is a 500 with the error and the run id", func(t *testing.T) {

@@ -94,3 +94,36 @@ func BenchmarkNewVM(b *testing.B) {
 		}
 	}
 }
+
+// resultSources are script results of a few sizes for BenchmarkResultJSON.
+var resultSources = []struct{ name, src string }{
+	{"small", `({ok: true, id: 42, n: 4})`},
+	{"medium", `({order: {id: "A-1001", customer: {name: "Ada <Lovelace>", email: "ada@example.com"}, ` +
+		`lines: [1, 2, 3, 4, 5].map(i => ({sku: "SKU-" + i, qty: i, price: i * 9.99, tags: ["x", "y"]})), ` +
+		`total: 149.85, paid: false, notes: null}, received: "2026-11-25T13:04:05Z", attempt: 1})`},
+}
+
+// BenchmarkResultJSON measures turning a script's result into the JSON a
+// webhook answers with (the part of BenchmarkInvokeWebhook after the
+// script ran).
+func BenchmarkResultJSON(b *testing.B) {
+	e := newEngine(b, Config{})
+	v, err := newVM(e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, rs := range resultSources {
+		val, err := v.rt.RunString(rs.src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(rs.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.encodeJSON(val); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

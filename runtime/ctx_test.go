@@ -20,8 +20,8 @@ func TestCtxReachesTheScript(t *testing.T) {
 			t.Parallel()
 			p := newProject(t, "p", op{name: "op", src: src})
 			res := e.Run(context.Background(), Invocation{Project: p, Operation: "op", Trigger: TriggerWebhook, Event: map[string]any{}})
-			if res.Err != nil || res.Value != "op" {
-				t.Fatalf("got %#v, %v; want \"op\"", res.Value, res.Err)
+			if res.Err != nil || res.value() != "op" {
+				t.Fatalf("got %#v, %v; want \"op\"", res.value(), res.Err)
 			}
 		})
 	}

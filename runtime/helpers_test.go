@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -136,4 +137,17 @@ func scriptErr(t testing.TB, err error) *scripts.ScriptError {
 		t.Fatalf("error %v (%T) is not a ScriptError", err, err)
 	}
 	return se
+}
+
+// value decodes r.JSON for comparisons with plain Go data: nil when there
+// is no JSON, and for invalid JSON a string saying so (which no test wants).
+func (r Result) value() any {
+	if r.JSON == nil {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(r.JSON, &v); err != nil {
+		return fmt.Sprintf("invalid result JSON %q: %v", r.JSON, err)
+	}
+	return v
 }

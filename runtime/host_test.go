@@ -39,8 +39,8 @@ func TestRunOperation(t *testing.T) {
 				op{name: "After Helper", src: `function handle(e) { log.info("after helper " + e.n) }`},
 				op{name: "Fails", src: `function handle() { RaiseError("helper failed") }`})...)
 			res := e.Run(context.Background(), Invocation{Project: pp, Operation: "main", Event: map[string]any{"n": 1.0}})
-			if res.Err != nil || !reflect.DeepEqual(res.Value, tt.want) {
-				t.Fatalf("got %#v, %v; want %#v", res.Value, res.Err, tt.want)
+			if res.Err != nil || !reflect.DeepEqual(res.value(), tt.want) {
+				t.Fatalf("got %#v, %v; want %#v", res.value(), res.Err, tt.want)
 			}
 			if tt.steps != nil {
 				var got []string
@@ -95,7 +95,7 @@ func TestChains(t *testing.T) {
 		op{name: "Rollback", ackAction: scripts.ActionRollback},
 	)
 	res := e.Run(context.Background(), Invocation{Project: p, Operation: "Process", Message: msg, Event: map[string]any{"fail": false}})
-	if res.Status != store.StatusSucceeded || res.Value != "ok" || len(res.Steps) != 3 || res.Logs[0].Message != `success 1 {"fail":false}` {
+	if res.Status != store.StatusSucceeded || res.value() != "ok" || len(res.Steps) != 3 || res.Logs[0].Message != `success 1 {"fail":false}` {
 		t.Fatalf("%+v", res)
 	}
 	res = e.Run(context.Background(), Invocation{Project: p, Operation: "Process", Message: msg, Event: map[string]any{"fail": true}})
@@ -188,8 +188,8 @@ func TestVarsAndLogs(t *testing.T) {
 	e := newEngine(t, Config{})
 	p := newProject(t, "p", op{name: "main", src: `function handle() { $vars.a = 1; Set("b", Get("a") + 1); return [Get("init"), $vars.b, Get("missing")] }`})
 	res := e.Run(context.Background(), Invocation{Project: p, Operation: "main", Vars: map[string]any{"init": "x"}})
-	if res.Err != nil || !reflect.DeepEqual(res.Value, []any{"x", 2.0, nil}) {
-		t.Fatal(res.Value, res.Err)
+	if res.Err != nil || !reflect.DeepEqual(res.value(), []any{"x", 2.0, nil}) {
+		t.Fatal(res.value(), res.Err)
 	}
 	res = runOne(t, e, `function handle() { console.log("c"); log.warn(new Error("e")); for (let i = 0; i < 1100; i++) log.info("x".repeat(10000)) }`, nil)
 	if res.Err != nil || len(res.Logs) != maxLogLines+1 {
@@ -248,7 +248,7 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	}
 	// The engine still works afterwards.
-	if res := runOne(t, e, `function handle() { return 1 }`, nil); res.Value != 1.0 {
+	if res := runOne(t, e, `function handle() { return 1 }`, nil); res.value() != 1.0 {
 		t.Fatal(res.Err)
 	}
 }
@@ -260,8 +260,8 @@ func TestEventKeysAreOwnProperties(t *testing.T) {
 	res := runOne(t, e, `function handle(e) { const b = e.body;
 		return [Object.getPrototypeOf(b) === Object.prototype, b.polluted, Object.keys(b).sort(), b.__defineGetter__, b.toString] }`, event)
 	want := []any{true, nil, []any{"__defineGetter__", "__proto__", "toString"}, 1.0, "s"}
-	if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
-		t.Fatalf("got %#v, %v; want %#v", res.Value, res.Err, want)
+	if res.Err != nil || !reflect.DeepEqual(res.value(), want) {
+		t.Fatalf("got %#v, %v; want %#v", res.value(), res.Err, want)
 	}
 }
 
@@ -282,8 +282,8 @@ func TestEventRawJSON(t *testing.T) {
 			t.Parallel()
 			res := runOne(t, e, `function handle(e) { return [e.body, typeof e.body !== "object" || Object.getPrototypeOf(e.body) === Object.prototype] }`,
 				map[string]any{"body": tt.raw})
-			if res.Err != nil || !reflect.DeepEqual(res.Value, tt.want) {
-				t.Fatalf("got %#v, %v; want %#v", res.Value, res.Err, tt.want)
+			if res.Err != nil || !reflect.DeepEqual(res.value(), tt.want) {
+				t.Fatalf("got %#v, %v; want %#v", res.value(), res.Err, tt.want)
 			}
 		})
 	}

@@ -37,8 +37,8 @@ func TestLazyEventBody(t *testing.T) {
 			p := newProject(t, "p", op{name: "op", src: tt.src})
 			res := e.Run(context.Background(), Invocation{Project: p, Operation: "op", Trigger: TriggerListener,
 				Event: map[string]any{"body": body, "rawBody": string(body)}, Message: &fakeMessage{id: "m1"}})
-			if res.Err != nil || !reflect.DeepEqual(res.Value, tt.want) {
-				t.Fatalf("got %#v, %v; want %#v", res.Value, res.Err, tt.want)
+			if res.Err != nil || !reflect.DeepEqual(res.value(), tt.want) {
+				t.Fatalf("got %#v, %v; want %#v", res.value(), res.Err, tt.want)
 			}
 		})
 	}
@@ -55,8 +55,8 @@ func TestLazyAccessorsKeepNoState(t *testing.T) {
 	for i := range 3 {
 		res := e.Run(context.Background(), Invocation{Project: p, Operation: "op", Trigger: TriggerWebhook,
 			Event: map[string]any{"body": json.RawMessage(`{}`)}})
-		if res.Err != nil || res.Value != true {
-			t.Fatalf("run %d: got %#v, %v; want true", i, res.Value, res.Err)
+		if res.Err != nil || res.value() != true {
+			t.Fatalf("run %d: got %#v, %v; want true", i, res.value(), res.Err)
 		}
 	}
 }
@@ -78,7 +78,7 @@ func TestLazyEventFunc(t *testing.T) {
 		p := newProject(t, "p", op{name: "op", src: tt.src})
 		res := e.Run(context.Background(), Invocation{Project: p, Operation: "op", Trigger: TriggerListener, Event: event})
 		if res.Err != nil || calls != tt.wantCalls {
-			t.Fatalf("%s: got %#v, %v after %d calls; want %d calls", tt.src, res.Value, res.Err, calls, tt.wantCalls)
+			t.Fatalf("%s: got %#v, %v after %d calls; want %d calls", tt.src, res.value(), res.Err, calls, tt.wantCalls)
 		}
 	}
 }

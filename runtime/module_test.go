@@ -53,8 +53,8 @@ func TestReusedModulesKeepNoState(t *testing.T) {
 	for i := range 3 {
 		for op, want := range map[string]any{"pure": 4.0, "counter": 1.0, "props": 1.0} {
 			res := e.Run(context.Background(), Invocation{Project: p, Operation: op, Event: map[string]any{"n": 2.0}})
-			if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
-				t.Fatalf("run %d of %s: got %#v, %v; want %#v", i, op, res.Value, res.Err, want)
+			if res.Err != nil || !reflect.DeepEqual(res.value(), want) {
+				t.Fatalf("run %d of %s: got %#v, %v; want %#v", i, op, res.value(), res.Err, want)
 			}
 		}
 	}

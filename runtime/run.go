@@ -93,12 +93,12 @@ func (r *run) top(op *scripts.Operation, res *Result) {
 		res.Status, res.Err = f.status, f.err
 		return
 	}
-	out, err := r.v.exportJSON(val)
+	out, err := r.v.encodeJSON(val)
 	if err != nil {
 		res.Status, res.Err = store.StatusFailed, fmt.Errorf("operation %q: %w", op.Name, err)
 		return
 	}
-	res.Status, res.Value = store.StatusSucceeded, out
+	res.Status, res.JSON = store.StatusSucceeded, out
 }
 
 // runChain runs op, then its onSuccess or onFailure operations in order.

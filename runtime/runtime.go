@@ -124,10 +124,12 @@ type Result struct {
 	// Status is store.StatusSucceeded, StatusFailed or StatusTimedOut, for the
 	// triggered operation.
 	Status string
-	// Value is the triggered operation's return value as plain JSON-able Go
-	// data (map[string]any, []any, string, float64, bool, nil); Promises are
-	// resolved.
-	Value any
+	// JSON is the triggered operation's return value (a Promise resolved)
+	// as JSON.stringify sees it, written as json.Marshal writes the Go data
+	// that JSON decodes to: compact, object keys sorted bytewise, <, > and &
+	// escaped as \u003c etc. It is nil when JSON.stringify would give
+	// undefined (undefined, a function, a symbol); JSON null is "null".
+	JSON []byte
 	// Err is nil on success; a *scripts.ScriptError (errors.As) for script
 	// exceptions; wraps ErrTimeout, ErrMemoryLimit, ErrStackOverflow or the
 	// context's error otherwise.
@@ -309,7 +311,7 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 		if x := recover(); x != nil {
 			e.log.Error("panic in script run", "run", inv.RunID, "panic", x)
 			v.broken = true
-			res.Status, res.Value = store.StatusFailed, nil
+			res.Status, res.JSON = store.StatusFailed, nil
 			res.Err = fmt.Errorf("internal error: %v", x)
 		}
 		if e.watch.untrack(token) {

@@ -41,8 +41,8 @@ func TestHandlerForms(t *testing.T) {
 			if res.Err != nil || res.Status != store.StatusSucceeded {
 				t.Fatalf("status %s, err %v", res.Status, res.Err)
 			}
-			if !reflect.DeepEqual(res.Value, tt.want) {
-				t.Fatalf("value %#v, want %#v", res.Value, tt.want)
+			if !reflect.DeepEqual(res.value(), tt.want) {
+				t.Fatalf("value %#v, want %#v", res.value(), tt.want)
 			}
 		})
 	}
@@ -161,8 +161,8 @@ func TestNoLeaksBetweenChains(t *testing.T) {
 		runOne(t, e, src, nil)
 		for range 3 { // the pool holds several runtimes; check more than one
 			res := runOne(t, e, check, nil)
-			if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
-				t.Fatalf("after %q: got %#v, %v", src, res.Value, res.Err)
+			if res.Err != nil || !reflect.DeepEqual(res.value(), want) {
+				t.Fatalf("after %q: got %#v, %v", src, res.value(), res.Err)
 			}
 		}
 	}
@@ -183,8 +183,8 @@ func TestConcurrentRuns(t *testing.T) {
 			for i := range 50 {
 				n := float64(g*1000 + i)
 				res := e.Run(context.Background(), Invocation{Project: p, Operation: "main", Event: map[string]any{"n": n}})
-				if res.Err != nil || res.Value != 2*n {
-					t.Errorf("n=%v: %v %v", n, res.Value, res.Err)
+				if res.Err != nil || res.value() != 2*n {
+					t.Errorf("n=%v: %v %v", n, res.value(), res.Err)
 					return
 				}
 			}
@@ -207,8 +207,8 @@ func TestModuleStateIsFresh(t *testing.T) {
 	want := []any{1.0, "undefined", "undefined"}
 	for i := range 12 { // more runs than pooled runtimes
 		res := e.Run(context.Background(), Invocation{Project: p, Operation: "main"})
-		if res.Err != nil || !reflect.DeepEqual(res.Value, want) {
-			t.Fatalf("run %d: got %#v, %v; want %#v", i, res.Value, res.Err, want)
+		if res.Err != nil || !reflect.DeepEqual(res.value(), want) {
+			t.Fatalf("run %d: got %#v, %v; want %#v", i, res.value(), res.Err, want)
 		}
 	}
 }
@@ -330,7 +330,7 @@ func TestBuiltinsFrozen(t *testing.T) {
 		}
 		return [notFrozen.slice(0, 5), seen.size > 500, Object.isExtensible(globalThis)];
 	}`, nil)
-	if res.Err != nil || !reflect.DeepEqual(res.Value, []any{[]any{}, true, true}) {
-		t.Fatalf("got %#v, %v", res.Value, res.Err)
+	if res.Err != nil || !reflect.DeepEqual(res.value(), []any{[]any{}, true, true}) {
+		t.Fatalf("got %#v, %v", res.value(), res.Err)
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -78,12 +79,9 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 	w.optInt(`,"httpStatus":`, int64(r.HTTPStatus))
 	w.optStr(`,"parentRunId":`, r.ParentRunID)
 	if len(r.Result) > 0 {
-		res, err := json.Marshal(r.Result) // base64, as json.Marshal writes []byte
-		if err != nil {
-			return b, false
-		}
-		w.raw(`,"result":`)
-		w.b = append(w.b, res...)
+		w.raw(`,"result":"`)
+		w.b = base64.StdEncoding.AppendEncode(w.b, r.Result) // as json.Marshal writes []byte
+		w.raw(`"`)
 	}
 	w.raw("}")
 	return w.b, w.ok

@@ -1,14 +1,18 @@
 package triggers
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -140,63 +144,90 @@ type Response struct {
 	Body    []byte            `json:"body"`
 }
 
-// ShapeResponse turns a script's return value into the HTTP answer: an
-// object with a numeric `status` (and optional `headers`, `body`) shapes it;
-// any other value is answered as JSON with 200; undefined/null gives 204.
-func ShapeResponse(value any) (Response, error) {
-	if m, ok := value.(map[string]any); ok {
-		if st, ok := numeric(m["status"]); ok && st >= 100 && st <= 599 && onlyKeys(m, "status", "headers", "body") {
-			resp := Response{Status: st, Headers: map[string]string{}}
-			if hs, ok := m["headers"].(map[string]any); ok {
-				for k, v := range hs {
-					if s, ok := v.(string); ok {
-						resp.Headers[k] = s
-					} else {
-						b, _ := json.Marshal(v)
-						resp.Headers[k] = string(b)
-					}
-				}
-			}
-			switch b := m["body"].(type) {
-			case nil:
-			case string:
-				resp.Body = []byte(b)
-				if _, ok := headerValue(resp.Headers, "Content-Type"); !ok {
-					resp.Headers["Content-Type"] = "text/plain; charset=utf-8"
-				}
-			default:
-				data, err := json.Marshal(b)
-				if err != nil {
-					return Response{}, err
-				}
-				resp.Body = data
-				if _, ok := headerValue(resp.Headers, "Content-Type"); !ok {
-					resp.Headers["Content-Type"] = "application/json"
-				}
-			}
-			return resp, nil
-		}
-	}
-	if value == nil {
+// ShapeResponse turns a script's return value, given as its compact JSON
+// (runtime.Result.JSON), into the HTTP answer: an object with a numeric
+// `status` from 100 to 599 and no members but `status`, `headers` and
+// `body` shapes it (a string body is sent as text/plain, another body as
+// its JSON; a header value that is not a string is sent as its JSON); any
+// other value is answered as JSON with 200, the value's bytes as the body;
+// no value (undefined) or null gives 204. Only a value that may be shaped
+// is decoded; an error means such a value was not valid JSON.
+func ShapeResponse(value []byte) (Response, error) {
+	if len(value) == 0 || string(value) == "null" {
 		return Response{Status: http.StatusNoContent}, nil
 	}
-	data, err := json.Marshal(value)
-	if err != nil {
-		return Response{}, err
+	if mayBeShaped(value) {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(value, &m); err != nil {
+			return Response{}, fmt.Errorf("shape response: %w", err)
+		}
+		if resp, ok, err := shape(m); ok || err != nil {
+			return resp, err
+		}
 	}
-	return Response{Status: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: data}, nil
+	return Response{Status: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: value}, nil
 }
 
-func onlyKeys(m map[string]any, keys ...string) bool {
-	for k := range m {
-		found := false
-		for _, want := range keys {
-			if k == want {
-				found = true
-				break
+// mayBeShaped reports whether value is compact JSON of an object whose
+// first member is one of a shaped answer's: every shaped answer is.
+func mayBeShaped(value []byte) bool {
+	for _, prefix := range []string{`{"body":`, `{"headers":`, `{"status":`} {
+		if bytes.HasPrefix(value, []byte(prefix)) {
+			return true
+		}
+	}
+	return false
+}
+
+// shape builds the answer m describes; ok is false when m is not a shaped
+// answer.
+func shape(m map[string]json.RawMessage) (resp Response, ok bool, err error) {
+	var status float64
+	if json.Unmarshal(m["status"], &status) != nil || status != math.Trunc(status) || status < 100 || status > 599 ||
+		!onlyKeys(m, "status", "headers", "body") {
+		return Response{}, false, nil
+	}
+	resp = Response{Status: int(status), Headers: map[string]string{}}
+	if raw := m["headers"]; len(raw) > 0 && raw[0] == '{' {
+		var hs map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &hs); err != nil {
+			return Response{}, false, fmt.Errorf("shape response: headers: %w", err)
+		}
+		for k, v := range hs {
+			resp.Headers[k] = string(v)
+			if len(v) > 0 && v[0] == '"' {
+				var s string
+				if err := json.Unmarshal(v, &s); err != nil {
+					return Response{}, false, fmt.Errorf("shape response: header %s: %w", k, err)
+				}
+				resp.Headers[k] = s
 			}
 		}
-		if !found {
+	}
+	body := m["body"]
+	switch {
+	case len(body) == 0 || string(body) == "null":
+	case body[0] == '"':
+		var s string
+		if err := json.Unmarshal(body, &s); err != nil {
+			return Response{}, false, fmt.Errorf("shape response: body: %w", err)
+		}
+		resp.Body = []byte(s)
+		if _, ok := headerValue(resp.Headers, "Content-Type"); !ok {
+			resp.Headers["Content-Type"] = "text/plain; charset=utf-8"
+		}
+	default:
+		resp.Body = body
+		if _, ok := headerValue(resp.Headers, "Content-Type"); !ok {
+			resp.Headers["Content-Type"] = "application/json"
+		}
+	}
+	return resp, true, nil
+}
+
+func onlyKeys(m map[string]json.RawMessage, keys ...string) bool {
+	for k := range m {
+		if !slices.Contains(keys, k) {
 			return false
 		}
 	}
@@ -210,18 +241,4 @@ func headerValue(h map[string]string, name string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func numeric(v any) (int, bool) {
-	switch n := v.(type) {
-	case int:
-		return n, true
-	case int64:
-		return int(n), true
-	case float64:
-		if n == float64(int(n)) {
-			return int(n), true
-		}
-	}
-	return 0, false
 }
