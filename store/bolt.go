@@ -41,6 +41,7 @@ var (
 	bucketRunIndex    = []byte("runindex")    // id → packed runMeta (filter scans)
 	bucketDeadLetters = []byte("deadletters") // id → JSON DeadLetter
 	bucketIdempotency = []byte("idempotency") // key → JSON idemRecord
+	bucketCounters    = []byte("counters")    // key → count (8 bytes) expiry (8 bytes, Unix ns)
 )
 
 // Bolt is a Store in one bbolt file, for a single agent. It is safe for
@@ -97,7 +98,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketProjects, bucketBundles, bucketStates, bucketRuns,
-			bucketRunIndex, bucketDeadLetters, bucketIdempotency} {
+			bucketRunIndex, bucketDeadLetters, bucketIdempotency, bucketCounters} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -635,11 +636,43 @@ func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl t
 	return bound, created, nil
 }
 
+// --- counters ---
+
+// Increment implements Store.
+func (s *Bolt) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	var n int64
+	now := time.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCounters)
+		n = 1
+		if c, exp, ok := unpackCounter(b.Get([]byte(key))); ok && now.UnixNano() < exp {
+			n = c + 1
+		}
+		return b.Put([]byte(key), packCounter(n, now.Add(ttl).UnixNano()))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("increment %s: %w", key, err)
+	}
+	return n, nil
+}
+
+func packCounter(n, expires int64) []byte {
+	v := binary.BigEndian.AppendUint64(nil, uint64(n))
+	return binary.BigEndian.AppendUint64(v, uint64(expires))
+}
+
+func unpackCounter(v []byte) (n, expires int64, ok bool) {
+	if len(v) != 16 {
+		return 0, 0, false
+	}
+	return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), true
+}
+
 // --- retention ---
 
 // Sweep implements Store: it flushes, then deletes runs older than MaxAge
 // (by StartedAt) or beyond the newest MaxRuns, dead letters whose ExpiresAt
-// passed, and expired idempotency keys. It blocks; the leader calls it.
+// passed, and expired idempotency keys and counters. It blocks; the leader calls it.
 func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
 	if err := s.Flush(ctx); err != nil {
 		return fmt.Errorf("sweep: %w", err)
@@ -677,9 +710,15 @@ func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
 		}); err != nil {
 			return err
 		}
-		return sweepJSON(tx.Bucket(bucketIdempotency), func(v []byte) bool {
+		if err := sweepJSON(tx.Bucket(bucketIdempotency), func(v []byte) bool {
 			var rec idemRecord
 			return json.Unmarshal(v, &rec) != nil || (!rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt))
+		}); err != nil {
+			return err
+		}
+		return sweepJSON(tx.Bucket(bucketCounters), func(v []byte) bool {
+			_, exp, ok := unpackCounter(v)
+			return !ok || now.UnixNano() >= exp
 		})
 	})
 	if err != nil {

@@ -456,6 +456,20 @@ func (r *Redis) DeleteDeadLetter(ctx context.Context, id string) error {
 
 // --- idempotency ---
 
+// Increment implements Store with INCR and PEXPIRE in one transaction.
+func (r *Redis) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	k := r.key("count", key)
+	var incr *redis.IntCmd
+	if _, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		incr = p.Incr(ctx, k)
+		p.PExpire(ctx, k, ttl)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("increment %s: %w", key, err)
+	}
+	return incr.Val(), nil
+}
+
 // ClaimIdempotencyKey implements Store with SET NX PX; ttl zero binds forever.
 func (r *Redis) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (string, bool, error) {
 	k := r.key("idem", key)

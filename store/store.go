@@ -49,6 +49,11 @@ type Store interface {
 	// the run ID the key is bound to and whether this call created the binding.
 	ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (boundRunID string, created bool, err error)
 
+	// Increment adds one to the counter under key and returns the new count.
+	// A counter starts at zero and lapses ttl after its last increment. It
+	// blocks until the count is durable.
+	Increment(ctx context.Context, key string, ttl time.Duration) (int64, error)
+
 	// Sweep deletes runs and dead letters past their retention.
 	Sweep(ctx context.Context, now time.Time) error
 	// Flush makes buffered writes durable.

@@ -346,14 +346,19 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, caps *broke
 		}
 	}
 	// A broker redelivers what a consumer held when it went away (an agent
-	// crashed or lost its connection mid-run). Where the broker counts
-	// deliveries, each such return is an attempt, so a message that keeps
-	// crashing its agent is dead-lettered in the end; elsewhere the
-	// redelivered flag counts one.
-	if n, ok := brokerRedeliveries(caps, hdr); ok {
-		attempt += n
+	// crashed or lost its connection mid-run). Each such return is an
+	// attempt, so that a message that keeps crashing agents is dead-lettered
+	// in the end: where the broker counts deliveries, from its count;
+	// elsewhere the redelivered flag says one more, and once the message is
+	// claimed the store counts the returns (below).
+	base := attempt
+	returns, brokerCounted := brokerRedeliveries(caps, hdr)
+	storeCounted := false
+	if brokerCounted {
+		attempt += returns
 	} else if hdr["redelivered"] == "true" {
 		attempt++
+		storeCounted = cfg.Store != nil
 	}
 	dest := l.spec.Listener.Destination
 	key := origID
@@ -451,6 +456,15 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, caps *broke
 		return nil
 	}
 
+	if storeCounted {
+		n, err := cfg.Store.Increment(bg, "returns:"+l.spec.ID+":"+key+":"+strconv.Itoa(base), cfg.ProcessedRetention)
+		if err != nil {
+			l.log.Warn("count redelivery", "listener", l.spec.ID, "message", origID, "err", err)
+		} else {
+			attempt = base + int(n)
+			d.msg.Attempt = attempt
+		}
+	}
 	// A message the broker gave back more often than the redelivery policy
 	// allows was never settled by its runs: dead-letter it without running.
 	if !d.auto && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver+1 {

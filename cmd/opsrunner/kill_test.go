@@ -229,3 +229,89 @@ func drainQueue(t *testing.T, conn *stomp.Conn, dest string, quiet time.Duration
 		}
 	}
 }
+
+// crashLoopProject's operation sends an effect in the delivery's
+// transaction and busy-waits, so that the test can kill its agent mid-run
+// every time; one redelivery is allowed.
+const crashLoopProject = `project: crashloop
+operations:
+  - name: Slow Effect
+    script: slow.js
+    timeout: 6s
+listeners:
+  - name: in
+    destination: /queue/crashloop.in
+    ackMode: onSuccess
+    ackTimeout: 12s
+    consumers: 1
+    operations: [Slow Effect]
+    redelivery: {maxRedeliveries: 1, initialDelay: 100ms}
+`
+
+// TestAgentCrashLoopDeadLetters kills agents (SIGKILL) mid-run on the same
+// message, on ActiveMQ, which counts no deliveries over STOMP: the store
+// counts the broker's returns, and once they exceed maxRedeliveries the next
+// agent dead-letters the message without running it, instead of every
+// agent crashing on it in turn for ever. No effect of the crashed runs
+// appears.
+func TestAgentCrashLoopDeadLetters(t *testing.T) {
+	b, err := testenv.StartActiveMQ()
+	if err != nil {
+		testenv.Unavailable(t, "activemq", err)
+	}
+	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
+
+	proj := t.TempDir()
+	for name, text := range map[string]string{"opsrunner.yaml": crashLoopProject, "slow.js": strings.ReplaceAll(killScript, "kill9.", "crashloop.")} {
+		if err := os.WriteFile(filepath.Join(proj, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{fmt.Sprintf("OPSRUNNER_BROKER_URL=stomp://%s:%s@%s", b.Login, b.Passcode, b.Addr), "OPSRUNNER_DATA_DIR=" + t.TempDir()}
+
+	url, agent, logs := serve(t, env...)
+	if out, code := cli(t, url, "deploy", proj); code != 0 || !strings.Contains(out, "deployed crashloop") {
+		t.Fatalf("deploy: %d %s", code, out)
+	}
+	waitListening(t, url, logs.String)
+	conn, err := b.Dial()
+	if err != nil {
+		t.Fatalf("dial broker: %v", err)
+	}
+	defer conn.Disconnect()
+	if err := conn.Send("/queue/crashloop.in", "application/json", []byte(`{"id":"C-1"}`),
+		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+
+	for crash := 1; crash <= 2; crash++ { // attempts 1 and 2 (maxRedeliveries 1) crash their agent
+		waitInFlight(t, url, logs.String)
+		time.Sleep(300 * time.Millisecond) // the run has sent its effect
+		t.Logf("crash %d: kill -9 the agent mid-run", crash)
+		if err := agent.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = agent.Wait()
+		url, agent, logs = serve(t, env...)
+	}
+
+	run := waitRun(t, url, 30*time.Second, logs.String, func(r runView) bool { return r.Outcome != "" })
+	if run.Outcome != "dead_lettered" || run.Attempt != 3 || !strings.Contains(run.Error, "without being settled") {
+		t.Fatalf("third delivery: outcome %q attempt %d error %q, want dead_lettered on attempt 3 as unsettled", run.Outcome, run.Attempt, run.Error)
+	}
+	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Wait(); err != nil {
+		t.Fatalf("last agent exit: %v\n%s", err, logs.String())
+	}
+	if dl := drainQueue(t, conn, "/queue/crashloop.in.DLQ", time.Second); len(dl) != 1 || !strings.Contains(dl[0], `"C-1"`) {
+		t.Fatalf("dead-letter queue: %q, want the message once", dl)
+	}
+	if effects := drainQueue(t, conn, "/queue/crashloop.effects", 500*time.Millisecond); len(effects) != 0 {
+		t.Fatalf("effects of crashed runs appeared: %q", effects)
+	}
+	if left := drainQueue(t, conn, "/queue/crashloop.in", 500*time.Millisecond); len(left) != 0 {
+		t.Fatalf("input queue not empty: %q", left)
+	}
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("SweepByAge", func(t *testing.T) { t.Parallel(); testSweepByAge(t, newStore(t)) })
 	t.Run("DeadLetters", func(t *testing.T) { t.Parallel(); testDeadLetters(t, newStore(t)) })
 	t.Run("IdempotencyKeys", func(t *testing.T) { t.Parallel(); testIdempotency(t, newStore(t)) })
+	t.Run("Counters", func(t *testing.T) { t.Parallel(); testCounters(t, newStore(t)) })
 	t.Run("Watch", func(t *testing.T) { t.Parallel(); testWatch(t, newStore(t)) })
 	t.Run("CloseIdempotent", func(t *testing.T) { t.Parallel(); testClose(t, newStore(t)) })
 }
@@ -436,6 +437,31 @@ func testIdempotency(t *testing.T, s store.Store) {
 	}
 	if bound, created, _ := s.ClaimIdempotencyKey(c, "k1", "run-5", ttl); created || bound != "run-4" {
 		t.Fatalf("sweep removed a live key: %q, %v", bound, created)
+	}
+}
+
+// testCounters: a counter counts up from 1 per key, lapses ttl after its
+// last increment (then starts over), and Sweep keeps live counters.
+func testCounters(t *testing.T, s store.Store) {
+	c := ctx(t)
+	const ttl = 300 * time.Millisecond
+	for _, step := range []struct {
+		key  string
+		want int64
+	}{{"a", 1}, {"a", 2}, {"b", 1}, {"a", 3}} {
+		if n, err := s.Increment(c, step.key, ttl); err != nil || n != step.want {
+			t.Fatalf("Increment(%s) = %d, %v; want %d", step.key, n, err, step.want)
+		}
+	}
+	if err := s.Sweep(c, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Increment(c, "a", ttl); err != nil || n != 4 {
+		t.Fatalf("Increment(a) after a sweep = %d, %v; want 4 (sweep removed a live counter)", n, err)
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	if n, err := s.Increment(c, "a", ttl); err != nil || n != 1 {
+		t.Fatalf("Increment(a) after its ttl = %d, %v; want 1", n, err)
 	}
 }
 
