@@ -64,20 +64,7 @@ func TestExportJSON(t *testing.T) {
 		{"lone surrogate", `{s: "a\ud800b"}`},
 		{"large int", `{n: 9007199254740993, m: -1e300, f: 0.1 + 0.2}`},
 	}
-	build := func(t *testing.T, src string) (goja.Value, *goja.Object) {
-		t.Helper()
-		fn, err := v.rt.RunString(`(function(calls) { return (` + src + `) })`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		call, _ := goja.AssertFunction(fn)
-		calls := v.rt.NewArray()
-		val, err := call(goja.Undefined(), calls)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return val, calls
-	}
+	build := func(t *testing.T, src string) (goja.Value, *goja.Object) { return buildValue(t, v, src) }
 	reference := func(val goja.Value) (any, error) {
 		s, err := v.stringify(goja.Undefined(), val)
 		if err != nil {
@@ -214,20 +201,7 @@ func TestEncodeJSON(t *testing.T) {
 		{"throwing getter", `{get a() { throw new Error("getter failed") }}`, ""},
 		{"throwing toJSON", `{a: {toJSON() { throw new TypeError("no") }}}`, ""},
 	}
-	build := func(t *testing.T, src string) (goja.Value, *goja.Object) {
-		t.Helper()
-		fn, err := v.rt.RunString(`(function(calls) { return (` + src + `) })`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		call, _ := goja.AssertFunction(fn)
-		calls := v.rt.NewArray()
-		val, err := call(goja.Undefined(), calls)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return val, calls
-	}
+	build := func(t *testing.T, src string) (goja.Value, *goja.Object) { return buildValue(t, v, src) }
 	t.Run("Go string with invalid UTF-8", func(t *testing.T) {
 		s := "a\xffb<\xed\xa0\x80"
 		want, _ := json.Marshal(map[string]any{"s": s, "a": []any{s}}) // what exporting it did
@@ -320,4 +294,22 @@ func decode(t *testing.T, b []byte) any {
 		t.Fatalf("invalid JSON %q: %v", b, err)
 	}
 	return x
+}
+
+// buildValue evaluates the expression src in v's runtime, where the array
+// calls is in scope for recording side effects, and returns its value and
+// calls.
+func buildValue(t *testing.T, v *vm, src string) (goja.Value, *goja.Object) {
+	t.Helper()
+	fn, err := v.rt.RunString(`(function(calls) { return (` + src + `) })`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, _ := goja.AssertFunction(fn)
+	calls := v.rt.NewArray()
+	val, err := call(goja.Undefined(), calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return val, calls
 }
