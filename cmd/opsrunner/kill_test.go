@@ -1,10 +1,12 @@
 package main_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -55,25 +57,7 @@ func TestAgentKill9MidRunRedelivers(t *testing.T) {
 	}
 	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
 
-	proj := t.TempDir()
-	for name, text := range map[string]string{"opsrunner.yaml": killProject, "slow.js": killScript} {
-		if err := os.WriteFile(filepath.Join(proj, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	env := []string{"OPSRUNNER_BROKER_URL=stomp://" + b.Addr, "OPSRUNNER_DATA_DIR=" + t.TempDir()}
-
-	url, first, logs := serve(t, env...)
-	if out, code := cli(t, url, "deploy", proj); code != 0 || !strings.Contains(out, "deployed kill9") {
-		t.Fatalf("deploy: %d %s", code, out)
-	}
-	waitListening(t, url, logs.String)
-
-	conn, err := b.Dial()
-	if err != nil {
-		t.Fatalf("dial broker: %v", err)
-	}
-	defer conn.Disconnect()
+	env, url, first, logs, conn := startDeployed(t, b, "kill9", killProject, killScript)
 	if err := conn.Send("/queue/kill9.in", "application/json", []byte(`{"id":"K-1"}`),
 		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
 		t.Fatalf("send: %v", err)
@@ -116,6 +100,37 @@ func TestAgentKill9MidRunRedelivers(t *testing.T) {
 	if left := drainQueue(t, conn, "/queue/kill9.in", 500*time.Millisecond); len(left) != 0 {
 		t.Fatalf("input queue not empty: %q", left)
 	}
+}
+
+// startDeployed starts an agent process on broker b, deploys the project
+// name (its manifest and slow.js) and waits until its listener is on. It
+// returns the agent's environment (a restart with it reuses its data
+// directory), its URL, process and output, and a client connection to b
+// that is closed when the test ends.
+func startDeployed(t *testing.T, b *testenv.Broker, name, manifest, script string) ([]string, string, *exec.Cmd, *bytes.Buffer, *stomp.Conn) {
+	t.Helper()
+	proj := t.TempDir()
+	for file, text := range map[string]string{"opsrunner.yaml": manifest, "slow.js": script} {
+		if err := os.WriteFile(filepath.Join(proj, file), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokerURL := "stomp://" + b.Addr
+	if b.Login != "" {
+		brokerURL = fmt.Sprintf("stomp://%s:%s@%s", b.Login, b.Passcode, b.Addr)
+	}
+	env := []string{"OPSRUNNER_BROKER_URL=" + brokerURL, "OPSRUNNER_DATA_DIR=" + t.TempDir()}
+	url, agent, logs := serve(t, env...)
+	if out, code := cli(t, url, "deploy", proj); code != 0 || !strings.Contains(out, "deployed "+name) {
+		t.Fatalf("deploy: %d %s", code, out)
+	}
+	waitListening(t, url, logs.String)
+	conn, err := b.Dial()
+	if err != nil {
+		t.Fatalf("dial broker: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Disconnect() })
+	return env, url, agent, logs, conn
 }
 
 // runView is the part of the run JSON this test reads.
@@ -261,24 +276,7 @@ func TestAgentCrashLoopDeadLetters(t *testing.T) {
 	}
 	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
 
-	proj := t.TempDir()
-	for name, text := range map[string]string{"opsrunner.yaml": crashLoopProject, "slow.js": strings.ReplaceAll(killScript, "kill9.", "crashloop.")} {
-		if err := os.WriteFile(filepath.Join(proj, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	env := []string{fmt.Sprintf("OPSRUNNER_BROKER_URL=stomp://%s:%s@%s", b.Login, b.Passcode, b.Addr), "OPSRUNNER_DATA_DIR=" + t.TempDir()}
-
-	url, agent, logs := serve(t, env...)
-	if out, code := cli(t, url, "deploy", proj); code != 0 || !strings.Contains(out, "deployed crashloop") {
-		t.Fatalf("deploy: %d %s", code, out)
-	}
-	waitListening(t, url, logs.String)
-	conn, err := b.Dial()
-	if err != nil {
-		t.Fatalf("dial broker: %v", err)
-	}
-	defer conn.Disconnect()
+	env, url, agent, logs, conn := startDeployed(t, b, "crashloop", crashLoopProject, strings.ReplaceAll(killScript, "kill9.", "crashloop."))
 	if err := conn.Send("/queue/crashloop.in", "application/json", []byte(`{"id":"C-1"}`),
 		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
 		t.Fatalf("send: %v", err)
