@@ -152,10 +152,23 @@ func main() {
 	}
 }
 
-// measure runs s.rounds rounds of the legs, each leg on a fresh queue of r's
-// broker; odd rounds run the agent first, so neither leg always gets the
-// machine as the other left it.
+// warmupMessages are drained by a bare consumer before the rounds.
+const warmupMessages = 10000
+
+// measure warms the broker up, then runs s.rounds rounds of the legs, each
+// leg on a fresh queue of r's broker; odd rounds run the agent first, so
+// neither leg always gets the machine as the other left it.
 func measure(b *testenv.Broker, r *result, s settings) error {
+	// Warm the broker up first (ActiveMQ's JVM is up to twice slower over
+	// its first ten thousand messages or so): unmeasured, it would count against
+	// whichever leg ran first.
+	warm := fmt.Sprintf("/queue/listenerbench.warmup.%d", time.Now().UnixNano())
+	if err := preload(b, warm, warmupMessages); err != nil {
+		return err
+	}
+	if _, err := drainBare(b, warm, warmupMessages, s, false); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
 	for i := range s.rounds {
 		var rd round
 		type spec struct {
