@@ -672,38 +672,17 @@ func unpackCounter(v []byte) (n, expires int64, ok bool) {
 
 // Sweep implements Store: it flushes, then deletes runs older than MaxAge
 // (by StartedAt) or beyond the newest MaxRuns, dead letters whose ExpiresAt
-// passed, and expired idempotency keys and counters. It blocks; the leader calls it.
+// passed, and expired idempotency keys and counters. Runs go in bounded
+// transactions, so that run flushes (and the requests waiting on them) are
+// not held up by one long delete. It blocks; the leader calls it.
 func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
 	if err := s.Flush(ctx); err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
-	ret := s.opts.Retention
-	cutoff := now.Add(-ret.MaxAge)
+	if err := s.sweepRuns(ctx, now.Add(-s.opts.Retention.MaxAge)); err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		index := tx.Bucket(bucketRunIndex)
-		excess := index.Stats().KeyN - ret.MaxRuns
-		var doomed [][]byte
-		c := index.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if excess > 0 {
-				doomed = append(doomed, bytes.Clone(k))
-				excess--
-				continue
-			}
-			m, err := unpackMeta(v)
-			if err != nil || m.startedAt.Before(cutoff) {
-				doomed = append(doomed, bytes.Clone(k))
-			}
-		}
-		runs := tx.Bucket(bucketRuns)
-		for _, k := range doomed {
-			if err := index.Delete(k); err != nil {
-				return err
-			}
-			if err := runs.Delete(k); err != nil {
-				return err
-			}
-		}
 		if err := sweepJSON(tx.Bucket(bucketDeadLetters), func(v []byte) bool {
 			var d DeadLetter
 			return json.Unmarshal(v, &d) != nil || (!d.ExpiresAt.IsZero() && !now.Before(d.ExpiresAt))
@@ -723,6 +702,64 @@ func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
 	})
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
+	}
+	return nil
+}
+
+// sweepScan is how many run index entries one sweep transaction examines.
+const sweepScan = 10_000
+
+// sweepRuns deletes, oldest id first, the runs beyond the newest MaxRuns and
+// those started before cutoff, examining sweepScan entries per transaction.
+func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
+	var excess int
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		excess = tx.Bucket(bucketRunIndex).Stats().KeyN - s.opts.Retention.MaxRuns
+		return nil
+	}); err != nil {
+		return err
+	}
+	var after []byte // the last entry examined
+	for done := false; !done; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			index, runs := tx.Bucket(bucketRunIndex), tx.Bucket(bucketRuns)
+			c := index.Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			var doomed [][]byte
+			for n := 0; k != nil && n < sweepScan; k, v = c.Next() {
+				n++
+				after = bytes.Clone(k)
+				if excess > 0 {
+					doomed = append(doomed, after)
+					excess--
+					continue
+				}
+				if m, err := unpackMeta(v); err != nil || m.startedAt.Before(cutoff) {
+					doomed = append(doomed, after)
+				}
+			}
+			done = k == nil
+			for _, k := range doomed {
+				if err := index.Delete(k); err != nil {
+					return err
+				}
+				if err := runs.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

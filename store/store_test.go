@@ -220,3 +220,51 @@ func BenchmarkPutRun(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// A sweep of many runs (more than one of its bounded transactions takes)
+// keeps exactly the newest MaxRuns that are younger than MaxAge.
+func TestBoltSweepsManyRunsInChunks(t *testing.T) {
+	t.Parallel()
+	const total, maxRuns = 25_000, 12_000
+	s := openBolt(t, store.BoltOptions{Retention: store.Retention{MaxRuns: maxRuns, MaxAge: time.Hour}})
+	ctx := context.Background()
+	now := time.Now()
+	for i := range total {
+		started := now.Add(-time.Duration(total-i) * time.Millisecond)
+		if i%1000 == 999 {
+			started = now.Add(-2 * time.Hour) // too old, whatever its place
+		}
+		r := store.Run{ID: fmt.Sprintf("run-%06d", i), Project: "p", Operation: "op", Status: store.StatusSucceeded, StartedAt: started}
+		if err := s.PutRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sweep(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	var kept []store.Run
+	for before := ""; ; {
+		page, err := s.Runs(ctx, store.RunFilter{Before: before, Limit: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		kept = append(kept, page...)
+		before = page[len(page)-1].ID
+	}
+	// The newest 12,000 ids, less the too-old ones among them (every 1000th).
+	want := maxRuns - maxRuns/1000
+	if len(kept) != want {
+		t.Fatalf("kept %d runs, want %d", len(kept), want)
+	}
+	if kept[0].ID != fmt.Sprintf("run-%06d", total-1-1) || kept[len(kept)-1].ID != fmt.Sprintf("run-%06d", total-maxRuns) {
+		t.Errorf("kept %s … %s, want the newest %d ids", kept[0].ID, kept[len(kept)-1].ID, maxRuns)
+	}
+	for _, r := range kept {
+		if now.Sub(r.StartedAt) > time.Hour {
+			t.Fatalf("kept %s, started %s ago", r.ID, now.Sub(r.StartedAt))
+		}
+	}
+}
