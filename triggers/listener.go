@@ -298,7 +298,7 @@ func (l *listener) session(ctx context.Context, idx int) error {
 			return nil // stopping: the message goes back with the disconnect
 		}
 		l.inFlight.Add(1)
-		err := l.handle(ctx, conn, &caps, msg)
+		err := l.handle(ctx, conn, msg)
 		l.inFlight.Add(-1)
 		if err != nil {
 			healthy = false
@@ -324,7 +324,7 @@ func (r *released) release() { r.once.Do(r.slots.Release) }
 // stops: it only cuts a backoff wait short (the message then goes back with
 // the disconnect); the run itself is bounded by its ack timeout. It returns
 // an error only when the connection is unusable.
-func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, caps *brokercaps.Capabilities, raw *stomp.Message) error {
+func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.Message) error {
 	slot := &released{slots: l.m.cfg.Slots}
 	defer slot.release()
 	cfg := &l.m.cfg
@@ -345,20 +345,17 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, caps *broke
 			attempt = n
 		}
 	}
-	// A broker redelivers what a consumer held when it went away (an agent
-	// crashed or lost its connection mid-run). Each such return is an
-	// attempt, so that a message that keeps crashing agents is dead-lettered
-	// in the end: where the broker counts deliveries, from its count;
-	// elsewhere the redelivered flag says one more, and once the message is
-	// claimed the store counts the returns (below).
+	// A broker redelivers what a consumer held when it went away: an agent
+	// that crashed or lost its connection mid-run, but also a consumer that
+	// stopped with messages prefetched and never started. So the broker's
+	// own counts are not used: a redelivered message counts one more
+	// attempt, and once it is claimed (started) the store counts its
+	// starts, so that a message that keeps crashing agents is dead-lettered
+	// in the end (below).
 	base := attempt
-	returns, brokerCounted := brokerRedeliveries(caps, hdr)
-	storeCounted := false
-	if brokerCounted {
-		attempt += returns
-	} else if hdr["redelivered"] == "true" {
+	redelivered := hdr["redelivered"] == "true"
+	if redelivered {
 		attempt++
-		storeCounted = cfg.Store != nil
 	}
 	dest := l.spec.Listener.Destination
 	key := origID
@@ -456,8 +453,8 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, caps *broke
 		return nil
 	}
 
-	if storeCounted {
-		n, err := cfg.Store.Increment(bg, "returns:"+l.spec.ID+":"+key+":"+strconv.Itoa(base), cfg.ProcessedRetention)
+	if redelivered && cfg.Store != nil {
+		n, err := cfg.Store.Increment(bg, "starts:"+l.spec.ID+":"+key+":"+strconv.Itoa(base), cfg.ProcessedRetention)
 		if err != nil {
 			l.log.Warn("count redelivery", "listener", l.spec.ID, "message", origID, "err", err)
 		} else {
@@ -565,27 +562,11 @@ func (l *listener) runChains(ctx context.Context, d *stompDelivery, refused *boo
 	return cfg.Run(ctx, l.spec, d)
 }
 
-// ErrUnsettled is the cause of dead-lettering a message that the broker
-// redelivered more often than the redelivery policy allows, every earlier
-// delivery having ended without a commit or rollback.
+// ErrUnsettled is the cause of dead-lettering a message whose runs were
+// started more often than the redelivery policy allows, every earlier one
+// having ended without a commit or rollback (its agent crashed or lost its
+// connection).
 var ErrUnsettled = errors.New("redelivered by the broker too often without being settled: an agent crashed or lost its connection while running it")
-
-// brokerRedeliveries is how many times the broker delivered the message
-// before, from its delivery-count header, when the broker sends one.
-func brokerRedeliveries(caps *brokercaps.Capabilities, hdr map[string]string) (int, bool) {
-	if caps.DeliveryCountHeader == "" {
-		return 0, false
-	}
-	v := hdr[caps.DeliveryCountHeader]
-	if v == "" {
-		return 0, false
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < caps.FirstDeliveryCount {
-		return 0, false
-	}
-	return n - caps.FirstDeliveryCount, true
-}
 
 // claim takes the per-message lock. When another agent holds it, it waits
 // for the holder's outcome: a processed marker (dup=true) or the lock freed.

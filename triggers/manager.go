@@ -46,9 +46,9 @@ type Settlement struct {
 }
 
 // ManagerConfig configures a Manager. Coordinator is required; Store nil
-// means dead letters are published but not recorded, and returns of a
-// message by a broker that does not count deliveries count as one attempt
-// (the store counts them otherwise); Slots nil means
+// means dead letters are published but not recorded, and restarts of a
+// redelivered message are not counted (each redelivery counts one attempt
+// more than its copy's; the store counts them otherwise); Slots nil means
 // unbounded; ProcessedRetention zero means 24h; Logger nil means
 // slog.Default().
 type ManagerConfig struct {

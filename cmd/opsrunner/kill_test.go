@@ -264,18 +264,28 @@ listeners:
 `
 
 // TestAgentCrashLoopDeadLetters kills agents (SIGKILL) mid-run on the same
-// message, on ActiveMQ, which counts no deliveries over STOMP: the store
-// counts the broker's returns, and once they exceed maxRedeliveries the next
-// agent dead-letters the message without running it, instead of every
-// agent crashing on it in turn for ever. No effect of the crashed runs
-// appears.
+// message, on the embedded broker and on ActiveMQ: the store counts the
+// restarts of the redelivered message, and once they exceed maxRedeliveries
+// the next agent dead-letters it without running it, instead of every agent
+// crashing on it in turn for ever. No effect of the crashed runs appears.
 func TestAgentCrashLoopDeadLetters(t *testing.T) {
-	b, err := testenv.StartActiveMQ()
-	if err != nil {
-		testenv.Unavailable(t, "activemq", err)
+	for _, kind := range []struct {
+		name  string
+		start func() (*testenv.Broker, error)
+	}{{testenv.KindEmbedded, testenv.StartEmbedded}, {testenv.KindActiveMQ, testenv.StartActiveMQ}} {
+		t.Run(kind.name, func(t *testing.T) {
+			b, err := kind.start()
+			if err != nil {
+				testenv.Unavailable(t, kind.name, err)
+			}
+			t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
+			crashLoop(t, b)
+		})
 	}
-	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
+}
 
+// crashLoop is TestAgentCrashLoopDeadLetters on broker b.
+func crashLoop(t *testing.T, b *testenv.Broker) {
 	env, url, agent, logs, conn := startDeployed(t, b, "crashloop", crashLoopProject, strings.ReplaceAll(killScript, "kill9.", "crashloop."))
 	if err := conn.Send("/queue/crashloop.in", "application/json", []byte(`{"id":"C-1"}`),
 		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
