@@ -462,9 +462,11 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 			d.msg.Attempt = attempt
 		}
 	}
-	// A message the broker gave back more often than the redelivery policy
-	// allows was never settled by its runs: dead-letter it without running.
-	if !d.auto && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver+1 {
+	// A message the broker gave back, started more often than the
+	// redelivery policy allows, was never settled by its runs: dead-letter
+	// it without running. (opsrunner's own retry copies never get here: the
+	// copy past the policy is the dead-lettered one.)
+	if redelivered && !d.auto && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver+1 {
 		cause := fmt.Errorf("%w (delivery %d)", ErrUnsettled, attempt)
 		if err := l.deadLetter(d, hdr, attempt-1, cause); err != nil {
 			return err
