@@ -734,19 +734,21 @@ func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
 				}
 			}
 			var doomed [][]byte
+			var last []byte
 			for n := 0; k != nil && n < sweepScan; k, v = c.Next() {
 				n++
-				after = bytes.Clone(k)
+				last = k
 				if excess > 0 {
-					doomed = append(doomed, after)
+					doomed = append(doomed, bytes.Clone(k))
 					excess--
 					continue
 				}
 				if m, err := unpackMeta(v); err != nil || m.startedAt.Before(cutoff) {
-					doomed = append(doomed, after)
+					doomed = append(doomed, bytes.Clone(k))
 				}
 			}
 			done = k == nil
+			after = bytes.Clone(last) // keys are valid only inside the transaction
 			for _, k := range doomed {
 				if err := index.Delete(k); err != nil {
 					return err
