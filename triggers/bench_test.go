@@ -45,7 +45,7 @@ func BenchmarkListener(b *testing.B) {
 }
 
 func fill(b *testing.B, br *testenv.Broker, dest string, n int) {
-	c, err := br.Dial(stomp.ConnOpt.Logger(quietLog{}))
+	c, err := br.Dial(testenv.QuietLogs())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func benchBare(b *testing.B, br *testenv.Broker, n int) float64 {
 	var wg sync.WaitGroup
 	for range benchConsumers {
 		wg.Go(func() {
-			c, err := br.Dial(stomp.ConnOpt.Logger(quietLog{}))
+			c, err := br.Dial(testenv.QuietLogs())
 			if err != nil {
 				b.Error(err)
 				return

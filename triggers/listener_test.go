@@ -154,7 +154,7 @@ func spec(name, dest string, mut func(*scripts.Listener)) triggers.ListenerSpec 
 // send publishes persistent messages with a bare client.
 func send(t *testing.T, b *testenv.Broker, dest string, headers map[string]string, bodies ...string) {
 	t.Helper()
-	c, err := b.Dial(stomp.ConnOpt.Logger(quietLog{}))
+	c, err := b.Dial(testenv.QuietLogs())
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -173,7 +173,7 @@ func send(t *testing.T, b *testenv.Broker, dest string, headers map[string]strin
 // drain reads every message of dest until quiet passes without one.
 func drain(t *testing.T, b *testenv.Broker, dest string, quiet time.Duration) []*stomp.Message {
 	t.Helper()
-	c, err := b.Dial(stomp.ConnOpt.Logger(quietLog{}))
+	c, err := b.Dial(testenv.QuietLogs())
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -214,15 +214,3 @@ func forEachBroker(t *testing.T, f func(t *testing.T, b *testenv.Broker)) {
 		})
 	}
 }
-
-// quiet drops go-stomp's log lines in test clients.
-type quietLog struct{}
-
-func (quietLog) Debugf(string, ...any)   {}
-func (quietLog) Debug(string)            {}
-func (quietLog) Infof(string, ...any)    {}
-func (quietLog) Info(string)             {}
-func (quietLog) Warningf(string, ...any) {}
-func (quietLog) Warning(string)          {}
-func (quietLog) Errorf(string, ...any)   {}
-func (quietLog) Error(string)            {}

@@ -24,7 +24,7 @@ func TestReturnsWithoutAStartAreNotAttempts(t *testing.T) {
 		in := "/queue/" + uniq("returns")
 		send(t, b, in, nil, "m")
 		for i := range 2 { // two consumers take it and vanish without settling
-			c, err := b.Dial(stomp.ConnOpt.Logger(quietLog{}))
+			c, err := b.Dial(testenv.QuietLogs())
 			if err != nil {
 				t.Fatalf("dial: %v", err)
 			}

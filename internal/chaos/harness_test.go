@@ -456,15 +456,4 @@ func leftover(b *testenv.Broker, dest string, wait time.Duration) (int, error) {
 
 // quiet keeps go-stomp from logging the subscription errors every broker
 // restart causes (the collector reconnects by itself).
-var quiet = stomp.ConnOpt.Logger(quietLogger{})
-
-type quietLogger struct{}
-
-func (quietLogger) Debugf(string, ...any)   {}
-func (quietLogger) Infof(string, ...any)    {}
-func (quietLogger) Warningf(string, ...any) {}
-func (quietLogger) Errorf(string, ...any)   {}
-func (quietLogger) Debug(string)            {}
-func (quietLogger) Info(string)             {}
-func (quietLogger) Warning(string)          {}
-func (quietLogger) Error(string)            {}
+var quiet = testenv.QuietLogs()

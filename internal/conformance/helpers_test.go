@@ -46,7 +46,7 @@ func (e env) dial(t testing.TB, extra ...func(*stomp.Conn) error) *client {
 	opts := append(e.b.DialOptions(),
 		stomp.ConnOpt.DisconnectReceiptTimeout(5*time.Second),
 		stomp.ConnOpt.UnsubscribeReceiptTimeout(5*time.Second),
-		stomp.ConnOpt.Logger(quietLogger{}))
+		testenv.QuietLogs())
 	conn, err := stomp.Connect(nc, append(opts, extra...)...)
 	if err != nil {
 		nc.Close()
@@ -196,15 +196,3 @@ func (e env) checkRedelivery(t testing.TB, first, again *stomp.Message) {
 func stompHeader(k, v string) func(*frame.Frame) error {
 	return func(f *frame.Frame) error { f.Header.Set(k, v); return nil }
 }
-
-// quietLogger drops go-stomp's log lines (every dropped connection logs).
-type quietLogger struct{}
-
-func (quietLogger) Debugf(string, ...any)   {}
-func (quietLogger) Infof(string, ...any)    {}
-func (quietLogger) Warningf(string, ...any) {}
-func (quietLogger) Errorf(string, ...any)   {}
-func (quietLogger) Debug(string)            {}
-func (quietLogger) Info(string)             {}
-func (quietLogger) Warning(string)          {}
-func (quietLogger) Error(string)            {}

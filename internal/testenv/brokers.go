@@ -199,6 +199,21 @@ func (b *Broker) DialOptions() []func(*stomp.Conn) error {
 	return opts
 }
 
+// QuietLogs is a go-stomp option that drops go-stomp's own log lines (every
+// dropped connection and broker restart logs); tests see errors as values.
+func QuietLogs() func(*stomp.Conn) error { return stomp.ConnOpt.Logger(quietLogger{}) }
+
+type quietLogger struct{}
+
+func (quietLogger) Debugf(string, ...any)   {}
+func (quietLogger) Debug(string)            {}
+func (quietLogger) Infof(string, ...any)    {}
+func (quietLogger) Info(string)             {}
+func (quietLogger) Warningf(string, ...any) {}
+func (quietLogger) Warning(string)          {}
+func (quietLogger) Errorf(string, ...any)   {}
+func (quietLogger) Error(string)            {}
+
 // Dial connects a go-stomp client to the broker with DialOptions followed by
 // extra. It blocks until CONNECTED or an error.
 func (b *Broker) Dial(extra ...func(*stomp.Conn) error) (*stomp.Conn, error) {
