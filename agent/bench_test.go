@@ -14,11 +14,13 @@ import (
 // BenchmarkWebhookHandler measures the server side of one webhook without
 // the network (which make bench's wrk run includes): the agent's handler,
 // run history on, against a bare echo handler doing the same work in Go.
-// Compare the two ns/op of one run. Both run with the garbage collector
+// Compare the ns/op of one run; "pooled goja" runs the script with none
+// of opsrunner's guarantees, the ceiling of a JS run per request. Both run with the garbage collector
 // set as `opsrunner serve` sets it.
 func BenchmarkWebhookHandler(b *testing.B) {
 	agent.TuneGC()
 	b.Run("bare echo", func(b *testing.B) { benchHandler(b, baseline.EchoHandler(), baseline.EchoPath) })
+	b.Run("pooled goja", func(b *testing.B) { benchHandler(b, baseline.GojaHandler(), baseline.EchoPath) })
 
 	a := startAgent(b, nil)
 	a.mustDeploy(b, "bench", bundle(b, map[string]string{

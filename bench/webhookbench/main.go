@@ -4,6 +4,8 @@
 // in the same run. Both are measured in several rounds, alternating which
 // goes first (this machine is shared and a single run can swing by a
 // third); it prints each round and the medians of the rounds' ratios.
+// A third leg, a pooled goja handler with none of opsrunner's guarantees,
+// shows the ceiling of running JS per request on the machine at hand.
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
@@ -33,6 +36,7 @@ func main() {
 	conns := flag.Int("c", 32, "wrk connections")
 	threads := flag.Int("t", 2, "wrk threads")
 	rounds := flag.Int("rounds", 3, "rounds of both measurements; the ratios reported are their medians")
+	withProbe := flag.Bool("probe", true, "also measure a pooled goja handler without opsrunner's guarantees (baseline.GojaHandler), the ceiling of a JS run per request")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process during the first opsrunner measurement to `file`")
 	flag.Parse()
 	agent.TuneGC() // as `opsrunner serve` does
@@ -42,9 +46,15 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	bare, err := startBare(ctx)
+	bare, err := serve(ctx, baseline.EchoHandler())
 	if err != nil {
 		log.Fatal(err)
+	}
+	var probe string
+	if *withProbe {
+		if probe, err = serve(ctx, baseline.GojaHandler()); err != nil {
+			log.Fatal(err)
+		}
 	}
 	hook, stop, err := startAgent(ctx)
 	if err != nil {
@@ -58,18 +68,27 @@ func main() {
 	}
 	defer os.Remove(script)
 
-	// Warm both up, then measure in rounds; odd rounds run opsrunner first.
-	for _, u := range []string{bare, hook} {
+	// Warm all up, then measure in rounds; odd rounds run them in reverse.
+	for _, u := range []string{bare, probe, hook} {
+		if u == "" {
+			continue
+		}
 		if _, err := runWrk(u, script, 2*time.Second, *conns, *threads); err != nil {
 			log.Fatal(err)
 		}
 	}
 	fmt.Printf("webhook benchmark: wrk -t%d -c%d -d%s, POST JSON → parse → small object, %d rounds\n", *threads, *conns, *duration, *rounds)
-	var rpsRatios, p99Ratios []float64
+	var rpsRatios, p99Ratios, probeRatios []float64
 	for i := range *rounds {
-		var b, o result
+		var b, p, o result
 		legs := []func() error{
 			func() (err error) { b, err = runWrk(bare, script, *duration, *conns, *threads); return err },
+			func() (err error) {
+				if probe != "" {
+					p, err = runWrk(probe, script, *duration, *conns, *threads)
+				}
+				return err
+			},
 			func() error {
 				stopProfile, err := startProfile(*cpuprofile, i == 0)
 				if err != nil {
@@ -81,7 +100,7 @@ func main() {
 			},
 		}
 		if i%2 == 1 {
-			legs[0], legs[1] = legs[1], legs[0]
+			slices.Reverse(legs)
 		}
 		for _, leg := range legs {
 			if err := leg(); err != nil {
@@ -90,8 +109,15 @@ func main() {
 		}
 		rpsRatios = append(rpsRatios, o.rps/b.rps)
 		p99Ratios = append(p99Ratios, float64(o.p99)/float64(b.p99))
-		fmt.Printf("  round %d bare echo handler : %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", i+1, b.rps, b.p50, b.p99, b.errors)
-		fmt.Printf("  round %d opsrunner webhook : %9.0f req/s  p50 %-9s p99 %-9s errors %d  (ratios %.2f, p99 %.2f)\n", i+1, o.rps, o.p50, o.p99, o.errors, o.rps/b.rps, float64(o.p99)/float64(b.p99))
+		fmt.Printf("  round %d bare echo handler : %9.0f req/s  p50 %-9s p99 %-9s errors %d  cpu %s/req\n", i+1, b.rps, b.p50, b.p99, b.errors, b.cpu.Round(100*time.Nanosecond))
+		if probe != "" {
+			probeRatios = append(probeRatios, p.rps/b.rps)
+			fmt.Printf("  round %d pooled goja probe : %9.0f req/s  p50 %-9s p99 %-9s errors %d  cpu %s/req  (ratios %.2f, p99 %.2f)\n", i+1, p.rps, p.p50, p.p99, p.errors, p.cpu.Round(100*time.Nanosecond), p.rps/b.rps, float64(p.p99)/float64(b.p99))
+		}
+		fmt.Printf("  round %d opsrunner webhook : %9.0f req/s  p50 %-9s p99 %-9s errors %d  cpu %s/req  (ratios %.2f, p99 %.2f)\n", i+1, o.rps, o.p50, o.p99, o.errors, o.cpu.Round(100*time.Nanosecond), o.rps/b.rps, float64(o.p99)/float64(b.p99))
+	}
+	if probe != "" {
+		fmt.Printf("  throughput ratio probe/bare, median     = %.2f (the ceiling of a JS run per request here)\n", median(probeRatios))
 	}
 	fmt.Printf("  throughput ratio opsrunner/bare, median = %.2f (target ≥ 0.80)\n", median(rpsRatios))
 	fmt.Printf("  p99 ratio opsrunner/bare, median        = %.2f (target ≤ 1.50)\n", median(p99Ratios))
@@ -122,13 +148,13 @@ func startProfile(path string, on bool) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// startBare serves the same work as the script, in Go, with echo v5.
-func startBare(ctx context.Context) (string, error) {
+// serve serves h on a free loopback port and returns its webhook URL.
+func serve(ctx context.Context, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: baseline.EchoHandler()}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	go func() { <-ctx.Done(); srv.Close() }()
 	return "http://" + ln.Addr().String() + baseline.EchoPath, nil
@@ -190,6 +216,7 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+	cpu      time.Duration // this process's CPU time per request (the server's side; wrk runs apart)
 }
 
 var (
@@ -199,6 +226,7 @@ var (
 )
 
 func runWrk(url, script string, d time.Duration, conns, threads int) (result, error) {
+	cpu0 := cpuTime()
 	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", d.String(),
 		"--latency", "-s", script, url).CombinedOutput()
 	if err != nil {
@@ -210,6 +238,9 @@ func runWrk(url, script string, d time.Duration, conns, threads int) (result, er
 		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if r.rps > 0 {
+		r.cpu = time.Duration(float64(cpuTime()-cpu0) / (r.rps * d.Seconds()))
+	}
 	for _, p := range reP.FindAllSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(string(p[2]), 64)
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(p[3])]
@@ -227,4 +258,11 @@ func runWrk(url, script string, d time.Duration, conns, threads int) (result, er
 		}
 	}
 	return r, nil
+}
+
+// cpuTime is the CPU time (user + system) this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

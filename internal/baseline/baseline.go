@@ -6,8 +6,11 @@ package baseline
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"sync"
 
+	"github.com/dop251/goja"
 	"github.com/labstack/echo/v5"
 )
 
@@ -34,4 +37,53 @@ func EchoHandler() http.Handler {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "id": v["id"], "n": len(v)})
 	})
 	return e
+}
+
+// GojaHandler runs WebhookScript at EchoPath the cheapest way goja allows,
+// without anything opsrunner guarantees (no run record, time limit, chain,
+// isolation between requests or error shape): a pool of runtimes holding
+// the compiled handler, an event of the raw body only, the result exported
+// and marshalled. It is the ceiling of a JS-per-request design on the
+// machine at hand, which the benchmarks print beside the agent.
+func GojaHandler() http.Handler {
+	prog := goja.MustCompile("hook.js", WebhookScript, true)
+	pool := sync.Pool{New: func() any {
+		rt := goja.New()
+		if _, err := rt.RunProgram(prog); err != nil {
+			panic(err)
+		}
+		fn, ok := goja.AssertFunction(rt.Get("handle"))
+		if !ok {
+			panic("hook.js defines no handle function")
+		}
+		return &pooled{rt: rt, handle: fn}
+	}}
+	e := echo.New()
+	e.POST(EchoPath, func(c *echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return err
+		}
+		p := pool.Get().(*pooled)
+		defer pool.Put(p)
+		event := p.rt.NewObject()
+		if err := event.Set("rawBody", string(body)); err != nil {
+			return err
+		}
+		v, err := p.handle(goja.Undefined(), event)
+		if err != nil {
+			return err
+		}
+		out, err := json.Marshal(v.Export())
+		if err != nil {
+			return err
+		}
+		return c.JSONBlob(http.StatusOK, out)
+	})
+	return e
+}
+
+type pooled struct {
+	rt     *goja.Runtime
+	handle goja.Callable
 }
