@@ -103,6 +103,12 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			cfg.Connections["default"] = c
 		}
 	}
+	if a.conns, err = connConfigs(cfg); err != nil {
+		if a.brokerLn != nil {
+			a.brokerLn.Close()
+		}
+		return nil, err
+	}
 	if a.redis, a.store, a.coord, err = openState(cfg); err != nil {
 		if a.brokerLn != nil {
 			a.brokerLn.Close()
@@ -112,7 +118,6 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if a.redis != nil {
 		a.jobs = newJobs(a.redis, cfg.AgentID)
 	}
-	a.conns = connConfigs(cfg)
 	a.slots = triggers.NewSlots(cfg.Workers)
 	a.engine = runtime.New(runtime.Config{
 		Agent:       cfg.AgentID,

@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -61,12 +63,67 @@ type Connection struct {
 	// URL is stomp://[user:pass@]host:port (stomp+ssl:// for TLS).
 	URL string `yaml:"url"`
 	// Host is the STOMP virtual host header ("/" for RabbitMQ); default: the URL's host.
-	Host        string   `yaml:"host"`
-	Login       string   `yaml:"login"`
-	Passcode    string   `yaml:"passcode"`
-	HeartBeat   Duration `yaml:"heart_beat"`
-	TLS         bool     `yaml:"tls"`
-	TLSInsecure bool     `yaml:"tls_insecure"`
+	Host      string   `yaml:"host"`
+	Login     string   `yaml:"login"`
+	Passcode  string   `yaml:"passcode"`
+	HeartBeat Duration `yaml:"heart_beat"`
+	// TLS turns TLS on (as a stomp+ssl:// URL does); the broker's
+	// certificate is checked against the system's CAs, or TLSCAFile's.
+	TLS         bool `yaml:"tls"`
+	TLSInsecure bool `yaml:"tls_insecure"`
+	// TLSCAFile is a PEM file of the CA certificates to trust instead of
+	// the system's (a broker with a private CA).
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// TLSCertFile and TLSKeyFile are a PEM client certificate and its key,
+	// for brokers that require one (mutual TLS).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSServerName is the name the broker's certificate must carry;
+	// default: the URL's host.
+	TLSServerName string `yaml:"tls_server_name"`
+}
+
+// tlsConfig returns the TLS configuration of c, whose URL parsed as u; nil
+// for a plain TCP connection. It reads the certificate files, so a missing
+// or malformed one is an error here, when the agent starts.
+func (c Connection) tlsConfig(u BrokerURL) (*tls.Config, error) {
+	if !u.TLS && !c.TLS {
+		for key, v := range map[string]string{"tls_ca_file": c.TLSCAFile, "tls_cert_file": c.TLSCertFile, "tls_key_file": c.TLSKeyFile, "tls_server_name": c.TLSServerName} {
+			if v != "" {
+				return nil, fmt.Errorf("%s is set but TLS is off: use a stomp+ssl:// url or tls: true", key)
+			}
+		}
+		if c.TLSInsecure {
+			return nil, errors.New("tls_insecure is set but TLS is off: use a stomp+ssl:// url or tls: true")
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.TLSServerName,
+		InsecureSkipVerify: c.TLSInsecure, //nolint:gosec // the operator's explicit choice
+	}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls_ca_file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls_ca_file %s: no PEM certificate in it", c.TLSCAFile)
+		}
+	}
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile != "":
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls_cert_file/tls_key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case c.TLSCertFile != "" || c.TLSKeyFile != "":
+		return nil, errors.New("tls_cert_file and tls_key_file go together: set both or neither")
+	}
+	return cfg, nil
 }
 
 // Duration reads "10s" style values.
@@ -196,7 +253,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	for name, conn := range c.Connections {
-		if _, err := ParseBrokerURL(conn.URL); err != nil {
+		u, err := ParseBrokerURL(conn.URL)
+		if err == nil {
+			_, err = conn.tlsConfig(u)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("connection %s: %w", name, err))
 		}
 	}

@@ -82,20 +82,29 @@ func (a *Agent) ReplayDeadLetter(ctx context.Context, id string) error {
 	return a.store.DeleteDeadLetter(ctx, id)
 }
 
-func connConfigs(cfg Config) map[string]triggers.ConnConfig {
+// connConfigs returns the listeners' view of cfg's connections; an error
+// names a connection whose TLS files cannot be read.
+func connConfigs(cfg Config) (map[string]triggers.ConnConfig, error) {
 	out := make(map[string]triggers.ConnConfig, len(cfg.Connections))
 	for name, c := range cfg.Connections {
-		u, _ := ParseBrokerURL(c.URL) // validated by Config.Validate
+		u, err := ParseBrokerURL(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("connection %s: %w", name, err)
+		}
+		tc, err := c.tlsConfig(u)
+		if err != nil {
+			return nil, fmt.Errorf("connection %s: %w", name, err)
+		}
 		login, pass := c.Login, c.Passcode
 		if login == "" {
 			login, pass = u.Login, u.Passcode
 		}
 		out[name] = triggers.ConnConfig{
 			Name: name, Addr: u.Addr, Login: login, Passcode: pass, Host: c.Host,
-			HeartBeat: time.Duration(c.HeartBeat), TLS: u.TLS || c.TLS, TLSInsecure: c.TLSInsecure,
+			HeartBeat: time.Duration(c.HeartBeat), TLS: tc,
 		}
 	}
-	return out
+	return out, nil
 }
 
 func connectionNames(cfg Config) string {

@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"crypto/tls"
-	"net"
+	"context"
 	"sync"
 	"time"
 
-	"github.com/go-stomp/stomp/v3"
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
 	"github.com/opsrunner/opsrunner/triggers"
 )
@@ -37,37 +35,16 @@ func (b *brokerKinds) kind(c triggers.ConnConfig) string {
 	return k
 }
 
+// probeKind connects once and tells the broker kind from its CONNECTED
+// frame; it gives up after 5 s.
 func probeKind(c triggers.ConnConfig) string {
-	nc, err := net.DialTimeout("tcp", c.Addr, 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	server, err := triggers.Probe(ctx, c)
 	if err != nil {
 		return brokercaps.Unknown
 	}
-	if c.TLS {
-		nc = tls.Client(nc, &tls.Config{InsecureSkipVerify: c.TLSInsecure, ServerName: hostOnly(c.Addr)})
-	}
-	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-	opts := []func(*stomp.Conn) error{}
-	if c.Login != "" {
-		opts = append(opts, stomp.ConnOpt.Login(c.Login, c.Passcode))
-	}
-	if c.Host != "" {
-		opts = append(opts, stomp.ConnOpt.Host(c.Host))
-	}
-	conn, err := stomp.Connect(nc, opts...)
-	if err != nil {
-		nc.Close()
-		return brokercaps.Unknown
-	}
-	defer conn.Disconnect()
-	return brokercaps.Detect(conn.Server())
-}
-
-func hostOnly(addr string) string {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return h
+	return brokercaps.Detect(server)
 }
 
 // selectorSupported reports whether the broker behind connection honours

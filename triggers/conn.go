@@ -20,14 +20,16 @@ import (
 // up on: see dial); Host empty means the broker's default (for RabbitMQ, the
 // "/" vhost).
 type ConnConfig struct {
-	Name        string
-	Addr        string // host:port of the STOMP endpoint
-	Login       string
-	Passcode    string
-	Host        string
-	HeartBeat   time.Duration
-	TLS         bool
-	TLSInsecure bool
+	Name      string
+	Addr      string // host:port of the STOMP endpoint
+	Login     string
+	Passcode  string
+	Host      string
+	HeartBeat time.Duration
+	// TLS, when not nil, makes the connection TLS with this configuration
+	// (trusted CAs, client certificate); an empty ServerName means Addr's
+	// host.
+	TLS *tls.Config
 }
 
 // SelectorSupported reports whether brokers of kind (a brokercaps kind)
@@ -59,16 +61,7 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 	deadline := time.Now().Add(connectTimeout)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	var nc net.Conn
-	var err error
-	if cc.TLS {
-		host, _, _ := net.SplitHostPort(cc.Addr)
-		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{ServerName: host, InsecureSkipVerify: cc.TLSInsecure}} //nolint:gosec // opt-in
-		nc, err = td.DialContext(dctx, "tcp", cc.Addr)
-	} else {
-		nc, err = d.DialContext(dctx, "tcp", cc.Addr)
-	}
+	nc, err := cc.dialNet(dctx)
 	if err != nil {
 		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
 	}
@@ -117,6 +110,32 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
 	}
 	return c, nil
+}
+
+// dialNet opens the TCP connection, with the TLS handshake done when cc
+// asks for TLS.
+func (cc ConnConfig) dialNet(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	if cc.TLS == nil {
+		return d.DialContext(ctx, "tcp", cc.Addr)
+	}
+	cfg := cc.TLS.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(cc.Addr)
+	}
+	td := tls.Dialer{NetDialer: &d, Config: cfg}
+	return td.DialContext(ctx, "tcp", cc.Addr)
+}
+
+// Probe connects to the broker behind cc once, as a listener would, and
+// returns the server header of its CONNECTED frame ("" when it sends none).
+func Probe(ctx context.Context, cc ConnConfig) (string, error) {
+	c, err := dial(ctx, cc, nil)
+	if err != nil {
+		return "", err
+	}
+	defer c.Disconnect()
+	return c.Server(), nil
 }
 
 // withHeaders is a frame option setting every header of h.

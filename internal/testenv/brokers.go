@@ -40,6 +40,11 @@ type Broker struct {
 	Login, Passcode string
 	// Host is the STOMP virtual host for CONNECT ("/" for RabbitMQ).
 	Host string
+	// TLSAddr, when not empty, is a second STOMP listener that speaks TLS
+	// and requires a client certificate; TLS holds the PEM files to reach
+	// it (RabbitMQ only).
+	TLSAddr string
+	TLS     TLSFiles
 	// Dir is the broker's private folder: configuration, data and out.log
 	// (the process's output). It is removed when the binary's services stop.
 	Dir string

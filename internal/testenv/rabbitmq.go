@@ -26,7 +26,9 @@ func RabbitMQ(t testing.TB) *Broker {
 // StartRabbitMQ starts a private RabbitMQ node (its own node name, Mnesia
 // folder, Erlang cookie and distribution port; AMQP and STOMP on free
 // loopback ports) with the rabbitmq_stomp plugin, as user rabbitmq when we
-// are root. Login guest/guest, virtual host "/". StopAll stops it and
+// are root. Login guest/guest, virtual host "/". A second STOMP listener,
+// TLSAddr, speaks TLS with a test PKI and requires a client certificate
+// (Broker.TLS has its files). StopAll stops it and
 // removes its data at exit; the system epmd it registers with is left alone.
 func StartRabbitMQ() (*Broker, error) {
 	if _, err := os.Stat(rabbitMQServer); err != nil {
@@ -45,6 +47,14 @@ func StartRabbitMQ() (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	if b.TLS, err = WriteTestPKI(filepath.Join(b.Dir, "tls")); err != nil {
+		return nil, err
+	}
+	b.TLSAddr = fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	cookie := make([]byte, 20)
@@ -56,7 +66,10 @@ func StartRabbitMQ() (*Broker, error) {
 		mode       os.FileMode
 	}{
 		{"enabled_plugins", "[rabbitmq_stomp].\n", 0o644},
-		{"rabbitmq.conf", fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nstomp.listeners.tcp.1 = 127.0.0.1:%d\nloopback_users.guest = true\n", amqpPort, port), 0o644},
+		{"rabbitmq.conf", fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nstomp.listeners.tcp.1 = 127.0.0.1:%d\nloopback_users.guest = true\n"+
+			"stomp.listeners.ssl.1 = %s\nssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\n"+
+			"ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n",
+			amqpPort, port, b.TLSAddr, b.TLS.CAFile, b.TLS.ServerCertFile, b.TLS.ServerKey), 0o644},
 		{"rabbitmq-env.conf", "", 0o644},
 		{".erlang.cookie", hex.EncodeToString(cookie), 0o400},
 	}
