@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"strconv"
 	"unicode/utf8"
 
@@ -292,8 +293,10 @@ func (p *jsonParser) number() goja.Value {
 			p.fail()
 		}
 	}
+	// A literal beyond float64's range is ±Infinity, as JSON.parse's
+	// StringToNumber makes it (goja's own JSON.parse throws instead).
 	f, err := strconv.ParseFloat(p.s[start:p.i], 64)
-	if err != nil {
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		p.fail()
 	}
 	return p.rt.ToValue(f)
