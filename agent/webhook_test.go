@@ -60,6 +60,7 @@ var hooksFiles = map[string]string{
 		"  return {tags: event.query.tag, one: event.query.one, type: event.headers['content-type']};\n}\n",
 	"values.js": "const values = {\n" +
 		"  mixed: () => ({z: 1, a: [undefined, NaN, -0, 1e21, 0.5, '<&>\\u2028'], d: new Date(0), f() {}, n: null, '\u00e9': true}),\n" +
+		"  order: () => ({b: 1, a: '<x>'}),\n" +
 		"  text: () => ({status: 202, body: '<b>hi</b>'}),\n" +
 		"  shaped: () => ({body: [1], status: 201, headers: {'X-N': 2}}),\n" +
 		"  promise: () => Promise.resolve({later: true}),\n" +
@@ -103,7 +104,9 @@ func TestWebhooks(t *testing.T) {
 			v, contentType, body string
 			status               int
 		}{
-			{"mixed", "application/json", `{"a":[null,null,0,1e+21,0.5,"\u003c\u0026\u003e\u2028"],"d":"1970-01-01T00:00:00.000Z","n":null,"z":1,"é":true}`, 200},
+			{"mixed", "application/json", `{"z":1,"a":[null,null,0,1e+21,0.5,"<&>` + "\u2028" + `"],"d":"1970-01-01T00:00:00.000Z","n":null,"é":true}`, 200},
+			// Members in insertion order, not sorted; <, > and & as they are.
+			{"order", "application/json", `{"b":1,"a":"<x>"}`, 200},
 			{"text", "text/plain; charset=utf-8", "<b>hi</b>", 202},
 			{"shaped", "application/json", "[1]", 201},
 			{"promise", "application/json", `{"later":true}`, 200},
@@ -218,7 +221,7 @@ func TestWebhooks(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || string(body) != `{"one":"1","tags":["x","y"],"type":"text/plain"}` {
+		if resp.StatusCode != 200 || string(body) != `{"tags":["x","y"],"one":"1","type":"text/plain"}` {
 			t.Fatalf("sync: %d %s", resp.StatusCode, body)
 		}
 		r := ta.do(t, "POST", "/hooks/hooks/request", "", nil, map[string]string{"Prefer": "respond-async", "X-Probe": "a, b"})

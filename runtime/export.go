@@ -1,15 +1,16 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/big"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/dop251/goja"
@@ -21,14 +22,20 @@ import (
 // JSON.stringify's SerializeJSONProperty (toJSON, getters and Proxy traps
 // run once, in the same order) over ordinary objects and arrays and hands
 // anything else (Dates, boxed primitives, Proxies, Maps, Errors, host
-// objects, very deep values) to JSON.stringify itself. The bytes are those
-// json.Marshal writes for the Go data JSON.stringify's output decodes to:
-// object keys sorted bytewise, <, > and & escaped, numbers as json.Marshal
-// formats a float64. Two known differences from JSON.stringify, kept from
-// the exporter encoder replaced: a delegated object that a toJSON returned
-// is asked for its toJSON again (a Date from toJSON becomes its ISO string,
-// not {}), and a key with a lone surrogate is read back as U+FFFD, which
-// finds no property (the member is dropped).
+// objects, very deep values) to JSON.stringify itself, appending what it
+// writes. The bytes are goja's JSON.stringify(value) (no indentation):
+// members in the order of the object's keys (integer keys ascending, then
+// insertion order), strings escaped only where JSON must be (", \ and
+// control characters; a lone surrogate as \udXXX), numbers as
+// Number.prototype.toString writes them (NaN and ±Infinity as null).
+//
+// One known difference, kept from the exporter encoder replaced: a
+// delegated object that a toJSON returned is asked for its toJSON again (a
+// Date from toJSON becomes its ISO string, not {}). goja gives an object's
+// keys to Go as strings, where a lone surrogate becomes U+FFFD and the key
+// finds no property; an object with a key containing U+FFFD is therefore
+// delegated whole, which writes its keys exactly, but looks up its toJSON
+// a second time (see object).
 
 // exportDepth bounds how deep encoder recurses before delegating.
 const exportDepth = 64
@@ -47,27 +54,19 @@ var (
 var errSkip = errors.New("skip")
 
 // encoder is one encoding into buf. stack holds the objects being
-// serialised (for cycle detection, as JSON.stringify's stack); members is a
-// stack of the members written for the objects being serialised (see
-// object).
+// serialised (for cycle detection, as JSON.stringify's stack).
 type encoder struct {
-	v       *vm
-	buf     []byte
-	stack   []*goja.Object
-	members []member
+	v     *vm
+	buf   []byte
+	stack []*goja.Object
 }
 
-// member is one member of an object being written: the bytes
-// `,"key":value` at buf[start:end].
-type member struct {
-	key        string
-	start, end int
-}
-
-// encodeJSON returns the JSON of a JS value as JSON.stringify sees it
-// (functions and undefined dropped, toJSON applied; cycles and BigInts are
-// errors), written as json.Marshal writes that JSON's Go data. It returns
-// nil, nil when JSON.stringify would return undefined.
+// encodeJSON returns the JSON of a JS value: the bytes JSON.stringify(val)
+// returns (see the comment above for the one known difference). Cycles and
+// BigInts are errors with JSON.stringify's messages, as are exceptions
+// thrown by getters, toJSON and Proxy traps, and interrupts. It returns
+// nil, nil when JSON.stringify would return undefined (undefined, a
+// function, a symbol).
 func (v *vm) encodeJSON(val goja.Value) ([]byte, error) {
 	e := encoder{v: v, buf: make([]byte, 0, 128), stack: make([]*goja.Object, 0, 8)}
 	err := e.property("", val, false)
@@ -140,7 +139,7 @@ func (e *encoder) property(key string, val goja.Value, afterToJSON bool) error {
 	if array {
 		return e.array(obj)
 	}
-	return e.object(obj)
+	return e.object(key, obj)
 }
 
 // primitive writes a value that is not an object.
@@ -151,9 +150,11 @@ func (e *encoder) primitive(key string, val goja.Value) error {
 	case boolType:
 		e.buf = strconv.AppendBool(e.buf, val.ToBoolean())
 	case stringType:
-		e.buf = appendString(e.buf, val.String())
+		e.buf = appendJSString(e.buf, val)
 	case int64Type:
-		e.buf = appendNumber(e.buf, float64(val.ToInteger()))
+		// An integer number (at most 2**53 in magnitude), written as
+		// goja writes it.
+		e.buf = strconv.AppendInt(e.buf, val.ToInteger(), 10)
 	case floatType:
 		e.buf = appendNumber(e.buf, val.ToFloat())
 	case bigIntType:
@@ -164,24 +165,39 @@ func (e *encoder) primitive(key string, val goja.Value) error {
 	return nil
 }
 
-// object writes a plain object. Members are written in the order of
-// obj.Keys() (so getters run in JSON.stringify's order), each as
-// `,"key":value`, then reordered by key as json.Marshal orders a map's;
-// finally the first member's comma becomes the opening brace.
-func (e *encoder) object(obj *goja.Object) error {
+// object writes a plain object found under key, its members in the order
+// of obj.Keys() (JSON.stringify's order, in which getters run).
+//
+// goja hands keys to Go as Go strings, where a lone surrogate becomes
+// U+FFFD: such a key writes wrongly and finds no property (or another
+// one), and distinct JS keys could become the same Go string, i.e. a
+// duplicate member. So an object with a key containing U+FFFD is delegated
+// whole, before any of its properties is read: JSON.stringify writes its
+// keys exactly and never repeats one (the price: it looks up the object's
+// toJSON again, which only a toJSON getter could notice). Keys without
+// U+FFFD are distinct JS strings, so no object written here has duplicate
+// members.
+func (e *encoder) object(key string, obj *goja.Object) error {
 	var keys []string
 	if err := e.try(func() { keys = obj.Keys() }); err != nil {
 		return err
 	}
-	open, base := len(e.buf), len(e.members)
-	e.members = slices.Grow(e.members, len(keys))
+	for _, k := range keys {
+		if strings.Contains(k, "\ufffd") {
+			return e.delegate(key, obj)
+		}
+	}
+	open := len(e.buf)
+	e.buf = append(e.buf, '{')
 	for _, k := range keys {
 		var val goja.Value
 		if err := e.try(func() { val = obj.Get(k) }); err != nil {
 			return err
 		}
 		start := len(e.buf)
-		e.buf = append(e.buf, ',')
+		if start > open+1 {
+			e.buf = append(e.buf, ',')
+		}
 		e.buf = appendString(e.buf, k)
 		e.buf = append(e.buf, ':')
 		err := e.property(k, val, false)
@@ -192,44 +208,9 @@ func (e *encoder) object(obj *goja.Object) error {
 		if err != nil {
 			return err
 		}
-		e.members = append(e.members, member{key: k, start: start, end: len(e.buf)})
-	}
-	e.sortMembers(open, e.members[base:])
-	e.members = e.members[:base]
-	if len(e.buf) == open {
-		e.buf = append(e.buf, '{')
-	} else {
-		e.buf[open] = '{'
 	}
 	e.buf = append(e.buf, '}')
 	return nil
-}
-
-// sortMembers reorders ms, the members written to buf from open, by key,
-// bytewise; of members with equal keys (distinct JS keys can have the same
-// Go string, lone surrogates becoming U+FFFD) the last one is kept, as in a
-// Go map filled in key order.
-func (e *encoder) sortMembers(open int, ms []member) {
-	sorted := true
-	for i := 1; i < len(ms); i++ {
-		if ms[i-1].key >= ms[i].key {
-			sorted = false
-			break
-		}
-	}
-	if sorted {
-		return
-	}
-	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
-	end := len(e.buf)
-	for i, m := range ms { // the sorted members go after the object, then replace it
-		if i+1 < len(ms) && ms[i+1].key == m.key {
-			continue
-		}
-		e.buf = append(e.buf, e.buf[m.start:m.end]...)
-	}
-	n := copy(e.buf[open:], e.buf[end:])
-	e.buf = e.buf[:open+n]
 }
 
 // array writes an array; holes and members JSON.stringify omits are null.
@@ -260,37 +241,34 @@ func (e *encoder) array(obj *goja.Object) error {
 	return nil
 }
 
-// delegate writes obj (an object, or a primitive of an unknown kind),
-// found under key, with JSON.stringify itself: it stringifies {[key]: obj}
-// so that a toJSON sees the same key, decodes the member and writes it
-// with json.Marshal.
-func (e *encoder) delegate(key string, obj goja.Value) error {
-	rt := e.v.rt
-	holder := rt.NewObject()
-	if err := holder.DefineDataProperty(key, obj, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {
+// delegate writes val (an object, or a primitive of an unknown kind),
+// found under key, with JSON.stringify itself: it stringifies {[key]: val}
+// so that a toJSON sees the same key, and appends the member's value from
+// the output as it is.
+func (e *encoder) delegate(key string, val goja.Value) error {
+	holder := e.v.rt.NewObject()
+	if err := holder.DefineDataProperty(key, val, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {
 		return notSerialisable(err.Error())
 	}
 	s, err := e.v.stringify(goja.Undefined(), holder)
 	if err != nil {
 		return notSerialisable(err.Error())
 	}
-	var out map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(s.String()), &out); err != nil {
-		return fmt.Errorf("value is not JSON-serialisable: %w", err)
-	}
-	raw, ok := out[key]
-	if !ok {
+	out := s.String() // {"key":value}, or {} when JSON.stringify omits val
+	if out == "{}" {
 		return errSkip
 	}
-	var x any
-	if err := json.Unmarshal(raw, &x); err != nil {
-		return fmt.Errorf("value is not JSON-serialisable: %w", err)
+	i := 2 // to the key's closing quote, whatever escapes the key needed
+	for i < len(out) && out[i] != '"' {
+		if out[i] == '\\' {
+			i++
+		}
+		i++
 	}
-	b, err := json.Marshal(x)
-	if err != nil {
-		return fmt.Errorf("value is not JSON-serialisable: %w", err)
+	if len(out) < i+3 || out[0] != '{' || out[i+1] != ':' || out[len(out)-1] != '}' {
+		return fmt.Errorf("value is not JSON-serialisable: unexpected JSON.stringify output %.40q", out)
 	}
-	e.buf = append(e.buf, b...)
+	e.buf = append(e.buf, out[i+2:len(out)-1]...)
 	return nil
 }
 
@@ -317,8 +295,19 @@ func notSerialisable(msg string) error {
 	return fmt.Errorf("value is not JSON-serialisable: %s", firstLine(msg))
 }
 
-// appendNumber appends f as JSON.stringify writes it (NaN and ±Infinity
-// as null, -0 as 0) in json.Marshal's format for a float64.
+// appendNumber appends f as JSON.stringify writes a number: NaN and
+// ±Infinity as null, anything else as Number.prototype.toString does
+// (ECMA-262 Number::toString with radix 10). With s the shortest decimal
+// digits that read back as |f| (k of them) and n the position of the
+// decimal point relative to s (|f| = 0.s × 10^n):
+//
+//	k ≤ n ≤ 21:  s followed by n-k zeros          1e20 → 100000000000000000000
+//	0 < n ≤ 21:  s with a point after n digits    123.456
+//	-6 < n ≤ 0:  0. then -n zeros then s          1e-6 → 0.000001
+//	otherwise:   s[0], then .s[1:] if k > 1, then e, + or -, |n-1|
+//	                                              1e21 → 1e+21, 1.5e-7
+//
+// preceded by - when f < 0; -0 is 0.
 func appendNumber(b []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(b, "null"...)
@@ -327,72 +316,156 @@ func appendNumber(b []byte, f float64) []byte {
 		return append(b, '0') // also -0
 	}
 	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-		return strconv.AppendInt(b, int64(f), 10) // what 'f' writes, faster
+		// An integer below 2**53 is its own shortest digits: the rule's
+		// first case, written faster.
+		return strconv.AppendInt(b, int64(f), 10)
 	}
-	format := byte('f')
-	if abs := math.Abs(f); abs < 1e-6 || abs >= 1e21 {
-		format = 'e'
+	if f < 0 {
+		b = append(b, '-')
+		f = -f
 	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 becomes e-9, as in json.Marshal
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
+	// Shortest round-trip digits in the form d[.ddd]e±x: s is d then ddd.
+	var scratch [32]byte
+	m := strconv.AppendFloat(scratch[:0], f, 'e', -1, 64)
+	ePos := bytes.IndexByte(m, 'e')
+	exp := 0
+	for _, c := range m[ePos+2:] {
+		exp = exp*10 + int(c-'0')
+	}
+	if m[ePos+1] == '-' {
+		exp = -exp
+	}
+	s := m[:ePos]
+	if len(s) > 1 {
+		s = append(s[:1], s[2:]...) // drop the point (in place)
+	}
+	k, n := len(s), exp+1
+	switch {
+	case k <= n && n <= 21:
+		b = append(b, s...)
+		for range n - k {
+			b = append(b, '0')
 		}
+	case 0 < n && n <= 21:
+		b = append(b, s[:n]...)
+		b = append(b, '.')
+		b = append(b, s[n:]...)
+	case -6 < n && n <= 0:
+		b = append(b, '0', '.')
+		for range -n {
+			b = append(b, '0')
+		}
+		b = append(b, s...)
+	default:
+		b = append(b, s[0])
+		if k > 1 {
+			b = append(b, '.')
+			b = append(b, s[1:]...)
+		}
+		b = append(b, 'e')
+		if n-1 >= 0 {
+			b = append(b, '+')
+		}
+		b = strconv.AppendInt(b, int64(n-1), 10)
 	}
 	return b
 }
 
-// appendString appends s quoted as json.Marshal quotes a string: <, > and &
-// escaped as \u003c etc., control characters escaped, invalid UTF-8 as
-// \ufffd, U+2028 and U+2029 escaped.
+// appendJSString appends the JS string val quoted as JSON.stringify quotes
+// it. val.String() reads a lone surrogate back as U+FFFD, so a string
+// containing U+FFFD is quoted from its UTF-16 code units instead, where a
+// lone surrogate is written escaped, as \udXXX, and U+FFFD as itself.
+func appendJSString(b []byte, val goja.Value) []byte {
+	s := val.String()
+	if strings.Contains(s, "\ufffd") {
+		if js, ok := val.(goja.String); ok {
+			return appendUTF16(b, js)
+		}
+	}
+	return appendString(b, s)
+}
+
+// appendString appends s quoted as JSON.stringify quotes a string: ", \
+// and control characters (below U+0020) escaped, \b \f \n \r \t by
+// name and the others as \u00xx (lowercase hex); anything else as it is
+// (no escaping of <, >, &, U+2028 or U+2029). A byte that is not part of
+// valid UTF-8 is written as U+FFFD, as goja reads such a byte of a Go
+// string.
 func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c >= 0x20 && c != '"' && c != '\\' {
 				i++
 				continue
 			}
 			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
+			b = appendEscape(b, c)
 			i++
 			start = i
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
+		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			i += size
-			continue
+			b = append(b, "\ufffd"...)
+			start = i + 1
 		}
 		i += size
-		start = i
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendUTF16 is appendString for a JS string read as UTF-16 code units,
+// with a lone surrogate escaped as \udXXX, as JSON.stringify writes it.
+func appendUTF16(b []byte, s goja.String) []byte {
+	b = append(b, '"')
+	n := s.Length()
+	for i := 0; i < n; i++ {
+		c := rune(s.CharAt(i))
+		switch {
+		case c < utf8.RuneSelf:
+			if c >= 0x20 && c != '"' && c != '\\' {
+				b = append(b, byte(c))
+			} else {
+				b = appendEscape(b, byte(c))
+			}
+		case utf16.IsSurrogate(c):
+			if c < 0xdc00 && i+1 < n {
+				if c2 := rune(s.CharAt(i + 1)); 0xdc00 <= c2 && c2 < 0xe000 {
+					b = utf8.AppendRune(b, utf16.DecodeRune(c, c2))
+					i++
+					continue
+				}
+			}
+			b = append(b, '\\', 'u', hexDigits[c>>12], hexDigits[c>>8&0xF], hexDigits[c>>4&0xF], hexDigits[c&0xF])
+		default:
+			b = utf8.AppendRune(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendEscape appends the escape of c, an ASCII character that
+// JSON.stringify escapes (", \ or a control character).
+func appendEscape(b []byte, c byte) []byte {
+	switch c {
+	case '\\', '"':
+		return append(b, '\\', c)
+	case '\b':
+		return append(b, '\\', 'b')
+	case '\f':
+		return append(b, '\\', 'f')
+	case '\n':
+		return append(b, '\\', 'n')
+	case '\r':
+		return append(b, '\\', 'r')
+	case '\t':
+		return append(b, '\\', 't')
+	}
+	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 }

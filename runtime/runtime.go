@@ -125,10 +125,12 @@ type Result struct {
 	// triggered operation.
 	Status string
 	// JSON is the triggered operation's return value (a Promise resolved)
-	// as JSON.stringify sees it, written as json.Marshal writes the Go data
-	// that JSON decodes to: compact, object keys sorted bytewise, <, > and &
-	// escaped as \u003c etc. It is nil when JSON.stringify would give
-	// undefined (undefined, a function, a symbol); JSON null is "null".
+	// as JSON.stringify(value) writes it (but for one corner case, see
+	// encodeJSON): compact, members in the object's key order (integer-like
+	// keys ascending, then insertion order), only ", \ and control
+	// characters escaped in strings, numbers as Number.prototype.toString
+	// writes them. It is nil when JSON.stringify would give undefined
+	// (undefined, a function, a symbol); JSON null is "null".
 	JSON []byte
 	// Err is nil on success; a *scripts.ScriptError (errors.As) for script
 	// exceptions; wraps ErrTimeout, ErrMemoryLimit, ErrStackOverflow or the

@@ -148,10 +148,11 @@ type Response struct {
 // (runtime.Result.JSON), into the HTTP answer: an object with a numeric
 // `status` from 100 to 599 and no members but `status`, `headers` and
 // `body` shapes it (a string body is sent as text/plain, another body as
-// its JSON; a header value that is not a string is sent as its JSON); any
-// other value is answered as JSON with 200, the value's bytes as the body;
-// no value (undefined) or null gives 204. Only a value that may be shaped
-// is decoded; an error means such a value was not valid JSON.
+// its JSON, the bytes value holds for it; a header value that is not a
+// string is sent as its JSON); any other value is answered as JSON with
+// 200, the value's bytes as the body; no value (undefined) or null gives
+// 204. Only a value that may be shaped is decoded; an error means such a
+// value was not valid JSON.
 func ShapeResponse(value []byte) (Response, error) {
 	if len(value) == 0 || string(value) == "null" {
 		return Response{Status: http.StatusNoContent}, nil
@@ -169,7 +170,11 @@ func ShapeResponse(value []byte) (Response, error) {
 }
 
 // mayBeShaped reports whether value is compact JSON of an object whose
-// first member is one of a shaped answer's: every shaped answer is.
+// first member is one of a shaped answer's. Every shaped answer is:
+// runtime.Result.JSON is JSON.stringify's output (compact, keys that need
+// no escape unescaped) and a shaped answer has no keys but status,
+// headers and body, so whichever of them comes first in the object's key
+// order (members are not sorted) is its first member.
 func mayBeShaped(value []byte) bool {
 	for _, prefix := range []string{`{"body":`, `{"headers":`, `{"status":`} {
 		if bytes.HasPrefix(value, []byte(prefix)) {

@@ -1,10 +1,16 @@
 package triggers
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // shapeBefore is ShapeResponse as it was when it took the script's value
@@ -64,7 +70,11 @@ func onlyKeysBefore(m map[string]any) bool {
 }
 
 // checkShape checks ShapeResponse on the JSON runtime.Result.JSON holds
-// for the value src decodes to against shapeBefore on that value.
+// for the value src decodes to against shapeBefore on that value. Bodies
+// and header values that are JSON are compared as the values they decode
+// to: shapeBefore writes them as json.Marshal does (keys sorted, <>&
+// escaped), ShapeResponse passes on the bytes it was given, in
+// JSON.stringify's order and escaping.
 func checkShape(t *testing.T, src string) {
 	t.Helper()
 	var value any
@@ -72,17 +82,144 @@ func checkShape(t *testing.T, src string) {
 		return
 	}
 	want, wantErr := shapeBefore(value)
-	data, err := json.Marshal(value) // what runtime.Result.JSON holds
-	if err != nil {
-		t.Fatal(err)
-	}
-	if value == nil && src != "null" {
-		data = nil
-	}
+	data := resultJSON(t, src)
 	got, err := ShapeResponse(data)
-	if (err != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
+	if (err != nil) != (wantErr != nil) || !sameAnswer(got, want) {
 		t.Fatalf("ShapeResponse(%s):\n got %+v (%v)\nwant %+v (%v)", data, got, err, want, wantErr)
 	}
+}
+
+// sameAnswer reports whether got and want have the same status and
+// headers, and the same bytes or the same JSON value as each header value
+// and as the body.
+func sameAnswer(got, want Response) bool {
+	same := func(a, b []byte) bool {
+		if bytes.Equal(a, b) {
+			return true
+		}
+		var x, y any
+		return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
+	}
+	if got.Status != want.Status || (got.Headers == nil) != (want.Headers == nil) || len(got.Headers) != len(want.Headers) ||
+		(got.Body == nil) != (want.Body == nil) || !same(got.Body, want.Body) {
+		return false
+	}
+	for k, v := range want.Headers {
+		if g, ok := got.Headers[k]; !ok || !same([]byte(g), []byte(v)) {
+			return false
+		}
+	}
+	return true
+}
+
+// resultJSON writes the JSON value src as runtime.Result.JSON holds it
+// for a script that returns JSON.parse(src): compact, members in the
+// order they come in src (a repeated key keeps its first place and takes
+// its last value) and strings escaped as JSON.stringify escapes them.
+// Numbers stay as src writes them, and integer-like keys are not moved
+// first: JSON.stringify would, but neither can make a value shaped or
+// unshaped (a status must be read as a number anyway, and a shaped answer
+// has no integer-like key).
+func resultJSON(t *testing.T, src string) []byte {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(src))
+	d.UseNumber()
+	var value func() any
+	value = func() any {
+		tok, err := d.Token()
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		switch tok {
+		case json.Delim('['):
+			var a []any
+			for d.More() {
+				a = append(a, value())
+			}
+			_, _ = d.Token()
+			return a
+		case json.Delim('{'):
+			var o orderedObject
+			for d.More() {
+				k := value().(string)
+				v := value()
+				if i := slices.IndexFunc(o, func(m orderedMember) bool { return m.key == k }); i >= 0 {
+					o[i].value = v
+				} else {
+					o = append(o, orderedMember{k, v})
+				}
+			}
+			_, _ = d.Token()
+			return o
+		}
+		return tok
+	}
+	var write func(b []byte, v any) []byte
+	write = func(b []byte, v any) []byte {
+		switch v := v.(type) {
+		case orderedObject:
+			b = append(b, '{')
+			for i, m := range v {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(quoteJS(b, m.key), ':')
+				b = write(b, m.value)
+			}
+			return append(b, '}')
+		case []any:
+			b = append(b, '[')
+			for i, x := range v {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = write(b, x)
+			}
+			return append(b, ']')
+		case string:
+			return quoteJS(b, v)
+		case json.Number:
+			return append(b, v...)
+		case bool:
+			return strconv.AppendBool(b, v)
+		}
+		return append(b, "null"...)
+	}
+	return write(nil, value())
+}
+
+type orderedMember struct {
+	key   string
+	value any
+}
+
+type orderedObject []orderedMember
+
+// quoteJS appends s quoted as JSON.stringify quotes it: only ", \ and
+// control characters escaped.
+func quoteJS(b []byte, s string) []byte {
+	b = append(b, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\b':
+			b = append(b, `\b`...)
+		case r == '\f':
+			b = append(b, `\f`...)
+		case r == '\n':
+			b = append(b, `\n`...)
+		case r == '\r':
+			b = append(b, `\r`...)
+		case r == '\t':
+			b = append(b, `\t`...)
+		case r < 0x20:
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	return append(b, '"')
 }
 
 var shapeInputs = []string{
@@ -98,6 +235,10 @@ var shapeInputs = []string{
 	`{"status": "200"}`, `{"status": null}`, `{"status": true}`,
 	`{"status": 200, "extra": 1}`, `{"body": "no status"}`, `{"headers": {}}`, `{"a": 1, "status": 200}`,
 	`{"body": 1, "status": 200}`, `{"statuses": 200}`, `{"status": 200, "body": {"status": 500}}`,
+	`{"body": "x", "headers": {"b": 1, "a": "<&>"}, "status": 200}`, `{"headers": {}, "status": 201}`,
+	`{"headers": {"X": "1"}, "body": {"b": [1, {"z": null, "a": "\u2028"}], "a": 2}, "status": 200}`,
+	`{"\u0073tatus": 200, "body": "escaped key"}`, `{"status": 200, "status": 201}`, `{"x": 1, "status": 200, "x": 2}`,
+	`{"b": 1, "a": "<x>", "2": 3}`, `[{"b": 1, "a": 2}, "\u003c\u0000"]`,
 }
 
 func TestShapeResponse(t *testing.T) {
