@@ -8,7 +8,9 @@
 // which goes first, because this machine is shared and one leg's figure can
 // swing by a third between runs; the program prints each round's messages
 // per second, CPU and allocations per message for both legs, and the median
-// of the rounds' agent/bare ratios (target ≥ 0.85). Brokers are started by
+// of the rounds' agent/bare ratios (target ≥ 0.85). A third leg, the bare
+// consumer running the script in goja with none of opsrunner's guarantees,
+// shows the ceiling of a JS run per message on the machine at hand. Brokers are started by
 // internal/testenv (the embedded broker as its own process, so both legs
 // talk to it over TCP) and stopped at exit. Run by `make bench`.
 package main
@@ -34,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dop251/goja"
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
@@ -53,6 +56,7 @@ type settings struct {
 	cpuProfile          string // written for the first agent leg when set ("<path>.<broker>")
 	memProfile          string // allocations before and after the first agent leg ("<path>.<broker>.base", "<path>.<broker>")
 	txLeg               bool   // also measure the bare consumer with transacted ACKs
+	probeLeg            bool   // also measure the bare consumer running the script in goja
 }
 
 // leg is one drain of n messages.
@@ -63,7 +67,7 @@ type leg struct {
 }
 
 // round is one measurement of every leg.
-type round struct{ bare, bareTx, agent leg }
+type round struct{ bare, bareTx, probe, agent leg }
 
 type result struct {
 	kind   string
@@ -72,11 +76,12 @@ type result struct {
 	err    error
 }
 
-// medianRatio is the median over rounds of agent/bare.
-func (r result) medianRatio() float64 {
+// medianRatio is the median over rounds of the rate of the leg of picks
+// over the bare leg's.
+func (r result) medianRatio(pick func(round) leg) float64 {
 	ratios := make([]float64, len(r.rounds))
 	for i, rd := range r.rounds {
-		ratios[i] = rd.agent.rate / rd.bare.rate
+		ratios[i] = pick(rd).rate / rd.bare.rate
 	}
 	slices.Sort(ratios)
 	if len(ratios)%2 == 1 {
@@ -95,9 +100,10 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>")
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.base and FILE.<broker> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
+	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
 	flag.Parse()
 	agent.TuneGC() // as `opsrunner serve` does
-	s := settings{consumers: *consumers, prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg}
+	s := settings{consumers: *consumers, prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg}
 
 	var results []result
 	for _, kind := range strings.Split(*kinds, ",") {
@@ -128,6 +134,9 @@ func main() {
 	if s.txLeg {
 		fmt.Printf(" %14s", "bare-tx msg/s")
 	}
+	if s.probeLeg {
+		fmt.Printf(" %12s %11s %12s", "goja msg/s", "goja/bare", "goja µs/msg")
+	}
 	fmt.Println()
 	failed := false
 	for _, r := range results {
@@ -142,9 +151,15 @@ func main() {
 			if s.txLeg {
 				fmt.Printf(" %14.0f", rd.bareTx.rate)
 			}
+			if s.probeLeg {
+				fmt.Printf(" %12.0f %10.2fx %12.0f", rd.probe.rate, rd.probe.rate/rd.bare.rate, rd.probe.cpu)
+			}
 			fmt.Println()
 		}
-		fmt.Printf("%-10s median agent/bare over %d rounds: %.2fx\n", r.kind, len(r.rounds), r.medianRatio())
+		fmt.Printf("%-10s median agent/bare over %d rounds: %.2fx\n", r.kind, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.agent }))
+		if s.probeLeg {
+			fmt.Printf("%-10s median goja/bare over %d rounds: %.2fx (the ceiling of a JS run per message here)\n", r.kind, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.probe }))
+		}
 	}
 	fmt.Println("target: agent/bare ≥ 0.85 (CPU µs and allocations are this process's, per message)")
 	if failed {
@@ -166,7 +181,7 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 	if err := preload(b, warm, warmupMessages); err != nil {
 		return err
 	}
-	if _, err := drainBare(b, warm, warmupMessages, s, false); err != nil {
+	if _, err := drainBare(b, warm, warmupMessages, s, false, goWork); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	for i := range s.rounds {
@@ -178,8 +193,9 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 			out  *leg
 		}
 		legs := []spec{
-			{"bare", false, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false) }, &rd.bare},
-			{"bare-tx", !s.txLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, true) }, &rd.bareTx},
+			{"bare", false, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false, goWork) }, &rd.bare},
+			{"bare-tx", !s.txLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, true, goWork) }, &rd.bareTx},
+			{"goja", !s.probeLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false, gojaWork) }, &rd.probe},
 			{"agent", false, func(q string) (float64, error) { return drainAgent(b, q, r.n, s, i == 0) }, &rd.agent},
 		}
 		if i%2 == 1 {
@@ -215,6 +231,53 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 	return nil
 }
 
+// goWork does the script's work in Go: parse the body, build the answer.
+func goWork() (func(body []byte) error, error) {
+	return func(body []byte) error {
+		var v map[string]any
+		if err := json.Unmarshal(body, &v); err != nil {
+			return fmt.Errorf("parse: %w", err)
+		}
+		_, err := json.Marshal(map[string]any{"ok": v["id"]})
+		return err
+	}, nil
+}
+
+// gojaWork runs the agent's script the cheapest way goja allows, in a
+// runtime of the consumer's own: the event is {body} with the body parsed,
+// the answer exported and marshalled. None of what opsrunner adds (run
+// record, time limit, isolation between messages, claim) is there.
+func gojaWork() (func(body []byte) error, error) {
+	rt := goja.New()
+	if _, err := rt.RunString(script); err != nil {
+		return nil, err
+	}
+	handle, ok := goja.AssertFunction(rt.Get("handle"))
+	if !ok {
+		return nil, errors.New("the script defines no handle function")
+	}
+	parse, ok := goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
+	if !ok {
+		return nil, errors.New("no JSON.parse")
+	}
+	return func(body []byte) error {
+		v, err := parse(goja.Undefined(), rt.ToValue(string(body)))
+		if err != nil {
+			return fmt.Errorf("parse: %w", err)
+		}
+		event := rt.NewObject()
+		if err := event.Set("body", v); err != nil {
+			return err
+		}
+		out, err := handle(goja.Undefined(), event)
+		if err != nil {
+			return fmt.Errorf("handle: %w", err)
+		}
+		_, err = json.Marshal(out.Export())
+		return err
+	}, nil
+}
+
 // cpuTime is the CPU time (user + system) this process has used so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -246,10 +309,11 @@ func preload(b *testenv.Broker, queue string, n int) error {
 // drainBare consumes n messages from queue with s.consumers connections,
 // each one subscription with prefetch s.prefetch handling one message at a
 // time (as the agent's listener does), and returns messages per second.
-// With tx, each ACK goes in a transaction committed with a receipt, as the
+// Each consumer handles a message's body with a work function newWork
+// makes for it. With tx, each ACK goes in a transaction committed with a receipt, as the
 // agent settles a delivery: the difference between the two bare legs is the
 // broker's transaction cost, the rest of the gap to the agent is opsrunner's.
-func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool) (float64, error) {
+func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool, newWork func() (func(body []byte) error, error)) (float64, error) {
 	caps := brokercaps.For(b.Kind)
 	conns := make([]*stomp.Conn, s.consumers)
 	for i := range conns {
@@ -282,6 +346,10 @@ func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool) (flo
 	}
 	start := time.Now()
 	for _, c := range conns {
+		work, err := newWork()
+		if err != nil {
+			return 0, err
+		}
 		sub, err := c.Subscribe(queue, stomp.AckClientIndividual, caps.PrefetchOption(s.prefetch))
 		if err != nil {
 			return 0, fmt.Errorf("subscribe: %w", err)
@@ -299,12 +367,10 @@ func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool) (flo
 					errs <- fmt.Errorf("receive: %v", m)
 					return
 				}
-				var body map[string]any
-				if err := json.Unmarshal(m.Body, &body); err != nil {
-					errs <- fmt.Errorf("parse: %w", err)
+				if err := work(m.Body); err != nil {
+					errs <- err
 					return
 				}
-				_, _ = json.Marshal(map[string]any{"ok": body["id"]})
 				if err := settle(c, m); err != nil {
 					errs <- fmt.Errorf("settle: %w", err)
 					return
