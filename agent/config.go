@@ -31,11 +31,17 @@ type Config struct {
 	DataDir            string `yaml:"data_dir"`
 	EmbeddedBrokerAddr string `yaml:"embedded_broker_addr"`
 	// BrokerURL, when set, is the "default" connection and no embedded broker starts.
-	BrokerURL   string `yaml:"broker_url"`
-	RedisURL    string `yaml:"redis_url"`
-	ClusterSize int    `yaml:"cluster_size"`
-	AgentID     string `yaml:"agent_id"`
-	Workers     int    `yaml:"workers"`
+	BrokerURL string `yaml:"broker_url"`
+	// BrokerTLSCAFile, BrokerTLSCertFile and BrokerTLSKeyFile are the
+	// tls_ca_file, tls_cert_file and tls_key_file of the "default"
+	// connection BrokerURL makes (for a configuration by environment).
+	BrokerTLSCAFile   string `yaml:"broker_tls_ca_file"`
+	BrokerTLSCertFile string `yaml:"broker_tls_cert_file"`
+	BrokerTLSKeyFile  string `yaml:"broker_tls_key_file"`
+	RedisURL          string `yaml:"redis_url"`
+	ClusterSize       int    `yaml:"cluster_size"`
+	AgentID           string `yaml:"agent_id"`
+	Workers           int    `yaml:"workers"`
 	// Connections are named broker connections projects refer to.
 	Connections map[string]Connection `yaml:"connections"`
 	// Tokens, when any is set, are the bearer tokens management calls need.
@@ -167,6 +173,9 @@ var envVars = []struct {
 	{"OPSRUNNER_DATA_DIR", func(c *Config, v string) error { c.DataDir = v; return nil }},
 	{"OPSRUNNER_EMBEDDED_BROKER_ADDR", func(c *Config, v string) error { c.EmbeddedBrokerAddr = v; return nil }},
 	{"OPSRUNNER_BROKER_URL", func(c *Config, v string) error { c.BrokerURL = v; return nil }},
+	{"OPSRUNNER_BROKER_TLS_CA_FILE", func(c *Config, v string) error { c.BrokerTLSCAFile = v; return nil }},
+	{"OPSRUNNER_BROKER_TLS_CERT_FILE", func(c *Config, v string) error { c.BrokerTLSCertFile = v; return nil }},
+	{"OPSRUNNER_BROKER_TLS_KEY_FILE", func(c *Config, v string) error { c.BrokerTLSKeyFile = v; return nil }},
 	{"OPSRUNNER_REDIS_URL", func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"OPSRUNNER_CLUSTER_SIZE", intSetter(func(c *Config, n int) { c.ClusterSize = n })},
 	{"OPSRUNNER_AGENT_ID", func(c *Config, v string) error { c.AgentID = v; return nil }},
@@ -244,10 +253,17 @@ func (c *Config) Validate() error {
 	if c.Connections == nil {
 		c.Connections = map[string]Connection{}
 	}
+	brokerTLS := c.BrokerTLSCAFile != "" || c.BrokerTLSCertFile != "" || c.BrokerTLSKeyFile != ""
+	if _, ok := c.Connections["default"]; ok && brokerTLS {
+		errs = append(errs, errors.New("broker_tls_* files apply to the default connection broker_url makes; with a default connection in connections, give its tls_* keys there"))
+	} else if brokerTLS && c.BrokerURL == "" {
+		errs = append(errs, errors.New("broker_tls_* files are set but broker_url is not"))
+	}
 	if _, ok := c.Connections["default"]; !ok {
 		switch {
 		case c.BrokerURL != "":
-			c.Connections["default"] = Connection{URL: c.BrokerURL}
+			c.Connections["default"] = Connection{URL: c.BrokerURL,
+				TLSCAFile: c.BrokerTLSCAFile, TLSCertFile: c.BrokerTLSCertFile, TLSKeyFile: c.BrokerTLSKeyFile}
 		case c.EmbeddedBrokerAddr != "":
 			c.Connections["default"] = Connection{URL: "stomp://" + c.EmbeddedBrokerAddr}
 		}

@@ -109,4 +109,34 @@ func TestConnectionTLSSettingsAreValidated(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("OPSRUNNER_BROKER_TLS_* give the default connection its files", func(t *testing.T) {
+		env := map[string]string{
+			"OPSRUNNER_BROKER_URL":           "stomp+ssl://mq:61614",
+			"OPSRUNNER_BROKER_TLS_CA_FILE":   pki.CAFile,
+			"OPSRUNNER_BROKER_TLS_CERT_FILE": pki.ClientCertFile,
+			"OPSRUNNER_BROKER_TLS_KEY_FILE":  pki.ClientKey,
+		}
+		cfg, err := agent.Load("", func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		c := cfg.Connections["default"]
+		if c.TLSCAFile != pki.CAFile || c.TLSCertFile != pki.ClientCertFile || c.TLSKeyFile != pki.ClientKey {
+			t.Errorf("default connection = %+v", c)
+		}
+	})
+	t.Run("OPSRUNNER_BROKER_TLS_* without a broker URL is an error", func(t *testing.T) {
+		cfg, err := agent.Load("", func(k string) string {
+			return map[string]string{"OPSRUNNER_BROKER_TLS_CA_FILE": pki.CAFile}[k]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "broker_url is not") {
+			t.Fatalf("Validate() = %v", err)
+		}
+	})
 }
