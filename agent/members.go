@@ -87,24 +87,34 @@ func (a *Agent) ReplayDeadLetter(ctx context.Context, id string) error {
 func connConfigs(cfg Config) (map[string]triggers.ConnConfig, error) {
 	out := make(map[string]triggers.ConnConfig, len(cfg.Connections))
 	for name, c := range cfg.Connections {
-		u, err := ParseBrokerURL(c.URL)
+		cc, err := c.ConnConfig(name)
 		if err != nil {
 			return nil, fmt.Errorf("connection %s: %w", name, err)
 		}
-		tc, err := c.tlsConfig(u)
-		if err != nil {
-			return nil, fmt.Errorf("connection %s: %w", name, err)
-		}
-		login, pass := c.Login, c.Passcode
-		if login == "" {
-			login, pass = u.Login, u.Passcode
-		}
-		out[name] = triggers.ConnConfig{
-			Name: name, Addr: u.Addr, Login: login, Passcode: pass, Host: c.Host,
-			HeartBeat: time.Duration(c.HeartBeat), TLS: tc,
-		}
+		out[name] = cc
 	}
 	return out, nil
+}
+
+// ConnConfig returns c as the listeners (and triggers.Dial) take it, named
+// name: its URL parsed, its login, its TLS files read.
+func (c Connection) ConnConfig(name string) (triggers.ConnConfig, error) {
+	u, err := ParseBrokerURL(c.URL)
+	if err != nil {
+		return triggers.ConnConfig{}, err
+	}
+	tc, err := c.tlsConfig(u)
+	if err != nil {
+		return triggers.ConnConfig{}, err
+	}
+	login, pass := c.Login, c.Passcode
+	if login == "" {
+		login, pass = u.Login, u.Passcode
+	}
+	return triggers.ConnConfig{
+		Name: name, Addr: u.Addr, Login: login, Passcode: pass, Host: c.Host,
+		HeartBeat: time.Duration(c.HeartBeat), TLS: tc,
+	}, nil
 }
 
 func connectionNames(cfg Config) string {

@@ -127,10 +127,15 @@ func (cc ConnConfig) dialNet(ctx context.Context) (net.Conn, error) {
 	return td.DialContext(ctx, "tcp", cc.Addr)
 }
 
+// Dial opens a STOMP 1.2 connection to the broker behind cc as a listener
+// does (TLS, login, heart-beats, the connect timeout), for tools that send
+// or look.
+func Dial(ctx context.Context, cc ConnConfig) (*stomp.Conn, error) { return dial(ctx, cc, nil) }
+
 // Probe connects to the broker behind cc once, as a listener would, and
 // returns the server header of its CONNECTED frame ("" when it sends none).
 func Probe(ctx context.Context, cc ConnConfig) (string, error) {
-	c, err := dial(ctx, cc, nil)
+	c, err := Dial(ctx, cc)
 	if err != nil {
 		return "", err
 	}

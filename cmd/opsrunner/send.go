@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/triggers"
 	"github.com/spf13/cobra"
 )
 
@@ -15,6 +17,7 @@ func newSend(getenv func(string) string) *cobra.Command {
 	var count int
 	var headers []string
 	var body, brokerURL, host, contentType string
+	var tlsCA, tlsCert, tlsKey string
 	var persistent bool
 	cmd := &cobra.Command{
 		Use:   "send DESTINATION",
@@ -37,24 +40,29 @@ func newSend(getenv func(string) string) *cobra.Command {
 			if brokerURL == "" {
 				brokerURL = "stomp://127.0.0.1:61613"
 			}
-			u, err := agent.ParseBrokerURL(brokerURL)
+			for _, f := range []struct {
+				v   *string
+				env string
+			}{{&tlsCA, "OPSRUNNER_BROKER_TLS_CA_FILE"}, {&tlsCert, "OPSRUNNER_BROKER_TLS_CERT_FILE"}, {&tlsKey, "OPSRUNNER_BROKER_TLS_KEY_FILE"}} {
+				if *f.v == "" {
+					*f.v = getenv(f.env)
+				}
+			}
+			cc, err := agent.Connection{URL: brokerURL, Host: host, TLSCAFile: tlsCA, TLSCertFile: tlsCert, TLSKeyFile: tlsKey}.ConnConfig("send")
 			if err != nil {
-				return err
+				return fmt.Errorf("broker %s: %w", brokerURL, err)
 			}
 			payload, err := readData(body)
 			if err != nil {
 				return err
 			}
-			var opts []func(*stomp.Conn) error
-			if u.Login != "" {
-				opts = append(opts, stomp.ConnOpt.Login(u.Login, u.Passcode))
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
 			}
-			if host != "" {
-				opts = append(opts, stomp.ConnOpt.Host(host))
-			}
-			conn, err := stomp.Dial("tcp", u.Addr, opts...)
+			conn, err := triggers.Dial(ctx, cc)
 			if err != nil {
-				return fmt.Errorf("connect %s: %w", u.Addr, err)
+				return err
 			}
 			defer conn.Disconnect()
 			var sendOpts []func(*frame.Frame) error
@@ -97,7 +105,10 @@ func newSend(getenv func(string) string) *cobra.Command {
 	f.StringVar(&body, "body", "", "message body: text, or @file")
 	f.StringVar(&contentType, "content-type", "text/plain", "content-type of the body")
 	f.BoolVar(&persistent, "persistent", false, "send persistent messages")
-	f.StringVar(&brokerURL, "broker", "", "stomp://[user:pass@]host:port (default OPSRUNNER_BROKER_URL or stomp://127.0.0.1:61613)")
+	f.StringVar(&brokerURL, "broker", "", "stomp://[user:pass@]host:port, or stomp+ssl:// for TLS (default OPSRUNNER_BROKER_URL or stomp://127.0.0.1:61613)")
+	f.StringVar(&tlsCA, "tls-ca-file", "", "PEM CAs to trust instead of the system's (default OPSRUNNER_BROKER_TLS_CA_FILE)")
+	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM client certificate (default OPSRUNNER_BROKER_TLS_CERT_FILE)")
+	f.StringVar(&tlsKey, "tls-key-file", "", "PEM key of the client certificate (default OPSRUNNER_BROKER_TLS_KEY_FILE)")
 	f.StringVar(&host, "host", "", "STOMP virtual host (\"/\" for RabbitMQ)")
 	return cmd
 }
