@@ -13,13 +13,29 @@ import (
 
 // A connection may reach its broker over TLS with a private CA and a client
 // certificate (mutual TLS), as company brokers are often run. The test
-// broker is RabbitMQ's STOMP TLS listener, which requires a client
-// certificate; a wrong trust or a missing certificate leaves the listener
-// in a visible error and the message where it was.
+// brokers (RabbitMQ and ActiveMQ) have a STOMP TLS listener that requires a
+// client certificate; a wrong trust or a missing certificate leaves the
+// listener in a visible error and the message where it was.
 func TestListenerOverMutualTLS(t *testing.T) {
-	b := testenv.RabbitMQ(t)
+	for _, bc := range []struct {
+		kind   string
+		broker func(testing.TB) *testenv.Broker
+		// noCert is what a client without a certificate is told.
+		noCert string
+	}{
+		{"rabbitmq", testenv.RabbitMQ, "certificate required"},
+		{"activemq", testenv.ActiveMQ, "bad certificate"},
+	} {
+		t.Run(bc.kind, func(t *testing.T) {
+			t.Parallel()
+			testListenerOverMutualTLS(t, bc.broker(t), bc.noCert)
+		})
+	}
+}
+
+func testListenerOverMutualTLS(t *testing.T, b *testenv.Broker, noCert string) {
 	if b.TLSAddr == "" {
-		t.Fatal("the test RabbitMQ has no TLS listener")
+		t.Fatalf("the test %s has no TLS listener", b.Kind)
 	}
 	url := fmt.Sprintf("stomp+ssl://%s:%s@%s", b.Login, b.Passcode, b.TLSAddr)
 	ta := startAgent(t, func(c *agent.Config) {
@@ -56,7 +72,7 @@ func TestListenerOverMutualTLS(t *testing.T) {
 	})
 	for name, want := range map[string]string{
 		"untrusted": "certificate signed by unknown authority",
-		"nocert":    "certificate required",
+		"nocert":    noCert,
 	} {
 		t.Run(name+" fails visibly and leaves the message", func(t *testing.T) {
 			waitFor(t, 30*time.Second, func() bool {

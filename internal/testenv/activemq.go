@@ -20,7 +20,9 @@ func ActiveMQ(t testing.TB) *Broker {
 }
 
 // StartActiveMQ starts a private ActiveMQ broker: one STOMP connector on a
-// free loopback port, KahaDB in its own folder, no JMX, web console,
+// free loopback port and one STOMP+SSL connector, TLSAddr, that requires a
+// client certificate (Broker.TLS has the files to reach it), KahaDB in its
+// own folder, no JMX, web console,
 // advisories, scheduler or other transports, no authentication (any login
 // is accepted). It runs java directly (not /usr/bin/activemq, whose options
 // file overrides ACTIVEMQ_BASE) as user activemq when we are root. StopAll
@@ -45,8 +47,17 @@ func StartActiveMQ() (*Broker, error) {
 			return nil, fmt.Errorf("start ActiveMQ: %w", err)
 		}
 	}
+	tlsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	keyStore, trustStore, err := activeMQKeyStores(b)
+	if err != nil {
+		return nil, err
+	}
+	b.TLSAddr = fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	files := map[string]string{
-		"activemq.xml":      fmt.Sprintf(activeMQXML, data, data, port),
+		"activemq.xml":      fmt.Sprintf(activeMQXML, data, data, keyStore, trustStore, port, tlsPort),
 		"log4j.properties":  activeMQLog4j,
 		"log4j2.properties": activeMQLog4j2,
 	}
@@ -82,7 +93,44 @@ func StartActiveMQ() (*Broker, error) {
 	return b, nil
 }
 
-// activeMQXML takes the data directory (twice) and the STOMP port.
+// activeMQKeyStoreSecret guards the test broker's PKCS12 key and trust
+// stores (they hold nothing but test keys); activeMQXML repeats it.
+const activeMQKeyStoreSecret = "opsrunner"
+
+// activeMQKeyStores writes b's TLS files: a test PKI whose CA ActiveMQ
+// trusts for client certificates (trust.p12), and the broker's own
+// self-signed certificate for 127.0.0.1 and localhost, made with keytool
+// (broker.p12; Go cannot write PKCS12), which becomes b.TLS.CAFile: what a
+// client must trust. It returns the key store and trust store paths.
+func activeMQKeyStores(b *Broker) (keyStore, trustStore string, err error) {
+	dir := filepath.Join(b.Dir, "tls")
+	pki, err := WriteTestPKI(dir)
+	if err != nil {
+		return "", "", err
+	}
+	keytool, err := exec.LookPath("keytool")
+	if err != nil {
+		return "", "", fmt.Errorf("ActiveMQ's TLS connector needs keytool (from java): %w", err)
+	}
+	keyStore, trustStore = filepath.Join(dir, "broker.p12"), filepath.Join(dir, "trust.p12")
+	brokerCert := filepath.Join(dir, "broker.pem")
+	pass := activeMQKeyStoreSecret
+	for _, args := range [][]string{
+		{"-genkeypair", "-alias", "broker", "-keyalg", "EC", "-groupname", "secp256r1", "-dname", "CN=localhost",
+			"-ext", "SAN=ip:127.0.0.1,dns:localhost", "-validity", "2", "-keystore", keyStore, "-storetype", "PKCS12", "-storepass", pass, "-keypass", pass},
+		{"-exportcert", "-rfc", "-alias", "broker", "-keystore", keyStore, "-storetype", "PKCS12", "-storepass", pass, "-file", brokerCert},
+		{"-importcert", "-noprompt", "-alias", "clients", "-file", pki.CAFile, "-keystore", trustStore, "-storetype", "PKCS12", "-storepass", pass},
+	} {
+		if out, err := exec.Command(keytool, args...).CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("keytool %s: %v\n%s", args[0], err, out)
+		}
+	}
+	b.TLS = TLSFiles{CAFile: brokerCert, ServerCertFile: brokerCert, ClientCertFile: pki.ClientCertFile, ClientKey: pki.ClientKey}
+	return keyStore, trustStore, nil
+}
+
+// activeMQXML takes the data directory (twice), the key store and the trust
+// store, the STOMP port and the STOMP+SSL port.
 const activeMQXML = `<beans xmlns="http://www.springframework.org/schema/beans"
   xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
   xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
@@ -93,8 +141,13 @@ const activeMQXML = `<beans xmlns="http://www.springframework.org/schema/beans"
     <persistenceAdapter>
       <kahaDB directory="%s/kahadb"/>
     </persistenceAdapter>
+    <sslContext>
+      <sslContext keyStore="file:%s" keyStorePassword="opsrunner" keyStoreType="PKCS12"
+                  trustStore="file:%s" trustStorePassword="opsrunner" trustStoreType="PKCS12"/>
+    </sslContext>
     <transportConnectors>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:%d"/>
+      <transportConnector name="stomp+ssl" uri="stomp+ssl://127.0.0.1:%d?needClientAuth=true"/>
     </transportConnectors>
   </broker>
 </beans>

@@ -42,7 +42,7 @@ type Broker struct {
 	Host string
 	// TLSAddr, when not empty, is a second STOMP listener that speaks TLS
 	// and requires a client certificate; TLS holds the PEM files to reach
-	// it (RabbitMQ only).
+	// it (RabbitMQ and ActiveMQ).
 	TLSAddr string
 	TLS     TLSFiles
 	// Dir is the broker's private folder: configuration, data and out.log

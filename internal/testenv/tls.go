@@ -17,6 +17,8 @@ import (
 
 // TLSFiles are the PEM files of a test PKI: a CA, a server certificate for
 // 127.0.0.1 and localhost, and a client certificate, all signed by the CA.
+// For a broker, CAFile is what its clients must trust (for ActiveMQ, its
+// self-signed certificate) and the server key may be absent.
 type TLSFiles struct {
 	CAFile                    string
 	ServerCertFile, ServerKey string
