@@ -68,7 +68,7 @@ type RunRetention struct {
 type Connection struct {
 	// URL is stomp://[user:pass@]host:port (stomp+ssl:// for TLS).
 	URL string `yaml:"url"`
-	// Host is the STOMP virtual host header ("/" for RabbitMQ); default: the URL's host.
+	// Host is the STOMP virtual host header ("/" for RabbitMQ); default "/".
 	Host      string   `yaml:"host"`
 	Login     string   `yaml:"login"`
 	Passcode  string   `yaml:"passcode"`
@@ -94,9 +94,11 @@ type Connection struct {
 // or malformed one is an error here, when the agent starts.
 func (c Connection) tlsConfig(u BrokerURL) (*tls.Config, error) {
 	if !u.TLS && !c.TLS {
-		for key, v := range map[string]string{"tls_ca_file": c.TLSCAFile, "tls_cert_file": c.TLSCertFile, "tls_key_file": c.TLSKeyFile, "tls_server_name": c.TLSServerName} {
-			if v != "" {
-				return nil, fmt.Errorf("%s is set but TLS is off: use a stomp+ssl:// url or tls: true", key)
+		for _, f := range []struct{ key, v string }{
+			{"tls_ca_file", c.TLSCAFile}, {"tls_cert_file", c.TLSCertFile}, {"tls_key_file", c.TLSKeyFile}, {"tls_server_name", c.TLSServerName},
+		} {
+			if f.v != "" {
+				return nil, fmt.Errorf("%s is set but TLS is off: use a stomp+ssl:// url or tls: true", f.key)
 			}
 		}
 		if c.TLSInsecure {

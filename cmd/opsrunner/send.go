@@ -40,12 +40,16 @@ func newSend(getenv func(string) string) *cobra.Command {
 			if brokerURL == "" {
 				brokerURL = "stomp://127.0.0.1:61613"
 			}
-			for _, f := range []struct {
-				v   *string
-				env string
-			}{{&tlsCA, "OPSRUNNER_BROKER_TLS_CA_FILE"}, {&tlsCert, "OPSRUNNER_BROKER_TLS_CERT_FILE"}, {&tlsKey, "OPSRUNNER_BROKER_TLS_KEY_FILE"}} {
-				if *f.v == "" {
-					*f.v = getenv(f.env)
+			// The environment's TLS files are defaults for a TLS broker
+			// only: a plain --broker given over a TLS environment stays plain.
+			if u, err := agent.ParseBrokerURL(brokerURL); err == nil && u.TLS {
+				for _, f := range []struct {
+					v   *string
+					env string
+				}{{&tlsCA, "OPSRUNNER_BROKER_TLS_CA_FILE"}, {&tlsCert, "OPSRUNNER_BROKER_TLS_CERT_FILE"}, {&tlsKey, "OPSRUNNER_BROKER_TLS_KEY_FILE"}} {
+					if *f.v == "" {
+						*f.v = getenv(f.env)
+					}
 				}
 			}
 			cc, err := agent.Connection{URL: brokerURL, Host: host, TLSCAFile: tlsCA, TLSCertFile: tlsCert, TLSKeyFile: tlsKey}.ConnConfig("send")
@@ -106,9 +110,9 @@ func newSend(getenv func(string) string) *cobra.Command {
 	f.StringVar(&contentType, "content-type", "text/plain", "content-type of the body")
 	f.BoolVar(&persistent, "persistent", false, "send persistent messages")
 	f.StringVar(&brokerURL, "broker", "", "stomp://[user:pass@]host:port, or stomp+ssl:// for TLS (default OPSRUNNER_BROKER_URL or stomp://127.0.0.1:61613)")
-	f.StringVar(&tlsCA, "tls-ca-file", "", "PEM CAs to trust instead of the system's (default OPSRUNNER_BROKER_TLS_CA_FILE)")
-	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM client certificate (default OPSRUNNER_BROKER_TLS_CERT_FILE)")
-	f.StringVar(&tlsKey, "tls-key-file", "", "PEM key of the client certificate (default OPSRUNNER_BROKER_TLS_KEY_FILE)")
+	f.StringVar(&tlsCA, "tls-ca-file", "", "PEM CAs to trust instead of the system's (default for a stomp+ssl:// broker: OPSRUNNER_BROKER_TLS_CA_FILE)")
+	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM client certificate (default for a stomp+ssl:// broker: OPSRUNNER_BROKER_TLS_CERT_FILE)")
+	f.StringVar(&tlsKey, "tls-key-file", "", "PEM key of the client certificate (default for a stomp+ssl:// broker: OPSRUNNER_BROKER_TLS_KEY_FILE)")
 	f.StringVar(&host, "host", "", "STOMP virtual host (\"/\" for RabbitMQ)")
 	return cmd
 }
