@@ -351,3 +351,27 @@ func buildValue(t *testing.T, v *vm, src string) (goja.Value, *goja.Object) {
 	}
 	return val, calls
 }
+
+// Objects opsrunner builds from Go data (the event, its headers, query and
+// properties, an async RunOperation's input) have their keys sorted, so a
+// script that returns them answers the same bytes every run: Go maps have
+// no order of their own.
+func TestObjectsFromGoDataHaveSortedKeys(t *testing.T) {
+	e := newEngine(t, Config{})
+	event := map[string]any{
+		"path": "p", "method": "POST", "rawBody": "{}", "body": map[string]any{"z": 1, "a": 2, "m": 3},
+		"headers": map[string]string{"x-b": "1", "accept": "*/*", "content-type": "application/json", "x-a": "2"},
+		"query":   func() any { return map[string]any{"q": "1", "b": "2", "a": "3"} },
+	}
+	const src = `function handle(event) {
+		return [Object.keys(event), Object.keys(event.body), Object.keys(event.headers), Object.keys(event.query), event];
+	}`
+	const want = `[["body","headers","method","path","query","rawBody"],["a","m","z"],["accept","content-type","x-a","x-b"],["a","b","q"],` +
+		`{"body":{"a":2,"m":3,"z":1},"headers":{"accept":"*/*","content-type":"application/json","x-a":"2","x-b":"1"},"method":"POST","path":"p","query":{"a":"3","b":"2","q":"1"},"rawBody":"{}"}]`
+	for range 20 { // map iteration order changes from one range to the next
+		res := runOne(t, e, src, event)
+		if res.Err != nil || string(res.JSON) != want {
+			t.Fatalf("got %s %v\nwant %s", res.JSON, res.Err, want)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -351,16 +353,16 @@ func (v *vm) toJS(x any) goja.Value {
 			return rt.ToValue(string(x))
 		}
 		return v.toJS(y)
-	case map[string]any:
+	case map[string]any: // keys sorted: a script sees (and returns) the same order every run
 		o := rt.NewObject()
-		for k, e := range x {
-			_ = v.createDataProperty(o, k, v.toJS(e))
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			_ = v.createDataProperty(o, k, v.toJS(x[k]))
 		}
 		return o
 	case map[string]string:
 		o := rt.NewObject()
-		for k, e := range x {
-			_ = v.createDataProperty(o, k, rt.ToValue(e))
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			_ = v.createDataProperty(o, k, rt.ToValue(x[k]))
 		}
 		return o
 	case []any:

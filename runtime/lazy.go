@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 
 	"github.com/dop251/goja"
 )
@@ -49,7 +51,8 @@ func (r *run) eventToJS(x any) goja.Value {
 	}
 	v := r.v
 	o := v.rt.NewObject()
-	for k, e := range m {
+	for _, k := range slices.Sorted(maps.Keys(m)) { // as toJS: the same order every run
+		e := m[k]
 		if deferrable(e) {
 			if acc, ok := v.lazyAccessors(k); ok && o.DefineAccessorProperty(k, acc.get, acc.set, goja.FLAG_TRUE, goja.FLAG_TRUE) == nil {
 				r.lazy = append(r.lazy, lazyField{obj: o, key: k, data: e})
