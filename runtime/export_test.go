@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"reflect"
@@ -374,4 +375,14 @@ func TestObjectsFromGoDataHaveSortedKeys(t *testing.T) {
 			t.Fatalf("got %s %v\nwant %s", res.JSON, res.Err, want)
 		}
 	}
+	t.Run("chain variables a queued run starts with", func(t *testing.T) {
+		p := newProject(t, "p", op{name: "main", src: "function handle() { return $vars; }"})
+		vars := map[string]any{"z": 1, "a": 2, "m": 3, "b": 4}
+		for range 20 {
+			res := e.Run(context.Background(), Invocation{RunID: "r", Project: p, Operation: "main", Trigger: TriggerOperation, Vars: vars})
+			if want := `{"a":2,"b":4,"m":3,"z":1}`; res.Err != nil || string(res.JSON) != want {
+				t.Fatalf("got %s %v, want %s", res.JSON, res.Err, want)
+			}
+		}
+	})
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -72,8 +74,8 @@ func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 	r := &run{e: e, v: v, ctx: ctx, inv: inv}
 	v.cur = r
 	r.vars = v.rt.NewObject()
-	for k, val := range inv.Vars {
-		_ = r.vars.Set(k, v.toJS(val))
+	for _, k := range slices.Sorted(maps.Keys(inv.Vars)) { // as toJS: the same order every run
+		_ = r.vars.Set(k, v.toJS(inv.Vars[k]))
 	}
 	return r
 }
