@@ -18,31 +18,34 @@ import (
 	"github.com/opsrunner/opsrunner/internal/testenv"
 )
 
-// killProject is a project whose listener operation sends an effect inside
-// the delivery's transaction and then busy-waits, so that an agent can be
-// killed while the run is in flight.
-const killProject = `project: kill9
+// slowEffectProject is a project named name whose listener operation sends
+// an effect (to /queue/<name>.effects) inside the delivery's transaction and
+// then busy-waits, so that an agent can be killed while the run is in
+// flight. Its input is /queue/<name>.in; maxRedeliveries is the listener's.
+func slowEffectProject(name string, maxRedeliveries int) (manifest, script string) {
+	manifest = fmt.Sprintf(`project: %[1]s
 operations:
   - name: Slow Effect
     script: slow.js
     timeout: 6s
 listeners:
   - name: in
-    destination: /queue/kill9.in
+    destination: /queue/%[1]s.in
     ackMode: onSuccess
     ackTimeout: 12s
     consumers: 1
     operations: [Slow Effect]
-    redelivery: {maxRedeliveries: 3, initialDelay: 100ms}
-`
-
-const killScript = `function handle(event) {
-  SendMessage("/queue/kill9.effects", {id: event.body.id, attempt: event.deliveryCount});
+    redelivery: {maxRedeliveries: %[2]d, initialDelay: 100ms}
+`, name, maxRedeliveries)
+	script = fmt.Sprintf(`function handle(event) {
+  SendMessage("/queue/%s.effects", {id: event.body.id, attempt: event.deliveryCount});
   var t = Date.now();
   while (Date.now() - t < 3000) {}
   return {ok: event.body.id};
 }
-`
+`, name)
+	return manifest, script
+}
 
 // TestAgentKill9MidRunRedelivers crashes an agent (SIGKILL) while a listener
 // run is in flight, after the run has sent an effect message in the
@@ -57,7 +60,8 @@ func TestAgentKill9MidRunRedelivers(t *testing.T) {
 	}
 	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
 
-	env, url, first, logs, conn := startDeployed(t, b, "kill9", killProject, killScript)
+	manifest, script := slowEffectProject("kill9", 3)
+	env, url, first, logs, conn := startDeployed(t, b, "kill9", manifest, script)
 	if err := conn.Send("/queue/kill9.in", "application/json", []byte(`{"id":"K-1"}`),
 		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
 		t.Fatalf("send: %v", err)
@@ -245,24 +249,6 @@ func drainQueue(t *testing.T, conn *stomp.Conn, dest string, quiet time.Duration
 	}
 }
 
-// crashLoopProject's operation sends an effect in the delivery's
-// transaction and busy-waits, so that the test can kill its agent mid-run
-// every time; one redelivery is allowed.
-const crashLoopProject = `project: crashloop
-operations:
-  - name: Slow Effect
-    script: slow.js
-    timeout: 6s
-listeners:
-  - name: in
-    destination: /queue/crashloop.in
-    ackMode: onSuccess
-    ackTimeout: 12s
-    consumers: 1
-    operations: [Slow Effect]
-    redelivery: {maxRedeliveries: 1, initialDelay: 100ms}
-`
-
 // TestAgentCrashLoopDeadLetters kills agents (SIGKILL) mid-run on the same
 // message, on the embedded broker and on ActiveMQ: the store counts the
 // restarts of the redelivered message, and once they exceed maxRedeliveries
@@ -286,7 +272,8 @@ func TestAgentCrashLoopDeadLetters(t *testing.T) {
 
 // crashLoop is TestAgentCrashLoopDeadLetters on broker b.
 func crashLoop(t *testing.T, b *testenv.Broker) {
-	env, url, agent, logs, conn := startDeployed(t, b, "crashloop", crashLoopProject, strings.ReplaceAll(killScript, "kill9.", "crashloop."))
+	manifest, script := slowEffectProject("crashloop", 1) // one redelivery allowed
+	env, url, agent, logs, conn := startDeployed(t, b, "crashloop", manifest, script)
 	if err := conn.Send("/queue/crashloop.in", "application/json", []byte(`{"id":"C-1"}`),
 		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
 		t.Fatalf("send: %v", err)
