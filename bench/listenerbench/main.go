@@ -33,14 +33,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/dop251/goja"
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 	"github.com/opsrunner/opsrunner/scripts"
@@ -213,12 +212,12 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 			runtime.GC()
 			var m0, m1 runtime.MemStats
 			runtime.ReadMemStats(&m0)
-			cpu0 := cpuTime()
+			cpu0 := baseline.CPUTime()
 			rate, err := l.run(queue)
 			if err != nil {
 				return fmt.Errorf("round %d, %s leg: %w", i+1, l.name, err)
 			}
-			cpu := cpuTime() - cpu0
+			cpu := baseline.CPUTime() - cpu0
 			runtime.ReadMemStats(&m1)
 			*l.out = leg{
 				rate:   rate,
@@ -243,46 +242,18 @@ func goWork() (func(body []byte) error, error) {
 	}, nil
 }
 
-// gojaWork runs the agent's script the cheapest way goja allows, in a
-// runtime of the consumer's own: the event is {body} with the body parsed,
-// the answer exported and marshalled. None of what opsrunner adds (run
-// record, time limit, isolation between messages, claim) is there.
+// gojaWork runs the agent's script in a goja runtime of the consumer's own,
+// with none of what opsrunner adds (run record, time limit, isolation
+// between messages, claim): the event is {body} with the body parsed.
 func gojaWork() (func(body []byte) error, error) {
-	rt := goja.New()
-	if _, err := rt.RunString(script); err != nil {
+	g, err := baseline.NewGojaScript("op.js", script)
+	if err != nil {
 		return nil, err
 	}
-	handle, ok := goja.AssertFunction(rt.Get("handle"))
-	if !ok {
-		return nil, errors.New("the script defines no handle function")
-	}
-	parse, ok := goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
-	if !ok {
-		return nil, errors.New("no JSON.parse")
-	}
 	return func(body []byte) error {
-		v, err := parse(goja.Undefined(), rt.ToValue(string(body)))
-		if err != nil {
-			return fmt.Errorf("parse: %w", err)
-		}
-		event := rt.NewObject()
-		if err := event.Set("body", v); err != nil {
-			return err
-		}
-		out, err := handle(goja.Undefined(), event)
-		if err != nil {
-			return fmt.Errorf("handle: %w", err)
-		}
-		_, err = json.Marshal(out.Export())
+		_, err := g.Run("body", string(body), true)
 		return err
 	}, nil
-}
-
-// cpuTime is the CPU time (user + system) this process has used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // preload sends n persistent JSON messages to queue; the last SEND asks for

@@ -23,7 +23,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
@@ -226,7 +225,7 @@ var (
 )
 
 func runWrk(url, script string, d time.Duration, conns, threads int) (result, error) {
-	cpu0 := cpuTime()
+	cpu0 := baseline.CPUTime()
 	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", d.String(),
 		"--latency", "-s", script, url).CombinedOutput()
 	if err != nil {
@@ -239,7 +238,7 @@ func runWrk(url, script string, d time.Duration, conns, threads int) (result, er
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
 	if r.rps > 0 {
-		r.cpu = time.Duration(float64(cpuTime()-cpu0) / (r.rps * d.Seconds()))
+		r.cpu = time.Duration(float64(baseline.CPUTime()-cpu0) / (r.rps * d.Seconds()))
 	}
 	for _, p := range reP.FindAllSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(string(p[2]), 64)
@@ -258,11 +257,4 @@ func runWrk(url, script string, d time.Duration, conns, threads int) (result, er
 		}
 	}
 	return r, nil
-}
-
-// cpuTime is the CPU time (user + system) this process has used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,14 +1,19 @@
-// Package baseline holds the webhook benchmark's workload and the bare Go
-// handler opsrunner's webhooks are measured against, shared by
-// bench/webhookbench (over the network, with wrk) and the agent's
-// BenchmarkWebhookHandler (in process), so both compare the same work.
+// Package baseline holds what opsrunner's benchmarks measure against, so
+// that each compares the same work: the webhook workload and the bare Go
+// handler doing it (bench/webhookbench over the network with wrk, the
+// agent's BenchmarkWebhookHandler in process), the same script run bare in
+// goja (GojaScript, also in bench/listenerbench), and the process's CPU
+// time.
 package baseline
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/dop251/goja"
 	"github.com/labstack/echo/v5"
@@ -39,24 +44,61 @@ func EchoHandler() http.Handler {
 	return e
 }
 
-// GojaHandler runs WebhookScript at EchoPath the cheapest way goja allows,
-// without anything opsrunner guarantees (no run record, time limit, chain,
-// isolation between requests or error shape): a pool of runtimes holding
-// the compiled handler, an event of the raw body only, the result exported
-// and marshalled. It is the ceiling of a JS-per-request design on the
-// machine at hand, which the benchmarks print beside the agent.
+// GojaScript is a script's handle function in a goja runtime of its own,
+// run the cheapest way goja allows, without anything opsrunner guarantees
+// (no run record, time limit, chain, isolation between runs or error
+// shape): the benchmarks' ceiling of a JS run per request or message on the
+// machine at hand, printed beside the agent. Not safe for concurrent use.
+type GojaScript struct {
+	rt            *goja.Runtime
+	handle, parse goja.Callable
+}
+
+// NewGojaScript runs src (which defines handle) in a new runtime.
+func NewGojaScript(name, src string) (*GojaScript, error) {
+	rt := goja.New()
+	if _, err := rt.RunScript(name, src); err != nil {
+		return nil, err
+	}
+	handle, ok := goja.AssertFunction(rt.Get("handle"))
+	if !ok {
+		return nil, fmt.Errorf("%s defines no handle function", name)
+	}
+	parse, _ := goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
+	return &GojaScript{rt: rt, handle: handle, parse: parse}, nil
+}
+
+// Run calls handle with an event holding one field, key, set to text (to
+// JSON.parse(text) when parseJSON), and returns the result exported and
+// marshalled.
+func (g *GojaScript) Run(key, text string, parseJSON bool) ([]byte, error) {
+	val := g.rt.ToValue(text)
+	if parseJSON {
+		var err error
+		if val, err = g.parse(goja.Undefined(), val); err != nil {
+			return nil, fmt.Errorf("parse: %w", err)
+		}
+	}
+	event := g.rt.NewObject()
+	if err := event.Set(key, val); err != nil {
+		return nil, err
+	}
+	out, err := g.handle(goja.Undefined(), event)
+	if err != nil {
+		return nil, fmt.Errorf("handle: %w", err)
+	}
+	return json.Marshal(out.Export())
+}
+
+// GojaHandler serves WebhookScript at EchoPath as a GojaScript from a pool,
+// the event holding the raw body only.
 func GojaHandler() http.Handler {
-	prog := goja.MustCompile("hook.js", WebhookScript, true)
 	pool := sync.Pool{New: func() any {
-		rt := goja.New()
-		if _, err := rt.RunProgram(prog); err != nil {
+		g, err := NewGojaScript("hook.js", WebhookScript)
+		if err != nil {
 			panic(err)
 		}
-		fn, ok := goja.AssertFunction(rt.Get("handle"))
-		if !ok {
-			panic("hook.js defines no handle function")
-		}
-		return &pooled{rt: rt, handle: fn}
+		return g
 	}}
 	e := echo.New()
 	e.POST(EchoPath, func(c *echo.Context) error {
@@ -64,17 +106,9 @@ func GojaHandler() http.Handler {
 		if err != nil {
 			return err
 		}
-		p := pool.Get().(*pooled)
-		defer pool.Put(p)
-		event := p.rt.NewObject()
-		if err := event.Set("rawBody", string(body)); err != nil {
-			return err
-		}
-		v, err := p.handle(goja.Undefined(), event)
-		if err != nil {
-			return err
-		}
-		out, err := json.Marshal(v.Export())
+		g := pool.Get().(*GojaScript)
+		defer pool.Put(g)
+		out, err := g.Run("rawBody", string(body), false)
 		if err != nil {
 			return err
 		}
@@ -83,7 +117,10 @@ func GojaHandler() http.Handler {
 	return e
 }
 
-type pooled struct {
-	rt     *goja.Runtime
-	handle goja.Callable
+// CPUTime is the CPU time (user + system) this process has used so far;
+// the benchmarks charge its growth over a leg to that leg.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
