@@ -255,13 +255,15 @@ func (c *Config) Validate() error {
 	if c.Connections == nil {
 		c.Connections = map[string]Connection{}
 	}
+	_, hasDefault := c.Connections["default"]
 	brokerTLS := c.BrokerTLSCAFile != "" || c.BrokerTLSCertFile != "" || c.BrokerTLSKeyFile != ""
-	if _, ok := c.Connections["default"]; ok && brokerTLS {
+	switch {
+	case brokerTLS && hasDefault:
 		errs = append(errs, errors.New("broker_tls_* files apply to the default connection broker_url makes; with a default connection in connections, give its tls_* keys there"))
-	} else if brokerTLS && c.BrokerURL == "" {
+	case brokerTLS && c.BrokerURL == "":
 		errs = append(errs, errors.New("broker_tls_* files are set but broker_url is not"))
 	}
-	if _, ok := c.Connections["default"]; !ok {
+	if !hasDefault {
 		switch {
 		case c.BrokerURL != "":
 			c.Connections["default"] = Connection{URL: c.BrokerURL,
