@@ -454,7 +454,7 @@ func (r *Redis) DeleteDeadLetter(ctx context.Context, id string) error {
 	return nil
 }
 
-// --- idempotency ---
+// --- counters ---
 
 // Increment implements Store with INCR and PEXPIRE in one transaction.
 func (r *Redis) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
@@ -469,6 +469,8 @@ func (r *Redis) Increment(ctx context.Context, key string, ttl time.Duration) (i
 	}
 	return incr.Val(), nil
 }
+
+// --- idempotency ---
 
 // ClaimIdempotencyKey implements Store with SET NX PX; ttl zero binds forever.
 func (r *Redis) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (string, bool, error) {
