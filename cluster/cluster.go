@@ -43,6 +43,11 @@ type Lease interface {
 	Check(ctx context.Context) error
 	// Lost is closed when the lease could not be refreshed.
 	Lost() <-chan struct{}
+	// AfterLost arranges for f to run on its own goroutine once the lease
+	// is lost (at once if it is already), as context.AfterFunc does for a
+	// context: watching a lease costs no goroutine while it is held. stop
+	// unregisters f and reports whether it kept f from running.
+	AfterLost(f func()) (stop func() bool)
 	// Release gives the lock up. Idempotent.
 	Release(ctx context.Context) error
 }

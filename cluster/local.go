@@ -53,11 +53,10 @@ func NewLocal(agentID string) *Local {
 // localLease is a Local lock. In one process a refresh cannot fail, so a
 // lease is held until Release, Expire or Close; ttl only documents intent.
 type localLease struct {
-	owner    *Local
-	key      string
-	token    uint64 // unique among this Local's leases
-	lost     chan struct{}
-	lostOnce sync.Once
+	owner *Local
+	key   string
+	token uint64 // unique among this Local's leases
+	lost  lostSignal
 }
 
 // Acquire implements Coordinator. It does not block.
@@ -74,7 +73,7 @@ func (l *Local) Acquire(ctx context.Context, key string, ttl time.Duration) (Lea
 		return nil, fmt.Errorf("acquire %s: %w", key, ErrHeld)
 	}
 	l.seq++
-	lease := &localLease{owner: l, key: key, token: l.seq, lost: make(chan struct{})}
+	lease := &localLease{owner: l, key: key, token: l.seq}
 	l.locks[key] = lease
 	return lease, nil
 }
@@ -93,10 +92,11 @@ func (l *Local) Expire(ctx context.Context, key string) error {
 	return nil
 }
 
-func (ls *localLease) markLost() { ls.lostOnce.Do(func() { close(ls.lost) }) }
+func (ls *localLease) markLost() { ls.lost.fire() }
 
-func (ls *localLease) Token() string         { return strconv.FormatUint(ls.token, 10) }
-func (ls *localLease) Lost() <-chan struct{} { return ls.lost }
+func (ls *localLease) Token() string                         { return strconv.FormatUint(ls.token, 10) }
+func (ls *localLease) Lost() <-chan struct{}                 { return ls.lost.done() }
+func (ls *localLease) AfterLost(f func()) (stop func() bool) { return ls.lost.after(f) }
 
 func (ls *localLease) Check(ctx context.Context) error {
 	ls.owner.mu.Lock()

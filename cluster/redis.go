@@ -83,9 +83,8 @@ type redisLease struct {
 	lock     *redislock.Lock
 	key      string
 	stop     chan struct{} // closed by Release/Close: stop refreshing
-	lost     chan struct{}
+	lost     lostSignal
 	stopOnce sync.Once
-	lostOnce sync.Once
 }
 
 // Acquire implements Coordinator with a redislock lock refreshed every ttl/3
@@ -108,7 +107,7 @@ func (r *Redis) Acquire(ctx context.Context, key string, ttl time.Duration) (Lea
 	if err != nil {
 		return nil, fmt.Errorf("acquire %s: %w", key, err)
 	}
-	ls := &redisLease{owner: r, lock: lock, key: key, stop: make(chan struct{}), lost: make(chan struct{})}
+	ls := &redisLease{owner: r, lock: lock, key: key, stop: make(chan struct{})}
 	r.mu.Lock()
 	if r.closed { // closed meanwhile: give it back
 		r.mu.Unlock()
@@ -144,15 +143,16 @@ func (ls *redisLease) refresh(ttl time.Duration) {
 }
 
 func (ls *redisLease) markLost() {
-	ls.lostOnce.Do(func() { close(ls.lost) })
+	ls.lost.fire()
 	ls.stopOnce.Do(func() { close(ls.stop) })
 	ls.owner.mu.Lock()
 	delete(ls.owner.leases, ls)
 	ls.owner.mu.Unlock()
 }
 
-func (ls *redisLease) Token() string         { return ls.lock.Token() }
-func (ls *redisLease) Lost() <-chan struct{} { return ls.lost }
+func (ls *redisLease) Token() string                         { return ls.lock.Token() }
+func (ls *redisLease) Lost() <-chan struct{}                 { return ls.lost.done() }
+func (ls *redisLease) AfterLost(f func()) (stop func() bool) { return ls.lost.after(f) }
 
 // Check asks Redis whether the lock still carries this lease's token. When
 // Redis cannot answer the lease counts as lost: nobody can promise it is ours.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsrunner/opsrunner/cluster"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
@@ -15,6 +16,21 @@ import (
 )
 
 var errBoom = errors.New("boom")
+
+// expiringCoordinator is a local coordinator that reports every key it
+// grants, so a test can make that claim lapse as if another agent took it.
+type expiringCoordinator struct {
+	*cluster.Local
+	claimed chan string
+}
+
+func (c *expiringCoordinator) Acquire(ctx context.Context, key string, ttl time.Duration) (cluster.Lease, error) {
+	l, err := c.Local.Acquire(ctx, key, ttl)
+	if err == nil {
+		c.claimed <- key
+	}
+	return l, err
+}
 
 // TestLifecycle runs the delivery lifecycle table on every available broker.
 func TestLifecycle(t *testing.T) {
@@ -166,6 +182,39 @@ func TestLifecycle(t *testing.T) {
 			}
 			if e := h.next(20 * time.Second); e.Outcome != store.OutcomeCommitted || e.Attempt != 2 {
 				t.Errorf("second = %+v, want committed attempt 2", e)
+			}
+		})
+
+		t.Run("a lost claim interrupts the run and nothing commits", func(t *testing.T) {
+			t.Parallel()
+			in, out := "/queue/"+uniq("lost"), "/queue/"+uniq("lost.out")
+			coord := &expiringCoordinator{Local: cluster.NewLocal("agent-test"), claimed: make(chan string, 4)}
+			h := newHarness(t, b, harnessOpts{coord: coord, run: func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+				if d.Message().Attempt == 1 {
+					if err := d.Send(ctx, out, []byte("never"), nil); err != nil {
+						return err
+					}
+					_ = coord.Expire(context.Background(), <-coord.claimed) // another agent's now
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(10 * time.Second):
+						return errors.New("run not interrupted by the lost claim")
+					}
+				}
+				<-coord.claimed
+				return nil
+			}}, spec(uniq("lost"), in, nil))
+			send(t, b, in, nil, "x")
+			if e := h.next(20 * time.Second); e.Outcome != store.OutcomeRolledBack || !errors.Is(e.Err, context.Canceled) {
+				t.Errorf("first = %+v, want rolled back: context canceled", e)
+			}
+			if e := h.next(20 * time.Second); e.Outcome != store.OutcomeCommitted || e.Attempt != 2 {
+				t.Errorf("second = %+v, want committed attempt 2", e)
+			}
+			h.stop()
+			if got := drain(t, b, out, 300*time.Millisecond); len(got) != 0 {
+				t.Errorf("%d sends of the interrupted run were published", len(got))
 			}
 		})
 

@@ -479,13 +479,7 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 	d.deadline = time.Now().Add(ackTimeout)
 	runCtx, cancel := context.WithDeadline(bg, d.deadline)
 	defer cancel()
-	go func() {
-		select {
-		case <-lease.Lost():
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
+	defer lease.AfterLost(cancel)()
 	refused := false
 	runErr := l.runChains(runCtx, d, &refused)
 

@@ -60,6 +60,8 @@ type harnessOpts struct {
 	filter func(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) (bool, error)
 	// heartBeat replaces connFor's heart-beat when set.
 	heartBeat time.Duration
+	// coord replaces the harness's own local coordinator when set.
+	coord cluster.Coordinator
 }
 
 func connFor(b *testenv.Broker) triggers.ConnConfig {
@@ -77,10 +79,14 @@ func newHarness(t *testing.T, b *testenv.Broker, o harnessOpts, specs ...trigger
 	if o.heartBeat > 0 {
 		cc.HeartBeat = o.heartBeat
 	}
+	coord := o.coord
+	if coord == nil {
+		coord = cluster.NewLocal("agent-test")
+	}
 	h.m = triggers.NewManager(triggers.ManagerConfig{
 		Agent:       "agent-test",
 		Connections: map[string]triggers.ConnConfig{"default": cc},
-		Coordinator: cluster.NewLocal("agent-test"),
+		Coordinator: coord,
 		Store:       st,
 		Run:         o.run,
 		Filter:      o.filter,

@@ -38,6 +38,7 @@ func Run(t *testing.T, newCoord NewCoordinator) {
 		{"ConcurrentAcquire", testConcurrentAcquire},
 		{"ExpiryAndFencing", testExpiry},
 		{"CloseLosesLeases", testClose},
+		{"AfterLost", testAfterLost},
 		{"ProcessedMarkers", testProcessed},
 		{"Membership", testMembership},
 	} {
@@ -200,6 +201,49 @@ func testClose(t *testing.T, c cluster.Coordinator) {
 	}
 	if _, err := c.Acquire(t.Context(), "after-close", ttl); err == nil {
 		t.Fatal("Acquire after Close succeeded")
+	}
+}
+
+// testAfterLost: functions registered with AfterLost run once the lease is
+// lost, unless stopped before; registering on a lost lease runs at once.
+func testAfterLost(t *testing.T, c cluster.Coordinator) {
+	l := acquire(t, c, "watched")
+	ran := make(chan string, 3)
+	stopA := l.AfterLost(func() { ran <- "a" })
+	stopB := l.AfterLost(func() { ran <- "b" })
+	if !stopA() {
+		t.Fatal("stop of a pending AfterLost = false, want true")
+	}
+	if stopA() {
+		t.Fatal("second stop = true, want false")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case got := <-ran:
+		if got != "b" {
+			t.Fatalf("%q ran, want b", got)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("AfterLost function did not run within 1s of losing the lease")
+	}
+	if stopB() {
+		t.Fatal("stop after it ran = true, want false")
+	}
+	l.AfterLost(func() { ran <- "late" })
+	select {
+	case got := <-ran:
+		if got != "late" {
+			t.Fatalf("%q ran, want late", got)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("AfterLost on a lost lease did not run")
+	}
+	select {
+	case got := <-ran:
+		t.Fatalf("%q ran too", got)
+	case <-time.After(50 * time.Millisecond):
 	}
 }
 
