@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -375,6 +377,16 @@ func TestObjectsFromGoDataHaveSortedKeys(t *testing.T) {
 			t.Fatalf("got %s %v\nwant %s", res.JSON, res.Err, want)
 		}
 	}
+	t.Run("events of other keys, as many", func(t *testing.T) {
+		e := newEngine(t, Config{Runtimes: 1}) // one runtime sees every event
+		for i, ev := range []map[string]any{{"b": 1, "a": 2}, {"c": 3, "a": 4}, {"c": 5, "b": 6}, {"b": 7, "a": 8}} {
+			res := runOne(t, e, "function handle(event) { return Object.keys(event); }", ev)
+			keys := slices.Sorted(maps.Keys(ev))
+			if want, _ := json.Marshal(keys); res.Err != nil || string(res.JSON) != string(want) {
+				t.Fatalf("event %d: got %s %v, want %s", i, res.JSON, res.Err, want)
+			}
+		}
+	})
 	t.Run("chain variables a queued run starts with", func(t *testing.T) {
 		p := newProject(t, "p", op{name: "main", src: "function handle() { return $vars; }"})
 		vars := map[string]any{"z": 1, "a": 2, "m": 3, "b": 4}

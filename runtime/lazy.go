@@ -51,7 +51,7 @@ func (r *run) eventToJS(x any) goja.Value {
 	}
 	v := r.v
 	o := v.rt.NewObject()
-	for _, k := range slices.Sorted(maps.Keys(m)) { // as toJS: the same order every run
+	for _, k := range v.eventKeys(m) { // as toJS: the same order every run
 		e := m[k]
 		if deferrable(e) {
 			if acc, ok := v.lazyAccessors(k); ok && o.DefineAccessorProperty(k, acc.get, acc.set, goja.FLAG_TRUE, goja.FLAG_TRUE) == nil {
@@ -62,6 +62,25 @@ func (r *run) eventToJS(x any) goja.Value {
 		_ = v.createDataProperty(o, k, v.toJS(e))
 	}
 	return o
+}
+
+// eventKeys returns m's keys sorted. Events of one trigger have the same
+// keys run after run: the last answer is kept and reused when it fits.
+func (v *vm) eventKeys(m map[string]any) []string {
+	if len(v.lastEventKeys) == len(m) {
+		fits := true
+		for _, k := range v.lastEventKeys {
+			if _, ok := m[k]; !ok {
+				fits = false
+				break
+			}
+		}
+		if fits {
+			return v.lastEventKeys
+		}
+	}
+	v.lastEventKeys = slices.Sorted(maps.Keys(m))
+	return v.lastEventKeys
 }
 
 // deferrable reports whether building x is worth deferring.

@@ -44,6 +44,8 @@ type vm struct {
 
 	// lazyKeys are the shared accessors of lazy event fields (lazy.go).
 	lazyKeys map[string]accessorPair
+	// lastEventKeys are the sorted keys of the last event (eventKeys).
+	lastEventKeys []string
 
 	// broken marks a runtime that must not be pooled again.
 	broken bool

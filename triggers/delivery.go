@@ -108,7 +108,7 @@ func (d *stompDelivery) Commit(ctx context.Context) error {
 		d.state = stateCommitted
 		return nil
 	}
-	if !d.deadline.IsZero() && !time.Now().Before(d.deadline) {
+	if d.pastDeadline() {
 		d.state, d.cause, d.sends = stateRolledBack, ErrAckTimeout, nil
 		return fmt.Errorf("commit message %s: %w", d.origID, ErrAckTimeout)
 	}
@@ -184,8 +184,17 @@ func (d *stompDelivery) Rollback(_ context.Context, cause error) error {
 	if cause == nil {
 		cause = errors.New("rolled back")
 	}
+	if d.pastDeadline() {
+		cause = ErrAckTimeout // too late to decide: the timeout has
+	}
 	d.state, d.cause, d.sends = stateRolledBack, cause, nil
 	return nil
+}
+
+// pastDeadline reports whether the ack timeout has passed. Commit and
+// Rollback check it themselves, so that no timer is needed per delivery.
+func (d *stompDelivery) pastDeadline() bool {
+	return !d.deadline.IsZero() && !time.Now().Before(d.deadline)
 }
 
 // Send buffers a message to be published when the delivery commits (in

@@ -2,8 +2,10 @@ package triggers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 )
 
 // A delivery buffers a bounded number of sends until it commits: past the
@@ -37,4 +39,46 @@ func TestDeliveryBoundsBufferedSends(t *testing.T) {
 			t.Fatalf("buffered %d sends, want 2", len(d.sends))
 		}
 	})
+}
+
+// A rollback decided after the ack timeout passed is the timeout's: the
+// run was too late to decide, and its own cause would hide why.
+func TestRollbackPastDeadlineIsAckTimeout(t *testing.T) {
+	d := &stompDelivery{deadline: time.Now().Add(-time.Millisecond)}
+	if err := d.Rollback(context.Background(), errors.New("script said no")); err != nil {
+		t.Fatal(err)
+	}
+	if _, cause := d.outcome(); !errors.Is(cause, ErrAckTimeout) {
+		t.Fatalf("cause = %v, want ErrAckTimeout", cause)
+	}
+	d = &stompDelivery{deadline: time.Now().Add(time.Hour)}
+	want := errors.New("script said no")
+	_ = d.Rollback(context.Background(), want)
+	if _, cause := d.outcome(); cause != want {
+		t.Fatalf("cause before the deadline = %v, want the script's", cause)
+	}
+}
+
+// The event's body is handed to the runtime to parse when the content type
+// says JSON, whatever the bytes (the runtime falls back to the text);
+// otherwise it is text.
+func TestEventBodyByContentType(t *testing.T) {
+	for _, tt := range []struct {
+		contentType string
+		json        bool
+	}{
+		{"application/json", true},
+		{"application/JSON; charset=utf-8", true},
+		{"application/vnd.api+json", true},
+		{"text/json", true},
+		{"text/plain", false},
+		{"", false},
+		{"jso", false},
+	} {
+		d := &stompDelivery{msg: Message{ID: "m", Headers: map[string]string{"content-type": tt.contentType}, Body: []byte(`{"a":1}`)}}
+		_, isRaw := EventFor(d)["body"].(json.RawMessage)
+		if isRaw != tt.json {
+			t.Errorf("content-type %q: body parsed as JSON = %v, want %v", tt.contentType, isRaw, tt.json)
+		}
+	}
 }

@@ -63,8 +63,9 @@ func copyHeaders(h map[string]string, drop map[string]bool) map[string]string {
 
 // EventFor returns the script event of a delivery, DESIGN's message event:
 // {messageId, destination, body, properties, headers, redelivered,
-// deliveryCount}. body is JSON (a json.RawMessage the runtime parses) when
-// the content-type says JSON and the bytes parse, else text. properties
+// deliveryCount}. body is a json.RawMessage when the content-type says
+// JSON: the runtime parses it, and gives the text when it does not parse.
+// Otherwise body is text. properties
 // holds JMS_PROP_<key> for each producer header and the JMS_MSG_* names of
 // CloverDX, all strings. properties and headers are func() any values that
 // build their maps when called: the runtime builds them only for a script
@@ -77,7 +78,9 @@ func EventFor(d Delivery) map[string]any {
 	}
 	h := m.Headers
 	var body any = string(m.Body)
-	if ct := strings.ToLower(h["content-type"]); strings.Contains(ct, "json") && json.Valid(m.Body) {
+	if mentionsJSON(h["content-type"]) {
+		// Parsed by the runtime, which falls back to the text when the
+		// bytes are not JSON: checking them here first doubled the work.
 		body = json.RawMessage(m.Body)
 	}
 	redelivered := m.Attempt > 1 || h["redelivered"] == "true"
@@ -90,6 +93,19 @@ func EventFor(d Delivery) map[string]any {
 		"redelivered":   redelivered,
 		"deliveryCount": m.Attempt,
 	}
+}
+
+// mentionsJSON reports whether a message's content type says JSON
+// (application/json, text/json, application/vnd.x+json; any case, any
+// parameters). Producers are less careful than HTTP clients: any mention
+// counts.
+func mentionsJSON(contentType string) bool {
+	for i := 0; i+4 <= len(contentType); i++ {
+		if strings.EqualFold(contentType[i:i+4], "json") {
+			return true
+		}
+	}
+	return false
 }
 
 // messageProperties is an event's properties: JMS_PROP_<key> for each

@@ -524,21 +524,14 @@ func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.
 // runChains runs the filter and the chains on the calling goroutine (a
 // long-lived one: a fresh goroutine per message paid for growing its stack
 // under goja on every delivery). When the deadline passes first, the
-// delivery is settled by the timeout at once, and the runner, interrupted
-// through ctx, is waited for: whatever it does then cannot commit.
+// runner is interrupted through ctx and waited for; whatever it does then
+// cannot commit (the delivery checks its deadline itself), and the caller
+// settles it as timed out.
 func (l *listener) runChains(ctx context.Context, d *stompDelivery, refused *bool) (err error) {
 	cfg := &l.m.cfg
-	stop := context.AfterFunc(ctx, func() {
-		if ctx.Err() == context.DeadlineExceeded {
-			d.expire()
-		}
-	})
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("chain runner panicked: %v", r)
-		}
-		if !stop() && ctx.Err() == context.DeadlineExceeded {
-			d.expire() // idempotent; the AfterFunc may still be running
 		}
 	}()
 	if cfg.Filter != nil {
