@@ -13,6 +13,7 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
+	"github.com/opsrunner/opsrunner/internal/stompc"
 )
 
 // ConnConfig is one named broker connection of the agent configuration. The
@@ -107,6 +108,41 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 	}
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		_ = c.MustDisconnect()
+		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
+	return c, nil
+}
+
+// dialConsumer opens the connection a listener consumes on, as dial does
+// (same CONNECT, heart-beats, silence allowance and timeouts), with the lean
+// client of internal/stompc.
+func dialConsumer(ctx context.Context, cc ConnConfig, extra map[string]string) (*stompc.Conn, error) {
+	hb := cc.HeartBeat
+	if hb <= 0 {
+		hb = 10 * time.Second
+	}
+	deadline := time.Now().Add(connectTimeout)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	nc, err := cc.dialNet(dctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	if err := nc.SetDeadline(deadline); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
+	c, err := stompc.Connect(nc, stompc.Options{
+		Login: cc.Login, Passcode: cc.Passcode, Host: cc.Host, Headers: extra,
+		HeartBeat: hb, Silence: min(hb, stomp.DefaultHeartBeatError), ReceiptTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		nc.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("no CONNECTED within %s: %w", connectTimeout, err)
+		}
 		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
 	}
 	return c, nil

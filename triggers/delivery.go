@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/opsrunner/opsrunner/cluster"
+	"github.com/opsrunner/opsrunner/internal/stompc"
 )
 
 // ErrSettled is returned by Commit after a rollback, by Rollback after a
@@ -62,8 +62,8 @@ type pendingSend struct {
 type stompDelivery struct {
 	msg    Message
 	origID string
-	raw    *stomp.Message
-	conn   *stomp.Conn
+	raw    *stompc.Message
+	conn   *stompc.Conn
 	auto   bool // acknowledged on receipt: sends go out directly
 	lease  cluster.Lease
 	// onCommit runs after the COMMIT receipt, still under mu (processed marker).
@@ -142,12 +142,12 @@ func (d *stompDelivery) commitLocked(ctx context.Context) error {
 		}
 		return nil
 	}
-	tx, err := d.conn.BeginWithError()
+	tx, err := d.conn.Begin()
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return err
 	}
 	for _, s := range d.sends {
-		if err := tx.Send(s.destination, "", s.body, sendOpts(s.headers)); err != nil {
+		if err := tx.Send(s.destination, s.body, sendOpts(s.headers)); err != nil {
 			_ = tx.Abort()
 			return fmt.Errorf("send to %s: %w", s.destination, err)
 		}
@@ -163,7 +163,7 @@ func (d *stompDelivery) commitLocked(ctx context.Context) error {
 			return fmt.Errorf("check claim: %w", err)
 		}
 	}
-	if err := tx.CommitWithReceipt(); err != nil {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
@@ -203,7 +203,7 @@ func (d *stompDelivery) Send(ctx context.Context, destination string, body []byt
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.auto {
-		if err := d.conn.Send(destination, "", body, sendOpts(headers), stomp.SendOpt.Receipt); err != nil {
+		if err := d.conn.Send(destination, body, sendOpts(headers)); err != nil {
 			return fmt.Errorf("send to %s: %w", destination, err)
 		}
 		return nil

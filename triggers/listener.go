@@ -13,12 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/opsrunner/opsrunner/cluster"
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
+	"github.com/opsrunner/opsrunner/internal/stompc"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 )
@@ -230,7 +230,7 @@ func (l *listener) session(ctx context.Context, idx int) error {
 		// Sent to every broker kind: harmless where it is not needed.
 		extra = brokercaps.For(brokercaps.ActiveMQ).DurableConnectHeaders(l.clientID())
 	}
-	conn, err := dial(ctx, l.cc, extra)
+	conn, err := dialConsumer(ctx, l.cc, extra)
 	if err != nil {
 		return err
 	}
@@ -239,9 +239,10 @@ func (l *listener) session(ctx context.Context, idx int) error {
 		if healthy {
 			_ = conn.Disconnect()
 		} else {
-			_ = conn.MustDisconnect()
+			_ = conn.Close()
 		}
 	}()
+	defer conn.StopOn(ctx)()
 	kind := brokercaps.Detect(conn.Server())
 	caps := brokercaps.For(kind)
 	l.mu.Lock()
@@ -259,46 +260,31 @@ func (l *listener) session(ctx context.Context, idx int) error {
 	if l.pol.durable {
 		opts = append(opts, caps.DurableSubscribeOptions(l.pol.subscriber, l.clientID())...)
 	}
-	sub, err := conn.Subscribe(l.spec.Listener.Destination, stomp.AckClientIndividual, opts...)
-	if err != nil {
+	if err := conn.Subscribe(l.spec.Listener.Destination, opts...); err != nil {
 		healthy = false
-		return fmt.Errorf("subscribe %s: %w", l.spec.Listener.Destination, err)
+		return err
 	}
-	var retryC <-chan *stomp.Message
 	if l.pol.topic {
-		rs, err := conn.Subscribe(l.pol.retryDest, stomp.AckClientIndividual, retryOpts...)
-		if err != nil {
+		if err := conn.Subscribe(l.pol.retryDest, retryOpts...); err != nil {
 			healthy = false
-			return fmt.Errorf("subscribe %s: %w", l.pol.retryDest, err)
+			return err
 		}
-		retryC = rs.C
 	}
 	l.setState("listening")
 	for {
-		if ctx.Err() != nil {
-			return nil // stopping wins over a message already buffered
+		msg, err := conn.Next()
+		if errors.Is(err, stompc.ErrStopped) || ctx.Err() != nil {
+			return nil // stopping wins over a message already read
 		}
-		var msg *stomp.Message
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case msg, ok = <-sub.C:
-		case msg, ok = <-retryC:
-		}
-		if !ok {
+		if err != nil {
 			healthy = false
-			return errors.New("subscription closed by the broker")
-		}
-		if msg.Err != nil {
-			healthy = false
-			return fmt.Errorf("receive: %w", msg.Err)
+			return fmt.Errorf("receive: %w", err)
 		}
 		if err := l.m.cfg.Slots.Acquire(ctx); err != nil {
 			return nil // stopping: the message goes back with the disconnect
 		}
 		l.inFlight.Add(1)
-		err := l.handle(ctx, conn, msg)
+		err = l.handle(ctx, conn, msg)
 		l.inFlight.Add(-1)
 		if err != nil {
 			healthy = false
@@ -324,7 +310,7 @@ func (r *released) release() { r.once.Do(r.slots.Release) }
 // stops: it only cuts a backoff wait short (the message then goes back with
 // the disconnect); the run itself is bounded by its ack timeout. It returns
 // an error only when the connection is unusable.
-func (l *listener) handle(stopCtx context.Context, conn *stomp.Conn, raw *stomp.Message) error {
+func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stompc.Message) error {
 	slot := &released{slots: l.m.cfg.Slots}
 	defer slot.release()
 	cfg := &l.m.cfg
@@ -680,12 +666,12 @@ func (l *listener) deadLetter(d *stompDelivery, hdr map[string]string, attempt i
 }
 
 // transact sends s and ACKs raw in one STOMP transaction confirmed by a receipt.
-func transact(conn *stomp.Conn, raw *stomp.Message, s pendingSend) error {
-	tx, err := conn.BeginWithError()
+func transact(conn *stompc.Conn, raw *stompc.Message, s pendingSend) error {
+	tx, err := conn.Begin()
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return err
 	}
-	if err := tx.Send(s.destination, "", s.body, sendOpts(s.headers)); err != nil {
+	if err := tx.Send(s.destination, s.body, sendOpts(s.headers)); err != nil {
 		_ = tx.Abort()
 		return fmt.Errorf("send to %s: %w", s.destination, err)
 	}
@@ -693,7 +679,7 @@ func transact(conn *stomp.Conn, raw *stomp.Message, s pendingSend) error {
 		_ = tx.Abort()
 		return fmt.Errorf("ack: %w", err)
 	}
-	if err := tx.CommitWithReceipt(); err != nil {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
