@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 const benchSrc = `function handle(e) { const b = JSON.parse(e.body); return {id: b.id, total: b.qty * b.price, ok: true} }`
@@ -126,4 +127,51 @@ func BenchmarkResultJSON(b *testing.B) {
 			}
 		})
 	}
+}
+
+// listenerEvent is shaped like the listener's event for one delivery: the
+// body as raw JSON, properties and headers computed on first read.
+func listenerEvent() map[string]any {
+	return map[string]any{
+		"messageId":     "ID:broker-1:1:1:1",
+		"destination":   "/queue/orders",
+		"body":          json.RawMessage(`{"id": 42, "name": "widget"}`),
+		"properties":    func() any { return map[string]any{"type": "order", "priority": 4.0} },
+		"headers":       func() any { return map[string]any{"content-type": "application/json"} },
+		"redelivered":   false,
+		"deliveryCount": 1.0,
+	}
+}
+
+// BenchmarkListenerRun measures one run of a trivial listener operation on
+// a warm pool: what a delivery costs beyond the broker. With an ack
+// deadline, each run's context can end (one per delivery, as the listener
+// makes them).
+func BenchmarkListenerRun(b *testing.B) {
+	e := newEngine(b, Config{})
+	p := newProject(b, "p", op{name: "main", src: `function handle(event) { return {ok: event.body.id}; }`})
+	inv := Invocation{RunID: "r", Project: p, Operation: "main", Trigger: TriggerListener,
+		Event: listenerEvent(), Message: &fakeMessage{id: "ID:broker-1:1:1:1"}}
+	if res := e.Run(context.Background(), inv); res.Err != nil || string(res.JSON) != `{"ok":42}` {
+		b.Fatalf("got %s, %v", res.JSON, res.Err)
+	}
+	b.Run("no deadline", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if res := e.Run(context.Background(), inv); res.Err != nil {
+				b.Fatal(res.Err)
+			}
+		}
+	})
+	b.Run("ack deadline", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			res := e.Run(ctx, inv)
+			cancel()
+			if res.Err != nil {
+				b.Fatal(res.Err)
+			}
+		}
+	})
 }

@@ -68,7 +68,18 @@ type encoder struct {
 // nil, nil when JSON.stringify would return undefined (undefined, a
 // function, a symbol).
 func (v *vm) encodeJSON(val goja.Value) ([]byte, error) {
-	e := encoder{v: v, buf: make([]byte, 0, 128), stack: make([]*goja.Object, 0, 8)}
+	// The stack's array is the runtime's, reused; an encoding within this
+	// one (a toJSON calling a host function that encodes) makes its own.
+	stack := v.encStack
+	if stack == nil {
+		stack = make([]*goja.Object, 0, 8)
+	}
+	v.encStack = nil
+	e := encoder{v: v, buf: make([]byte, 0, 128), stack: stack}
+	defer func() {
+		clear(e.stack[:cap(e.stack)]) // keeps no objects alive
+		v.encStack = e.stack[:0]
+	}()
 	err := e.property("", val, false)
 	if errors.Is(err, errSkip) {
 		return nil, nil

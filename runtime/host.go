@@ -56,15 +56,15 @@ func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
 		if err != nil {
 			v.throw("RunOperation: input: %v", err)
 		}
-		vars, _ := v.exportJSON(r.vars)
+		vars, _ := v.exportJSON(r.varsObject())
 		varMap, _ := vars.(map[string]any)
-		id, err := d.Dispatch(fr.ctx, Invocation{Project: p, Operation: op.Name, Trigger: TriggerOperation, Event: goEvent, Vars: varMap})
+		id, err := d.Dispatch(r.opContext(fr), Invocation{Project: p, Operation: op.Name, Trigger: TriggerOperation, Event: goEvent, Vars: varMap})
 		if err != nil {
 			v.throw("RunOperation: queue %q: %v", op.Name, err)
 		}
 		return v.rt.ToValue(id)
 	}
-	val, f, abort := r.runChain(fr.ctx, p, op, event, fr.depth+1, false)
+	val, f, abort := r.runChain(fr, p, op, event, fr.depth+1, false)
 	if abort != nil {
 		panic(abort.abort) // uncatchable: keeps unwinding the script
 	}
@@ -134,7 +134,7 @@ func (v *vm) jsAcknowledge(call goja.FunctionCall) goja.Value {
 			v.throw("Acknowledge: message %q is not this run's message", s)
 		}
 	}
-	if err := r.acknowledge(fr.ctx, act, fmt.Errorf("rolled back by Acknowledge in operation %q", fr.op.Name)); err != nil {
+	if err := r.acknowledge(r.opContext(fr), act, fmt.Errorf("rolled back by Acknowledge in operation %q", fr.op.Name)); err != nil {
 		v.throw("Acknowledge: %v", err)
 	}
 	return goja.Undefined()
@@ -142,7 +142,7 @@ func (v *vm) jsAcknowledge(call goja.FunctionCall) goja.Value {
 
 func (v *vm) jsMessageCommit(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
-	if err := r.acknowledge(fr.ctx, scripts.ActionCommit, nil); err != nil {
+	if err := r.acknowledge(r.opContext(fr), scripts.ActionCommit, nil); err != nil {
 		v.throw("message.commit: %v", err)
 	}
 	return goja.Undefined()
@@ -154,7 +154,7 @@ func (v *vm) jsMessageRollback(call goja.FunctionCall) goja.Value {
 	if a := call.Argument(0); present(a) {
 		cause = errors.New(v.safeString(a))
 	}
-	if err := r.acknowledge(fr.ctx, scripts.ActionRollback, cause); err != nil {
+	if err := r.acknowledge(r.opContext(fr), scripts.ActionRollback, cause); err != nil {
 		v.throw("message.rollback: %v", err)
 	}
 	return goja.Undefined()
@@ -203,9 +203,9 @@ func (v *vm) jsSendMessage(call goja.FunctionCall) goja.Value {
 	var err error
 	switch {
 	case r.inv.Message != nil:
-		err = r.inv.Message.Send(fr.ctx, dest, body, headers)
+		err = r.inv.Message.Send(r.opContext(fr), dest, body, headers)
 	case r.e.cfg.Sender != nil:
-		err = r.e.cfg.Sender.Send(fr.ctx, dest, body, headers)
+		err = r.e.cfg.Sender.Send(r.opContext(fr), dest, body, headers)
 	default:
 		v.throw("SendMessage: no broker connection")
 	}
@@ -225,7 +225,7 @@ func isString(val goja.Value) bool {
 
 func (v *vm) jsSet(call goja.FunctionCall) goja.Value {
 	r, _ := v.active()
-	if err := r.vars.Set(v.safeString(call.Argument(0)), call.Argument(1)); err != nil {
+	if err := r.varsObject().Set(v.safeString(call.Argument(0)), call.Argument(1)); err != nil {
 		v.throw("Set: %v", err)
 	}
 	return goja.Undefined()
@@ -233,7 +233,7 @@ func (v *vm) jsSet(call goja.FunctionCall) goja.Value {
 
 func (v *vm) jsGet(call goja.FunctionCall) goja.Value {
 	r, _ := v.active()
-	val := r.vars.Get(v.safeString(call.Argument(0)))
+	val := r.varsObject().Get(v.safeString(call.Argument(0)))
 	if val == nil {
 		return goja.Undefined()
 	}
@@ -244,7 +244,7 @@ func (v *vm) jsVars(goja.FunctionCall) goja.Value {
 	if v.cur == nil {
 		return goja.Undefined()
 	}
-	return v.cur.vars
+	return v.cur.varsObject()
 }
 
 // jsRaiseError is RaiseError(message): it fails the operation with message.

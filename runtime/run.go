@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,38 +19,62 @@ import (
 
 // run is the state of one chain on one runtime: what the host functions of
 // the runtime read while the chain executes. Only the run's goroutine touches
-// it, except memKilled (set by the watchdog).
+// it, except memKilled (set by the watchdog) and what mu guards (read by
+// the timers of the limits).
 type run struct {
 	e   *Engine
 	v   *vm
 	ctx context.Context
 	inv Invocation
 
-	vars       *goja.Object
+	vars       *goja.Object // made on first use when inv.Vars is empty (see varsObject)
 	logs       []store.LogLine
 	logDropped int
 	steps      []store.Step
 	lastErr    string
-	frames     []*frame // operations executing, innermost last
+
+	// mu orders the limits' timers and the end of ctx (they interrupt the
+	// runtime) with frames starting and ending: an interrupt is issued
+	// only for a frame still executing, and is visible to its end.
+	mu       sync.Mutex
+	frames   []*frame // operations executing, innermost last; changed under mu
+	frameBuf [4]*frame
+	// stopWatch stops watching ctx (see newRun); nil when ctx cannot end.
+	stopWatch func() bool
 
 	raised    *goja.Object // Error thrown by the latest RaiseError
 	raisedMsg string
 
 	// lazy are the event's fields not built yet (see lazy.go).
-	lazy []lazyField
+	lazy    []lazyField
+	lazyBuf [4]lazyField
 
 	memKilled atomic.Bool
+	watched   tracked // the watchdog's record (see watchdog.track)
 }
 
-// frame is one executing operation.
+// frame is one executing operation. Its limit is reached when its own
+// deadline passes or its parent ends: the enclosing operation (outer) or,
+// for a top-level operation, the run's context. A frame has no
+// context.Context of its own until a host function needs one (opContext):
+// its deadline is a timer, and the run's context is watched once per run.
 type frame struct {
-	ctx     context.Context // the operation's own context (its timeout)
-	parent  context.Context
-	top     bool // parent is the run's context
-	project *scripts.Project
-	op      *scripts.Operation
-	event   goja.Value
-	depth   int
+	outer    *frame // the operation that called this one; nil at the top level
+	project  *scripts.Project
+	op       *scripts.Operation
+	event    goja.Value
+	depth    int
+	deadline time.Time
+	timer    *time.Timer // calls run.expire at deadline; nil when the parent's is earlier
+
+	// Guarded by run.mu.
+	expired  bool // its own deadline passed while its parent had not ended
+	finished bool // the operation has ended: its timer does nothing
+
+	// The operation's context (opContext), made on first use; only the
+	// run's goroutine touches these.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // interruptCause is the value given to goja's Interrupt.
@@ -70,14 +95,39 @@ type failure struct {
 	abort *goja.InterruptedError
 }
 
+// newRun makes v's current run. It watches ctx (when ctx can end) until
+// finish: the end of ctx interrupts the top-level operation executing.
 func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 	r := &run{e: e, v: v, ctx: ctx, inv: inv}
+	r.frames = r.frameBuf[:0]
+	r.lazy = r.lazyBuf[:0]
 	v.cur = r
-	r.vars = v.rt.NewObject()
-	for _, k := range slices.Sorted(maps.Keys(inv.Vars)) { // as toJS: the same order every run
-		_ = r.vars.Set(k, v.toJS(inv.Vars[k]))
+	if len(inv.Vars) > 0 {
+		r.vars = v.rt.NewObject()
+		for _, k := range slices.Sorted(maps.Keys(inv.Vars)) { // as toJS: the same order every run
+			_ = r.vars.Set(k, v.toJS(inv.Vars[k]))
+		}
+	}
+	if ctx.Done() != nil {
+		r.stopWatch = context.AfterFunc(ctx, r.contextEnded)
 	}
 	return r
+}
+
+// finish stops watching the run's context. Called once the chain is over.
+func (r *run) finish() {
+	if r.stopWatch != nil {
+		r.stopWatch()
+	}
+}
+
+// varsObject returns the chain variables' object. Without initial vars it
+// is an empty object made on first use: most chains never read it.
+func (r *run) varsObject() *goja.Object {
+	if r.vars == nil {
+		r.vars = r.v.rt.NewObject()
+	}
+	return r.vars
 }
 
 // killMemory interrupts the run for ErrMemoryLimit. Called by the watchdog
@@ -90,7 +140,7 @@ func (r *run) killMemory() {
 // top runs the triggered operation's chain and fills res.
 func (r *run) top(op *scripts.Operation, res *Result) {
 	event := r.eventToJS(r.inv.Event)
-	val, f, _ := r.runChain(r.ctx, r.inv.Project, op, event, 0, true)
+	val, f, _ := r.runChain(nil, r.inv.Project, op, event, 0, true)
 	if f != nil {
 		res.Status, res.Err = f.status, f.err
 		return
@@ -103,11 +153,12 @@ func (r *run) top(op *scripts.Operation, res *Result) {
 	res.Status, res.JSON = store.StatusSucceeded, out
 }
 
-// runChain runs op, then its onSuccess or onFailure operations in order.
-// val and f are op's own outcome; abort is non-nil when an interrupt beyond
-// any single operation stopped the chain (it must keep propagating).
-func (r *run) runChain(parent context.Context, p *scripts.Project, op *scripts.Operation, event goja.Value, depth int, settle bool) (val goja.Value, f, abort *failure) {
-	val, f = r.runOp(parent, p, op, event, depth, settle)
+// runChain runs op, then its onSuccess or onFailure operations in order,
+// within outer (nil: at the top level, within the run's context). val and
+// f are op's own outcome; abort is non-nil when an interrupt beyond any
+// single operation stopped the chain (it must keep propagating).
+func (r *run) runChain(outer *frame, p *scripts.Project, op *scripts.Operation, event goja.Value, depth int, settle bool) (val goja.Value, f, abort *failure) {
+	val, f = r.runOp(outer, p, op, event, depth, settle)
 	if f != nil && f.abort != nil {
 		return val, f, f
 	}
@@ -116,7 +167,7 @@ func (r *run) runChain(parent context.Context, p *scripts.Project, op *scripts.O
 		next = op.OnFailure
 	}
 	for _, name := range next {
-		if parent.Err() != nil {
+		if r.limitReached(outer) {
 			break
 		}
 		nop := findOperation(p, name)
@@ -125,7 +176,7 @@ func (r *run) runChain(parent context.Context, p *scripts.Project, op *scripts.O
 			continue
 		}
 		// A failing chain member is recorded in its step; the chain goes on.
-		if _, _, na := r.runChain(parent, p, nop, event, depth+1, true); na != nil {
+		if _, _, na := r.runChain(outer, p, nop, event, depth+1, true); na != nil {
 			return val, f, na
 		}
 	}
@@ -137,9 +188,10 @@ func (r *run) addStep(s store.Step) int {
 	return len(r.steps) - 1
 }
 
-// runOp runs one operation under its own timeout. settle says whether a
-// still-pending Promise result is a failure (true) or returned as is.
-func (r *run) runOp(parent context.Context, p *scripts.Project, op *scripts.Operation, event goja.Value, depth int, settle bool) (val goja.Value, f *failure) {
+// runOp runs one operation, within outer, under its own timeout. settle
+// says whether a still-pending Promise result is a failure (true) or
+// returned as is.
+func (r *run) runOp(outer *frame, p *scripts.Project, op *scripts.Operation, event goja.Value, depth int, settle bool) (val goja.Value, f *failure) {
 	name := op.Name
 	if p != r.inv.Project {
 		name = p.Name + "/" + op.Name
@@ -150,41 +202,26 @@ func (r *run) runOp(parent context.Context, p *scripts.Project, op *scripts.Oper
 	if len(r.steps) >= maxSteps {
 		return nil, r.failStep(name, fmt.Errorf("operation %q: more than %d operations in one run", name, maxSteps))
 	}
-	if err := parent.Err(); err != nil {
-		f := r.failStep(name, fmt.Errorf("operation %q not started: %w", name, context.Cause(parent)))
+	start := time.Now()
+	fr := &frame{outer: outer, project: p, op: op, event: event, depth: depth}
+	if cause := r.begin(fr, start); cause != nil {
+		f := r.failStep(name, fmt.Errorf("operation %q not started: %w", name, cause))
 		f.status = store.StatusTimedOut
 		r.steps[len(r.steps)-1].Status = f.status
 		return nil, f
 	}
-	start := time.Now()
 	idx := r.addStep(store.Step{Operation: name, Status: store.StatusRunning})
-	timeout := op.EffectiveTimeout()
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	fr := &frame{ctx: ctx, parent: parent, top: len(r.frames) == 0, project: p, op: op, event: event, depth: depth}
-	r.frames = append(r.frames, fr)
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		if c := r.causeFor(fr); c != nil {
-			r.v.rt.Interrupt(c)
-		}
-	})
 
-	val, f = r.execOp(ctx, fr, settle)
+	val, f = r.execOp(fr, settle)
 
-	stopped := stop()
-	if !stopped {
-		<-fired
-	}
-	cancel()
-	r.frames = r.frames[:len(r.frames)-1]
+	reached := r.end(fr)
 	if f != nil && f.abort != nil {
 		if c, ok := f.abort.Value().(*interruptCause); ok && c.frame == fr {
 			f.abort = nil // our own limit: an ordinary failure of this operation
 			r.reassert()
 		}
-	} else if !stopped {
-		r.reassert() // our limit fired after the script ended
+	} else if reached {
+		r.reassert() // a limit was reached after the script ended
 	}
 
 	s := &r.steps[idx]
@@ -197,31 +234,152 @@ func (r *run) runOp(parent context.Context, p *scripts.Project, op *scripts.Oper
 	return val, f
 }
 
-// causeFor decides what interrupt, if any, fr's ended context means.
+// begin makes fr, starting at start, the innermost frame and starts its
+// timer, unless fr's parent has ended: then it returns the parent's
+// context.Cause and fr is not started.
+func (r *run) begin(fr *frame, start time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cause := r.endCause(fr.outer); cause != nil {
+		return cause
+	}
+	r.push(fr, start)
+	return nil
+}
+
+// push makes fr the innermost frame and starts its timer. As with
+// context.WithDeadline, a frame whose parent has an earlier deadline has
+// none of its own (and no timer): it ends with its parent. r.mu must be
+// held.
+func (r *run) push(fr *frame, start time.Time) {
+	timeout := fr.op.EffectiveTimeout()
+	fr.deadline = start.Add(timeout)
+	r.frames = append(r.frames, fr)
+	if d, ok := r.deadline(fr.outer); ok && d.Before(fr.deadline) {
+		fr.deadline = d
+		return
+	}
+	fr.timer = time.AfterFunc(timeout, func() { r.expire(fr) })
+}
+
+// deadline is fr's deadline (fr nil: the run context's), as the Deadline
+// of its context would say.
+func (r *run) deadline(fr *frame) (time.Time, bool) {
+	if fr == nil {
+		return r.ctx.Deadline()
+	}
+	return fr.deadline, true
+}
+
+// end ends fr, the innermost frame: after it, no limit interrupts the
+// runtime on fr's behalf. It reports whether fr's limit had been reached
+// (an interrupt for fr, or for an enclosing limit, may be set).
+func (r *run) end(fr *frame) (reached bool) {
+	r.mu.Lock()
+	fr.finished = true
+	reached = r.endCause(fr) != nil
+	r.frames[len(r.frames)-1] = nil
+	r.frames = r.frames[:len(r.frames)-1]
+	r.mu.Unlock()
+	if fr.timer != nil {
+		fr.timer.Stop()
+	}
+	if fr.cancel != nil {
+		fr.cancel()
+	}
+	return reached
+}
+
+// expire runs on fr's timer at its deadline: fr's own limit is reached,
+// unless fr has ended or its parent ended first (the parent's end is
+// reported by the enclosing frame, or by contextEnded).
+func (r *run) expire(fr *frame) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if fr.finished || r.endCause(fr.outer) != nil {
+		return
+	}
+	fr.expired = true
+	r.v.rt.Interrupt(r.causeFor(fr))
+}
+
+// contextEnded runs (on its own goroutine) when the run's context ends: it
+// interrupts the top-level operation executing, unless that operation's
+// own timeout came first.
+func (r *run) contextEnded() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.frames) > 0 && !r.frames[0].expired {
+		r.v.rt.Interrupt(r.causeFor(r.frames[0]))
+	}
+}
+
+// endCause is what context.Cause would say of fr's context (fr nil: the
+// run's): nil while fr's limit has not been reached, DeadlineExceeded when
+// it, or an enclosing frame, timed out first, else the run context's
+// cause. r.mu must be held.
+func (r *run) endCause(fr *frame) error {
+	for ; fr != nil; fr = fr.outer {
+		if fr.expired { // only set while the parent had not ended
+			return context.DeadlineExceeded
+		}
+	}
+	return context.Cause(r.ctx)
+}
+
+// limitReached reports whether fr's limit (fr nil: the run context's) has
+// been reached.
+func (r *run) limitReached(fr *frame) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.endCause(fr) != nil
+}
+
+// opContext returns fr's context.Context, for host functions that pass one
+// on (I/O, dispatch), made on first use: derived from the parent's, it
+// ends at fr's deadline and is cancelled when fr ends.
+func (r *run) opContext(fr *frame) context.Context {
+	if fr.ctx == nil {
+		parent := r.ctx
+		if fr.outer != nil {
+			parent = r.opContext(fr.outer)
+		}
+		fr.ctx, fr.cancel = context.WithDeadline(parent, fr.deadline)
+	}
+	return fr.ctx
+}
+
+// causeFor decides what interrupt, if any, the end of fr's limit means.
 // Enclosing frames report their own limits, so a nested frame whose parent
-// ended does nothing.
+// ended gives nil. r.mu must be held.
 func (r *run) causeFor(fr *frame) *interruptCause {
-	if fr.parent.Err() == nil {
+	if r.endCause(fr.outer) == nil {
 		return &interruptCause{frame: fr, status: store.StatusTimedOut,
 			err: fmt.Errorf("%w: operation %q exceeded its %s timeout", ErrTimeout, fr.op.Name, fr.op.EffectiveTimeout())}
 	}
-	if fr.top {
-		return &interruptCause{status: store.StatusTimedOut,
-			err: fmt.Errorf("run interrupted: %w", context.Cause(fr.parent))}
+	if fr.outer == nil {
+		return runInterrupted(r.ctx)
 	}
 	return nil
+}
+
+// runInterrupted is the interrupt for the end of the run's context.
+func runInterrupted(ctx context.Context) *interruptCause {
+	return &interruptCause{status: store.StatusTimedOut, err: fmt.Errorf("run interrupted: %w", context.Cause(ctx))}
 }
 
 // reassert clears the runtime's interrupt flag and sets it again if an
 // enclosing limit has been reached meanwhile.
 func (r *run) reassert() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.v.rt.ClearInterrupt()
 	if r.memKilled.Load() {
 		r.v.rt.Interrupt(&interruptCause{err: fmt.Errorf("%w: heap above %d bytes", ErrMemoryLimit, r.e.cfg.MemoryLimit), status: store.StatusFailed})
 		return
 	}
 	for _, fr := range r.frames {
-		if fr.ctx.Err() != nil {
+		if r.endCause(fr) != nil {
 			if c := r.causeFor(fr); c != nil {
 				r.v.rt.Interrupt(c)
 				return
@@ -250,10 +408,10 @@ func plainFailure(err error) *failure {
 }
 
 // execOp executes fr's operation body.
-func (r *run) execOp(ctx context.Context, fr *frame, settle bool) (goja.Value, *failure) {
+func (r *run) execOp(fr *frame, settle bool) (goja.Value, *failure) {
 	op := fr.op
 	if op.Type == scripts.TypeAcknowledge {
-		if err := r.acknowledge(ctx, op.Action, r.rollbackCause(op.Name)); err != nil {
+		if err := r.acknowledge(r.opContext(fr), op.Action, r.rollbackCause(op.Name)); err != nil {
 			return nil, plainFailure(fmt.Errorf("operation %q: %w", op.Name, err))
 		}
 		return goja.Undefined(), nil
@@ -516,7 +674,7 @@ func (r *run) filter(path string) (bool, error) {
 	}
 	op := &scripts.Operation{Name: "filter " + path, Script: path, Timeout: scripts.Duration(filterTimeout)}
 	var pass bool
-	body := func(ctx context.Context, fr *frame) (goja.Value, *failure) {
+	body := func(fr *frame) (goja.Value, *failure) {
 		fn, params, info, err := r.v.function(prog, p.Files[path], "filter")
 		if err != nil {
 			return nil, r.failureFrom(err, path)
@@ -531,7 +689,7 @@ func (r *run) filter(path string) (bool, error) {
 		}
 		return ret, f
 	}
-	_, f := r.guard(r.ctx, p, op, r.eventToJS(r.inv.Event), body)
+	_, f := r.guard(p, op, r.eventToJS(r.inv.Event), body)
 	if f != nil {
 		return false, fmt.Errorf("filter %s: %w", path, f.err)
 	}
@@ -539,23 +697,20 @@ func (r *run) filter(path string) (bool, error) {
 }
 
 // guard runs body as a top-level frame with op's timeout (the filter path;
-// operations use runOp).
-func (r *run) guard(parent context.Context, p *scripts.Project, op *scripts.Operation, event goja.Value, body func(context.Context, *frame) (goja.Value, *failure)) (goja.Value, *failure) {
-	ctx, cancel := context.WithTimeout(parent, op.EffectiveTimeout())
-	defer cancel()
-	fr := &frame{ctx: ctx, parent: parent, top: true, project: p, op: op, event: event}
-	r.frames = append(r.frames, fr)
-	defer func() { r.frames = r.frames[:len(r.frames)-1] }()
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		if c := r.causeFor(fr); c != nil {
-			r.v.rt.Interrupt(c)
-		}
-	})
-	val, f := body(ctx, fr)
-	if !stop() {
-		<-fired
+// operations use runOp). A runtime whose limit was reached is not reused.
+func (r *run) guard(p *scripts.Project, op *scripts.Operation, event goja.Value, body func(*frame) (goja.Value, *failure)) (goja.Value, *failure) {
+	fr := &frame{project: p, op: op, event: event}
+	if start := time.Now(); r.begin(fr, start) != nil {
+		// The run's context has ended already: body runs all the same and
+		// is interrupted from another goroutine, as when the context ends
+		// just as it starts.
+		r.mu.Lock()
+		r.push(fr, start)
+		r.mu.Unlock()
+		go r.contextEnded()
+	}
+	val, f := body(fr)
+	if r.end(fr) {
 		r.v.broken = true
 	}
 	return val, f

@@ -316,6 +316,7 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 			res.Status, res.JSON = store.StatusFailed, nil
 			res.Err = fmt.Errorf("internal error: %v", x)
 		}
+		r.finish()
 		if e.watch.untrack(token) {
 			v.broken = true
 		}
@@ -347,6 +348,7 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 			v.broken = true
 			ok, err = false, fmt.Errorf("filter %s: internal error: %v", path, x)
 		}
+		r.finish()
 		if e.watch.untrack(token) {
 			v.broken = true
 		}

@@ -46,6 +46,9 @@ type vm struct {
 	lazyKeys map[string]accessorPair
 	// lastEventKeys are the sorted keys of the last event (eventKeys).
 	lastEventKeys []string
+	// encStack is encodeJSON's stack array, kept between encodings; nil
+	// while an encoding uses it.
+	encStack []*goja.Object
 
 	// broken marks a runtime that must not be pooled again.
 	broken bool

@@ -59,11 +59,13 @@ func newWatchdog(limit uint64, lg *slog.Logger) *watchdog {
 	return w
 }
 
-// track registers an active run; untrack must follow.
+// track registers an active run; untrack must follow. The record is the
+// run's own (run.watched): tracking allocates nothing.
 func (w *watchdog) track(r *run) *tracked {
 	w.mu.Lock()
 	w.seq++
-	t := &tracked{r: r, seq: w.seq}
+	t := &r.watched
+	*t = tracked{r: r, seq: w.seq}
 	w.active[t] = struct{}{}
 	w.mu.Unlock()
 	select {

@@ -91,7 +91,7 @@ func (r result) medianRatio(pick func(round) leg) float64 {
 
 func main() {
 	nEmbedded := flag.Int("n-embedded", 20000, "messages per leg on the embedded broker")
-	nActiveMQ := flag.Int("n-activemq", 3000, "messages per leg on ActiveMQ")
+	nActiveMQ := flag.Int("n-activemq", 10000, "messages per leg on ActiveMQ")
 	consumers := flag.Int("consumers", 2, "consumers on both sides")
 	prefetch := flag.Int("prefetch", 1, "prefetch on both sides")
 	rounds := flag.Int("rounds", 3, "rounds of both legs per broker; the ratio reported is their median")
