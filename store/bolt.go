@@ -84,6 +84,15 @@ type idemRecord struct {
 	ExpiresAt time.Time `json:"expiresAt,omitzero"`
 }
 
+// pageSize is the page size of a new store file (an existing file keeps its
+// own). Runs dominate the writes and arrive in id order, so each flush
+// appends full pages: at 64 KiB a flush of 2,048 runs writes a sixteenth of
+// the pages (and pwrite calls) it writes at 4 KiB, and the B+tree has fewer
+// branch levels to update. BenchmarkFlushBatch: ~2.9 → ~2.2 µs of CPU per
+// run. Small writes (states, idempotency keys, counters) now rewrite a
+// 64 KiB page, a cost that is lost in their fsync.
+const pageSize = 64 << 10
+
 // OpenBolt opens (creating if needed) the store at path and starts its
 // flusher. It blocks up to 5 s when another process holds the file.
 func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
@@ -94,7 +103,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		opts.MaxBatch = 2048
 	}
 	opts.Retention = opts.Retention.withDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, PageSize: pageSize})
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/redis/go-redis/v9"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/internal/testenv"
@@ -36,6 +38,54 @@ func TestBolt(t *testing.T) {
 	storetest.RunRetention(t, func(t *testing.T, r store.Retention) store.Store {
 		return openBolt(t, store.BoltOptions{Retention: r})
 	})
+}
+
+// New store files get 64 KiB pages; a file made with another page size
+// (every store before that) keeps its own and works as before.
+func TestBoltPageSize(t *testing.T) {
+	t.Parallel()
+	for _, existing := range []int{0, 4096} {
+		t.Run(fmt.Sprint(existing), func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "opsrunner.db")
+			if existing != 0 {
+				db, err := bolt.Open(path, 0o600, &bolt.Options{PageSize: existing})
+				if err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
+			}
+			s, err := store.OpenBolt(path, store.BoltOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			run := store.Run{ID: ulid.Make().String(), Project: "p", Operation: "op", Status: store.StatusSucceeded, StartedAt: time.Now()}
+			if err := s.PutRun(ctx, run); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := db.Info().PageSize
+			db.Close()
+			if want := cmp.Or(existing, 64<<10); got != want {
+				t.Fatalf("page size %d, want %d", got, want)
+			}
+			s, err = store.OpenBolt(path, store.BoltOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if r, err := s.Run(ctx, run.ID); err != nil || r.Operation != "op" {
+				t.Fatalf("reopened: %+v, %v", r, err)
+			}
+		})
+	}
 }
 
 var prefixes atomic.Int64
