@@ -90,11 +90,11 @@ func (r result) medianRatio(pick func(round) leg) float64 {
 }
 
 func main() {
-	nEmbedded := flag.Int("n-embedded", 20000, "messages per leg on the embedded broker")
-	nActiveMQ := flag.Int("n-activemq", 10000, "messages per leg on ActiveMQ")
+	nEmbedded := flag.Int("n-embedded", 50000, "messages per leg on the embedded broker")
+	nActiveMQ := flag.Int("n-activemq", 20000, "messages per leg on ActiveMQ")
 	consumers := flag.Int("consumers", 2, "consumers on both sides")
 	prefetch := flag.Int("prefetch", 1, "prefetch on both sides")
-	rounds := flag.Int("rounds", 3, "rounds of both legs per broker; the ratio reported is their median")
+	rounds := flag.Int("rounds", 5, "rounds of both legs per broker; the ratio reported is their median")
 	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, activemq)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>")
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.base and FILE.<broker> (compare with pprof -base)")
