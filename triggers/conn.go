@@ -55,16 +55,11 @@ const connectTimeout = 10 * time.Second
 // heart-beat, 30 s for the default 10 s. ActiveMQ sends its heart-beats up
 // to two intervals apart, so less would drop healthy connections.
 func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.Conn, error) {
-	hb := cc.HeartBeat
-	if hb <= 0 {
-		hb = 10 * time.Second
-	}
+	hb := cc.heartBeat()
 	deadline := time.Now().Add(connectTimeout)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	nc, err := cc.dialNet(dctx)
+	nc, err := cc.dialNet(ctx, deadline)
 	if err != nil {
-		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
+		return nil, err
 	}
 	opts := []func(*stomp.Conn) error{
 		stomp.ConnOpt.AcceptVersion(stomp.V12),
@@ -117,16 +112,11 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 // (same CONNECT, heart-beats, silence allowance and timeouts), with the lean
 // client of internal/stompc.
 func dialConsumer(ctx context.Context, cc ConnConfig, extra map[string]string) (*stompc.Conn, error) {
-	hb := cc.HeartBeat
-	if hb <= 0 {
-		hb = 10 * time.Second
-	}
+	hb := cc.heartBeat()
 	deadline := time.Now().Add(connectTimeout)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	nc, err := cc.dialNet(dctx)
+	nc, err := cc.dialNet(ctx, deadline)
 	if err != nil {
-		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
+		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
@@ -148,19 +138,39 @@ func dialConsumer(ctx context.Context, cc ConnConfig, extra map[string]string) (
 	return c, nil
 }
 
-// dialNet opens the TCP connection, with the TLS handshake done when cc
-// asks for TLS.
-func (cc ConnConfig) dialNet(ctx context.Context) (net.Conn, error) {
+// heartBeat is the heart-beat interval asked of the broker: cc.HeartBeat,
+// 10 s when unset.
+func (cc ConnConfig) heartBeat() time.Duration {
+	if cc.HeartBeat <= 0 {
+		return 10 * time.Second
+	}
+	return cc.HeartBeat
+}
+
+// dialNet opens the TCP connection by deadline, with the TLS handshake done
+// when cc asks for TLS.
+func (cc ConnConfig) dialNet(ctx context.Context, deadline time.Time) (net.Conn, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
+	var (
+		nc  net.Conn
+		err error
+	)
 	if cc.TLS == nil {
-		return d.DialContext(ctx, "tcp", cc.Addr)
+		nc, err = d.DialContext(ctx, "tcp", cc.Addr)
+	} else {
+		cfg := cc.TLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(cc.Addr)
+		}
+		td := tls.Dialer{NetDialer: &d, Config: cfg}
+		nc, err = td.DialContext(ctx, "tcp", cc.Addr)
 	}
-	cfg := cc.TLS.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(cc.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
 	}
-	td := tls.Dialer{NetDialer: &d, Config: cfg}
-	return td.DialContext(ctx, "tcp", cc.Addr)
+	return nc, nil
 }
 
 // Dial opens a STOMP 1.2 connection to the broker behind cc as a listener
