@@ -56,8 +56,7 @@ const connectTimeout = 10 * time.Second
 // to two intervals apart, so less would drop healthy connections.
 func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.Conn, error) {
 	hb := cc.heartBeat()
-	deadline := time.Now().Add(connectTimeout)
-	nc, err := cc.dialNet(ctx, deadline)
+	nc, err := cc.dialNet(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -86,21 +85,13 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	// The deadline covers writing CONNECT and reading CONNECTED; once
-	// connected, heart-beats take over (clearing it also applies to the read
-	// go-stomp's reader may already be blocked in).
-	if err := nc.SetDeadline(deadline); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
-	}
 	c, err := stomp.Connect(nc, opts...)
 	if err != nil {
 		nc.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			err = fmt.Errorf("no CONNECTED within %s: %w", connectTimeout, err)
-		}
-		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+		return nil, cc.connectError(err)
 	}
+	// Once connected, heart-beats take over from the deadline (clearing it
+	// also applies to the read go-stomp's reader may already be blocked in).
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		_ = c.MustDisconnect()
 		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
@@ -113,27 +104,19 @@ func dial(ctx context.Context, cc ConnConfig, extra map[string]string) (*stomp.C
 // client of internal/stompc.
 func dialConsumer(ctx context.Context, cc ConnConfig, extra map[string]string) (*stompc.Conn, error) {
 	hb := cc.heartBeat()
-	deadline := time.Now().Add(connectTimeout)
-	nc, err := cc.dialNet(ctx, deadline)
+	nc, err := cc.dialNet(ctx)
 	if err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	if err := nc.SetDeadline(deadline); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
-	}
 	c, err := stompc.Connect(nc, stompc.Options{
 		Login: cc.Login, Passcode: cc.Passcode, Host: cc.Host, Headers: extra,
 		HeartBeat: hb, Silence: min(hb, stomp.DefaultHeartBeatError), ReceiptTimeout: 30 * time.Second,
 	})
 	if err != nil {
 		nc.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			err = fmt.Errorf("no CONNECTED within %s: %w", connectTimeout, err)
-		}
-		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+		return nil, cc.connectError(err)
 	}
 	return c, nil
 }
@@ -147,9 +130,12 @@ func (cc ConnConfig) heartBeat() time.Duration {
 	return cc.HeartBeat
 }
 
-// dialNet opens the TCP connection by deadline, with the TLS handshake done
-// when cc asks for TLS.
-func (cc ConnConfig) dialNet(ctx context.Context, deadline time.Time) (net.Conn, error) {
+// dialNet opens the TCP connection, with the TLS handshake done when cc
+// asks for TLS, within connectTimeout. The connection keeps what is left of
+// that time as its deadline, for writing CONNECT and reading CONNECTED; the
+// caller clears it once connected.
+func (cc ConnConfig) dialNet(ctx context.Context) (net.Conn, error) {
+	deadline := time.Now().Add(connectTimeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
@@ -170,7 +156,19 @@ func (cc ConnConfig) dialNet(ctx context.Context, deadline time.Time) (net.Conn,
 	if err != nil {
 		return nil, fmt.Errorf("dial broker %s (%s): %w", cc.Name, cc.Addr, err)
 	}
+	if err := nc.SetDeadline(deadline); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
+	}
 	return nc, nil
+}
+
+// connectError is err, from the CONNECT exchange, as a listener reports it.
+func (cc ConnConfig) connectError(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no CONNECTED within %s: %w", connectTimeout, err)
+	}
+	return fmt.Errorf("connect to broker %s (%s): %w", cc.Name, cc.Addr, err)
 }
 
 // Dial opens a STOMP 1.2 connection to the broker behind cc as a listener
