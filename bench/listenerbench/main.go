@@ -8,7 +8,11 @@
 // which goes first, because this machine is shared and one leg's figure can
 // swing by a third between runs; the program prints each round's messages
 // per second, CPU and allocations per message for both legs, and the median
-// of the rounds' agent/bare ratios (target ≥ 0.85). A third leg, the bare
+// of the rounds' agent/bare ratios (target ≥ 0.85). It measures each
+// consumer count of -consumers (1, a listener's default, and 2) and prints
+// the broker's CPU per message and how busy the machine was beside this
+// process's: with two cores shared by broker and client, the legs with more
+// than one consumer are bound by the CPU both spend per message. A third leg, the bare
 // consumer running the script in goja with none of opsrunner's guarantees,
 // shows the ceiling of a JS run per message on the machine at hand. Brokers are started by
 // internal/testenv (the embedded broker as its own process, so both legs
@@ -62,6 +66,8 @@ type settings struct {
 type leg struct {
 	rate   float64 // messages per second
 	cpu    float64 // this process's CPU µs per message (the broker is another process)
+	broker float64 // the broker processes' CPU µs per message
+	busy   float64 // the machine's busy share of its cores while the leg ran
 	allocs float64 // this process's heap allocations per message
 }
 
@@ -69,10 +75,11 @@ type leg struct {
 type round struct{ bare, bareTx, probe, agent leg }
 
 type result struct {
-	kind   string
-	n      int
-	rounds []round
-	err    error
+	kind      string
+	consumers int
+	n         int
+	rounds    []round
+	err       error
 }
 
 // medianRatio is the median over rounds of the rate of the leg of picks
@@ -92,44 +99,62 @@ func (r result) medianRatio(pick func(round) leg) float64 {
 func main() {
 	nEmbedded := flag.Int("n-embedded", 50000, "messages per leg on the embedded broker")
 	nActiveMQ := flag.Int("n-activemq", 20000, "messages per leg on ActiveMQ")
-	consumers := flag.Int("consumers", 2, "consumers on both sides")
+	consumerList := flag.String("consumers", "1,2", "consumer counts to measure, comma-separated, each on both sides (1 is a listener's default)")
 	prefetch := flag.Int("prefetch", 1, "prefetch on both sides")
 	rounds := flag.Int("rounds", 5, "rounds of both legs per broker; the ratio reported is their median")
 	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, activemq)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>")
-	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.base and FILE.<broker> (compare with pprof -base)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>.c<consumers>")
+	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.c<consumers>.base and FILE.<broker>.c<consumers> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
 	flag.Parse()
 	agent.TuneGC() // as `opsrunner serve` does
-	s := settings{consumers: *consumers, prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg}
+	var counts []int
+	for _, c := range strings.Split(*consumerList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "listenerbench: bad consumer count %q\n", c)
+			os.Exit(2)
+		}
+		counts = append(counts, n)
+	}
+	s := settings{prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg}
 
 	var results []result
 	for _, kind := range strings.Split(*kinds, ",") {
-		r := result{kind: kind}
-		var start func() (*testenv.Broker, error)
+		var (
+			start func() (*testenv.Broker, error)
+			n     int
+		)
 		switch kind {
 		case testenv.KindEmbedded:
-			start, r.n = testenv.StartEmbedded, *nEmbedded
+			start, n = testenv.StartEmbedded, *nEmbedded
 		case testenv.KindActiveMQ:
-			start, r.n = testenv.StartActiveMQ, *nActiveMQ
+			start, n = testenv.StartActiveMQ, *nActiveMQ
 		default:
 			fmt.Fprintf(os.Stderr, "listenerbench: unknown broker %q\n", kind)
 			testenv.StopAll()
 			os.Exit(2)
 		}
 		b, err := start()
+		for _, c := range counts {
+			r := result{kind: kind, consumers: c, n: n, err: err}
+			if err == nil {
+				sc := s
+				sc.consumers = c
+				r.err = measure(b, &r, sc)
+			}
+			results = append(results, r)
+		}
 		if err == nil {
-			err = measure(b, &r, s)
 			b.Stop()
 		}
-		r.err = err
-		results = append(results, r)
 	}
 	testenv.StopAll()
 
-	fmt.Printf("listenerbench: persistent JSON messages, consumers %d, prefetch %d, client-individual ack; agent: trivial JS, ackMode onSuccess, run history on\n", s.consumers, s.prefetch)
-	fmt.Printf("%-10s %5s %7s %11s %11s %10s %11s %11s %12s %12s", "broker", "round", "msgs", "bare msg/s", "agent msg/s", "agent/bare", "bare µs/msg", "agent µs/msg", "bare allocs", "agent allocs")
+	fmt.Printf("listenerbench: persistent JSON messages, prefetch %d, client-individual ack, the same consumer count on both sides; agent: trivial JS, ackMode onSuccess, run history on\n", s.prefetch)
+	fmt.Println("CPU µs/msg: this process's (client) and the broker's; busy: the share of the machine's cores in use while the leg ran")
+	fmt.Printf("%-10s %4s %5s %7s %11s %11s %10s %17s %17s %13s %13s", "broker", "cons", "round", "msgs", "bare msg/s", "agent msg/s", "agent/bare", "client µs bare/ag", "broker µs bare/ag", "busy bare/ag", "allocs bare/ag")
 	if s.txLeg {
 		fmt.Printf(" %14s", "bare-tx msg/s")
 	}
@@ -145,8 +170,10 @@ func main() {
 			continue
 		}
 		for i, rd := range r.rounds {
-			fmt.Printf("%-10s %5d %7d %11.0f %11.0f %9.2fx %11.0f %12.0f %11.0f %12.0f", r.kind, i+1, r.n,
-				rd.bare.rate, rd.agent.rate, rd.agent.rate/rd.bare.rate, rd.bare.cpu, rd.agent.cpu, rd.bare.allocs, rd.agent.allocs)
+			fmt.Printf("%-10s %4d %5d %7d %11.0f %11.0f %9.2fx %17s %17s %13s %13s", r.kind, r.consumers, i+1, r.n,
+				rd.bare.rate, rd.agent.rate, rd.agent.rate/rd.bare.rate,
+				pair("%.0f", rd.bare.cpu, rd.agent.cpu), pair("%.0f", rd.bare.broker, rd.agent.broker),
+				pair("%.0f%%", 100*rd.bare.busy, 100*rd.agent.busy), pair("%.0f", rd.bare.allocs, rd.agent.allocs))
 			if s.txLeg {
 				fmt.Printf(" %14.0f", rd.bareTx.rate)
 			}
@@ -155,9 +182,9 @@ func main() {
 			}
 			fmt.Println()
 		}
-		fmt.Printf("%-10s median agent/bare over %d rounds: %.2fx\n", r.kind, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.agent }))
+		fmt.Printf("%-10s %4d median agent/bare over %d rounds: %.2fx\n", r.kind, r.consumers, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.agent }))
 		if s.probeLeg {
-			fmt.Printf("%-10s median goja/bare over %d rounds: %.2fx (the ceiling of a JS run per message here)\n", r.kind, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.probe }))
+			fmt.Printf("%-10s %4d median goja/bare over %d rounds: %.2fx (the ceiling of a JS run per message here)\n", r.kind, r.consumers, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.probe }))
 		}
 	}
 	fmt.Println("target: agent/bare ≥ 0.85 (CPU µs and allocations are this process's, per message)")
@@ -212,17 +239,23 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 			runtime.GC()
 			var m0, m1 runtime.MemStats
 			runtime.ReadMemStats(&m0)
-			cpu0 := baseline.CPUTime()
+			cpu0, broker0 := baseline.CPUTime(), childrenCPU()
+			busy0, total0, _ := machineCPU()
 			rate, err := l.run(queue)
 			if err != nil {
 				return fmt.Errorf("round %d, %s leg: %w", i+1, l.name, err)
 			}
-			cpu := baseline.CPUTime() - cpu0
+			cpu, broker := baseline.CPUTime()-cpu0, childrenCPU()-broker0
+			busy1, total1, _ := machineCPU()
 			runtime.ReadMemStats(&m1)
 			*l.out = leg{
 				rate:   rate,
 				cpu:    float64(cpu.Microseconds()) / float64(r.n),
+				broker: broker / float64(r.n),
 				allocs: float64(m1.Mallocs-m0.Mallocs) / float64(r.n),
+			}
+			if total1 > total0 {
+				l.out.busy = (busy1 - busy0) / (total1 - total0)
 			}
 		}
 		r.rounds = append(r.rounds, rd)
@@ -420,13 +453,13 @@ listeners:
 	}
 
 	if profile && s.memProfile != "" {
-		if err := writeAllocs(s.memProfile + "." + b.Kind + ".base"); err != nil {
+		if err := writeAllocs(s.profilePath(s.memProfile, b.Kind) + ".base"); err != nil {
 			return 0, err
 		}
-		defer func() { _ = writeAllocs(s.memProfile + "." + b.Kind) }()
+		defer func() { _ = writeAllocs(s.profilePath(s.memProfile, b.Kind)) }()
 	}
 	if profile && s.cpuProfile != "" {
-		f, err := os.Create(s.cpuProfile + "." + b.Kind)
+		f, err := os.Create(s.profilePath(s.cpuProfile, b.Kind))
 		if err != nil {
 			return 0, err
 		}
@@ -535,4 +568,15 @@ func sum(m map[string]int) int {
 		t += v
 	}
 	return t
+}
+
+// pair formats a bare/agent pair of figures.
+func pair(verb string, bare, agent float64) string {
+	return fmt.Sprintf(verb+"/"+verb, bare, agent)
+}
+
+// profilePath is where a profile of the first agent leg goes:
+// FILE.<broker>.c<consumers>.
+func (s settings) profilePath(file, broker string) string {
+	return fmt.Sprintf("%s.%s.c%d", file, broker, s.consumers)
 }
