@@ -46,15 +46,15 @@ bench: test-deps build
 	$(GO) run ./bench/listenerbench
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime $(FUZZTIME) ./scripts/
-	$(GO) test -run '^$$' -fuzz FuzzReadBundle -fuzztime $(FUZZTIME) ./scripts/
-	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime $(FUZZTIME) ./broker/
-	$(GO) test -run '^$$' -fuzz FuzzSelector -fuzztime $(FUZZTIME) ./broker/
-	$(GO) test -run '^$$' -fuzz FuzzEncodeRun -fuzztime $(FUZZTIME) ./store/
-	$(GO) test -run '^$$' -fuzz FuzzJSONParse -fuzztime $(FUZZTIME) ./runtime/
-	$(GO) test -run '^$$' -fuzz FuzzEncodeJSON -fuzztime $(FUZZTIME) ./runtime/
-	$(GO) test -run '^$$' -fuzz FuzzShapeResponse -fuzztime $(FUZZTIME) ./triggers/
-	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME) ./internal/stompc/
+	GO=$(GO) .ci/fuzz FuzzParseManifest ./scripts/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzReadBundle ./scripts/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzFrames ./broker/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzSelector ./broker/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzEncodeRun ./store/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzJSONParse ./runtime/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzEncodeJSON ./runtime/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzShapeResponse ./triggers/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzReadFrame ./internal/stompc/ $(FUZZTIME)
 
 clean:
 	rm -rf bin
