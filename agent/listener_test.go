@@ -328,3 +328,41 @@ func TestListenersOnEveryBroker(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// A run that failed is recorded as failed and rolled back as soon as the
+// delivery is rolled back, not once its redelivery backoff has passed:
+// "what happened to message X" must not answer "running" for up to
+// maxDelay about a run that is over.
+func TestRolledBackRunIsRecordedBeforeTheBackoff(t *testing.T) {
+	ta := startAgent(t, nil)
+	ta.mustDeploy(t, "backoff", bundle(t, map[string]string{
+		"opsrunner.yaml": `project: backoff
+operations:
+  - name: fail
+    script: fail.js
+    timeout: 5s
+listeners:
+  - name: in
+    destination: /queue/backoff.in
+    ackTimeout: 10s
+    operations: [fail]
+    redelivery: {initialDelay: 1m, maxRedeliveries: 3}
+`,
+		"fail.js": "function handle(event) { throw new Error('no ' + event.body.id); }\n",
+	}))
+	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
+	if err != nil {
+		t.Fatalf("dial embedded: %v", err)
+	}
+	defer conn.Disconnect()
+	sendJSON(t, conn, "/queue/backoff.in", `{"id":"b-1"}`)
+
+	var runs []runView
+	waitFor(t, 15*time.Second, func() bool {
+		runs = ta.runsWhere(t, "operation=fail")
+		return len(runs) == 1 && runs[0].Outcome != ""
+	})
+	if r := runs[0]; r.Status != "failed" || r.Outcome != "rolled_back" || r.Attempt != 1 || !strings.Contains(r.Error, "no b-1") {
+		t.Errorf("run during the backoff = %+v, want failed, rolled_back, attempt 1", r)
+	}
+}

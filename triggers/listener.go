@@ -422,8 +422,7 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 		}
 		// Held elsewhere or the coordinator failed: give it back unchanged.
 		slot.release()
-		_, err = l.giveBack(stopCtx, d, hdr, attempt, attempt, err)
-		return err
+		return l.giveBack(stopCtx, d, hdr, attempt, attempt)
 	}
 	defer lease.Release(bg)
 	d.lease = lease
@@ -492,19 +491,23 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 	}
 	lease.Release(bg)
 	slot.release()
-	dl, err := l.giveBack(stopCtx, d, hdr, attempt, attempt+1, cause)
-	if err != nil {
-		return err
-	}
-	switch {
-	case dl:
+	if l.deadLetterDue(attempt, attempt+1) {
+		if err := l.deadLetter(d, hdr, attempt, cause); err != nil {
+			return err
+		}
 		settled(store.OutcomeDeadLettered, cause)
-	case refused:
+		return nil
+	}
+	// The outcome is decided: say so before the backoff, or the run history
+	// would show a run that already failed as running for up to maxDelay.
+	// Whatever happens during the wait, the message is given back: by its
+	// republished copy, or by the broker when the connection goes.
+	if refused {
 		settled(store.OutcomeRefused, cause)
-	default:
+	} else {
 		settled(store.OutcomeRolledBack, cause)
 	}
-	return nil
+	return l.giveBack(stopCtx, d, hdr, attempt, attempt+1)
 }
 
 // runChains runs the filter and the chains on the calling goroutine (a
@@ -596,22 +599,19 @@ func (l *listener) holdBackByLoad(ctx context.Context) {
 	}
 }
 
-// giveBack ends a rolled-back delivery: after the backoff it republishes a
-// copy carrying attempt next and ACKs the original in one transaction, or,
-// past maxRedeliveries, publishes the dead-lettered copy instead and records
-// it in the store. While it waits the message stays locked by this consumer;
-// if stopCtx ends first it returns and the disconnect gives the message back.
-func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr map[string]string, attempt, next int, cause error) (deadLettered bool, err error) {
-	if next > attempt && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver {
-		return true, l.deadLetter(d, hdr, attempt, cause)
-	}
+// giveBack ends a rolled-back delivery not due for dead-lettering (see
+// deadLetterDue): after the backoff it republishes a copy carrying attempt
+// next and ACKs the original in one transaction. While it waits the message
+// stays locked by this consumer; if stopCtx ends first it returns and the
+// disconnect gives the message back.
+func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr map[string]string, attempt, next int) error {
 	delay := l.pol.backoff(attempt)
 	if next == attempt {
 		delay = l.pol.initialDelay
 	}
 	select {
 	case <-stopCtx.Done():
-		return false, nil
+		return nil
 	case <-time.After(delay):
 	}
 	h := copyHeaders(hdr, nil)
@@ -620,9 +620,16 @@ func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr map[s
 	h[HeaderOriginalDestination] = l.spec.Listener.Destination
 	h["persistent"] = "true"
 	if err := transact(d.conn, d.raw, pendingSend{destination: l.pol.retryDest, body: d.raw.Body, headers: h}); err != nil {
-		return false, fmt.Errorf("redeliver message %s: %w", d.origID, err)
+		return fmt.Errorf("redeliver message %s: %w", d.origID, err)
 	}
-	return false, nil
+	return nil
+}
+
+// deadLetterDue reports whether a message that failed attempt, to be given
+// back as attempt next, is past the redelivery policy: then it is
+// dead-lettered instead.
+func (l *listener) deadLetterDue(attempt, next int) bool {
+	return next > attempt && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver
 }
 
 // deadLetter publishes the dead-lettered copy and ACKs in one transaction,

@@ -61,7 +61,9 @@ type ManagerConfig struct {
 	// Filter is optional; false refuses the message (rollback, outcome refused).
 	Filter func(ctx context.Context, spec ListenerSpec, d Delivery) (bool, error)
 	// OnSettled is optional; it is called once per delivery, from the
-	// listener goroutine, with the delivery's final outcome.
+	// listener goroutine, with the delivery's outcome as soon as it is
+	// decided: for a rolled-back or refused delivery, before the backoff
+	// after which its copy is republished.
 	OnSettled          func(spec ListenerSpec, d Delivery, s Settlement)
 	Slots              *Slots
 	ProcessedRetention time.Duration
