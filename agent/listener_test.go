@@ -366,3 +366,47 @@ listeners:
 		t.Errorf("run during the backoff = %+v, want failed, rolled_back, attempt 1", r)
 	}
 }
+
+// maxRedeliveries: 0 in a manifest means what it says (ActiveMQ's
+// maximumRedeliveries=0): the first failure dead-letters the message. It
+// used to be taken for "unset" and redelivered five times.
+func TestMaxRedeliveriesZeroDeadLettersTheFirstFailure(t *testing.T) {
+	ta := startAgent(t, nil)
+	ta.mustDeploy(t, "once", bundle(t, map[string]string{
+		"opsrunner.yaml": `project: once
+operations:
+  - name: fail
+    script: fail.js
+    timeout: 5s
+listeners:
+  - name: in
+    destination: /queue/once.in
+    ackTimeout: 10s
+    operations: [fail]
+    redelivery: {maxRedeliveries: 0, initialDelay: 50ms}
+`,
+		"fail.js": "function handle(event) { throw new Error('no ' + event.body.id); }\n",
+	}))
+	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
+	if err != nil {
+		t.Fatalf("dial embedded: %v", err)
+	}
+	defer conn.Disconnect()
+	sendJSON(t, conn, "/queue/once.in", `{"id":"o-1"}`)
+
+	var dls []map[string]any
+	waitFor(t, 15*time.Second, func() bool {
+		r := ta.do(t, "GET", "/api/v1/deadletters?listener=once/in", "", nil, nil)
+		dls = nil
+		_ = json.Unmarshal(r.Body, &struct{ DeadLetters *[]map[string]any }{&dls})
+		return len(dls) == 1
+	})
+	if dls[0]["attempts"] != float64(1) {
+		t.Errorf("dead letter after %v attempts, want 1", dls[0]["attempts"])
+	}
+	time.Sleep(500 * time.Millisecond) // ten initial delays: a redelivery would have run by now
+	runs := ta.runsWhere(t, "operation=fail")
+	if len(runs) != 1 || runs[0].Outcome != "dead_lettered" {
+		t.Errorf("runs = %+v, want one, dead-lettered", runs)
+	}
+}

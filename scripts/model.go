@@ -121,7 +121,10 @@ const DefaultAckTimeout = 60 * time.Second
 
 // Redelivery is opsrunner's own redelivery policy.
 type Redelivery struct {
-	// MaxRedeliveries: zero means DefaultMaxRedeliveries; -1 means never dead-letter.
+	// MaxRedeliveries is how many times a failed message is redelivered
+	// before it is dead-lettered: 0 dead-letters it on its first failure
+	// (as ActiveMQ's maximumRedeliveries), -1 never. A manifest that leaves
+	// it out gets DefaultMaxRedeliveries (filled in by validation).
 	MaxRedeliveries int      `yaml:"maxRedeliveries,omitempty" json:"maxRedeliveries,omitempty"`
 	InitialDelay    Duration `yaml:"initialDelay,omitempty" json:"initialDelay,omitempty"`
 	Multiplier      float64  `yaml:"multiplier,omitempty" json:"multiplier,omitempty"`

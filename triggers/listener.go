@@ -76,9 +76,6 @@ func policyFor(agent string, spec ListenerSpec) policy {
 	if p.prefetch < 1 {
 		p.prefetch = 1
 	}
-	if p.maxRedeliver == 0 {
-		p.maxRedeliver = scripts.DefaultMaxRedeliveries
-	}
 	if p.initialDelay <= 0 {
 		p.initialDelay = time.Second
 	}

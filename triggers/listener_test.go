@@ -149,7 +149,7 @@ func (h *harness) waitListening() {
 func spec(name, dest string, mut func(*scripts.Listener)) triggers.ListenerSpec {
 	l := scripts.Listener{
 		Name: name, Destination: dest, AckTimeout: scripts.Duration(20 * time.Second),
-		Redelivery: scripts.Redelivery{InitialDelay: scripts.Duration(20 * time.Millisecond), Multiplier: 2, MaxDelay: scripts.Duration(100 * time.Millisecond)},
+		Redelivery: scripts.Redelivery{MaxRedeliveries: scripts.DefaultMaxRedeliveries, InitialDelay: scripts.Duration(20 * time.Millisecond), Multiplier: 2, MaxDelay: scripts.Duration(100 * time.Millisecond)},
 	}
 	if mut != nil {
 		mut(&l)

@@ -26,3 +26,26 @@ func TestRetryDestinations(t *testing.T) {
 		})
 	}
 }
+
+// maxRedeliveries counts redeliveries, as ActiveMQ's maximumRedeliveries
+// does: 0 dead-letters a message on its first failure, -1 never does, and N
+// dead-letters it when attempt N+1 fails.
+func TestMaxRedeliveries(t *testing.T) {
+	cases := []struct {
+		max     int
+		attempt int // the attempt that failed
+		dead    bool
+	}{
+		{0, 1, true},
+		{1, 1, false}, {1, 2, true},
+		{5, 5, false}, {5, 6, true},
+		{-1, 1, false}, {-1, 1000, false},
+	}
+	for _, tc := range cases {
+		l := &listener{pol: policyFor("agent-1", ListenerSpec{ID: "p/l", Project: "p", Listener: scripts.Listener{
+			Name: "l", Destination: "/queue/in", Redelivery: scripts.Redelivery{MaxRedeliveries: tc.max}}})}
+		if got := l.deadLetterDue(tc.attempt, tc.attempt+1); got != tc.dead {
+			t.Errorf("maxRedeliveries %d, attempt %d failed: dead-lettered %v, want %v", tc.max, tc.attempt, got, tc.dead)
+		}
+	}
+}
