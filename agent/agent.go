@@ -232,10 +232,15 @@ func (a *Agent) Serve(ctx context.Context) error {
 			a.shutdownState()
 			return fmt.Errorf("embedded broker: %w", err)
 		}
+		// The broker outlives the shutdown's first steps: listeners settle
+		// their deliveries in flight, and webhooks send, before it closes
+		// (brk.Close below), not as soon as ctx ends.
+		brkCtx, brkCancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer brkCancel()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := brk.Serve(ctx, a.brokerLn); err != nil {
+			if err := brk.Serve(brkCtx, a.brokerLn); err != nil {
 				errs <- fmt.Errorf("embedded broker: %w", err)
 				cancel()
 			}

@@ -410,3 +410,42 @@ listeners:
 		t.Errorf("runs = %+v, want one, dead-lettered", runs)
 	}
 }
+
+// A graceful shutdown lets a delivery in flight finish and commit on the
+// embedded broker before the broker closes: after a restart the message is
+// not delivered again (the local processed markers do not survive it, so
+// it would run twice). The broker used to close as soon as shutdown began.
+func TestShutdownCommitsDeliveriesInFlightBeforeTheBrokerCloses(t *testing.T) {
+	dir := t.TempDir()
+	sameDir := func(c *agent.Config) { c.DataDir = dir }
+	ta := startAgent(t, sameDir)
+	ta.mustDeploy(t, "grace", bundle(t, map[string]string{
+		"opsrunner.yaml": `project: grace
+operations:
+  - name: slow
+    script: slow.js
+    timeout: 5s
+listeners:
+  - name: in
+    destination: /queue/grace.in
+    ackTimeout: 10s
+    operations: [slow]
+`,
+		"slow.js": "function handle(event) { var end = Date.now() + 1500; while (Date.now() < end) {} return event.body.id; }\n",
+	}))
+	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
+	if err != nil {
+		t.Fatalf("dial embedded: %v", err)
+	}
+	sendJSON(t, conn, "/queue/grace.in", `{"id":"g-1"}`)
+	conn.Disconnect()
+	waitFor(t, 10*time.Second, func() bool { return len(ta.runsWhere(t, "operation=slow&status=running")) == 1 })
+	ta.stop() // while the run is in flight
+
+	again := startAgent(t, sameDir)
+	time.Sleep(2 * time.Second) // a redelivered copy would have run by now
+	runs := again.runsWhere(t, "operation=slow")
+	if len(runs) != 1 || runs[0].Status != "succeeded" || runs[0].Outcome != "committed" {
+		t.Fatalf("runs after the restart = %+v, want one, succeeded and committed", runs)
+	}
+}
