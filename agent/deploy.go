@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/opsrunner/opsrunner/api"
+	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 )
@@ -113,6 +114,13 @@ func (a *Agent) checkListener(l *scripts.Listener) error {
 	}
 	if l.Selector != "" && !a.selectorSupported(name) {
 		return fmt.Errorf("connection %q: its broker does not support selectors", name)
+	}
+	// The embedded broker's grammar is ours: check the selector now rather
+	// than have every SUBSCRIBE refused. Other brokers judge their own.
+	if l.Selector != "" && a.embeddedBroker(name) {
+		if err := broker.CheckSelector(l.Selector); err != nil {
+			return fmt.Errorf("selector %q: %w", l.Selector, err)
+		}
 	}
 	return nil
 }

@@ -36,6 +36,26 @@ func TestDeployRefusesSelectorsOnBrokersWithout(t *testing.T) {
 	}
 }
 
+// A selector the embedded broker would refuse on every SUBSCRIBE is refused
+// at deploy, where the error can name its line; the listener used to be
+// deployed and then reconnect for ever with "bad selector".
+func TestDeployRefusesASelectorTheEmbeddedBrokerCannotParse(t *testing.T) {
+	ta := startAgent(t, nil)
+	files := map[string]string{
+		"opsrunner.yaml": "project: sel\noperations:\n  - name: op\n    script: op.js\nlisteners:\n  - name: l\n    destination: /queue/sel\n    selector: \"color = 'red' AND (\"\n    operations: [op]\n",
+		"op.js":          "function handle() {}\n",
+	}
+	r := ta.deploy(t, "sel", bundle(t, files))
+	if r.Status != 400 || !strings.Contains(string(r.Body), "selector") || !strings.Contains(string(r.Body), "end of selector") ||
+		!strings.Contains(string(r.Body), `"line":6`) {
+		t.Fatalf("bad selector: %d %s", r.Status, r.Body)
+	}
+	files["opsrunner.yaml"] = strings.Replace(files["opsrunner.yaml"], `AND (`, `AND (size > 2)`, 1)
+	if r := ta.deploy(t, "sel", bundle(t, files)); r.Status != 201 {
+		t.Fatalf("good selector: %d %s", r.Status, r.Body)
+	}
+}
+
 func TestSelectorsAndDurableTopics(t *testing.T) {
 	for _, bc := range brokerCases() {
 		t.Run(bc.kind, func(t *testing.T) {

@@ -28,6 +28,14 @@ type selector struct {
 // maxSelectorDepth bounds nesting so hostile selectors cannot exhaust the stack.
 const maxSelectorDepth = 64
 
+// CheckSelector reports whether text is a selector this broker accepts on
+// SUBSCRIBE, with the error it would answer otherwise: a deploy can refuse a
+// listener whose selector would be rejected on every connection attempt.
+func CheckSelector(text string) error {
+	_, err := parseSelector(strings.TrimSpace(text))
+	return err
+}
+
 func parseSelector(text string) (*selector, error) {
 	if len(text) > 16<<10 {
 		return nil, errors.New("selector too long")

@@ -402,8 +402,9 @@ func (c *Conn) heartBeat(every time.Duration) {
 
 func brokerError(h Header, body []byte) error {
 	msg := h.Get(frame.Message)
-	if len(body) > 0 {
-		msg += ": " + strings.TrimSpace(string(body))
+	// Brokers often repeat the message header in the body: say it once.
+	if b := strings.TrimSpace(string(body)); b != "" && b != msg {
+		msg += ": " + b
 	}
 	return fmt.Errorf("broker error: %s", msg)
 }
