@@ -21,7 +21,7 @@ func (a *Agent) Deploy(ctx context.Context, project string, files map[string][]b
 }
 
 func (a *Agent) deployLocked(ctx context.Context, project string, files map[string][]byte, note string) (store.ProjectVersion, error) {
-	p, err := scripts.Load(project, 0, files, a.loadOptions())
+	p, err := scripts.Load(project, 0, files, a.deployOptions())
 	if err != nil {
 		return store.ProjectVersion{}, err
 	}
@@ -99,28 +99,51 @@ func (a *Agent) Webhook(project, path string) (*scripts.Project, *scripts.Operat
 	return p, op, nil
 }
 
-// loadOptions checks agent-dependent listener settings at deploy.
+// loadOptions checks agent-dependent listener settings when a stored
+// version is loaded.
 func (a *Agent) loadOptions() scripts.LoadOptions {
 	return scripts.LoadOptions{CheckListener: a.checkListener}
 }
 
+// deployOptions checks a new version: what loadOptions checks, and checks
+// added since versions were stored, which must not stop those loading.
+func (a *Agent) deployOptions() scripts.LoadOptions {
+	return scripts.LoadOptions{CheckListener: func(l *scripts.Listener) error {
+		if err := a.checkListener(l); err != nil {
+			return err
+		}
+		return a.checkSelector(l)
+	}}
+}
+
 func (a *Agent) checkListener(l *scripts.Listener) error {
-	name := l.Connection
-	if name == "" {
-		name = "default"
-	}
+	name := connectionOf(l)
 	if _, ok := a.cfg.Connections[name]; !ok {
 		return fmt.Errorf("unknown connection %q (this agent has: %s)", name, connectionNames(a.cfg))
 	}
 	if l.Selector != "" && !a.selectorSupported(name) {
 		return fmt.Errorf("connection %q: its broker does not support selectors", name)
 	}
-	// The embedded broker's grammar is ours: check the selector now rather
-	// than have every SUBSCRIBE refused. Other brokers judge their own.
-	if l.Selector != "" && a.embeddedBroker(name) {
-		if err := broker.CheckSelector(l.Selector); err != nil {
-			return fmt.Errorf("selector %q: %w", l.Selector, err)
-		}
+	return nil
+}
+
+// connectionOf names the agent connection l listens on.
+func connectionOf(l *scripts.Listener) string {
+	if l.Connection == "" {
+		return "default"
+	}
+	return l.Connection
+}
+
+// checkSelector refuses a selector the embedded broker would refuse on
+// every SUBSCRIBE: its grammar is ours. Other brokers judge their own.
+func (a *Agent) checkSelector(l *scripts.Listener) error {
+	name := connectionOf(l)
+	if l.Selector == "" || !a.embeddedBroker(name) {
+		return nil
+	}
+	if err := broker.CheckSelector(l.Selector); err != nil {
+		return fmt.Errorf("selector %q: %w", l.Selector, err)
 	}
 	return nil
 }
