@@ -329,25 +329,26 @@ func TestListenersOnEveryBroker(t *testing.T) {
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// A run that failed is recorded as failed and rolled back as soon as the
-// delivery is rolled back, not once its redelivery backoff has passed:
-// "what happened to message X" must not answer "running" for up to
-// maxDelay about a run that is over.
-func TestRolledBackRunIsRecordedBeforeTheBackoff(t *testing.T) {
+// startFailingListener starts an agent with project name: an operation
+// "fail" that throws, bound to a listener on /queue/<name>.in with the
+// redelivery policy given (a YAML flow map), and sends that queue one
+// message {"id": id}.
+func startFailingListener(t *testing.T, name, redelivery, id string) *testAgent {
+	t.Helper()
 	ta := startAgent(t, nil)
-	ta.mustDeploy(t, "backoff", bundle(t, map[string]string{
-		"opsrunner.yaml": `project: backoff
+	ta.mustDeploy(t, name, bundle(t, map[string]string{
+		"opsrunner.yaml": fmt.Sprintf(`project: %[1]s
 operations:
   - name: fail
     script: fail.js
     timeout: 5s
 listeners:
   - name: in
-    destination: /queue/backoff.in
+    destination: /queue/%[1]s.in
     ackTimeout: 10s
     operations: [fail]
-    redelivery: {initialDelay: 1m, maxRedeliveries: 3}
-`,
+    redelivery: %[2]s
+`, name, redelivery),
 		"fail.js": "function handle(event) { throw new Error('no ' + event.body.id); }\n",
 	}))
 	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
@@ -355,8 +356,16 @@ listeners:
 		t.Fatalf("dial embedded: %v", err)
 	}
 	defer conn.Disconnect()
-	sendJSON(t, conn, "/queue/backoff.in", `{"id":"b-1"}`)
+	sendJSON(t, conn, "/queue/"+name+".in", fmt.Sprintf(`{"id":%q}`, id))
+	return ta
+}
 
+// A run that failed is recorded as failed and rolled back as soon as the
+// delivery is rolled back, not once its redelivery backoff has passed:
+// "what happened to message X" must not answer "running" for up to
+// maxDelay about a run that is over.
+func TestRolledBackRunIsRecordedBeforeTheBackoff(t *testing.T) {
+	ta := startFailingListener(t, "backoff", "{initialDelay: 1m, maxRedeliveries: 3}", "b-1")
 	var runs []runView
 	waitFor(t, 15*time.Second, func() bool {
 		runs = ta.runsWhere(t, "operation=fail")
@@ -371,29 +380,7 @@ listeners:
 // maximumRedeliveries=0): the first failure dead-letters the message. It
 // used to be taken for "unset" and redelivered five times.
 func TestMaxRedeliveriesZeroDeadLettersTheFirstFailure(t *testing.T) {
-	ta := startAgent(t, nil)
-	ta.mustDeploy(t, "once", bundle(t, map[string]string{
-		"opsrunner.yaml": `project: once
-operations:
-  - name: fail
-    script: fail.js
-    timeout: 5s
-listeners:
-  - name: in
-    destination: /queue/once.in
-    ackTimeout: 10s
-    operations: [fail]
-    redelivery: {maxRedeliveries: 0, initialDelay: 50ms}
-`,
-		"fail.js": "function handle(event) { throw new Error('no ' + event.body.id); }\n",
-	}))
-	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
-	if err != nil {
-		t.Fatalf("dial embedded: %v", err)
-	}
-	defer conn.Disconnect()
-	sendJSON(t, conn, "/queue/once.in", `{"id":"o-1"}`)
-
+	ta := startFailingListener(t, "once", "{maxRedeliveries: 0, initialDelay: 50ms}", "o-1")
 	var dls []map[string]any
 	waitFor(t, 15*time.Second, func() bool {
 		r := ta.do(t, "GET", "/api/v1/deadletters?listener=once/in", "", nil, nil)
