@@ -109,12 +109,13 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
-	if a.redis, a.store, a.coord, err = openState(cfg); err != nil {
+	if a.redis, a.store, a.coord, err = openState(&cfg, log); err != nil {
 		if a.brokerLn != nil {
 			a.brokerLn.Close()
 		}
 		return nil, err
 	}
+	a.cfg.AgentID = cfg.AgentID // openState may have taken a kept one
 	if a.redis != nil {
 		a.jobs = newJobs(a.redis, cfg.AgentID)
 	}
@@ -163,15 +164,26 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 }
 
 // openState opens the store and coordinator: bbolt and local without Redis.
-func openState(cfg Config) (*redis.Client, store.Store, cluster.Coordinator, error) {
+// With bbolt, an agent id that Defaults made up is replaced by the one kept
+// in the data dir (see keepAgentID).
+func openState(cfg *Config, log *slog.Logger) (*redis.Client, store.Store, cluster.Coordinator, error) {
 	if cfg.RedisURL != "" {
-		return openRedis(cfg)
+		return openRedis(*cfg)
 	}
 	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "opsrunner.db"), store.BoltOptions{
 		Retention: store.Retention{MaxRuns: cfg.RunRetention.MaxRuns, MaxAge: time.Duration(cfg.RunRetention.MaxAge)},
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open store: %w", err)
+	}
+	if cfg.generatedID != "" && cfg.AgentID == cfg.generatedID {
+		// The store's file lock makes the data dir this agent's alone.
+		id, err := keepAgentID(cfg.DataDir, cfg.AgentID)
+		if err != nil {
+			log.Warn("agent id not kept: it changes at the next start", "agent", cfg.AgentID, "error", err)
+		} else {
+			cfg.AgentID = id
+		}
 	}
 	return nil, st, cluster.NewLocal(cfg.AgentID), nil
 }

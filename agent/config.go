@@ -41,7 +41,10 @@ type Config struct {
 	RedisURL          string `yaml:"redis_url"`
 	ClusterSize       int    `yaml:"cluster_size"`
 	AgentID           string `yaml:"agent_id"`
-	Workers           int    `yaml:"workers"`
+	// generatedID is the AgentID Defaults made up; a single agent keeps it
+	// in its data dir and uses the kept one on later starts (keepAgentID).
+	generatedID string
+	Workers     int `yaml:"workers"`
 	// Connections are named broker connections projects refer to.
 	Connections map[string]Connection `yaml:"connections"`
 	// Tokens, when any is set, are the bearer tokens management calls need.
@@ -153,12 +156,14 @@ func Defaults() Config {
 	if host == "" {
 		host = "agent"
 	}
+	id := host + "-" + randomSuffix()
 	return Config{
+		generatedID:        id,
 		HTTPAddr:           "127.0.0.1:8080",
 		DataDir:            "./data",
 		EmbeddedBrokerAddr: "127.0.0.1:61613",
 		ClusterSize:        1,
-		AgentID:            host + "-" + randomSuffix(),
+		AgentID:            id,
 		Workers:            runtime.NumCPU(),
 		MaxBodyBytes:       1 << 20,
 		MaxBundleBytes:     10 << 20,

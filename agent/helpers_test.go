@@ -30,10 +30,14 @@ func startAgent(t testing.TB, mutate func(*agent.Config)) *testAgent {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.EmbeddedBrokerAddr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
+	madeUp := cfg.AgentID
 	cfg.AgentID = "test-agent"
 	cfg.ShutdownTimeout = agent.Duration(5 * time.Second)
 	if mutate != nil {
 		mutate(&cfg)
+	}
+	if cfg.AgentID == "" { // mutate asks for the id Defaults made up
+		cfg.AgentID = madeUp
 	}
 	a, err := agent.New(cfg, nil)
 	if err != nil {

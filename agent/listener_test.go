@@ -436,3 +436,66 @@ listeners:
 		t.Fatalf("runs after the restart = %+v, want one, succeeded and committed", runs)
 	}
 }
+
+// A single agent with no configured id makes one up on its first start and
+// keeps it in its data dir: a new id at every start left its durable topic
+// subscriptions behind (on the broker, each keeps every message published
+// to its topic) and lost what was published while the agent was stopped.
+func TestAgentKeepsTheIDItMadeUp(t *testing.T) {
+	dir := t.TempDir()
+	madeUp := func(c *agent.Config) { c.DataDir = dir; c.AgentID = "" }
+	first := startAgent(t, madeUp)
+	id := first.members(t).Members[0].ID
+	if id == "" || id == "test-agent" {
+		t.Fatalf("first start: id %q", id)
+	}
+	first.mustDeploy(t, "news", bundle(t, map[string]string{
+		"opsrunner.yaml": `project: news
+operations:
+  - name: read
+    script: read.js
+listeners:
+  - name: t
+    destination: /topic/news.all
+    durable: true
+    ackTimeout: 60s
+    operations: [read]
+`,
+		"read.js": "function handle(event) { return event.body; }\n",
+	}))
+	// A message read proves the durable subscription is there.
+	publish := func(ta *testAgent, bodies ...string) {
+		t.Helper()
+		conn, err := stomp.Dial("tcp", ta.BrokerAddr())
+		if err != nil {
+			t.Fatalf("dial embedded: %v", err)
+		}
+		defer conn.Disconnect()
+		for _, b := range bodies {
+			sendJSON(t, conn, "/topic/news.all", b)
+		}
+	}
+	waitFor(t, 15*time.Second, func() bool {
+		publish(first, `{"n":0}`)
+		time.Sleep(200 * time.Millisecond)
+		return len(first.runsWhere(t, "operation=read&status=succeeded")) > 0
+	})
+	before := len(first.runsWhere(t, "operation=read&status=succeeded"))
+	// The binding off, the listener stops; its durable subscription stays.
+	if r := first.do(t, "PUT", "/api/v1/listeners/news%2Ft/operations/read/state", "application/json", []byte(`{"enabled":false}`), nil); r.Status != 200 {
+		t.Fatalf("disable: %d %s", r.Status, r.Body)
+	}
+	first.stop()
+
+	again := startAgent(t, madeUp)
+	if got := again.members(t).Members[0].ID; got != id {
+		t.Fatalf("second start: id %q, want the kept %q", got, id)
+	}
+	publish(again, `{"n":1}`, `{"n":2}`)
+	if r := again.do(t, "PUT", "/api/v1/listeners/news%2Ft/operations/read/state", "application/json", []byte(`{"enabled":true}`), nil); r.Status != 200 {
+		t.Fatalf("enable: %d %s", r.Status, r.Body)
+	}
+	waitFor(t, 15*time.Second, func() bool {
+		return len(again.runsWhere(t, "operation=read&status=succeeded")) == before+2
+	})
+}
