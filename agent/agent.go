@@ -152,6 +152,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		a.closeState()
 		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
+	a.endInterruptedRuns(context.Background())
 	if err := a.loadProjects(context.Background()); err != nil {
 		a.httpLn.Close()
 		if a.brokerLn != nil {

@@ -499,3 +499,49 @@ listeners:
 		return len(again.runsWhere(t, "operation=read&status=succeeded")) == before+2
 	})
 }
+
+// A run its agent stopped in the middle of (killed, or past the shutdown
+// timeout) is recorded as failed, interrupted, when the agent starts again:
+// nothing else would finish it, and the history showed it running for ever.
+// The message itself goes back to the broker and runs again.
+func TestRunsLeftRunningAreEndedAtTheNextStart(t *testing.T) {
+	dir := t.TempDir()
+	sameDir := func(c *agent.Config) {
+		c.DataDir = dir
+		c.ShutdownTimeout = agent.Duration(200 * time.Millisecond) // the run outlives it
+	}
+	ta := startAgent(t, sameDir)
+	ta.mustDeploy(t, "cut", bundle(t, map[string]string{
+		"opsrunner.yaml": `project: cut
+operations:
+  - name: slow
+    script: slow.js
+    timeout: 5s
+listeners:
+  - name: in
+    destination: /queue/cut.in
+    ackTimeout: 10s
+    operations: [slow]
+`,
+		"slow.js": "function handle(event) { var end = Date.now() + 2000; while (Date.now() < end) {} return 1; }\n",
+	}))
+	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
+	if err != nil {
+		t.Fatalf("dial embedded: %v", err)
+	}
+	sendJSON(t, conn, "/queue/cut.in", `{"id":"c-1"}`)
+	conn.Disconnect()
+	waitFor(t, 10*time.Second, func() bool { return len(ta.runsWhere(t, "operation=slow&status=running")) == 1 })
+	cut := ta.runsWhere(t, "operation=slow&status=running")[0]
+	ta.stop()
+
+	again := startAgent(t, sameDir)
+	var runs []runView
+	waitFor(t, 15*time.Second, func() bool {
+		runs = again.runsWhere(t, "operation=slow")
+		return len(runs) == 2 && runs[0].Outcome == "committed"
+	})
+	if r := runs[1]; r.ID != cut.ID || r.Status != "failed" || !strings.Contains(r.Error, "interrupted") {
+		t.Errorf("the cut run = %+v, want %s failed, interrupted", r, cut.ID)
+	}
+}
