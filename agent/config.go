@@ -41,10 +41,7 @@ type Config struct {
 	RedisURL          string `yaml:"redis_url"`
 	ClusterSize       int    `yaml:"cluster_size"`
 	AgentID           string `yaml:"agent_id"`
-	// generatedID is the AgentID Defaults made up; a single agent keeps it
-	// in its data dir and uses the kept one on later starts (keepAgentID).
-	generatedID string
-	Workers     int `yaml:"workers"`
+	Workers           int    `yaml:"workers"`
 	// Connections are named broker connections projects refer to.
 	Connections map[string]Connection `yaml:"connections"`
 	// Tokens, when any is set, are the bearer tokens management calls need.
@@ -59,6 +56,10 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// MemoryLimit is the Go heap size (bytes) above which scripts are stopped; 0 means 1 GiB.
 	MemoryLimit uint64 `yaml:"memory_limit"`
+
+	// generatedID is the AgentID Defaults made up; a single agent keeps it
+	// in its data dir and uses the kept one on later starts (keepAgentID).
+	generatedID string
 }
 
 // RunRetention bounds run history.

@@ -50,16 +50,6 @@ func probeKind(c triggers.ConnConfig) string {
 // selectorSupported reports whether the broker behind connection honours
 // SUBSCRIBE selectors. A broker that cannot be reached at deploy time is
 // given the benefit of the doubt; its listener reports the broker's refusal.
-// embeddedBroker reports whether connection reaches an opsrunner broker:
-// this agent's own, or one the connection's probe recognised.
-func (a *Agent) embeddedBroker(connection string) bool {
-	if connection == "default" && a.cfg.EmbeddedBroker() {
-		return true
-	}
-	c, ok := a.conns[connection]
-	return ok && a.kinds.kind(c) == brokercaps.Embedded
-}
-
 func (a *Agent) selectorSupported(connection string) bool {
 	if connection == "default" && a.cfg.EmbeddedBroker() {
 		return true
@@ -70,4 +60,14 @@ func (a *Agent) selectorSupported(connection string) bool {
 	}
 	k := a.kinds.kind(c)
 	return k == brokercaps.Unknown || brokercaps.For(k).Selectors
+}
+
+// embeddedBroker reports whether connection reaches an opsrunner broker:
+// this agent's own, or one the connection's probe recognised.
+func (a *Agent) embeddedBroker(connection string) bool {
+	if connection == "default" && a.cfg.EmbeddedBroker() {
+		return true
+	}
+	c, ok := a.conns[connection]
+	return ok && a.kinds.kind(c) == brokercaps.Embedded
 }
