@@ -329,34 +329,51 @@ func TestListenersOnEveryBroker(t *testing.T) {
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// startFailingListener starts an agent with project name: an operation
-// "fail" that throws, bound to a listener on /queue/<name>.in with the
-// redelivery policy given (a YAML flow map), and sends that queue one
-// message {"id": id}.
-func startFailingListener(t *testing.T, name, redelivery, id string) *testAgent {
+// startListener starts an agent (mutate as startAgent's) with project
+// name: an operation op running script (5 s timeout), bound to a listener
+// on /queue/<name>.in (ack timeout 10 s) with the redelivery policy given (a
+// YAML flow map; "" for the default), and sends that queue one message
+// {"id": id}.
+func startListener(t *testing.T, mutate func(*agent.Config), name, op, script, redelivery, id string) *testAgent {
 	t.Helper()
-	ta := startAgent(t, nil)
-	ta.mustDeploy(t, name, bundle(t, map[string]string{
-		"opsrunner.yaml": fmt.Sprintf(`project: %[1]s
+	ta := startAgent(t, mutate)
+	manifest := fmt.Sprintf(`project: %[1]s
 operations:
-  - name: fail
-    script: fail.js
+  - name: %[2]s
+    script: %[2]s.js
     timeout: 5s
 listeners:
   - name: in
     destination: /queue/%[1]s.in
     ackTimeout: 10s
-    operations: [fail]
-    redelivery: %[2]s
-`, name, redelivery),
-		"fail.js": "function handle(event) { throw new Error('no ' + event.body.id); }\n",
-	}))
+    operations: [%[2]s]
+`, name, op)
+	if redelivery != "" {
+		manifest += "    redelivery: " + redelivery + "\n"
+	}
+	ta.mustDeploy(t, name, bundle(t, map[string]string{"opsrunner.yaml": manifest, op + ".js": script}))
 	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
 	if err != nil {
 		t.Fatalf("dial embedded: %v", err)
 	}
 	defer conn.Disconnect()
 	sendJSON(t, conn, "/queue/"+name+".in", fmt.Sprintf(`{"id":%q}`, id))
+	return ta
+}
+
+// startFailingListener is startListener with an operation "fail" that throws.
+func startFailingListener(t *testing.T, name, redelivery, id string) *testAgent {
+	t.Helper()
+	return startListener(t, nil, name, "fail", "function handle(event) { throw new Error('no ' + event.body.id); }\n", redelivery, id)
+}
+
+// startSlowRun is startListener with an operation "slow" that runs for busy,
+// returning once its run is under way.
+func startSlowRun(t *testing.T, mutate func(*agent.Config), name string, busy time.Duration, id string) *testAgent {
+	t.Helper()
+	script := fmt.Sprintf("function handle(event) { var end = Date.now() + %d; while (Date.now() < end) {} return event.body.id; }\n", busy.Milliseconds())
+	ta := startListener(t, mutate, name, "slow", script, "", id)
+	waitFor(t, 10*time.Second, func() bool { return len(ta.runsWhere(t, "operation=slow&status=running")) == 1 })
 	return ta
 }
 
@@ -405,28 +422,7 @@ func TestMaxRedeliveriesZeroDeadLettersTheFirstFailure(t *testing.T) {
 func TestShutdownCommitsDeliveriesInFlightBeforeTheBrokerCloses(t *testing.T) {
 	dir := t.TempDir()
 	sameDir := func(c *agent.Config) { c.DataDir = dir }
-	ta := startAgent(t, sameDir)
-	ta.mustDeploy(t, "grace", bundle(t, map[string]string{
-		"opsrunner.yaml": `project: grace
-operations:
-  - name: slow
-    script: slow.js
-    timeout: 5s
-listeners:
-  - name: in
-    destination: /queue/grace.in
-    ackTimeout: 10s
-    operations: [slow]
-`,
-		"slow.js": "function handle(event) { var end = Date.now() + 1500; while (Date.now() < end) {} return event.body.id; }\n",
-	}))
-	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
-	if err != nil {
-		t.Fatalf("dial embedded: %v", err)
-	}
-	sendJSON(t, conn, "/queue/grace.in", `{"id":"g-1"}`)
-	conn.Disconnect()
-	waitFor(t, 10*time.Second, func() bool { return len(ta.runsWhere(t, "operation=slow&status=running")) == 1 })
+	ta := startSlowRun(t, sameDir, "grace", 1500*time.Millisecond, "g-1")
 	ta.stop() // while the run is in flight
 
 	again := startAgent(t, sameDir)
@@ -510,28 +506,7 @@ func TestRunsLeftRunningAreEndedAtTheNextStart(t *testing.T) {
 		c.DataDir = dir
 		c.ShutdownTimeout = agent.Duration(200 * time.Millisecond) // the run outlives it
 	}
-	ta := startAgent(t, sameDir)
-	ta.mustDeploy(t, "cut", bundle(t, map[string]string{
-		"opsrunner.yaml": `project: cut
-operations:
-  - name: slow
-    script: slow.js
-    timeout: 5s
-listeners:
-  - name: in
-    destination: /queue/cut.in
-    ackTimeout: 10s
-    operations: [slow]
-`,
-		"slow.js": "function handle(event) { var end = Date.now() + 2000; while (Date.now() < end) {} return 1; }\n",
-	}))
-	conn, err := stomp.Dial("tcp", ta.BrokerAddr())
-	if err != nil {
-		t.Fatalf("dial embedded: %v", err)
-	}
-	sendJSON(t, conn, "/queue/cut.in", `{"id":"c-1"}`)
-	conn.Disconnect()
-	waitFor(t, 10*time.Second, func() bool { return len(ta.runsWhere(t, "operation=slow&status=running")) == 1 })
+	ta := startSlowRun(t, sameDir, "cut", 2*time.Second, "c-1")
 	cut := ta.runsWhere(t, "operation=slow&status=running")[0]
 	ta.stop()
 
