@@ -448,7 +448,7 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 	// redelivery policy allows, was never settled by its runs: dead-letter
 	// it without running. (opsrunner's own retry copies never get here: the
 	// copy past the policy is the dead-lettered one.)
-	if redelivered && !d.auto && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver+1 {
+	if redelivered && !d.auto && l.deadLetterDue(attempt-1) {
 		cause := fmt.Errorf("%w (delivery %d)", ErrUnsettled, attempt)
 		if err := l.deadLetter(d, hdr, attempt-1, cause); err != nil {
 			return err
@@ -488,7 +488,7 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 	}
 	lease.Release(bg)
 	slot.release()
-	if l.deadLetterDue(attempt, attempt+1) {
+	if l.deadLetterDue(attempt) {
 		if err := l.deadLetter(d, hdr, attempt, cause); err != nil {
 			return err
 		}
@@ -622,11 +622,10 @@ func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr map[s
 	return nil
 }
 
-// deadLetterDue reports whether a message that failed attempt, to be given
-// back as attempt next, is past the redelivery policy: then it is
-// dead-lettered instead.
-func (l *listener) deadLetterDue(attempt, next int) bool {
-	return next > attempt && l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver
+// deadLetterDue reports whether a message whose attempt failed has used up
+// the redelivery policy: then it is dead-lettered instead of given back.
+func (l *listener) deadLetterDue(attempt int) bool {
+	return l.pol.maxRedeliver >= 0 && attempt > l.pol.maxRedeliver
 }
 
 // deadLetter publishes the dead-lettered copy and ACKs in one transaction,
