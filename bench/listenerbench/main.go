@@ -103,7 +103,7 @@ func main() {
 	prefetch := flag.Int("prefetch", 1, "prefetch on both sides")
 	rounds := flag.Int("rounds", 5, "rounds of both legs per broker; the ratio reported is their median")
 	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, activemq)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>.c<consumers>")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>.c<consumers> and of the first bare leg to the same name with .bare")
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.c<consumers>.base and FILE.<broker>.c<consumers> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
@@ -241,7 +241,15 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 			runtime.ReadMemStats(&m0)
 			cpu0, broker0 := baseline.CPUTime(), childrenCPU()
 			busy0, total0, _ := machineCPU()
+			stopProfile := func() {}
+			if i == 0 && l.name == "bare" && s.cpuProfile != "" {
+				var err error
+				if stopProfile, err = startCPUProfile(s.profilePath(s.cpuProfile, b.Kind) + ".bare"); err != nil {
+					return err
+				}
+			}
 			rate, err := l.run(queue)
+			stopProfile()
 			if err != nil {
 				return fmt.Errorf("round %d, %s leg: %w", i+1, l.name, err)
 			}
@@ -459,15 +467,11 @@ listeners:
 		defer func() { _ = writeAllocs(s.profilePath(s.memProfile, b.Kind)) }()
 	}
 	if profile && s.cpuProfile != "" {
-		f, err := os.Create(s.profilePath(s.cpuProfile, b.Kind))
+		stop, err := startCPUProfile(s.profilePath(s.cpuProfile, b.Kind))
 		if err != nil {
 			return 0, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	start := time.Now()
 	req, _ := http.NewRequest(http.MethodPut, "http://"+a.HTTPAddr()+"/api/v1/projects/bench", &bundle)
@@ -570,13 +574,26 @@ func sum(m map[string]int) int {
 	return t
 }
 
+// startCPUProfile writes a CPU profile to path until the returned func is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 // pair formats a bare/agent pair of figures.
 func pair(verb string, bare, agent float64) string {
 	return fmt.Sprintf(verb+"/"+verb, bare, agent)
 }
 
 // profilePath is where a profile of the first agent leg goes:
-// FILE.<broker>.c<consumers>.
+// FILE.<broker>.c<consumers> (the first bare leg's CPU profile adds .bare).
 func (s settings) profilePath(file, broker string) string {
 	return fmt.Sprintf("%s.%s.c%d", file, broker, s.consumers)
 }
