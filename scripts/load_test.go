@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const okJS = "function handle(event, ctx) { return {ok: true}; }\n"
@@ -89,8 +90,9 @@ listeners:
 	in, ok := p.Listener("orders-in")
 	want := Listener{Name: "orders-in", Destination: "/queue/orders", Connection: "default", AckMode: AckOnSuccess,
 		AckTimeout: Duration(DefaultAckTimeout), Consumers: 1, Operations: []string{"Process Order"},
-		Redelivery: Redelivery{MaxRedeliveries: DefaultMaxRedeliveries, DeadLetter: "/queue/orders.DLQ"},
-		Placement:  Placement{Mode: PlaceAny}, Mode: ModePerMessage}
+		Redelivery: Redelivery{MaxRedeliveries: DefaultMaxRedeliveries, InitialDelay: Duration(DefaultInitialDelay),
+			Multiplier: DefaultMultiplier, MaxDelay: Duration(DefaultMaxDelay), DeadLetter: "/queue/orders.DLQ"},
+		Placement: Placement{Mode: PlaceAny}, Mode: ModePerMessage}
 	if !ok || !reflect.DeepEqual(*in, want) {
 		t.Errorf("listener defaults:\n got %+v\nwant %+v", in, want)
 	}
@@ -178,6 +180,7 @@ func TestLoadValidation(t *testing.T) {
 		{name: "maxRedeliveries below -1", manifest: lis + "  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: {maxRedeliveries: -2}\n", want: `11:35: listeners[0].redelivery.maxRedeliveries: maxRedeliveries must be -1`},
 		{name: "multiplier below 1", manifest: lis + "  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: {multiplier: 0.5}\n", want: `multiplier must be at least 1, got 0.5`},
 		{name: "maxDelay below initialDelay", manifest: lis + "  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: {initialDelay: 10s, maxDelay: 5s}\n", want: `maxDelay 5s is less than initialDelay 10s`},
+		{name: "maxDelay 0 below the default initialDelay", manifest: lis + "  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: {maxDelay: 0}\n", want: `maxDelay 0s is less than initialDelay 1s`},
 		{name: "deadLetter kind", manifest: lis + "  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: {deadLetter: dlq}\n", want: `deadLetter "dlq" must start with /queue/ or /topic/`},
 		{name: "deadLetter loops", manifest: lis + "  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: {deadLetter: /queue/x}\n", want: `deadLetter must differ`},
 		{name: "retention below -1", manifest: lis + "  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: {retention: -5}\n", want: `retention must be -1`},
@@ -217,6 +220,38 @@ func TestLoadValidation(t *testing.T) {
 			var ve *ValidationError
 			if !errors.As(es[0], &ve) || ve.File != ManifestFile {
 				t.Fatalf("got %T %v, want a *ValidationError in %s", es[0], es[0], ManifestFile)
+			}
+		})
+	}
+}
+
+// TestRedeliveryDefaults: a policy gets a default only for what it leaves
+// out. An explicit 0 keeps its meaning (redeliver at once), and the default
+// maxDelay never caps a longer initialDelay.
+func TestRedeliveryDefaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, redelivery string
+		initial, max     time.Duration
+		multiplier       float64
+	}{
+		{"all left out", "{}", time.Second, time.Minute, 2},
+		{"initialDelay 0 redelivers at once", "{initialDelay: 0}", 0, time.Minute, 2},
+		{"no backoff at all", "{initialDelay: 0s, maxDelay: 0s}", 0, 0, 2},
+		{"a longer initialDelay raises the default maxDelay", "{initialDelay: 5m}", 5 * time.Minute, 5 * time.Minute, 2},
+		{"all given", "{initialDelay: 2s, multiplier: 1, maxDelay: 10s}", 2 * time.Second, 10 * time.Second, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := Load("p", 1, project("project: p\noperations:\n  - name: A\n    script: operations/a.js\nlisteners:\n  - name: l\n    destination: /queue/x\n    operations: [A]\n    redelivery: "+tt.redelivery+"\n"), LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, _ := p.Listener("l")
+			r := l.Redelivery
+			if time.Duration(r.InitialDelay) != tt.initial || time.Duration(r.MaxDelay) != tt.max || r.Multiplier != tt.multiplier {
+				t.Errorf("initialDelay %s, maxDelay %s, multiplier %g; want %s, %s, %g", r.InitialDelay, r.MaxDelay, r.Multiplier, tt.initial, tt.max, tt.multiplier)
 			}
 		})
 	}

@@ -125,18 +125,27 @@ type Redelivery struct {
 	// before it is dead-lettered: 0 dead-letters it on its first failure
 	// (as ActiveMQ's maximumRedeliveries), -1 never. A manifest that leaves
 	// it out gets DefaultMaxRedeliveries (filled in by validation).
-	MaxRedeliveries int      `yaml:"maxRedeliveries,omitempty" json:"maxRedeliveries,omitempty"`
-	InitialDelay    Duration `yaml:"initialDelay,omitempty" json:"initialDelay,omitempty"`
-	Multiplier      float64  `yaml:"multiplier,omitempty" json:"multiplier,omitempty"`
-	MaxDelay        Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty"`
+	MaxRedeliveries int `yaml:"maxRedeliveries,omitempty" json:"maxRedeliveries,omitempty"`
+	// InitialDelay is the wait before the first redelivery: 0 redelivers at
+	// once. Multiplier grows each next wait, up to MaxDelay. Validation
+	// fills in what a manifest leaves out: DefaultInitialDelay,
+	// DefaultMultiplier, and DefaultMaxDelay (or InitialDelay when longer).
+	InitialDelay Duration `yaml:"initialDelay,omitempty" json:"initialDelay,omitempty"`
+	Multiplier   float64  `yaml:"multiplier,omitempty" json:"multiplier,omitempty"`
+	MaxDelay     Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty"`
 	// DeadLetter defaults to "<destination>.DLQ".
 	DeadLetter string `yaml:"deadLetter,omitempty" json:"deadLetter,omitempty"`
 	// Retention of dead-letter records in minutes; 0 means default (7 days), -1 forever.
 	Retention int `yaml:"retention,omitempty" json:"retention,omitempty"`
 }
 
-// DefaultMaxRedeliveries applies when a policy names none.
-const DefaultMaxRedeliveries = 5
+// Redelivery defaults, for what a policy leaves out.
+const (
+	DefaultMaxRedeliveries = 5
+	DefaultInitialDelay    = time.Second
+	DefaultMultiplier      = 2
+	DefaultMaxDelay        = time.Minute
+)
 
 // Placement modes (CloverDX node IDs).
 const (

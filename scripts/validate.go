@@ -340,10 +340,19 @@ func (v *validator) redelivery(f string, l *Listener) {
 	if r.MaxRedeliveries == 0 && !v.given(f+".maxRedeliveries") {
 		r.MaxRedeliveries = DefaultMaxRedeliveries
 	}
-	if v.given(f+".multiplier") && r.Multiplier < 1 {
+	// Zero is a value of its own for the delays (no wait), so only what
+	// the manifest leaves out gets a default.
+	if !v.given(f + ".initialDelay") {
+		r.InitialDelay = Duration(DefaultInitialDelay)
+	}
+	if !v.given(f + ".multiplier") {
+		r.Multiplier = DefaultMultiplier
+	} else if r.Multiplier < 1 {
 		v.errf(f+".multiplier", "multiplier must be at least 1, got %g", r.Multiplier)
 	}
-	if r.MaxDelay > 0 && r.MaxDelay < r.InitialDelay {
+	if !v.given(f + ".maxDelay") {
+		r.MaxDelay = max(Duration(DefaultMaxDelay), r.InitialDelay)
+	} else if r.MaxDelay < r.InitialDelay {
 		v.errf(f+".maxDelay", "maxDelay %s is less than initialDelay %s", r.MaxDelay, r.InitialDelay)
 	}
 	if r.DeadLetter == "" {

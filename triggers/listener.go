@@ -76,14 +76,11 @@ func policyFor(agent string, spec ListenerSpec) policy {
 	if p.prefetch < 1 {
 		p.prefetch = 1
 	}
-	if p.initialDelay <= 0 {
-		p.initialDelay = time.Second
-	}
+	// Validation filled in the policy's defaults; an initialDelay of 0
+	// redelivers at once. A hand-made spec without a multiplier gets the
+	// default, which a zero maxDelay caps at 0 s anyway.
 	if p.multiplier < 1 {
-		p.multiplier = 2
-	}
-	if p.maxDelay <= 0 {
-		p.maxDelay = time.Minute
+		p.multiplier = scripts.DefaultMultiplier
 	}
 	name := strings.TrimPrefix(strings.TrimPrefix(l.Destination, "/queue/"), "/topic/")
 	if p.deadLetter == "" {

@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"testing"
+	"time"
 
 	"github.com/opsrunner/opsrunner/scripts"
 )
@@ -47,5 +48,32 @@ func TestMaxRedeliveries(t *testing.T) {
 		if got := l.deadLetterDue(tc.attempt); got != tc.dead {
 			t.Errorf("maxRedeliveries %d, attempt %d failed: dead-lettered %v, want %v", tc.max, tc.attempt, got, tc.dead)
 		}
+	}
+}
+
+// The wait before redelivering grows from initialDelay by multiplier up to
+// maxDelay; an initialDelay of 0 redelivers at once.
+func TestBackoff(t *testing.T) {
+	cases := []struct {
+		name                 string
+		initial, max         time.Duration
+		multiplier           float64
+		want1, want2, want10 time.Duration
+	}{
+		{"the defaults", time.Second, time.Minute, 2, time.Second, 2 * time.Second, time.Minute},
+		{"initialDelay 0", 0, time.Minute, 2, 0, 0, 0},
+		{"a constant wait", 3 * time.Second, 3 * time.Second, 1, 3 * time.Second, 3 * time.Second, 3 * time.Second},
+		{"an initialDelay above the default maxDelay", 5 * time.Minute, 5 * time.Minute, 2, 5 * time.Minute, 5 * time.Minute, 5 * time.Minute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := policyFor("agent-1", ListenerSpec{ID: "p/l", Project: "p", Listener: scripts.Listener{Name: "l", Destination: "/queue/in",
+				Redelivery: scripts.Redelivery{InitialDelay: scripts.Duration(tc.initial), Multiplier: tc.multiplier, MaxDelay: scripts.Duration(tc.max)}}})
+			for attempt, want := range map[int]time.Duration{1: tc.want1, 2: tc.want2, 10: tc.want10} {
+				if got := p.backoff(attempt); got != want {
+					t.Errorf("after attempt %d: wait %s, want %s", attempt, got, want)
+				}
+			}
+		})
 	}
 }
