@@ -28,10 +28,14 @@ type Local struct {
 	agentID    string
 	maxMarkers int
 
+	// epoch is what marker expiries count from: monotonic nanoseconds
+	// since then keep the markers free of pointers the GC would scan.
+	epoch time.Time
+
 	mu      sync.Mutex
 	locks   map[string]*localLease
-	markers map[string]time.Time // key → expiry
-	order   []marker             // insertion order, for eviction
+	markers map[string]int64 // key → expiry, ns since epoch
+	order   markerQueue      // insertion order, for eviction
 	member  *Member
 	closed  bool
 	seq     uint64 // the last lease's token
@@ -39,7 +43,37 @@ type Local struct {
 
 type marker struct {
 	key     string
-	expires time.Time
+	expires int64 // ns since Local.epoch
+}
+
+// markerQueue is a FIFO of markers in a ring buffer: at the cap, every new
+// marker evicts one, and a slice consumed from the front would be copied
+// whole each time append ran out of room.
+type markerQueue struct {
+	buf     []marker
+	head, n int
+}
+
+func (q *markerQueue) len() int { return q.n }
+
+func (q *markerQueue) push(m marker) {
+	if q.n == len(q.buf) {
+		buf := make([]marker, max(16, 2*len(q.buf)))
+		for i := range q.n {
+			buf[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = buf, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = m
+	q.n++
+}
+
+func (q *markerQueue) front() marker { return q.buf[q.head] }
+
+func (q *markerQueue) pop() {
+	q.buf[q.head] = marker{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
 }
 
 var _ Coordinator = (*Local)(nil)
@@ -47,7 +81,7 @@ var _ Coordinator = (*Local)(nil)
 // NewLocal returns the coordinator of a one-agent cluster; agentID is the
 // leader until Heartbeat names the member.
 func NewLocal(agentID string) *Local {
-	return &Local{agentID: agentID, maxMarkers: localMaxMarkers, locks: make(map[string]*localLease), markers: make(map[string]time.Time)}
+	return &Local{agentID: agentID, maxMarkers: localMaxMarkers, epoch: time.Now(), locks: make(map[string]*localLease), markers: make(map[string]int64)}
 }
 
 // localLease is a Local lock. In one process a refresh cannot fail, so a
@@ -122,24 +156,23 @@ func (l *Local) MarkProcessed(ctx context.Context, key string, retention time.Du
 	if retention <= 0 {
 		retention = DefaultRetention
 	}
-	now := time.Now()
-	exp := now.Add(retention)
+	now := int64(time.Since(l.epoch))
+	exp := now + int64(retention)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.markers[key] = exp
-	l.order = append(l.order, marker{key, exp})
+	l.order.push(marker{key, exp})
 	// Drop from the front what expired or exceeds the cap. Entries whose key
 	// was marked again later carry a stale expiry and are simply skipped.
-	for len(l.order) > 0 {
-		m := l.order[0]
-		if len(l.markers) <= l.maxMarkers && now.Before(m.expires) {
+	for l.order.len() > 0 {
+		m := l.order.front()
+		if len(l.markers) <= l.maxMarkers && now < m.expires {
 			break
 		}
-		if l.markers[m.key].Equal(m.expires) {
+		if l.markers[m.key] == m.expires {
 			delete(l.markers, m.key)
 		}
-		l.order[0] = marker{}
-		l.order = l.order[1:]
+		l.order.pop()
 	}
 	return nil
 }
@@ -149,7 +182,7 @@ func (l *Local) Processed(ctx context.Context, key string) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	exp, ok := l.markers[key]
-	return ok && time.Now().Before(exp), nil
+	return ok && int64(time.Since(l.epoch)) < exp, nil
 }
 
 // Heartbeat implements Coordinator: it stores m as the one member.

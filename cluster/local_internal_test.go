@@ -41,7 +41,34 @@ func TestLocalMarkersBounded(t *testing.T) {
 	_ = l2.MarkProcessed(ctx, "old", time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	_ = l2.MarkProcessed(ctx, "new", time.Hour)
-	if _, ok := l2.markers["old"]; ok || len(l2.order) != 1 {
+	if _, ok := l2.markers["old"]; ok || l2.order.len() != 1 {
 		t.Fatalf("expired marker kept: %v", l2.markers)
+	}
+}
+
+// The marker queue is first in, first out, also when it grows while its
+// ring has wrapped around.
+func TestMarkerQueueOrder(t *testing.T) {
+	t.Parallel()
+	var q markerQueue
+	next, want := 0, 0
+	for round := range 50 {
+		for range round % 7 * 5 {
+			q.push(marker{key: fmt.Sprint(next)})
+			next++
+		}
+		for range round % 5 * 4 {
+			if q.len() == 0 {
+				break
+			}
+			if got := q.front().key; got != fmt.Sprint(want) {
+				t.Fatalf("front %s, want %d", got, want)
+			}
+			q.pop()
+			want++
+		}
+	}
+	if q.len() != next-want {
+		t.Fatalf("len %d, want %d", q.len(), next-want)
 	}
 }
