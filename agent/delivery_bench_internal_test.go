@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"context"
+	"testing"
+
+	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
+)
+
+// benchDelivery is a delivery that settles without a broker.
+type benchDelivery struct{ msg triggers.Message }
+
+func (d *benchDelivery) ID() string                                                    { return d.msg.ID }
+func (d *benchDelivery) Message() triggers.Message                                     { return d.msg }
+func (d *benchDelivery) Commit(context.Context) error                                  { return nil }
+func (d *benchDelivery) Rollback(context.Context, error) error                         { return nil }
+func (d *benchDelivery) Send(context.Context, string, []byte, map[string]string) error { return nil }
+
+// BenchmarkListenerDelivery measures what the agent does for one delivery
+// of listenerbench's trivial listener, without a broker: the run (event,
+// script, result), its record before and after, and the settlement (run
+// history, metrics). ns/op is the agent's share of a listener message;
+// triggers' BenchmarkHandle is the lifecycle's around it.
+func BenchmarkListenerDelivery(b *testing.B) {
+	TuneGC()
+	cfg := Defaults()
+	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", "127.0.0.1:0", b.TempDir(), "bench"
+	a, err := New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx) }() // owner: the benchmark; ends with cancel
+	defer func() { cancel(); <-served }()
+	<-a.Started()
+	pv, err := a.Deploy(ctx, "bench", map[string][]byte{
+		"opsrunner.yaml": []byte("project: bench\noperations:\n  - name: handle\n    script: handle.js\n    timeout: 10s\nlisteners:\n  - name: in\n    destination: /queue/in\n    operations: [handle]\n"),
+		"handle.js":      []byte("function handle(event) { return {ok: event.body.id}; }\n"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _ := a.Project("bench")
+	l, _ := p.Listener("in")
+	spec := triggers.ListenerSpec{ID: "bench/in", Project: "bench", Version: pv.Version, Listener: *l}
+	hdr := map[string]string{"destination": "/queue/in", "message-id": "ID:bench-1:1:1:1", "subscription": "1", "ack": "ID:bench-1:1:1:1",
+		"content-type": "application/json", "persistent": "true", "priority": "4", "timestamp": "1764680000000", "expires": "0", "content-length": "24"}
+	d := &benchDelivery{msg: triggers.Message{ID: "ID:bench-1:1:1:1", Destination: "/queue/in", Headers: hdr, Body: []byte(`{"id":1,"name":"widget"}`), Attempt: 1}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.runDelivery(ctx, spec, d); err != nil {
+			b.Fatal(err)
+		}
+		a.settled(spec, d, triggers.Settlement{Outcome: store.OutcomeCommitted, Attempt: 1, MessageID: d.msg.ID})
+	}
+}
