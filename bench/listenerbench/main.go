@@ -14,7 +14,9 @@
 // process's: with two cores shared by broker and client, the legs with more
 // than one consumer are bound by the CPU both spend per message. A third leg, the bare
 // consumer running the script in goja with none of opsrunner's guarantees,
-// shows the ceiling of a JS run per message on the machine at hand. Brokers are started by
+// shows the ceiling of a JS run per message on the machine at hand; with
+// -engine, a fourth runs it through opsrunner's engine without the
+// listener's lifecycle, which splits the gap between. Brokers are started by
 // internal/testenv (the embedded broker as its own process, so both legs
 // talk to it over TCP) and stopped at exit. Run by `make bench`.
 package main
@@ -46,8 +48,10 @@ import (
 	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
 	"github.com/opsrunner/opsrunner/internal/testenv"
+	ortime "github.com/opsrunner/opsrunner/runtime"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
 )
 
 const script = "function handle(event) { return {ok: event.body.id}; }\n"
@@ -60,6 +64,7 @@ type settings struct {
 	memProfile          string // allocations before and after the first agent leg ("<path>.<broker>.base", "<path>.<broker>")
 	txLeg               bool   // also measure the bare consumer with transacted ACKs
 	probeLeg            bool   // also measure the bare consumer running the script in goja
+	engineLeg           bool   // also measure the bare consumer running the script through opsrunner's engine
 }
 
 // leg is one drain of n messages.
@@ -72,7 +77,7 @@ type leg struct {
 }
 
 // round is one measurement of every leg.
-type round struct{ bare, bareTx, probe, agent leg }
+type round struct{ bare, bareTx, probe, engine, agent leg }
 
 type result struct {
 	kind      string
@@ -107,6 +112,7 @@ func main() {
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.c<consumers>.base and FILE.<broker>.c<consumers> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
+	engineLeg := flag.Bool("engine", false, "also measure a bare consumer that runs the script through opsrunner's engine (pooled hardened runtimes, time limits, the listener's event) without the listener's lifecycle (dedup, claim, run record, settlement): it splits the agent's gap to the goja probe into the engine's share and the lifecycle's")
 	flag.Parse()
 	agent.TuneGC() // as `opsrunner serve` does
 	var counts []int
@@ -118,7 +124,7 @@ func main() {
 		}
 		counts = append(counts, n)
 	}
-	s := settings{prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg}
+	s := settings{prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg, engineLeg: *engineLeg}
 
 	var results []result
 	for _, kind := range strings.Split(*kinds, ",") {
@@ -161,6 +167,9 @@ func main() {
 	if s.probeLeg {
 		fmt.Printf(" %12s %11s %12s", "goja msg/s", "goja/bare", "goja µs/msg")
 	}
+	if s.engineLeg {
+		fmt.Printf(" %12s %12s %13s", "engine msg/s", "engine/bare", "engine µs/msg")
+	}
 	fmt.Println()
 	failed := false
 	for _, r := range results {
@@ -180,11 +189,17 @@ func main() {
 			if s.probeLeg {
 				fmt.Printf(" %12.0f %10.2fx %12.0f", rd.probe.rate, rd.probe.rate/rd.bare.rate, rd.probe.cpu)
 			}
+			if s.engineLeg {
+				fmt.Printf(" %12.0f %11.2fx %13.0f", rd.engine.rate, rd.engine.rate/rd.bare.rate, rd.engine.cpu)
+			}
 			fmt.Println()
 		}
 		fmt.Printf("%-10s %4d median agent/bare over %d rounds: %.2fx\n", r.kind, r.consumers, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.agent }))
 		if s.probeLeg {
 			fmt.Printf("%-10s %4d median goja/bare over %d rounds: %.2fx (the ceiling of a JS run per message here)\n", r.kind, r.consumers, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.probe }))
+		}
+		if s.engineLeg {
+			fmt.Printf("%-10s %4d median engine/bare over %d rounds: %.2fx (opsrunner's engine without the listener's lifecycle)\n", r.kind, r.consumers, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.engine }))
 		}
 	}
 	fmt.Println("target: agent/bare ≥ 0.85 (CPU µs and allocations are this process's, per message)")
@@ -222,6 +237,14 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 			{"bare", false, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false, goWork) }, &rd.bare},
 			{"bare-tx", !s.txLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, true, goWork) }, &rd.bareTx},
 			{"goja", !s.probeLeg, func(q string) (float64, error) { return drainBare(b, q, r.n, s, false, gojaWork) }, &rd.probe},
+			{"engine", !s.engineLeg, func(q string) (float64, error) {
+				e, p, err := newEngine()
+				if err != nil {
+					return 0, err
+				}
+				defer e.Close()
+				return drainBare(b, q, r.n, s, false, engineWork(e, p))
+			}, &rd.engine},
 			{"agent", false, func(q string) (float64, error) { return drainAgent(b, q, r.n, s, i == 0) }, &rd.agent},
 		}
 		if i%2 == 1 {
@@ -272,10 +295,10 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 }
 
 // goWork does the script's work in Go: parse the body, build the answer.
-func goWork() (func(body []byte) error, error) {
-	return func(body []byte) error {
+func goWork() (func(m *stomp.Message) error, error) {
+	return func(m *stomp.Message) error {
 		var v map[string]any
-		if err := json.Unmarshal(body, &v); err != nil {
+		if err := json.Unmarshal(m.Body, &v); err != nil {
 			return fmt.Errorf("parse: %w", err)
 		}
 		_, err := json.Marshal(map[string]any{"ok": v["id"]})
@@ -286,16 +309,62 @@ func goWork() (func(body []byte) error, error) {
 // gojaWork runs the agent's script in a goja runtime of the consumer's own,
 // with none of what opsrunner adds (run record, time limit, isolation
 // between messages, claim): the event is {body} with the body parsed.
-func gojaWork() (func(body []byte) error, error) {
+func gojaWork() (func(m *stomp.Message) error, error) {
 	g, err := baseline.NewGojaScript("op.js", script)
 	if err != nil {
 		return nil, err
 	}
-	return func(body []byte) error {
-		_, err := g.Run("body", string(body), true)
+	return func(m *stomp.Message) error {
+		_, err := g.Run("body", string(m.Body), true)
 		return err
 	}, nil
 }
+
+// engineWork runs the agent's script through opsrunner's engine, shared by
+// the consumers as an agent's is (pooled hardened runtimes, time limits, the
+// listener's event and ack deadline), with none of the listener's lifecycle
+// around it: no dedup, claim, run record or settlement.
+func engineWork(e *ortime.Engine, p *scripts.Project) func() (func(m *stomp.Message) error, error) {
+	return func() (func(m *stomp.Message) error, error) {
+		return func(m *stomp.Message) error {
+			hdr := make(map[string]string, m.Header.Len())
+			for i := range m.Header.Len() {
+				k, v := m.Header.GetAt(i)
+				if _, seen := hdr[k]; !seen {
+					hdr[k] = v
+				}
+			}
+			d := &probeDelivery{msg: triggers.Message{ID: hdr["message-id"], Destination: m.Destination, Headers: hdr, Body: m.Body, Attempt: 1}}
+			ctx, cancel := context.WithTimeout(context.Background(), scripts.DefaultAckTimeout)
+			defer cancel()
+			res := e.Run(ctx, ortime.Invocation{RunID: "engine", Project: p, Operation: "handle", Trigger: ortime.TriggerListener,
+				Event: triggers.EventFor(d), Message: d})
+			return res.Err
+		}, nil
+	}
+}
+
+// newEngine starts an engine with the bench project loaded; Close it after.
+func newEngine() (*ortime.Engine, *scripts.Project, error) {
+	p, err := scripts.Load("bench", 1, map[string][]byte{
+		"opsrunner.yaml": []byte("project: bench\noperations:\n  - name: handle\n    script: handle.js\n    timeout: 10s\n"),
+		"handle.js":      []byte(script),
+	}, scripts.LoadOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ortime.New(ortime.Config{}), p, nil
+}
+
+// probeDelivery is the engine leg's message: it settles nothing (the bare
+// consumer ACKs).
+type probeDelivery struct{ msg triggers.Message }
+
+func (d *probeDelivery) ID() string                                                    { return d.msg.ID }
+func (d *probeDelivery) Message() triggers.Message                                     { return d.msg }
+func (d *probeDelivery) Commit(context.Context) error                                  { return nil }
+func (d *probeDelivery) Rollback(context.Context, error) error                         { return nil }
+func (d *probeDelivery) Send(context.Context, string, []byte, map[string]string) error { return nil }
 
 // preload sends n persistent JSON messages to queue; the last SEND asks for
 // a receipt, so the broker has them all when it returns.
@@ -325,7 +394,7 @@ func preload(b *testenv.Broker, queue string, n int) error {
 // makes for it. With tx, each ACK goes in a transaction committed with a receipt, as the
 // agent settles a delivery: the difference between the two bare legs is the
 // broker's transaction cost, the rest of the gap to the agent is opsrunner's.
-func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool, newWork func() (func(body []byte) error, error)) (float64, error) {
+func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool, newWork func() (func(m *stomp.Message) error, error)) (float64, error) {
 	caps := brokercaps.For(b.Kind)
 	conns := make([]*stomp.Conn, s.consumers)
 	for i := range conns {
@@ -379,7 +448,7 @@ func drainBare(b *testenv.Broker, queue string, n int, s settings, tx bool, newW
 					errs <- fmt.Errorf("receive: %v", m)
 					return
 				}
-				if err := work(m.Body); err != nil {
+				if err := work(m); err != nil {
 					errs <- err
 					return
 				}
