@@ -76,9 +76,9 @@ func policyFor(agent string, spec ListenerSpec) policy {
 	if p.prefetch < 1 {
 		p.prefetch = 1
 	}
-	// Validation filled in the policy's defaults; an initialDelay of 0
-	// redelivers at once. A hand-made spec without a multiplier gets the
-	// default, which a zero maxDelay caps at 0 s anyway.
+	// Validation filled in the backoff's defaults, and an initialDelay of 0
+	// means at once. A spec built by hand without them waits 0 s (its zero
+	// maxDelay caps every wait); only a multiplier below 1 is corrected.
 	if p.multiplier < 1 {
 		p.multiplier = scripts.DefaultMultiplier
 	}
