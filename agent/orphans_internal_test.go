@@ -16,13 +16,21 @@ import (
 // recent ones, are left alone.
 func TestLeaderClosesRunsOfAgentsThatDied(t *testing.T) {
 	cfg := Defaults()
-	cfg.HTTPAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", t.TempDir(), "leader"
+	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", "127.0.0.1:0", t.TempDir(), "leader"
 	a, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.shutdownState)
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx) }() // owner: this test; ends with cancel
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("agent stopped with: %v", err)
+		}
+	})
+	<-a.Started()
 	now := time.Now().UTC()
 	live := []cluster.Member{
 		{ID: "leader", StartedAt: now.Add(-time.Hour)},
