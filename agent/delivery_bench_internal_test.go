@@ -24,17 +24,8 @@ func (d *benchDelivery) Send(context.Context, string, []byte, map[string]string)
 // triggers' BenchmarkHandle is the lifecycle's around it.
 func BenchmarkListenerDelivery(b *testing.B) {
 	TuneGC()
-	cfg := Defaults()
-	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", "127.0.0.1:0", b.TempDir(), "bench"
-	a, err := New(cfg, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx) }() // owner: the benchmark; ends with cancel
-	defer func() { cancel(); <-served }()
-	<-a.Started()
+	a := serveInternal(b, "bench")
+	ctx := context.Background()
 	pv, err := a.Deploy(ctx, "bench", map[string][]byte{
 		"opsrunner.yaml": []byte("project: bench\noperations:\n  - name: handle\n    script: handle.js\n    timeout: 10s\nlisteners:\n  - name: in\n    destination: /queue/in\n    operations: [handle]\n"),
 		"handle.js":      []byte("function handle(event) { return {ok: event.body.id}; }\n"),

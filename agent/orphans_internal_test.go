@@ -15,22 +15,8 @@ import (
 // a member that restarted since the run started. Runs of live agents, and
 // recent ones, are left alone.
 func TestLeaderClosesRunsOfAgentsThatDied(t *testing.T) {
-	cfg := Defaults()
-	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", "127.0.0.1:0", t.TempDir(), "leader"
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx) }() // owner: this test; ends with cancel
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("agent stopped with: %v", err)
-		}
-	})
-	<-a.Started()
+	a := serveInternal(t, "leader")
+	ctx := context.Background()
 	now := time.Now().UTC()
 	live := []cluster.Member{
 		{ID: "leader", StartedAt: now.Add(-time.Hour)},
