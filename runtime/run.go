@@ -39,8 +39,6 @@ type run struct {
 	mu       sync.Mutex
 	frames   []*frame // operations executing, innermost last; changed under mu
 	frameBuf [4]*frame
-	// stopWatch stops watching ctx (see newRun); nil when ctx cannot end.
-	stopWatch func() bool
 
 	raised    *goja.Object // Error thrown by the latest RaiseError
 	raisedMsg string
@@ -51,6 +49,10 @@ type run struct {
 
 	memKilled atomic.Bool
 	watched   tracked // the watchdog's record (see watchdog.track)
+
+	// timerLeft is set when a frame's timer could not be stopped (its
+	// function has started): the run must not be reused (see release).
+	timerLeft bool
 }
 
 // frame is one executing operation. Its limit is reached when its own
@@ -95,10 +97,16 @@ type failure struct {
 	abort *goja.InterruptedError
 }
 
-// newRun makes v's current run. It watches ctx (when ctx can end) until
-// finish: the end of ctx interrupts the top-level operation executing.
+// newRun makes v's current run. The engine's watchdog watches ctx while
+// the run is tracked: the end of ctx interrupts the top-level operation
+// executing (see contextEnded).
 func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
-	r := &run{e: e, v: v, ctx: ctx, inv: inv}
+	r := v.spare
+	v.spare = nil
+	if r == nil {
+		r = new(run)
+	}
+	r.e, r.v, r.ctx, r.inv = e, v, ctx, inv
 	r.frames = r.frameBuf[:0]
 	r.lazy = r.lazyBuf[:0]
 	v.cur = r
@@ -108,17 +116,23 @@ func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 			_ = r.vars.Set(k, v.toJS(inv.Vars[k]))
 		}
 	}
-	if ctx.Done() != nil {
-		r.stopWatch = context.AfterFunc(ctx, r.contextEnded)
-	}
 	return r
 }
 
-// finish stops watching the run's context. Called once the chain is over.
-func (r *run) finish() {
-	if r.stopWatch != nil {
-		r.stopWatch()
+// release ends the run once the engine is done with it (untracked, its
+// steps and logs taken): the runtime's next run reuses it (a run is ~700
+// bytes, a sixth of a listener run's allocations). It is zeroed, so that a
+// pooled runtime keeps none of its event, project or values alive. A run
+// that a frame's timer may still reach is left as it is: one of its
+// timers could not be stopped, or the runtime is broken (a panic can leave
+// frames that never ended).
+func (r *run) release() {
+	v := r.v
+	if r.timerLeft || v.broken {
+		return
 	}
+	*r = run{}
+	v.spare = r
 }
 
 // varsObject returns the chain variables' object. Without initial vars it
@@ -281,8 +295,8 @@ func (r *run) end(fr *frame) (reached bool) {
 	r.frames[len(r.frames)-1] = nil
 	r.frames = r.frames[:len(r.frames)-1]
 	r.mu.Unlock()
-	if fr.timer != nil {
-		fr.timer.Stop()
+	if fr.timer != nil && !fr.timer.Stop() {
+		r.timerLeft = true // expire may still be running (it finds fr finished)
 	}
 	if fr.cancel != nil {
 		fr.cancel()
@@ -303,15 +317,26 @@ func (r *run) expire(fr *frame) {
 	r.v.rt.Interrupt(r.causeFor(fr))
 }
 
-// contextEnded runs (on its own goroutine) when the run's context ends: it
-// interrupts the top-level operation executing, unless that operation's
-// own timeout came first.
-func (r *run) contextEnded() {
+// contextEnded runs on the watchdog's goroutine once it sees the run's
+// context ended (within a watchdogPeriod): it interrupts the top-level
+// operation executing, unless that operation's own timeout came first.
+// Polling costs nothing per run, where context.AfterFunc cost a tenth of a
+// listener run's allocations (the callback, and the children map and Done
+// channel of the delivery's context).
+//
+// It reports whether the end has been dealt with: false while no operation
+// is executing (none will start: begin refuses), so that the watchdog
+// tries again on its next tick.
+func (r *run) contextEnded() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.frames) > 0 && !r.frames[0].expired {
+	if len(r.frames) == 0 {
+		return false
+	}
+	if !r.frames[0].expired {
 		r.v.rt.Interrupt(r.causeFor(r.frames[0]))
 	}
+	return true
 }
 
 // endCause is what context.Cause would say of fr's context (fr nil: the
@@ -702,12 +727,11 @@ func (r *run) guard(p *scripts.Project, op *scripts.Operation, event goja.Value,
 	fr := &frame{project: p, op: op, event: event}
 	if start := time.Now(); r.begin(fr, start) != nil {
 		// The run's context has ended already: body runs all the same and
-		// is interrupted from another goroutine, as when the context ends
-		// just as it starts.
+		// the watchdog interrupts it, as when the context ends just as it
+		// starts.
 		r.mu.Lock()
 		r.push(fr, start)
 		r.mu.Unlock()
-		go r.contextEnded()
 	}
 	val, f := body(fr)
 	if r.end(fr) {

@@ -238,7 +238,9 @@ func (e *Engine) prewarm(n int) {
 
 // Close stops the memory watchdog and the pool's warming (waiting for a
 // runtime being built, ~10 ms) and drops idle runtimes. It is idempotent;
-// runs still active finish normally but are no longer memory-watched.
+// runs still active finish normally but are no longer watched: neither the
+// memory limit nor the end of their context interrupts them, only their
+// operations' timeouts.
 func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
 		close(e.warmStop)
@@ -316,11 +318,11 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 			res.Status, res.JSON = store.StatusFailed, nil
 			res.Err = fmt.Errorf("internal error: %v", x)
 		}
-		r.finish()
 		if e.watch.untrack(token) {
 			v.broken = true
 		}
 		res.Logs, res.Steps = r.finishLogs(), r.steps
+		r.release()
 		e.putVM(v)
 	}()
 	r.top(op, &res)
@@ -348,10 +350,10 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 			v.broken = true
 			ok, err = false, fmt.Errorf("filter %s: internal error: %v", path, x)
 		}
-		r.finish()
 		if e.watch.untrack(token) {
 			v.broken = true
 		}
+		r.release()
 		e.putVM(v)
 	}()
 	return r.filter(path)

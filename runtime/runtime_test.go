@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,6 +166,34 @@ func TestNoLeaksBetweenChains(t *testing.T) {
 			if res.Err != nil || !reflect.DeepEqual(res.value(), want) {
 				t.Fatalf("after %q: got %#v, %v", src, res.value(), res.Err)
 			}
+		}
+	}
+}
+
+// A runtime's next run starts with nothing of the last one's state (its
+// logs, steps, chain variables, last error, pending event fields), and
+// leaves the last one's Result as it was.
+func TestRunStateIsFresh(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{Runtimes: 1})
+	dirty := newProject(t, "p",
+		op{name: "main", src: `function handle(e) { console.log("first"); Set("v", 1); try { RaiseError("boom") } catch (x) {} return 1 }`, onSuccess: []string{"next"}},
+		op{name: "next", src: `function handle(e) { return 2 }`},
+	)
+	clean := newProject(t, "p", op{name: "main", src: `function handle(e) { return [GetLastError(), typeof Get("v"), Object.keys(e).length, e.body] }`})
+	event := map[string]any{"body": json.RawMessage(`{"a":1}`), "headers": map[string]any{"x": "y"}}
+	for i := range 3 {
+		first := e.Run(context.Background(), Invocation{Project: dirty, Operation: "main", Event: event})
+		if first.Err != nil || len(first.Logs) != 1 || len(first.Steps) != 2 {
+			t.Fatalf("round %d, first run: %v, logs %v, steps %v", i, first.Err, first.Logs, first.Steps)
+		}
+		logs, steps := slices.Clone(first.Logs), slices.Clone(first.Steps)
+		res := e.Run(context.Background(), Invocation{Project: clean, Operation: "main", Event: map[string]any{"body": "text"}})
+		if want := []any{"", "undefined", 1.0, "text"}; res.Err != nil || !reflect.DeepEqual(res.value(), want) || len(res.Logs) != 0 || len(res.Steps) != 1 {
+			t.Fatalf("round %d, next run: got %#v, %v, logs %v, steps %v", i, res.value(), res.Err, res.Logs, res.Steps)
+		}
+		if !reflect.DeepEqual(first.Logs, logs) || !reflect.DeepEqual(first.Steps, steps) {
+			t.Fatalf("round %d: the next run changed the first's result: logs %v, steps %v", i, first.Logs, first.Steps)
 		}
 	}
 }

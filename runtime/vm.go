@@ -16,6 +16,9 @@ type vm struct {
 	rt *goja.Runtime
 
 	cur *run // the run using this runtime; nil while pooled
+	// spare is the last run, zeroed, for the next to reuse (run.release);
+	// nil when none can be.
+	spare *run
 
 	baseline    map[string]struct{} // global property names after hardening
 	baseSymbols int

@@ -13,8 +13,10 @@ const (
 	watchdogPeriod = 10 * time.Millisecond
 )
 
-// watchdog samples the Go heap every watchdogPeriod while at least one run is
-// active and interrupts runs with ErrMemoryLimit when it is above the limit.
+// watchdog looks at the active runs every watchdogPeriod while at least one
+// is active. It interrupts the runs whose context has ended (see
+// run.contextEnded), and interrupts runs with ErrMemoryLimit when the Go
+// heap is above the limit.
 //
 // Victim choice: goja cannot say which runtime allocated what, so when the
 // heap is over the limit the watchdog first forces a GC (the metric counts
@@ -41,9 +43,10 @@ type watchdog struct {
 
 // tracked is one active run as the watchdog sees it; guarded by watchdog.mu.
 type tracked struct {
-	r      *run
-	seq    uint64
-	killed bool
+	r        *run
+	seq      uint64
+	killed   bool
+	ctxEnded bool // the run has been told its context ended
 }
 
 func newWatchdog(limit uint64, lg *slog.Logger) *watchdog {
@@ -127,12 +130,24 @@ func (w *watchdog) loop() {
 			return
 		case <-t.C:
 		}
+		w.endContexts()
 		if heap() < w.limit || w.unwinding() {
 			continue
 		}
 		goruntime.GC()
 		if h := heap(); h >= w.limit {
 			w.killOldest(h)
+		}
+	}
+}
+
+// endContexts tells each active run whose context has ended, once.
+func (w *watchdog) endContexts() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for t := range w.active {
+		if !t.ctxEnded && t.r.ctx.Err() != nil {
+			t.ctxEnded = t.r.contextEnded()
 		}
 	}
 }
