@@ -93,6 +93,10 @@ type idemRecord struct {
 // 64 KiB page, a cost that is lost in their fsync.
 const pageSize = 64 << 10
 
+// flushBytesPerRun sizes a flush's buffer: a listener run's key, record
+// and index entry take ~600 bytes.
+const flushBytesPerRun = 640
+
 // OpenBolt opens (creating if needed) the store at path and starts its
 // flusher. It blocks up to 5 s when another process holds the file.
 func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
@@ -447,8 +451,12 @@ type runMeta struct {
 }
 
 func packMeta(r Run) []byte {
-	b := make([]byte, 0, 16+len(r.Project)+len(r.Operation)+len(r.Status)+len(r.MessageID))
-	for _, s := range []string{r.Project, r.Operation, r.Status, r.MessageID} {
+	return appendMeta(make([]byte, 0, 16+len(r.Project)+len(r.Operation)+len(r.Status)+len(r.MessageID)), r)
+}
+
+// appendMeta appends r's index entry (packMeta) to b.
+func appendMeta(b []byte, r Run) []byte {
+	for _, s := range [...]string{r.Project, r.Operation, r.Status, r.MessageID} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -499,16 +507,33 @@ func (s *Bolt) Flush(ctx context.Context) error {
 			ids = append(ids, id)
 		}
 		slices.Sort(ids)
+		// The batch's keys and values are written into one buffer (bbolt
+		// keeps them until the commit): allocating four per run was a
+		// sixth of a listener delivery's allocations. A slice taken from
+		// it stays valid when a later append moves the buffer.
+		buf := make([]byte, 0, len(batch)*flushBytesPerRun)
+		take := func(start int) []byte { return buf[start:len(buf):len(buf)] }
 		for _, id := range ids {
 			r := batch[id]
-			b, err := encodeRun(r)
-			if err != nil {
+			start := len(buf)
+			buf = append(buf, id...)
+			key := take(start)
+
+			start = len(buf)
+			var ok bool
+			if buf, ok = appendRun(buf, r); !ok {
+				b, err := encodeRun(r) // json.Marshal's own handling
+				if err != nil {
+					return err
+				}
+				buf = append(buf[:start], b...)
+			}
+			if err := runs.Put(key, take(start)); err != nil {
 				return err
 			}
-			if err := runs.Put([]byte(id), b); err != nil {
-				return err
-			}
-			if err := index.Put([]byte(id), packMeta(r)); err != nil {
+			start = len(buf)
+			buf = appendMeta(buf, r)
+			if err := index.Put(key, take(start)); err != nil {
 				return err
 			}
 		}

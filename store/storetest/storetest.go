@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("ProjectVersions", func(t *testing.T) { t.Parallel(); testProjects(t, newStore(t)) })
 	t.Run("States", func(t *testing.T) { t.Parallel(); testStates(t, newStore(t)) })
 	t.Run("RunRoundTrip", func(t *testing.T) { t.Parallel(); testRunRoundTrip(t, newStore(t)) })
+	t.Run("RunBatchRoundTrip", func(t *testing.T) { t.Parallel(); testRunBatchRoundTrip(t, newStore(t)) })
 	t.Run("RunFilters", func(t *testing.T) { t.Parallel(); testRunFilters(t, newStore(t)) })
 	t.Run("RunPaging", func(t *testing.T) { t.Parallel(); testRunPaging(t, newStore(t)) })
 	t.Run("RunReplaceAcrossFlush", func(t *testing.T) { t.Parallel(); testRunReplace(t, newStore(t)) })
@@ -207,6 +209,55 @@ func testRunRoundTrip(t *testing.T, s store.Store) {
 	check("flushed")
 	if _, err := s.Run(c, "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing run: err = %v, want ErrNotFound", err)
+	}
+}
+
+// testRunBatchRoundTrip: runs flushed together, of every size and
+// including strings only json.Marshal's own escaping handles, read back
+// field for field, through the buffer and through the index.
+func testRunBatchRoundTrip(t *testing.T, s store.Store) {
+	c := ctx(t)
+	const n = 300
+	want := make(map[string]store.Run, n)
+	for i := range n {
+		fin := base.Add(time.Duration(i) * time.Second)
+		r := store.Run{
+			ID: id(i), Project: fmt.Sprintf("p%d", i%3), Operation: "op", Trigger: "listener",
+			Status: store.StatusFailed, StartedAt: base.Add(time.Duration(i) * time.Millisecond), FinishedAt: &fin,
+			MessageID: fmt.Sprintf("m-%d", i), Attempt: 1 + i%4, Outcome: store.OutcomeRolledBack,
+			Error:  fmt.Sprintf("failure %d", i),
+			Chain:  []store.Step{{Operation: "op", Status: store.StatusFailed}},
+			Logs:   []store.LogLine{{Time: base, Level: "info", Message: strings.Repeat("x", i*7)}},
+			Result: []byte(fmt.Sprintf(`{"n":%d}`, i)),
+		}
+		if i%5 == 0 {
+			r.Error = fmt.Sprintf("<b>%d</b> & \u2028 \"quoted\"", i)
+		}
+		want[r.ID] = r
+		mustPut(t, s, r)
+	}
+	if err := s.Flush(c); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		got, err := s.Run(c, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Project != w.Project || got.MessageID != w.MessageID || got.Attempt != w.Attempt || got.Error != w.Error ||
+			len(got.Logs) != 1 || got.Logs[0].Message != w.Logs[0].Message || string(got.Result) != string(w.Result) ||
+			!got.StartedAt.Equal(w.StartedAt) || got.FinishedAt == nil || !got.FinishedAt.Equal(*w.FinishedAt) {
+			t.Fatalf("run %s: got %+v, want %+v", w.ID, got, w)
+		}
+	}
+	for _, p := range []string{"p0", "p1", "p2"} {
+		runs, err := s.Runs(c, store.RunFilter{Project: p, MessageID: "m-" + p[1:], Limit: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) != 1 || runs[0].ID != id(int(p[1]-'0')) {
+			t.Fatalf("project %s, message m-%s: got %d runs %v", p, p[1:], len(runs), runs)
+		}
 	}
 }
 
