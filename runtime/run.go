@@ -320,7 +320,7 @@ func (r *run) expire(fr *frame) {
 // contextEnded runs on the watchdog's goroutine once it sees the run's
 // context ended (within a watchdogPeriod): it interrupts the top-level
 // operation executing, unless that operation's own timeout came first.
-// Polling costs nothing per run, where context.AfterFunc cost a tenth of a
+// Polling costs nothing per run, where context.AfterFunc cost an eighth of a
 // listener run's allocations (the callback, and the children map and Done
 // channel of the delivery's context).
 //
