@@ -450,11 +450,7 @@ type runMeta struct {
 	startedAt                             time.Time
 }
 
-func packMeta(r Run) []byte {
-	return appendMeta(make([]byte, 0, 16+len(r.Project)+len(r.Operation)+len(r.Status)+len(r.MessageID)), r)
-}
-
-// appendMeta appends r's index entry (packMeta) to b.
+// appendMeta appends r's index entry (read by unpackMeta) to b.
 func appendMeta(b []byte, r Run) []byte {
 	for _, s := range [...]string{r.Project, r.Operation, r.Status, r.MessageID} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
@@ -522,7 +518,7 @@ func (s *Bolt) Flush(ctx context.Context) error {
 			start = len(buf)
 			var ok bool
 			if buf, ok = appendRun(buf, r); !ok {
-				b, err := encodeRun(r) // json.Marshal's own handling
+				b, err := marshalRun(r)
 				if err != nil {
 					return err
 				}

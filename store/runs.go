@@ -57,6 +57,11 @@ func encodeRun(r Run) ([]byte, error) {
 	if b, ok := appendRun(make([]byte, 0, 256+64*len(r.Logs)), r); ok {
 		return b, nil
 	}
+	return marshalRun(r)
+}
+
+// marshalRun encodes r with json.Marshal, for a run appendRun leaves to it.
+func marshalRun(r Run) ([]byte, error) {
 	b, err := json.Marshal(storedRun{Run: r, Result: r.Result})
 	if err != nil {
 		return nil, fmt.Errorf("encode run %s: %w", r.ID, err)
