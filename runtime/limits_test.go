@@ -229,3 +229,53 @@ func TestLimitsLeaveNoStaleInterrupt(t *testing.T) {
 		}
 	}
 }
+
+// TestReusedRunTimesOut: a runtime reuses its run state and the first
+// operation's timer from run to run; each run's operations still time out
+// at their own limits, whichever way the last run ended.
+func TestReusedRunTimesOut(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{Runtimes: 1, NoPrewarm: true})
+	p := newProject(t, "p",
+		op{name: "fast", src: `function handle() { return 1 }`, timeout: time.Second}, // before the backstop: it has a timer
+		op{name: "loop", src: `function handle() { for (;;) {} }`, timeout: 50 * time.Millisecond},
+		op{name: "then", src: `function handle() { return 1 }`, timeout: 50 * time.Millisecond, onSuccess: []string{"loop"}},
+	)
+	backstop := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 5*time.Second) }
+	for i, name := range []string{"fast", "loop", "fast", "fast", "loop", "loop", "then", "loop", "fast", "loop"} {
+		ctx, cancel := backstop()
+		start := time.Now()
+		res := e.Run(ctx, Invocation{Project: p, Operation: name})
+		cancel()
+		quick(t, start)
+		switch name {
+		case "fast":
+			if res.Err != nil || res.value() != 1.0 {
+				t.Fatalf("run %d (%s): %v, %v", i, name, res.value(), res.Err)
+			}
+		case "then": // the chain's second top-level operation has a timer of its own
+			if got := stepStatuses(res.Steps); !reflect.DeepEqual(got, []string{"then " + store.StatusSucceeded, "loop " + store.StatusTimedOut}) {
+				t.Fatalf("run %d (%s): steps %v", i, name, got)
+			}
+		default:
+			if res.Status != store.StatusTimedOut || !errors.Is(res.Err, ErrTimeout) {
+				t.Fatalf("run %d (%s): status %s, err %v; want its own timeout", i, name, res.Status, res.Err)
+			}
+		}
+	}
+	// A run whose context ends first starts no timer of its own; the next
+	// run's first operation gets one all the same.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	res := e.Run(ctx, Invocation{Project: p, Operation: "loop"})
+	cancel()
+	if !errors.Is(res.Err, context.DeadlineExceeded) {
+		t.Fatalf("run ended by its context: %v", res.Err)
+	}
+	ctx, cancel = backstop()
+	defer cancel()
+	start := time.Now()
+	if res := e.Run(ctx, Invocation{Project: p, Operation: "loop"}); !errors.Is(res.Err, ErrTimeout) {
+		t.Fatalf("after a run ended by its context: %v; want its own timeout", res.Err)
+	}
+	quick(t, start)
+}
