@@ -241,7 +241,9 @@ func TestReusedRunTimesOut(t *testing.T) {
 		op{name: "loop", src: `function handle() { for (;;) {} }`, timeout: 50 * time.Millisecond},
 		op{name: "then", src: `function handle() { return 1 }`, timeout: 50 * time.Millisecond, onSuccess: []string{"loop"}},
 	)
-	backstop := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 5*time.Second) }
+	backstop := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 5*time.Second)
+	}
 	for i, name := range []string{"fast", "loop", "fast", "fast", "loop", "loop", "then", "loop", "fast", "loop"} {
 		ctx, cancel := backstop()
 		start := time.Now()
