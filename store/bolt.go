@@ -61,6 +61,12 @@ type Bolt struct {
 	closed   bool
 
 	flushMu sync.Mutex // one flush at a time, so versions land in order
+	// flushBuf and flushIDs are a flush's buffers, kept for the next one
+	// (guarded by flushMu): bbolt holds the keys and values put only until
+	// its transaction ends. Allocating them per flush was a seventh of
+	// the bytes a listener delivery allocates.
+	flushBuf []byte
+	flushIDs []string
 
 	kick      chan struct{}
 	stop      chan struct{}
@@ -96,6 +102,10 @@ const pageSize = 64 << 10
 // flushBytesPerRun sizes a flush's buffer: a listener run's key, record
 // and index entry take ~600 bytes.
 const flushBytesPerRun = 640
+
+// maxKeptFlushBuf bounds the buffer kept between flushes (a batch of 2,048
+// listener runs takes ~1.3 MB).
+const maxKeptFlushBuf = 4 << 20
 
 // OpenBolt opens (creating if needed) the store at path and starts its
 // flusher. It blocks up to 5 s when another process holds the file.
@@ -493,21 +503,24 @@ func (s *Bolt) Flush(ctx context.Context) error {
 	s.flushing = batch
 	s.mu.Unlock()
 
+	ids := s.flushIDs[:0]
+	for id := range batch {
+		ids = append(ids, id)
+	}
+	// IDs grow with time: writing them in order appends to the B+tree (no
+	// mid-page inserts), and full pages suit append-mostly keys.
+	slices.Sort(ids)
+	// The batch's keys and values are written into one buffer (bbolt keeps
+	// them until the transaction ends): allocating four per run was a sixth
+	// of a listener delivery's allocations. A slice taken from it stays
+	// valid when a later append moves the buffer.
+	buf := s.flushBuf[:0]
+	if need := len(batch) * flushBytesPerRun; cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		runs, index := tx.Bucket(bucketRuns), tx.Bucket(bucketRunIndex)
-		// IDs grow with time: writing them in order appends to the B+tree
-		// (no mid-page inserts), and full pages suit append-mostly keys.
 		runs.FillPercent, index.FillPercent = 0.9, 0.9
-		ids := make([]string, 0, len(batch))
-		for id := range batch {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		// The batch's keys and values are written into one buffer (bbolt
-		// keeps them until the commit): allocating four per run was a
-		// sixth of a listener delivery's allocations. A slice taken from
-		// it stays valid when a later append moves the buffer.
-		buf := make([]byte, 0, len(batch)*flushBytesPerRun)
 		take := func(start int) []byte { return buf[start:len(buf):len(buf)] }
 		for _, id := range ids {
 			r := batch[id]
@@ -535,6 +548,11 @@ func (s *Bolt) Flush(ctx context.Context) error {
 		}
 		return nil
 	})
+	clear(ids) // keep no run IDs alive
+	s.flushIDs = ids[:0]
+	if cap(buf) <= maxKeptFlushBuf {
+		s.flushBuf = buf[:0]
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
