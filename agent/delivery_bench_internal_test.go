@@ -36,8 +36,8 @@ func BenchmarkListenerDelivery(b *testing.B) {
 	p, _ := a.Project("bench")
 	l, _ := p.Listener("in")
 	spec := triggers.ListenerSpec{ID: "bench/in", Project: "bench", Version: pv.Version, Listener: *l}
-	hdr := map[string]string{"destination": "/queue/in", "message-id": "ID:bench-1:1:1:1", "subscription": "1", "ack": "ID:bench-1:1:1:1",
-		"content-type": "application/json", "persistent": "true", "priority": "4", "timestamp": "1764680000000", "expires": "0", "content-length": "24"}
+	hdr := triggers.Headers{"destination", "/queue/in", "message-id", "ID:bench-1:1:1:1", "subscription", "1", "ack", "ID:bench-1:1:1:1",
+		"content-type", "application/json", "persistent", "true", "priority", "4", "timestamp", "1764680000000", "expires", "0", "content-length", "24"}
 	d := &benchDelivery{msg: triggers.Message{ID: "ID:bench-1:1:1:1", Destination: "/queue/in", Headers: hdr, Body: []byte(`{"id":1,"name":"widget"}`), Attempt: 1}}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -85,7 +85,7 @@ var _ Delivery = (*stompDelivery)(nil)
 // It is what scripts pass to Acknowledge(action, messageId).
 func (d *stompDelivery) ID() string { return d.origID }
 
-// Message returns the message; its Headers map must not be modified.
+// Message returns the message; its Headers must not be modified.
 func (d *stompDelivery) Message() Message { return d.msg }
 
 // Commit publishes the buffered sends and acknowledges the message in one

@@ -75,7 +75,7 @@ func TestEventBodyByContentType(t *testing.T) {
 		{"", false},
 		{"jso", false},
 	} {
-		d := &stompDelivery{msg: Message{ID: "m", Headers: map[string]string{"content-type": tt.contentType}, Body: []byte(`{"a":1}`)}}
+		d := &stompDelivery{msg: Message{ID: "m", Headers: Headers{"content-type", tt.contentType}, Body: []byte(`{"a":1}`)}}
 		_, isRaw := EventFor(d)["body"].(json.RawMessage)
 		if isRaw != tt.json {
 			t.Errorf("content-type %q: body parsed as JSON = %v, want %v", tt.contentType, isRaw, tt.json)

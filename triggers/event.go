@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"encoding/json"
+	"iter"
 	"strconv"
 	"strings"
 )
@@ -45,8 +46,8 @@ var causeHeaders = map[string]bool{
 // every producer header plus the JMS-like STOMP ones (content-type,
 // priority, expires, correlation-id, reply-to, type, persistent), without
 // broker bookkeeping and without the headers named in drop.
-func copyHeaders(h map[string]string, drop map[string]bool) map[string]string {
-	out := make(map[string]string, len(h))
+func copyHeaders(h iter.Seq2[string, string], drop map[string]bool) map[string]string {
+	out := make(map[string]string)
 	for k, v := range h {
 		switch k {
 		case "message-id", "subscription", "ack", "destination", "content-length",
@@ -78,12 +79,12 @@ func EventFor(d Delivery) map[string]any {
 	}
 	h := m.Headers
 	var body any = string(m.Body)
-	if mentionsJSON(h["content-type"]) {
+	if mentionsJSON(h.Get("content-type")) {
 		// Parsed by the runtime, which falls back to the text when the
 		// bytes are not JSON: checking them here first doubled the work.
 		body = json.RawMessage(m.Body)
 	}
-	redelivered := m.Attempt > 1 || h["redelivered"] == "true"
+	redelivered := m.Attempt > 1 || h.Get("redelivered") == "true"
 	return map[string]any{
 		"messageId":     id,
 		"destination":   m.Destination,
@@ -112,41 +113,41 @@ func mentionsJSON(contentType string) bool {
 // producer header and CloverDX's JMS_MSG_* names.
 func messageProperties(m Message, id string, redelivered bool) map[string]any {
 	h := m.Headers
-	props := make(map[string]any, len(h)+10)
-	for k, v := range h {
+	props := make(map[string]any, h.Len()+10)
+	for k, v := range h.All() {
 		if stompHeaders[k] || internalHeaders[k] {
 			continue
 		}
 		props["JMS_PROP_"+k] = v
 	}
 	mode := "NON_PERSISTENT"
-	if h["persistent"] == "true" {
+	if h.Get("persistent") == "true" {
 		mode = "PERSISTENT"
 	}
-	priority := h["priority"]
+	priority := h.Get("priority")
 	if priority == "" {
 		priority = "4"
 	}
-	expires := h["expires"]
+	expires := h.Get("expires")
 	if expires == "" {
 		expires = "0"
 	}
-	props["JMS_MSG_CORRELATIONID"] = h["correlation-id"]
+	props["JMS_MSG_CORRELATIONID"] = h.Get("correlation-id")
 	props["JMS_MSG_DESTINATION"] = m.Destination
 	props["JMS_MSG_MESSAGEID"] = id
-	props["JMS_MSG_REPLYTO"] = h["reply-to"]
-	props["JMS_MSG_TYPE"] = h["type"]
+	props["JMS_MSG_REPLYTO"] = h.Get("reply-to")
+	props["JMS_MSG_TYPE"] = h.Get("type")
 	props["JMS_MSG_DELIVERYMODE"] = mode
 	props["JMS_MSG_EXPIRATION"] = expires
 	props["JMS_MSG_PRIORITY"] = priority
 	props["JMS_MSG_REDELIVERED"] = strconv.FormatBool(redelivered)
-	props["JMS_MSG_TIMESTAMP"] = h["timestamp"]
+	props["JMS_MSG_TIMESTAMP"] = h.Get("timestamp")
 	return props
 }
 
-func stringsToAny(h map[string]string) map[string]any {
-	out := make(map[string]any, len(h))
-	for k, v := range h {
+func stringsToAny(h Headers) map[string]any {
+	out := make(map[string]any, h.Len())
+	for k, v := range h.All() {
 		out[k] = v
 	}
 	return out

@@ -308,19 +308,13 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 	slot := &released{slots: l.m.cfg.Slots}
 	defer slot.release()
 	cfg := &l.m.cfg
-	hdr := make(map[string]string, raw.Header.Len())
-	for i := range raw.Header.Len() {
-		k, v := raw.Header.GetAt(i)
-		if _, seen := hdr[k]; !seen { // STOMP: the first occurrence wins
-			hdr[k] = v
-		}
-	}
-	origID := hdr[HeaderMessageID]
+	hdr := HeadersOf(raw.Header)
+	origID := hdr.Get(HeaderMessageID)
 	if origID == "" {
-		origID = hdr["message-id"]
+		origID = hdr.Get("message-id")
 	}
 	attempt := 1
-	if v := hdr[HeaderAttempt]; v != "" { // a failed parse allocates its error
+	if v := hdr.Get(HeaderAttempt); v != "" { // a failed parse allocates its error
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
 			attempt = n
 		}
@@ -333,14 +327,14 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 	// starts, so that a message that keeps crashing agents is dead-lettered
 	// in the end (below).
 	base := attempt
-	redelivered := hdr["redelivered"] == "true"
+	redelivered := hdr.Get("redelivered") == "true"
 	if redelivered {
 		attempt++
 	}
 	dest := l.spec.Listener.Destination
 	key := origID
-	if dh := l.spec.Listener.DedupHeader; dh != "" && hdr[dh] != "" {
-		key = hdr[dh]
+	if dh := l.spec.Listener.DedupHeader; dh != "" && hdr.Get(dh) != "" {
+		key = hdr.Get(dh)
 	}
 	if l.pol.topic && l.spec.Listener.Fanout == scripts.FanoutEach {
 		key = cfg.Agent + ":" + key // every agent runs its own copy
@@ -349,7 +343,7 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 	markerKey := "processed:" + l.spec.ID + ":" + key
 
 	ackTimeout := l.pol.ackTimeout
-	if v := strings.TrimSpace(hdr[HeaderAckTimeout]); v != "" {
+	if v := strings.TrimSpace(hdr.Get(HeaderAckTimeout)); v != "" {
 		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
 			ackTimeout = time.Duration(s * float64(time.Second))
 		}
@@ -598,7 +592,7 @@ func (l *listener) holdBackByLoad(ctx context.Context) {
 // next and ACKs the original in one transaction. While it waits the message
 // stays locked by this consumer; if stopCtx ends first it returns and the
 // disconnect gives the message back.
-func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr map[string]string, attempt, next int) error {
+func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr Headers, attempt, next int) error {
 	delay := l.pol.backoff(attempt)
 	if next == attempt {
 		delay = l.pol.initialDelay
@@ -608,7 +602,7 @@ func (l *listener) giveBack(stopCtx context.Context, d *stompDelivery, hdr map[s
 		return nil
 	case <-time.After(delay):
 	}
-	h := copyHeaders(hdr, nil)
+	h := copyHeaders(hdr.All(), nil)
 	h[HeaderAttempt] = strconv.Itoa(next)
 	h[HeaderMessageID] = d.origID
 	h[HeaderOriginalDestination] = l.spec.Listener.Destination
@@ -627,14 +621,14 @@ func (l *listener) deadLetterDue(attempt int) bool {
 
 // deadLetter publishes the dead-lettered copy and ACKs in one transaction,
 // then records the dead letter in the store.
-func (l *listener) deadLetter(d *stompDelivery, hdr map[string]string, attempt int, cause error) error {
+func (l *listener) deadLetter(d *stompDelivery, hdr Headers, attempt int, cause error) error {
 	cfg := &l.m.cfg
 	now := time.Now().UTC()
 	errText := "rolled back"
 	if cause != nil {
 		errText = cause.Error()
 	}
-	user := copyHeaders(hdr, causeHeaders)
+	user := copyHeaders(hdr.All(), causeHeaders)
 	h := maps.Clone(user)
 	h[HeaderError] = errText
 	h[HeaderAttempts] = strconv.Itoa(attempt)

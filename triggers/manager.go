@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -314,7 +315,7 @@ func (m *Manager) Replay(ctx context.Context, dl store.DeadLetter) error {
 		conn = connName(s)
 	}
 	m.mu.Unlock()
-	h := copyHeaders(dl.Headers, causeHeaders)
+	h := copyHeaders(maps.All(dl.Headers), causeHeaders)
 	if err := m.Send(ctx, conn, dl.Destination, []byte(dl.Body), h); err != nil {
 		return fmt.Errorf("replay dead letter %s: %w", dl.ID, err)
 	}

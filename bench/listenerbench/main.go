@@ -327,14 +327,13 @@ func gojaWork() (func(m *stomp.Message) error, error) {
 func engineWork(e *ortime.Engine, p *scripts.Project) func() (func(m *stomp.Message) error, error) {
 	return func() (func(m *stomp.Message) error, error) {
 		return func(m *stomp.Message) error {
-			hdr := make(map[string]string, m.Header.Len())
+			pairs := make([]string, 0, 2*m.Header.Len())
 			for i := range m.Header.Len() {
 				k, v := m.Header.GetAt(i)
-				if _, seen := hdr[k]; !seen {
-					hdr[k] = v
-				}
+				pairs = append(pairs, k, v)
 			}
-			d := &probeDelivery{msg: triggers.Message{ID: hdr["message-id"], Destination: m.Destination, Headers: hdr, Body: m.Body, Attempt: 1}}
+			hdr := triggers.HeadersOf(pairs)
+			d := &probeDelivery{msg: triggers.Message{ID: hdr.Get("message-id"), Destination: m.Destination, Headers: hdr, Body: m.Body, Attempt: 1}}
 			ctx, cancel := context.WithTimeout(context.Background(), scripts.DefaultAckTimeout)
 			defer cancel()
 			res := e.Run(ctx, ortime.Invocation{RunID: "engine", Project: p, Operation: "handle", Trigger: ortime.TriggerListener,
