@@ -22,6 +22,11 @@ type testAgent struct {
 	stop func() // shuts the agent down and waits; idempotent
 }
 
+// requestTimeout bounds a test's request to an agent: one that never
+// answers fails the test, naming the request, instead of hanging the
+// package until go test's own timeout.
+const requestTimeout = 2 * time.Minute
+
 // startAgent runs an agent with embedded defaults on free ports; mutate
 // adjusts the configuration first.
 func startAgent(t testing.TB, mutate func(*agent.Config)) *testAgent {
@@ -136,7 +141,9 @@ func (ta *testAgent) do(t testing.TB, method, path, contentType string, body []b
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(rctx))
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

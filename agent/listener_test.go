@@ -141,6 +141,9 @@ func sendJSON(t *testing.T, conn *stomp.Conn, dest string, body string, headers 
 	}
 }
 
+// drainLimit bounds drain: messages still arriving after it fail the test.
+const drainLimit = time.Minute
+
 // drain collects the messages on dest until none arrives for quiet.
 func drain(t *testing.T, conn *stomp.Conn, dest string, quiet time.Duration) []*stomp.Message {
 	t.Helper()
@@ -150,8 +153,11 @@ func drain(t *testing.T, conn *stomp.Conn, dest string, quiet time.Duration) []*
 	}
 	defer sub.Unsubscribe()
 	var out []*stomp.Message
+	limit := time.After(drainLimit)
 	for {
 		select {
+		case <-limit:
+			t.Fatalf("%s: messages still arriving after %s (%d so far)", dest, drainLimit, len(out))
 		case m, ok := <-sub.C:
 			if !ok || m.Err != nil {
 				return out
