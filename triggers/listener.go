@@ -333,8 +333,10 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 	}
 	dest := l.spec.Listener.Destination
 	key := origID
-	if dh := l.spec.Listener.DedupHeader; dh != "" && hdr.Get(dh) != "" {
-		key = hdr.Get(dh)
+	if dh := l.spec.Listener.DedupHeader; dh != "" {
+		if v := hdr.Get(dh); v != "" {
+			key = v
+		}
 	}
 	if l.pol.topic && l.spec.Listener.Fanout == scripts.FanoutEach {
 		key = cfg.Agent + ":" + key // every agent runs its own copy
