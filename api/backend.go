@@ -59,6 +59,9 @@ type Invocation struct {
 	Async     bool
 	// IdempotencyKey, when set, makes repeats return the first run's answer.
 	IdempotencyKey string
+	// BodyDigest is the hex SHA-256 of the request body: a repeated
+	// IdempotencyKey with another body is refused (422), not replayed.
+	BodyDigest string
 }
 
 // ListenerView is the Contract's listener shape.

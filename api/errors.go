@@ -41,6 +41,8 @@ const (
 	CodeInternal        = "internal"
 	CodeUnavailable     = "unavailable"
 	CodeConflict        = "conflict"
+	// CodeIdempotencyMismatch: an Idempotency-Key reused with another body (422).
+	CodeIdempotencyMismatch = "idempotency_key_mismatch"
 )
 
 // asAPIError classifies any error into the JSON error shape.
