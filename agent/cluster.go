@@ -134,7 +134,7 @@ func (a *Agent) reapOrphanRuns(ctx context.Context, live []cluster.Member) {
 func (a *Agent) closeOrphan(ctx context.Context, r store.Run) {
 	end := time.Now().UTC()
 	r.Status, r.FinishedAt = store.StatusFailed, &end
-	r.DurationMs = end.Sub(r.StartedAt).Milliseconds()
+	r.DurationMs = store.Millis(end.Sub(r.StartedAt))
 	r.Error = "agent " + r.Agent + " stopped while running it"
 	if r.Trigger == "listener" {
 		r.Outcome = store.OutcomeRolledBack // the broker gave the message back

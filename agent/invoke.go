@@ -138,7 +138,7 @@ func finish(run store.Run, res runtime.Result) store.Run {
 		end = time.Now().UTC()
 	}
 	run.FinishedAt = &end
-	run.DurationMs = end.Sub(run.StartedAt).Milliseconds()
+	run.DurationMs = store.Millis(end.Sub(run.StartedAt))
 	run.Chain = res.Steps
 	if res.Logs != nil {
 		run.Logs = res.Logs

@@ -41,7 +41,7 @@ func (m *metrics) observe(r store.Run) {
 		m.outcomes.WithLabelValues(r.Outcome).Inc()
 	}
 	m.runs.WithLabelValues(r.Trigger, r.Status).Inc()
-	m.duration.WithLabelValues(r.Trigger).Observe(float64(r.DurationMs) / 1000)
+	m.duration.WithLabelValues(r.Trigger).Observe(r.DurationMs / 1000)
 }
 
 // Metrics serves the Prometheus exposition (api.Backend).

@@ -262,7 +262,7 @@ func (r *run) runOp(outer *frame, p *scripts.Project, op *scripts.Operation, eve
 	}
 
 	s := &r.steps[idx]
-	s.DurationMs = time.Since(start).Milliseconds()
+	s.DurationMs = store.Millis(time.Since(start))
 	s.Status = store.StatusSucceeded
 	if f != nil {
 		s.Status, s.Error = f.status, f.err.Error()

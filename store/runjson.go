@@ -33,7 +33,7 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 		w.time(*r.FinishedAt)
 	}
 	w.raw(`,"durationMs":`)
-	w.int(r.DurationMs)
+	w.float(r.DurationMs)
 	w.raw(`,"agent":`)
 	w.str(r.Agent)
 	w.optStr(`,"listener":`, r.Listener)
@@ -52,7 +52,7 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 			w.str(s.Status)
 			w.optStr(`,"error":`, s.Error)
 			w.raw(`,"durationMs":`)
-			w.int(s.DurationMs)
+			w.float(s.DurationMs)
 			w.raw("}")
 		}
 		w.raw("]")
@@ -96,6 +96,17 @@ type runWriter struct {
 
 func (w *runWriter) raw(s string) { w.b = append(w.b, s...) }
 func (w *runWriter) int(n int64)  { w.b = strconv.AppendInt(w.b, n, 10) }
+
+// float writes f as json.Marshal does for the values a duration in
+// milliseconds takes (0, or from 1e-3 to well below 1e21); others are left
+// to json.Marshal.
+func (w *runWriter) float(f float64) {
+	if f != 0 && (f < 1e-6 || f >= 1e21) {
+		w.ok = false
+		return
+	}
+	w.b = strconv.AppendFloat(w.b, f, 'f', -1, 64)
+}
 
 // optStr and optInt write a field tagged omitempty: nothing when zero.
 func (w *runWriter) optStr(key, s string) {

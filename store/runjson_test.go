@@ -15,7 +15,7 @@ func TestEncodeRunMatchesJSONMarshal(t *testing.T) {
 	zoned := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", -(3*3600+30*60)))
 	runs := map[string]Run{
 		"zero":     {},
-		"webhook":  {ID: "01J", Project: "p", Version: 3, Operation: "op", Trigger: "webhook", Status: StatusSucceeded, StartedAt: start, FinishedAt: &end, DurationMs: 1, Agent: "a", Logs: []LogLine{}, HTTPStatus: 200},
+		"webhook":  {ID: "01J", Project: "p", Version: 3, Operation: "op", Trigger: "webhook", Status: StatusSucceeded, StartedAt: start, FinishedAt: &end, DurationMs: 0.125, Agent: "a", Logs: []LogLine{}, HTTPStatus: 200},
 		"nil logs": {ID: "x", StartedAt: zoned},
 		"listener": {ID: "y", Status: StatusFailed, Error: "bad <order> & \"quote\"\n\ttab", Listener: "l", MessageID: "ID:host-1:2", Attempt: 2, Outcome: "rolled back",
 			Chain: []Step{{Operation: "a", Status: StatusSucceeded, DurationMs: 3}, {Operation: "b/ü", Status: StatusFailed, Error: "x\u2028y"}},

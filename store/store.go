@@ -95,6 +95,10 @@ const (
 	OutcomeRefused          = "refused"
 )
 
+// Millis is d in milliseconds to the microsecond: a run's durationMs (a
+// fast run takes well under a millisecond; whole milliseconds showed 0).
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
 // Run is one execution of an operation chain (the Contract's run shape).
 type Run struct {
 	ID          string     `json:"id"`
@@ -106,7 +110,7 @@ type Run struct {
 	Error       string     `json:"error,omitempty"`
 	StartedAt   time.Time  `json:"startedAt"`
 	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
-	DurationMs  int64      `json:"durationMs"`
+	DurationMs  float64    `json:"durationMs"` // milliseconds, to the microsecond
 	Agent       string     `json:"agent"`
 	Listener    string     `json:"listener,omitempty"`
 	MessageID   string     `json:"messageId,omitempty"`
@@ -124,7 +128,7 @@ type Step struct {
 	Operation  string `json:"operation"`
 	Status     string `json:"status"`
 	Error      string `json:"error,omitempty"`
-	DurationMs int64  `json:"durationMs"`
+	DurationMs float64 `json:"durationMs"` // milliseconds, to the microsecond
 }
 
 // LogLine is one line a script logged.

@@ -169,7 +169,7 @@ func newRuns() *cobra.Command {
 						continue
 					}
 					seen[r.ID] = r.Status
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Project, r.Operation, r.Trigger, r.Status, r.Outcome, r.DurationMs, r.StartedAt.Local().Format(time.TimeOnly), firstLine(r.Error))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\n", r.ID, r.Project, r.Operation, r.Trigger, r.Status, r.Outcome, r.DurationMs, r.StartedAt.Local().Format(time.TimeOnly), firstLine(r.Error))
 				}
 				w.Flush()
 				if !follow {
