@@ -125,9 +125,9 @@ type Run struct {
 
 // Step is one operation executed within a run.
 type Step struct {
-	Operation  string `json:"operation"`
-	Status     string `json:"status"`
-	Error      string `json:"error,omitempty"`
+	Operation  string  `json:"operation"`
+	Status     string  `json:"status"`
+	Error      string  `json:"error,omitempty"`
 	DurationMs float64 `json:"durationMs"` // milliseconds, to the microsecond
 }
 
