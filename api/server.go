@@ -119,9 +119,14 @@ func param(c *echo.Context, name string) string {
 	return v
 }
 
+// deploy serves PUT /api/v1/projects/{project}. The name is checked first:
+// a name the rule refuses is a 400 whatever the body.
 func (s *server) deploy(c *echo.Context) error {
 	r := c.Request()
 	project := param(c, "project")
+	if err := scripts.ValidProjectName(project); err != nil {
+		return newError(http.StatusBadRequest, CodeInvalidProjectName, err.Error(), nil)
+	}
 	body := http.MaxBytesReader(c.Response(), r.Body, s.opts.Bundle.MaxBundleBytes)
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var files map[string][]byte
