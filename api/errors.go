@@ -84,29 +84,15 @@ func asAPIError(err error) *Error {
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		code := CodeBadRequest
-		switch he.Code {
-		case http.StatusNotFound:
-			code = CodeNotFound
-		case http.StatusMethodNotAllowed:
-			code = "method_not_allowed"
-		case http.StatusRequestEntityTooLarge:
-			code = CodeTooLarge
-		case http.StatusUnauthorized:
-			code = CodeUnauthorized
-		}
-		if he.Code >= 500 {
-			code = CodeInternal
-		}
 		msg := he.Message
 		if msg == "" {
 			msg = http.StatusText(he.Code)
 		}
-		return newError(he.Code, code, msg, nil)
+		return newError(he.Code, codeForStatus(he.Code), msg, nil)
 	}
 	var sc echo.HTTPStatusCoder
 	if errors.As(err, &sc) && sc.StatusCode() != 0 {
-		return newError(sc.StatusCode(), CodeBadRequest, http.StatusText(sc.StatusCode()), nil)
+		return newError(sc.StatusCode(), codeForStatus(sc.StatusCode()), http.StatusText(sc.StatusCode()), nil)
 	}
 	if details := deployDetails(err); details != nil {
 		return newError(http.StatusBadRequest, CodeInvalidProject, err.Error(), details)
