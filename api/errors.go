@@ -43,7 +43,38 @@ const (
 	CodeConflict        = "conflict"
 	// CodeIdempotencyMismatch: an Idempotency-Key reused with another body (422).
 	CodeIdempotencyMismatch = "idempotency_key_mismatch"
+	// CodeInvalidJSON: a body sent as JSON that does not parse (400); the
+	// details say where it broke.
+	CodeInvalidJSON = "invalid_json"
+	// CodeMethodNotAllowed: the route exists but not for this method (405,
+	// with Allow).
+	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeInvalidProjectName: a deploy under a name the project name rule
+	// refuses (400).
+	CodeInvalidProjectName = "invalid_project_name"
 )
+
+// codeForStatus is the error code of an error that carries only an HTTP
+// status (echo's own errors).
+func codeForStatus(status int) string {
+	switch {
+	case status == http.StatusNotFound:
+		return CodeNotFound
+	case status == http.StatusMethodNotAllowed:
+		return CodeMethodNotAllowed
+	case status == http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case status == http.StatusUnauthorized:
+		return CodeUnauthorized
+	case status == http.StatusUnsupportedMediaType:
+		return CodeUnsupportedType
+	case status == http.StatusServiceUnavailable:
+		return CodeUnavailable
+	case status >= 500:
+		return CodeInternal
+	}
+	return CodeBadRequest
+}
 
 // asAPIError classifies any error into the JSON error shape.
 func asAPIError(err error) *Error {
@@ -53,29 +84,15 @@ func asAPIError(err error) *Error {
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		code := CodeBadRequest
-		switch he.Code {
-		case http.StatusNotFound:
-			code = CodeNotFound
-		case http.StatusMethodNotAllowed:
-			code = "method_not_allowed"
-		case http.StatusRequestEntityTooLarge:
-			code = CodeTooLarge
-		case http.StatusUnauthorized:
-			code = CodeUnauthorized
-		}
-		if he.Code >= 500 {
-			code = CodeInternal
-		}
 		msg := he.Message
 		if msg == "" {
 			msg = http.StatusText(he.Code)
 		}
-		return newError(he.Code, code, msg, nil)
+		return newError(he.Code, codeForStatus(he.Code), msg, nil)
 	}
 	var sc echo.HTTPStatusCoder
 	if errors.As(err, &sc) && sc.StatusCode() != 0 {
-		return newError(sc.StatusCode(), CodeBadRequest, http.StatusText(sc.StatusCode()), nil)
+		return newError(sc.StatusCode(), codeForStatus(sc.StatusCode()), http.StatusText(sc.StatusCode()), nil)
 	}
 	if details := deployDetails(err); details != nil {
 		return newError(http.StatusBadRequest, CodeInvalidProject, err.Error(), details)

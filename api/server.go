@@ -50,11 +50,19 @@ func New(b Backend, opts Options) http.Handler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{b: b, opts: opts}
-	e := echo.New()
-	e.Logger = opts.Logger
-	e.HTTPErrorHandler = errorHandler
-	e.RouteNotFound("/*", func(c *echo.Context) error {
-		return newError(http.StatusNotFound, CodeNotFound, "no route for "+c.Request().Method+" "+c.Request().URL.Path, nil)
+	// No catch-all 404 routes (ours or the ones a group with middleware
+	// adds): the router answers a path it knows under another method with
+	// 405, which a catch-all would turn into 404. HEAD is answered as GET
+	// without the body (every GET handler here only reads).
+	e := echo.NewWithConfig(echo.Config{
+		Logger:           opts.Logger,
+		HTTPErrorHandler: errorHandler,
+		Router: echo.NewRouter(echo.RouterConfig{
+			NotFoundHandler:         routeNotFound,
+			MethodNotAllowedHandler: methodNotAllowed,
+			AutoHandleHEAD:          true,
+		}),
+		NoGroupAutoRegister404Routes: true,
 	})
 
 	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
@@ -82,6 +90,24 @@ func New(b Backend, opts Options) http.Handler {
 type server struct {
 	b    Backend
 	opts Options
+}
+
+// routeNotFound answers a path no route has, under any method.
+func routeNotFound(c *echo.Context) error {
+	r := c.Request()
+	return newError(http.StatusNotFound, CodeNotFound, "no route for "+r.Method+" "+r.URL.Path, nil)
+}
+
+// methodNotAllowed answers a path some route has, but not under the
+// request's method: 405 with Allow listing the methods it takes.
+func methodNotAllowed(c *echo.Context) error {
+	r := c.Request()
+	allow, _ := c.Get(echo.ContextKeyHeaderAllow).(string)
+	if allow != "" {
+		c.Response().Header().Set(echo.HeaderAllow, allow)
+	}
+	return newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+		fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow), nil)
 }
 
 // auth checks the bearer token when tokens are configured.
@@ -119,9 +145,14 @@ func param(c *echo.Context, name string) string {
 	return v
 }
 
+// deploy serves PUT /api/v1/projects/{project}. The name is checked first:
+// a name the rule refuses is a 400 whatever the body.
 func (s *server) deploy(c *echo.Context) error {
 	r := c.Request()
 	project := param(c, "project")
+	if err := scripts.ValidProjectName(project); err != nil {
+		return newError(http.StatusBadRequest, CodeInvalidProjectName, err.Error(), nil)
+	}
 	body := http.MaxBytesReader(c.Response(), r.Body, s.opts.Bundle.MaxBundleBytes)
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var files map[string][]byte

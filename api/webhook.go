@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -46,12 +48,19 @@ func (s *server) webhook(c *echo.Context) error {
 			return newError(http.StatusUnauthorized, CodeUnauthorized, err.Error(), nil)
 		}
 	}
+	event, err := triggers.WebhookEvent(r, path, body)
+	if err != nil {
+		return bodyError(err)
+	}
 	inv := Invocation{
 		Project:        p,
 		Operation:      op,
-		Event:          triggers.WebhookEvent(r, path, body),
+		Event:          event,
 		Async:          preferAsync(r.Header.Values("Prefer")),
 		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+	}
+	if inv.IdempotencyKey != "" {
+		inv.BodyDigest = bodyDigest(body)
 	}
 	run, resp, err := s.b.Invoke(r.Context(), inv)
 	if err != nil {
@@ -72,6 +81,24 @@ func (s *server) webhook(c *echo.Context) error {
 		return err
 	}
 	return runError(run)
+}
+
+// bodyError answers a request body the event cannot be built from: 400,
+// saying where JSON broke.
+func bodyError(err error) error {
+	var je *triggers.JSONBodyError
+	if errors.As(err, &je) {
+		return newError(http.StatusBadRequest, CodeInvalidJSON, je.Error(),
+			map[string]any{"line": je.Line, "column": je.Column, "offset": je.Offset})
+	}
+	return newError(http.StatusBadRequest, CodeBadRequest, err.Error(), nil)
+}
+
+// bodyDigest is the hex SHA-256 of a request body: what tells a repeated
+// Idempotency-Key's body from another.
+func bodyDigest(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
 }
 
 // runError answers a failed run: 504 on timeout, 500 otherwise, with the

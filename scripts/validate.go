@@ -50,6 +50,10 @@ func (v *validator) validate(name string) {
 		v.errf("project", "project is required")
 	case name != "" && m.Project != name:
 		v.errf("project", "project %q does not match the name it is deployed as, %q", m.Project, name)
+	case name == "": // the manifest names the project: the deploy rule holds
+		if err := ValidProjectName(m.Project); err != nil {
+			v.errf("project", "%v", err)
+		}
 	default:
 		if err := checkName(m.Project); err != nil {
 			v.errf("project", "project name: %v", err)

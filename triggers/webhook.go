@@ -13,7 +13,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // SignatureHeader carries the HMAC-SHA256 of a webhook body: "sha256=<hex>".
@@ -50,19 +52,25 @@ func Sign(secret, body []byte) string {
 
 // WebhookEvent builds a script's `event` for an HTTP request:
 // {method, path, headers, query, body, rawBody}; body is parsed when the
-// content type is JSON (and left as text when it does not parse). headers
-// and query are func() any values that build their maps when called (the
-// runtime calls them only for a script that reads them); Resolve replaces
-// them by their maps, for an event that outlives the request.
-func WebhookEvent(r *http.Request, path string, body []byte) map[string]any {
+// content type is JSON (application/json or any +json type), and a body
+// that does not parse is a *JSONBodyError; an empty body is no body
+// (nil), whatever the type. headers and query are func() any values that
+// build their maps when called (the runtime calls them only for a script
+// that reads them); Resolve replaces them by their maps, for an event that
+// outlives the request.
+func WebhookEvent(r *http.Request, path string, body []byte) (map[string]any, error) {
+	parsed, err := webhookBody(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return nil, err
+	}
 	return map[string]any{
 		"method":  r.Method,
 		"path":    path,
 		"headers": func() any { return requestHeaders(r.Header) },
 		"query":   func() any { return requestQuery(r.URL.RawQuery) },
-		"body":    webhookBody(r.Header.Get("Content-Type"), body),
+		"body":    parsed,
 		"rawBody": string(body),
-	}
+	}, nil
 }
 
 // Resolve returns event with each func() any value replaced by its result.
@@ -104,29 +112,57 @@ func requestQuery(raw string) map[string]any {
 	return query
 }
 
-// webhookBody is ParseBody for the hot path: valid JSON stays raw
-// (json.RawMessage), which the runtime parses straight into JS and
-// json.Marshal writes back unchanged.
-func webhookBody(contentType string, body []byte) any {
-	if len(body) > 0 && isJSON(contentType) && json.Valid(body) {
-		return json.RawMessage(body)
+// webhookBody is the event's body: nil when empty, the text unless the
+// content type says JSON, else the JSON kept raw (json.RawMessage, which
+// the runtime parses straight into JS and json.Marshal writes back
+// unchanged). The JSON is validated once; where it broke is worked out
+// only when it did.
+func webhookBody(contentType string, body []byte) (any, error) {
+	switch {
+	case len(body) == 0:
+		return nil, nil
+	case !isJSON(contentType):
+		return string(body), nil
+	case !json.Valid(body):
+		return nil, jsonBodyError(body)
 	}
-	return ParseBody(contentType, body)
+	return json.RawMessage(body), nil
 }
 
-// ParseBody returns JSON-decoded data when contentType says JSON and the
-// bytes parse, else the text.
-func ParseBody(contentType string, body []byte) any {
-	if len(body) == 0 {
-		return nil
-	}
-	if isJSON(contentType) {
-		var v any
-		if err := json.Unmarshal(body, &v); err == nil {
-			return v
+// JSONBodyError is a request body sent as JSON that does not parse: why
+// (Reason, encoding/json's words) and where. Offset is the 0-based byte
+// offset where it broke (the body's length when it ended too soon); Line
+// and Column are 1-based, Column counting characters.
+type JSONBodyError struct {
+	Reason string
+	Line   int
+	Column int
+	Offset int
+}
+
+func (e *JSONBodyError) Error() string {
+	return fmt.Sprintf("invalid JSON body: %s at line %d, column %d", e.Reason, e.Line, e.Column)
+}
+
+// jsonBodyError locates the syntax error in body, which is not valid JSON.
+func jsonBodyError(body []byte) *JSONBodyError {
+	var v json.RawMessage
+	err := json.Unmarshal(body, &v)
+	e := &JSONBodyError{Reason: "not valid JSON", Offset: len(body)}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		e.Reason = se.Error()
+		// Offset counts the bytes read, the bad one included; at the
+		// end of the input there is no bad byte.
+		if se.Error() != "unexpected end of JSON input" && se.Offset > 0 {
+			e.Offset = int(se.Offset) - 1
 		}
 	}
-	return string(body)
+	e.Offset = min(e.Offset, len(body))
+	before := body[:e.Offset]
+	e.Line = bytes.Count(before, []byte("\n")) + 1
+	e.Column = utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return e
 }
 
 func isJSON(contentType string) bool {
@@ -151,8 +187,10 @@ type Response struct {
 // its JSON, the bytes value holds for it; a header value that is not a
 // string is sent as its JSON); any other value is answered as JSON with
 // 200, the value's bytes as the body; no value (undefined) or null gives
-// 204. Only a value that may be shaped is decoded; an error means such a
-// value was not valid JSON.
+// 204. Only a value that may be shaped is decoded. An error fails the run:
+// such a value was not valid JSON, or its status is a number outside
+// 100–599 or a string holding an integer (the error, in words that stand
+// on their own, says which).
 func ShapeResponse(value []byte) (Response, error) {
 	if len(value) == 0 || string(value) == "null" {
 		return Response{Status: http.StatusNoContent}, nil
@@ -185,14 +223,17 @@ func mayBeShaped(value []byte) bool {
 }
 
 // shape builds the answer m describes; ok is false when m is not a shaped
-// answer.
+// answer, and err says why m meant to be one but cannot (see httpStatus).
 func shape(m map[string]json.RawMessage) (resp Response, ok bool, err error) {
-	var status float64
-	if json.Unmarshal(m["status"], &status) != nil || status != math.Trunc(status) || status < 100 || status > 599 ||
-		!onlyKeys(m, "status", "headers", "body") {
+	raw, has := m["status"]
+	if !has || !onlyKeys(m, "status", "headers", "body") {
 		return Response{}, false, nil
 	}
-	resp = Response{Status: int(status), Headers: map[string]string{}}
+	status, ok, err := httpStatus(raw)
+	if !ok || err != nil {
+		return Response{}, false, err
+	}
+	resp = Response{Status: status, Headers: map[string]string{}}
 	if raw := m["headers"]; len(raw) > 0 && raw[0] == '{' {
 		var hs map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &hs); err != nil {
@@ -228,6 +269,44 @@ func shape(m map[string]json.RawMessage) (resp Response, ok bool, err error) {
 		}
 	}
 	return resp, true, nil
+}
+
+// httpStatus reads the status member of an object that has no members
+// but status, headers and body. A number is meant as an HTTP status: one
+// that is not an integer from 100 to 599 is an error (sending it as the
+// body of a 200 would hide the script's mistake). So is a string holding
+// an integer ("200"). Any other value (a word such as "ok", null, true)
+// is data: ok is false and the object is answered as JSON.
+func httpStatus(raw json.RawMessage) (status int, ok bool, err error) {
+	if len(raw) == 0 {
+		return 0, false, nil
+	}
+	switch c := raw[0]; {
+	case c == '-' || c >= '0' && c <= '9':
+		var f float64
+		if json.Unmarshal(raw, &f) != nil || f != math.Trunc(f) || f < 100 || f > 599 {
+			return 0, false, fmt.Errorf("return value: status %s is not an HTTP status (an integer from 100 to 599)", cut(raw))
+		}
+		return int(f), true, nil
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, false, nil
+		}
+		if _, err := strconv.Atoi(s); err == nil {
+			return 0, false, fmt.Errorf("return value: status %s is a string; an HTTP status is a number from 100 to 599", cut(raw))
+		}
+	}
+	return 0, false, nil
+}
+
+// cut shortens a JSON value quoted in an error message.
+func cut(raw []byte) string {
+	const max = 32
+	if len(raw) <= max {
+		return string(raw)
+	}
+	return strings.ToValidUTF8(string(raw[:max]), "") + "…"
 }
 
 func onlyKeys(m map[string]json.RawMessage, keys ...string) bool {

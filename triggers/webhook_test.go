@@ -3,6 +3,7 @@ package triggers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -14,10 +15,13 @@ import (
 )
 
 // shapeBefore is ShapeResponse as it was when it took the script's value
-// as exported Go data (where numbers are float64s): the reference
-// ShapeResponse must agree with.
+// as exported Go data (where numbers are float64s), with the status rule
+// of issue 19 (notHTTPStatus): the reference ShapeResponse must agree with.
 func shapeBefore(value any) (Response, error) {
 	if m, ok := value.(map[string]any); ok {
+		if st, has := m["status"]; has && onlyKeysBefore(m) && notHTTPStatus(st) {
+			return Response{}, fmt.Errorf("status %v is not an HTTP status", st)
+		}
 		if st, ok := m["status"].(float64); ok && st == float64(int(st)) && st >= 100 && st <= 599 && onlyKeysBefore(m) {
 			resp := Response{Status: int(st), Headers: map[string]string{}}
 			if hs, ok := m["headers"].(map[string]any); ok {
@@ -58,6 +62,20 @@ func shapeBefore(value any) (Response, error) {
 		return Response{}, err
 	}
 	return Response{Status: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: data}, nil
+}
+
+// notHTTPStatus reports whether the status of an object meant as a
+// shaped answer is a mistake: a number that is not an integer from 100 to
+// 599, or a string holding an integer.
+func notHTTPStatus(st any) bool {
+	switch st := st.(type) {
+	case float64:
+		return st != float64(int(st)) || st < 100 || st > 599
+	case string:
+		_, err := strconv.Atoi(st)
+		return err == nil
+	}
+	return false
 }
 
 func onlyKeysBefore(m map[string]any) bool {
@@ -239,6 +257,11 @@ var shapeInputs = []string{
 	`{"headers": {"X": "1"}, "body": {"b": [1, {"z": null, "a": "\u2028"}], "a": 2}, "status": 200}`,
 	`{"\u0073tatus": 200, "body": "escaped key"}`, `{"status": 200, "status": 201}`, `{"x": 1, "status": 200, "x": 2}`,
 	`{"b": 1, "a": "<x>", "2": 3}`, `[{"b": 1, "a": 2}, "\u003c\u0000"]`,
+	// Issue 19: a status outside 100–599 fails the run; a word is data.
+	`{"status": 99999, "body": "x"}`, `{"status": 0}`, `{"status": -1, "body": "x"}`, `{"status": -0}`,
+	`{"body": "x", "status": 1e3}`, `{"status": 1e400}`, `{"status": 199.99999}`, `{"status": 12345678901234567890123456789012345678901234567890}`,
+	`{"status": "200", "body": "x"}`, `{"status": "-1"}`, `{"status": "ok"}`, `{"status": "200 OK"}`, `{"status": ""}`,
+	`{"status": {"code": 200}}`, `{"status": [200]}`, `{"status": 99999, "extra": 1}`, `{"status": "200", "extra": 1}`,
 }
 
 func TestShapeResponse(t *testing.T) {
@@ -258,9 +281,106 @@ func TestShapeResponse(t *testing.T) {
 	}
 }
 
+// A script's status that is not an HTTP status fails the run with an
+// error that says so in words of its own (issue 19: it used to be sent as
+// the body of a 200).
+func TestShapeResponseRefusesAStatusOutside100To599(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]string{
+		`{"status":99999,"body":"x"}`: "return value: status 99999 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":0}`:                "return value: status 0 is not an HTTP status (an integer from 100 to 599)",
+		`{"body":"x","status":-1}`:    "return value: status -1 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":200.5}`:            "return value: status 200.5 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":99}`:               "return value: status 99 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":600}`:              "return value: status 600 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":1e400}`:            "return value: status 1e400 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":"200","body":"x"}`: `return value: status "200" is a string; an HTTP status is a number from 100 to 599`,
+		`{"status":` + strings.Repeat("9", 100) + `}`: "return value: status " + strings.Repeat("9", 32) +
+			"… is not an HTTP status (an integer from 100 to 599)",
+	} {
+		if got, err := ShapeResponse([]byte(value)); err == nil || err.Error() != want {
+			t.Errorf("ShapeResponse(%s) = %+v, %v; want the error %q", value, got, err, want)
+		}
+	}
+	// Values that are data stay data: a word as status, or other members.
+	for _, value := range []string{`{"status":"ok"}`, `{"status":null,"body":"x"}`, `{"status":99999,"extra":1}`} {
+		if got, err := ShapeResponse([]byte(value)); err != nil || got.Status != http.StatusOK || string(got.Body) != value {
+			t.Errorf("ShapeResponse(%s) = %+v, %v; want it as a JSON 200", value, got, err)
+		}
+	}
+}
+
 func FuzzShapeResponse(f *testing.F) {
 	for _, src := range shapeInputs {
 		f.Add(src)
 	}
 	f.Fuzz(checkShape)
+}
+
+// A body sent as JSON that does not parse is an error saying where it
+// broke (issue 19: it used to reach the script as text); JSON, text and an
+// empty body build the event.
+func TestWebhookEventJSONBody(t *testing.T) {
+	t.Parallel()
+	event := func(contentType, body string) (map[string]any, error) {
+		r, _ := http.NewRequest(http.MethodPost, "/hooks/p/x", strings.NewReader(body))
+		r.Header.Set("Content-Type", contentType)
+		return WebhookEvent(r, "x", []byte(body))
+	}
+	for _, tt := range []struct {
+		contentType, body, reason string
+		line, column, offset      int
+	}{
+		{"application/json", `{"a":`, "unexpected end of JSON input", 1, 6, 5},
+		{"application/json", "{\n  \"a\": 1,\n}", "invalid character '}' looking for beginning of object key string", 3, 1, 12},
+		{"application/json; charset=utf-8", `{"é": x}`, "invalid character 'x' looking for beginning of value", 1, 7, 7},
+		{"application/problem+json", `nope`, "invalid character 'o' in literal null (expecting 'u')", 1, 2, 1},
+		{"application/json", `{} {}`, "invalid character '{' after top-level value", 1, 4, 3},
+		{"application/json", "[1,}", "invalid character '}' looking for beginning of value", 1, 4, 3},
+		{"application/json", "  ", "unexpected end of JSON input", 1, 3, 2},
+		{"application/json", "\n\n\"ab", "unexpected end of JSON input", 3, 4, 5},
+	} {
+		_, err := event(tt.contentType, tt.body)
+		var je *JSONBodyError
+		if !errors.As(err, &je) {
+			t.Errorf("%q as %s: error %v, want a *JSONBodyError", tt.body, tt.contentType, err)
+			continue
+		}
+		want := JSONBodyError{Reason: tt.reason, Line: tt.line, Column: tt.column, Offset: tt.offset}
+		if *je != want {
+			t.Errorf("%q as %s: %+v, want %+v", tt.body, tt.contentType, *je, want)
+		}
+		if msg := fmt.Sprintf("invalid JSON body: %s at line %d, column %d", tt.reason, tt.line, tt.column); je.Error() != msg {
+			t.Errorf("%q: message %q, want %q", tt.body, je.Error(), msg)
+		}
+	}
+	for _, tt := range []struct {
+		contentType, body string
+		want              any
+	}{
+		{"application/json", `{"a":1}`, json.RawMessage(`{"a":1}`)},
+		{"application/json", "", nil},
+		{"text/plain", "{nope", "{nope"},
+		{"", "{nope", "{nope"},
+		{"application/jsonx", "{nope", "{nope"},
+	} {
+		ev, err := event(tt.contentType, tt.body)
+		if err != nil || !reflect.DeepEqual(ev["body"], tt.want) {
+			t.Errorf("%q as %q: body %#v, %v; want %#v", tt.body, tt.contentType, ev["body"], err, tt.want)
+		}
+	}
+}
+
+// BenchmarkWebhookEvent measures building a webhook's event for a small
+// valid JSON body, the hot path: one json.Valid, no parse.
+func BenchmarkWebhookEvent(b *testing.B) {
+	body := []byte(`{"id": 42, "name": "widget", "tags": ["a", "b"], "price": 9.5}`)
+	r, _ := http.NewRequest(http.MethodPost, "/hooks/p/x", nil)
+	r.Header.Set("Content-Type", "application/json")
+	b.ReportAllocs()
+	for b.Loop() {
+		if ev, err := WebhookEvent(r, "x", body); err != nil || ev["body"] == nil {
+			b.Fatal(err)
+		}
+	}
 }
