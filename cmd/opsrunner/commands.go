@@ -99,8 +99,14 @@ func newInvoke() *cobra.Command {
 				}
 				h.Add(k, v)
 			}
+			// A body that is not JSON goes as text: the agent refuses
+			// malformed JSON sent as application/json.
+			contentType := "application/json"
+			if len(body) > 0 && !json.Valid(body) {
+				contentType = "text/plain; charset=utf-8"
+			}
 			c := newClient(cmd)
-			resp, out, err := c.do(cmd.Context(), http.MethodPost, "/hooks/"+url.PathEscape(project)+"/"+url.PathEscape(path), "application/json", bytes.NewReader(body), h)
+			resp, out, err := c.do(cmd.Context(), http.MethodPost, "/hooks/"+url.PathEscape(project)+"/"+url.PathEscape(path), contentType, bytes.NewReader(body), h)
 			if err != nil {
 				return err
 			}
