@@ -55,7 +55,8 @@ type memberCounts struct {
 	StuckRuns int
 }
 
-func (ta *testAgent) self(t *testing.T) (memberCounts, bool) {
+// member is agent id's entry in ta's members view.
+func (ta *testAgent) member(t *testing.T, id string) (memberCounts, bool) {
 	t.Helper()
 	r := ta.do(t, http.MethodGet, "/api/v1/cluster/members", "", nil, nil)
 	var view struct{ Members []memberCounts }
@@ -63,7 +64,7 @@ func (ta *testAgent) self(t *testing.T) (memberCounts, bool) {
 		t.Fatalf("GET members: %d %s", r.Status, r.Body)
 	}
 	for _, m := range view.Members {
-		if m.ID == "test-agent" {
+		if m.ID == id {
 			return m, true
 		}
 	}
@@ -117,10 +118,10 @@ func TestWebhookRunInProgressIsListedAsRunning(t *testing.T) {
 		t.Errorf("GET runs/%s: %d %s", run.ID, r.Status, r.Body)
 	}
 	waitUntil(t, 2*time.Second, "members showing the run in progress", func() bool {
-		m, ok := ta.self(t)
+		m, ok := ta.member(t, "test-agent")
 		return ok && m.Running == 1
 	})
-	if m, _ := ta.self(t); m.StuckRuns != 0 {
+	if m, _ := ta.member(t, "test-agent"); m.StuckRuns != 0 {
 		t.Errorf("members: %+v, want no stuck run within the time limit", m)
 	}
 	if r := ta.do(t, http.MethodGet, "/readyz", "", nil, nil); r.Status != http.StatusOK {
@@ -139,7 +140,49 @@ func TestWebhookRunInProgressIsListedAsRunning(t *testing.T) {
 	if r.Status != http.StatusOK || r.json(t)["status"] != store.StatusTimedOut {
 		t.Errorf("GET runs/%s after it ended: %d %s", run.ID, r.Status, r.Body)
 	}
-	if m, _ := ta.self(t); m.Running != 0 {
+	if m, _ := ta.member(t, "test-agent"); m.Running != 0 {
 		t.Errorf("members after the run ended: %+v", m)
 	}
+}
+
+// In a cluster, a run going on for more than about a second is listed as
+// running by every agent, and the members view shows it on its agent.
+func TestRunInProgressIsListedByEveryAgentOfACluster(t *testing.T) {
+	rds, b := clusterServices(t)
+	a := clusterAgent(t, "agent-a", rds.URL, 2, b)
+	bAgent := clusterAgent(t, "agent-b", rds.URL, 2, b)
+	a.mustDeploy(t, "health", bundle(t, healthFiles))
+	waitUntil(t, 10*time.Second, "agent-b ready with the project deployed on agent-a", func() bool {
+		_, ok := bAgent.Project("health")
+		return ok && bAgent.do(t, http.MethodGet, "/readyz", "", nil, nil).Status == http.StatusOK
+	})
+
+	answered := make(chan struct{})
+	go func() { // owner: this test; ends when the run's 3s time limit does
+		defer close(answered)
+		if resp, err := http.Post(bAgent.URL+"/hooks/health/spin", "application/json", nil); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	waitUntil(t, 2500*time.Millisecond, "agent-a listing agent-b's run as running", func() bool {
+		for _, r := range a.runs(t, "?status=running") {
+			if r.Operation == "spin" && r.Agent == "agent-b" {
+				return true
+			}
+		}
+		return false
+	})
+	waitUntil(t, 2*time.Second, "agent-a's members showing agent-b's run in progress", func() bool {
+		m, ok := a.member(t, "agent-b")
+		return ok && m.Running == 1 && m.StuckRuns == 0
+	})
+	select {
+	case <-answered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the spinning webhook did not answer within 30s")
+	}
+	waitUntil(t, 2*time.Second, "agent-a no longer listing the run as running", func() bool {
+		return len(a.runs(t, "?status=running&operation=spin")) == 0
+	})
 }
