@@ -204,23 +204,52 @@ func chainLimit(p *scripts.Project, op string) time.Duration {
 	if !ok {
 		return scripts.DefaultOperationTimeout
 	}
-	limit := o.EffectiveTimeout()
+	limit := opLimit(o)
 	for _, next := range append(append([]string{}, o.OnSuccess...), o.OnFailure...) {
-		if n, ok := p.Operation(next); ok && n.Type != scripts.TypeAcknowledge {
-			limit += n.EffectiveTimeout()
+		if n, ok := p.Operation(next); ok {
+			limit += opLimit(n)
 		}
 	}
 	return limit
 }
 
-// longestLimit is the longest chainLimit among the deployed operations;
-// zero when nothing is deployed.
+// opLimit is o's time limit; an acknowledgement runs no script and takes none.
+func opLimit(o *scripts.Operation) time.Duration {
+	if o.Type == scripts.TypeAcknowledge {
+		return 0
+	}
+	return o.EffectiveTimeout()
+}
+
+// longestLimit is the longest a deployed operation may hold a worker: the
+// longest chainLimit, or for a listener's delivery, which holds one worker
+// through its filter and every bound operation, their sum within its ack
+// timeout. Zero when nothing is deployed.
 func (a *Agent) longestLimit() time.Duration {
 	var longest time.Duration
 	for _, p := range *a.projects.Load() {
 		for i := range p.Manifest.Operations {
 			longest = max(longest, chainLimit(p, p.Manifest.Operations[i].Name))
 		}
+		for i := range p.Manifest.Listeners {
+			longest = max(longest, deliveryLimit(p, &p.Manifest.Listeners[i]))
+		}
 	}
 	return longest
+}
+
+// deliveryLimit is how long a delivery of listener l may hold its worker.
+func deliveryLimit(p *scripts.Project, l *scripts.Listener) time.Duration {
+	var runs time.Duration
+	if l.Filter != "" {
+		runs += scripts.DefaultOperationTimeout // the filter's time limit
+	}
+	for _, op := range l.Operations {
+		runs += chainLimit(p, op)
+	}
+	ack := scripts.DefaultAckTimeout
+	if l.AckTimeout > 0 {
+		ack = time.Duration(l.AckTimeout)
+	}
+	return min(runs, ack)
 }

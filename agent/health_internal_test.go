@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 )
 
@@ -228,5 +229,64 @@ func TestActiveRunsMergeIntoStoreAnswers(t *testing.T) {
 		if r.ID == "02" && r.Agent != "from-store" {
 			t.Errorf("run 02 taken from the registry, not the store: %+v", r)
 		}
+	}
+}
+
+// How long a run may take is its chain's time limits; how long a worker may
+// be held is the longest of those, or of a listener delivery's filter and
+// bound operations within its ack timeout.
+func TestTimeLimitsOfRunsAndWorkers(t *testing.T) {
+	manifest := `project: limits
+operations:
+  - name: a
+    script: op.js
+    timeout: 2s
+    onSuccess: [b]
+    onFailure: [roll back]
+  - name: b
+    script: op.js
+    timeout: 3s
+  - name: roll back
+    type: acknowledge
+    action: JBXRollback
+listeners:
+  - name: both
+    destination: /queue/both
+    filter: filter.js
+    ackTimeout: 20s
+    operations: [a, b]
+  - name: one
+    destination: /queue/one
+    operations: [b]
+`
+	p, err := scripts.Load("limits", 1, map[string][]byte{
+		"opsrunner.yaml": []byte(manifest),
+		"op.js":          []byte("function handle() { return 1; }\n"),
+		"filter.js":      []byte("function filter() { return true; }\n"),
+	}, scripts.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		op   string
+		want time.Duration
+	}{{"a", 5 * time.Second}, {"b", 3 * time.Second}, {"unknown", scripts.DefaultOperationTimeout}} {
+		if got := chainLimit(p, tt.op); got != tt.want {
+			t.Errorf("chainLimit(%s) = %s, want %s", tt.op, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		listener string
+		want     time.Duration
+	}{{"both", 20 * time.Second}, {"one", 3 * time.Second}} {
+		l, _ := p.Listener(tt.listener)
+		if got := deliveryLimit(p, l); got != tt.want {
+			t.Errorf("deliveryLimit(%s) = %s, want %s", tt.listener, got, tt.want)
+		}
+	}
+	a := &Agent{}
+	a.projects.Store(&map[string]*scripts.Project{"limits": p})
+	if got := a.longestLimit(); got != 20*time.Second {
+		t.Errorf("longestLimit = %s, want 20s (the listener both)", got)
 	}
 }
