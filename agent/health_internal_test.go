@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,4 +291,20 @@ listeners:
 	if got := a.longestLimit(); got != 20*time.Second {
 		t.Errorf("longestLimit = %s, want 20s (the listener both)", got)
 	}
+}
+
+// BenchmarkActiveRuns measures what a run pays to be listed while it runs:
+// registering and unregistering it, from parallel goroutines.
+func BenchmarkActiveRuns(b *testing.B) {
+	var reg activeRuns
+	var next atomic.Int64
+	run := store.Run{Project: "p", Operation: "op", Status: store.StatusRunning, StartedAt: time.Now()}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := run
+		r.ID = strconv.FormatInt(next.Add(1), 10) // one id per goroutine: one run at a time each
+		for pb.Next() {
+			reg.start(r, time.Second).end(nil)
+		}
+	})
 }
