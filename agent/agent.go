@@ -58,6 +58,7 @@ type Agent struct {
 	bg       sync.WaitGroup
 
 	inflight sync.Map // triggers.Delivery → *deliveryRuns
+	active   activeRuns
 
 	handler  http.Handler // the HTTP API and webhooks
 	httpLn   net.Listener
@@ -352,13 +353,15 @@ func (a *Agent) shutdownState() {
 	a.closeState()
 }
 
-// maintain runs the periodic chores (see tick) every second until ctx ends.
+// maintain runs the periodic chores (see tick, publishActive) every second
+// until ctx ends.
 func (a *Agent) maintain(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	lastSweep := time.Now()
 	for {
 		a.tick(ctx, &lastSweep)
+		a.publishActive(ctx, time.Now())
 		select {
 		case <-ctx.Done():
 			return

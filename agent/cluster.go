@@ -58,6 +58,7 @@ func (a *Agent) isLeader() bool {
 // tick is one round of cluster chores: heartbeat, membership, quorum gate,
 // placement, and (on the leader) retention sweeps.
 func (a *Agent) tick(ctx context.Context, lastSweep *time.Time) {
+	runs := a.active.counts(time.Now(), a.stuckGrace())
 	m := cluster.Member{
 		ID:        a.cfg.AgentID,
 		Address:   a.advertiseAddr(),
@@ -66,6 +67,8 @@ func (a *Agent) tick(ctx context.Context, lastSweep *time.Time) {
 		Version:   Version,
 		StartedAt: a.started,
 		LastSeen:  time.Now().UTC(),
+		Running:   runs.running,
+		StuckRuns: runs.stuck,
 	}
 	err := a.coord.Heartbeat(ctx, m)
 	var members []cluster.Member

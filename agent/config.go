@@ -56,6 +56,10 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// MemoryLimit is the Go heap size (bytes) above which scripts are stopped; 0 means 1 GiB.
 	MemoryLimit uint64 `yaml:"memory_limit"`
+	// StuckGrace is how long past its time limit a run may go on before it
+	// counts as stuck (members' stuckRuns), and how long past the longest
+	// time limit no worker may be free before /readyz answers 503; 0 means 5s.
+	StuckGrace Duration `yaml:"stuck_grace"`
 
 	// generatedID is the AgentID Defaults made up; a single agent keeps it
 	// in its data dir and uses the kept one on later starts (keepAgentID).

@@ -104,6 +104,7 @@ func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.
 func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation, keepAnswer bool) (store.Run, *triggers.Response) {
 	inv.RunID = run.ID
 	run.Agent = a.cfg.AgentID
+	live := a.startRun(run, inv.Project, inv.Operation)
 	res := a.engine.Run(ctx, inv)
 	run = finish(run, res)
 	var resp *triggers.Response
@@ -120,7 +121,7 @@ func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocati
 		}
 	}
 	a.metrics.observe(run)
-	a.putRun(context.WithoutCancel(ctx), run)
+	live.end(func() { a.putRun(context.WithoutCancel(ctx), run) })
 	return run, resp
 }
 
@@ -175,13 +176,25 @@ func (a *Agent) ProxyTarget() string {
 	return a.proxyTarget()
 }
 
-// Runs lists recorded runs.
+// Runs lists recorded runs and this agent's runs in progress.
 func (a *Agent) Runs(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
-	return a.store.Runs(ctx, f)
+	runs, err := a.store.Runs(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return a.active.merge(runs, f), nil
 }
 
-// Run returns one run.
-func (a *Agent) Run(ctx context.Context, id string) (store.Run, error) { return a.store.Run(ctx, id) }
+// Run returns one run, recorded or in progress on this agent.
+func (a *Agent) Run(ctx context.Context, id string) (store.Run, error) {
+	run, err := a.store.Run(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		if live, ok := a.active.get(id); ok {
+			return live, nil
+		}
+	}
+	return run, err
+}
 
 // dispatcher queues RunOperation(ref, false) calls as background runs.
 type dispatcher struct{ a *Agent }

@@ -27,8 +27,13 @@ func (a *Agent) Members(ctx context.Context) (api.MembersView, error) {
 		return view, nil
 	}
 	view.Members = append([]cluster.Member{}, members...)
+	self := a.active.counts(time.Now(), a.stuckGrace())
 	for i := range view.Members {
-		view.Members[i].Leader = view.Members[i].ID == leader
+		m := &view.Members[i]
+		m.Leader = m.ID == leader
+		if m.ID == a.cfg.AgentID { // fresher than its last heartbeat
+			m.Running, m.StuckRuns = self.running, self.stuck
+		}
 	}
 	view.LeaderNodeState = "ACTIVE"
 	if leader == "" {
@@ -47,7 +52,8 @@ func (a *Agent) quorum(live int) api.Quorum {
 }
 
 // Ready is nil when the agent takes work: it has started, its coordinator
-// answers and the cluster has quorum.
+// answers, the cluster has quorum, and a worker has been free within the
+// longest time limit plus the stuck grace (workersStalled).
 func (a *Agent) Ready(ctx context.Context) error {
 	select {
 	case <-a.ready:
@@ -61,7 +67,7 @@ func (a *Agent) Ready(ctx context.Context) error {
 	if q := a.quorum(len(members)); !q.OK {
 		return fmt.Errorf("no quorum: %d of %d agents live, %d required", q.Live, q.Size, q.Required)
 	}
-	return nil
+	return a.workersStalled(time.Now())
 }
 
 // DeadLetters lists stored dead letters.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -70,4 +71,32 @@ func (a *Agent) embeddedBroker(connection string) bool {
 	}
 	c, ok := a.conns[connection]
 	return ok && a.kinds.kind(c) == brokercaps.Embedded
+}
+
+// workersStalled says why the agent should take no more work when every
+// worker has been busy for longer than the longest time limit of the
+// deployed operations plus the stuck grace: some run holds its worker past
+// its limit, and new requests would only queue. nil otherwise; a worker
+// that frees makes it nil again.
+func (a *Agent) workersStalled(now time.Time) error {
+	since, busy := a.slots.BusySince()
+	if !busy {
+		return nil
+	}
+	longest := a.longestLimit()
+	busyFor := now.Sub(since)
+	if busyFor <= longest+a.stuckGrace() {
+		return nil
+	}
+	return fmt.Errorf("no worker free for %s (%d of %d busy; longest timeout %s)",
+		roundDuration(busyFor), a.slots.InFlight(), a.slots.Capacity(), roundDuration(longest))
+}
+
+// roundDuration rounds d for people: to the second from a second up, to
+// the millisecond below.
+func roundDuration(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }

@@ -62,4 +62,10 @@ type Member struct {
 	StartedAt time.Time `json:"startedAt"`
 	LastSeen  time.Time `json:"lastSeen"`
 	Leader    bool      `json:"leader"`
+
+	// Running counts the agent's runs in progress; StuckRuns those of them
+	// past their operation's time limit plus a grace: workers that scripts
+	// hold beyond their timeout.
+	Running   int `json:"running"`
+	StuckRuns int `json:"stuckRuns"`
 }

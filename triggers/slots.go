@@ -3,6 +3,8 @@ package triggers
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 )
 
 // Slots is the agent-wide pool of worker slots shared by webhooks and
@@ -11,6 +13,11 @@ import (
 // Free reports a large number.
 type Slots struct {
 	ch chan struct{}
+	// seenFree is the last time (Unix ns) a slot was known free: stamped
+	// when a slot is taken or given back, and before taking one seen free,
+	// so that BusySince never reports a time before the last free moment
+	// by more than a goroutine's wake-up.
+	seenFree atomic.Int64
 }
 
 // NewSlots returns a pool of n slots; n < 1 is treated as 1.
@@ -18,16 +25,24 @@ func NewSlots(n int) *Slots {
 	if n < 1 {
 		n = 1
 	}
-	return &Slots{ch: make(chan struct{}, n)}
+	s := &Slots{ch: make(chan struct{}, n)}
+	s.stamp()
+	return s
 }
+
+func (s *Slots) stamp() { s.seenFree.Store(time.Now().UnixNano()) }
 
 // Acquire takes a slot, blocking until one is free or ctx ends.
 func (s *Slots) Acquire(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
+	if s.Free() > 0 {
+		s.stamp()
+	}
 	select {
 	case s.ch <- struct{}{}:
+		s.stamp()
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for a worker slot: %w", ctx.Err())
@@ -39,8 +54,12 @@ func (s *Slots) TryAcquire() bool {
 	if s == nil {
 		return true
 	}
+	if s.Free() > 0 {
+		s.stamp()
+	}
 	select {
 	case s.ch <- struct{}{}:
+		s.stamp()
 		return true
 	default:
 		return false
@@ -53,6 +72,7 @@ func (s *Slots) Release() {
 	if s == nil {
 		return
 	}
+	s.stamp()
 	select {
 	case <-s.ch:
 	default:
@@ -65,6 +85,16 @@ func (s *Slots) Free() int {
 		return 1 << 20
 	}
 	return cap(s.ch) - len(s.ch)
+}
+
+// BusySince reports since when every slot has been held: ok is false when
+// a slot is free at the moment of the call. It never blocks. Under a
+// stream of short runs the time stays recent, as each one frees its slot.
+func (s *Slots) BusySince() (since time.Time, ok bool) {
+	if s == nil || s.Free() > 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, s.seenFree.Load()), true
 }
 
 // InFlight is the number of slots held at the moment of the call.

@@ -275,19 +275,70 @@ func onOff(b bool) string {
 }
 
 func newMembers() *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "members",
-		Short: "Show cluster members, leader and quorum",
+		Short: "Show cluster members, leader, quorum, and runs in progress and stuck per agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, data, err := newClient(cmd).do(cmd.Context(), http.MethodGet, "/api/v1/cluster/members", "", nil, nil)
 			if err != nil {
 				return err
 			}
-			printJSON(cmd.OutOrStdout(), data)
-			return nil
+			switch output {
+			case "json":
+				printJSON(cmd.OutOrStdout(), data)
+				return nil
+			case "table":
+				return printMembers(cmd, data)
+			default:
+				return fmt.Errorf("unknown output %q (table, json)", output)
+			}
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+// membersView is what printMembers reads of GET /api/v1/cluster/members.
+type membersView struct {
+	Leader          string
+	LeaderNodeState string
+	Redis           string
+	Quorum          struct {
+		Size, Required, Live int
+		OK                   bool
+	}
+	Members []struct {
+		ID, Address, Version                   string
+		Capacity, InFlight, Running, StuckRuns int
+		Leader                                 bool
+		LastSeen                               time.Time
+	}
+}
+
+// printMembers prints the leader and quorum, then a table of the agents:
+// STUCK counts runs past their time limit plus a grace, which hold a worker.
+func printMembers(cmd *cobra.Command, data []byte) error {
+	var v membersView
+	if err := json.Unmarshal(data, &v); err != nil {
+		return fmt.Errorf("read members: %w", err)
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "leader: %s (%s)  quorum: %d of %d live, %d required\n", v.Leader, v.LeaderNodeState, v.Quorum.Live, v.Quorum.Size, v.Quorum.Required)
+	if v.Redis != "" {
+		fmt.Fprintf(out, "redis: %s\n", v.Redis)
+	}
+	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "AGENT\tADDRESS\tLEADER\tWORKERS\tBUSY\tRUNNING\tSTUCK\tVERSION\tLAST SEEN")
+	for _, m := range v.Members {
+		leader := ""
+		if m.Leader {
+			leader = "*"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", m.ID, m.Address, leader, m.Capacity, m.InFlight, m.Running, m.StuckRuns, m.Version, m.LastSeen.Local().Format(time.TimeOnly))
+	}
+	return w.Flush()
 }
 
 func newVersion() *cobra.Command {
