@@ -83,9 +83,10 @@ func build(out string) error {
 }
 
 // findLimiter returns a command prefix that runs a program under the
-// addressSpace limit: prlimit(1) when it works here (on some kernels
-// `prlimit --as` crashes even /bin/true), else the shell's ulimit -v. It
-// checks the prefix by running `bin version` under it.
+// addressSpace limit (RLIMIT_AS): prlimit(1) from util-linux, given bytes
+// (its unit suffixes are not bytes: `--as=4G` crashes even /bin/true),
+// else the shell's ulimit -v. It checks the prefix by running `bin
+// version` under it.
 func findLimiter(bin string) ([]string, error) {
 	candidates := [][]string{
 		{"prlimit", fmt.Sprintf("--as=%d", addressSpace), "--"},

@@ -128,6 +128,9 @@ function handle() { return f(0); }`, want: want{status: 500, code: "script_error
 	{name: "deploy-name-space", req: mustDeployRequest("a b"), want: badProjectName},
 	{name: "deploy-name-300-chars", req: mustDeployRequest(strings.Repeat("a", 300)), want: badProjectName},
 	{name: "deploy-name-uppercase", req: mustDeployRequest("Orders"), want: badProjectName},
+	// The rule's edges: these names are fine.
+	{name: "deploy-name-63-chars", req: mustDeployRequest(strings.Repeat("b", 63)), want: want{status: 201}},
+	{name: "deploy-name-punctuation", req: mustDeployRequest("my-app_v1.2"), want: want{status: 201}},
 }
 
 // mustDeployRequest is a deploy of a valid project as name (for the corpus

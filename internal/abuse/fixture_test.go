@@ -49,6 +49,7 @@ func (f *fixture) agent(t *testing.T) *agent {
 		t.Fatal(err)
 	}
 	f.cur = a
+	t.Logf("agent %d: %s, address space limited by %s", f.n, a.url, limiter[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.deployCanary(ctx); err != nil {
