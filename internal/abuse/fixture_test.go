@@ -67,14 +67,17 @@ func (f *fixture) done(t *testing.T) {
 }
 
 // retire stops the current agent, if any. An agent that has exited on its
-// own was already reported by the case that saw it die.
+// own fails t, unless t already failed (the case that saw it die said so).
 func (f *fixture) retire(t *testing.T) {
 	a := f.cur
 	if a == nil {
 		return
 	}
 	f.cur = nil
-	if dead, _ := a.exited(); dead {
+	if dead, how := a.exited(); dead {
+		if !t.Failed() {
+			t.Errorf("the agent %s unexpectedly; its output:\n%s", how, a.out.crash())
+		}
 		return
 	}
 	if a.stop() {

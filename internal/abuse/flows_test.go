@@ -94,14 +94,14 @@ func TestMemoryBombSparesOtherProjects(t *testing.T) {
 	f := newFixture(t)
 	a := f.agent(t)
 	deployOrFatal(t, a, "bomb", project("bomb", 10*time.Second,
-		`function handle() { let a = []; for (;;) a.push("x".repeat(1e5)); }`))
-	deployOrFatal(t, a, "innocent", project("innocent", 10*time.Second,
-		`function handle() { const t = Date.now(); while (Date.now() - t < 4000) {} return "innocent"; }`))
+		`function handle() { let a = []; for (;;) a.push("x".repeat(1e6)); }`))
+	deployOrFatal(t, a, "innocent", project("innocent", 15*time.Second,
+		`function handle() { const t = Date.now(); while (Date.now() - t < 8000) {} return "innocent"; }`))
 
 	innocent := make(chan result, 1)
-	go func() { innocent <- post(a, "/hooks/innocent/op", 15*time.Second) }()
+	go func() { innocent <- post(a, "/hooks/innocent/op", 20*time.Second) }()
 	// An agent that does not list running runs gets a second, well inside
-	// the innocent run's four.
+	// the innocent run's eight: the bomb needs seconds to fill the heap.
 	if err := waitListed(a, "innocent", time.Second); err != nil {
 		t.Logf("the innocent run was not seen running (%v); the bomb goes off anyway", err)
 	}
