@@ -64,7 +64,9 @@ type encoder struct {
 // encodeJSON returns the JSON of a JS value: the bytes JSON.stringify(val)
 // returns (see the comment above for the one known difference). Cycles and
 // BigInts are errors with JSON.stringify's messages, as are exceptions
-// thrown by getters, toJSON and Proxy traps, and interrupts. It returns
+// thrown by getters, toJSON and Proxy traps; an interrupt is returned as
+// the *goja.InterruptedError (errors.As), for the caller to say which
+// limit was reached. It returns
 // nil, nil when JSON.stringify would return undefined (undefined, a
 // function, a symbol).
 func (v *vm) encodeJSON(val goja.Value) ([]byte, error) {
@@ -137,7 +139,7 @@ func (e *encoder) property(key string, val goja.Value, afterToJSON bool) error {
 		if fn, ok := goja.AssertFunction(obj.Get("toJSON")); ok {
 			ret, err := fn(obj, e.v.rt.ToValue(key))
 			if err != nil {
-				return notSerialisable(err.Error())
+				return jsFailure(err)
 			}
 			return e.property(key, ret, true)
 		}
@@ -252,7 +254,7 @@ func (e *encoder) delegate(key string, val goja.Value) error {
 	}
 	s, err := e.v.stringify(goja.Undefined(), holder)
 	if err != nil {
-		return notSerialisable(err.Error())
+		return jsFailure(err)
 	}
 	out := s.String() // {"key":value}, or {} when JSON.stringify omits val
 	if out == "{}" {
@@ -282,13 +284,24 @@ func (e *encoder) try(f func()) (err error) {
 			if !ok {
 				panic(x)
 			}
-			err = notSerialisable(ie.Error())
+			err = ie
 		}
 	}()
 	if exc := e.v.rt.Try(f); exc != nil {
 		return notSerialisable(exc.Error())
 	}
 	return nil
+}
+
+// jsFailure is the encoding error for err, returned by a JS function the
+// encoder called: an interrupt is returned as it is (callers map it to the
+// limit that was reached), anything else is the exception's message.
+func jsFailure(err error) error {
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		return ie
+	}
+	return notSerialisable(err.Error())
 }
 
 func notSerialisable(msg string) error {

@@ -27,6 +27,16 @@ func (v *vm) active() (*run, *frame) {
 	return r, r.frames[len(r.frames)-1]
 }
 
+// keepInterrupt re-raises err if it is an interrupt (a limit reached while
+// a host function ran JS: a getter, toJSON, a Proxy trap), so that it keeps
+// unwinding the script instead of becoming a catchable Error.
+func (v *vm) keepInterrupt(err error) {
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		panic(ie)
+	}
+}
+
 func present(val goja.Value) bool {
 	return val != nil && !goja.IsUndefined(val) && !goja.IsNull(val)
 }
@@ -54,6 +64,7 @@ func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
 		}
 		goEvent, err := v.exportJSON(event)
 		if err != nil {
+			v.keepInterrupt(err)
 			v.throw("RunOperation: input: %v", err)
 		}
 		vars, _ := v.exportJSON(r.varsObject())
@@ -176,6 +187,7 @@ func (v *vm) jsSendMessage(call goja.FunctionCall) goja.Value {
 	default:
 		s, err := v.stringify(goja.Undefined(), b)
 		if err != nil {
+			v.keepInterrupt(err)
 			v.throw("SendMessage: body: %v", err)
 		}
 		body = []byte(s.String())
@@ -306,6 +318,9 @@ func (v *vm) logString(a goja.Value) string {
 		return v.safeString(a)
 	}
 	s, err := v.stringify(goja.Undefined(), a)
+	if err != nil {
+		v.keepInterrupt(err)
+	}
 	if err != nil || s == nil || goja.IsUndefined(s) {
 		return v.safeString(a)
 	}

@@ -48,6 +48,10 @@ type run struct {
 	lazyBuf [4]lazyField
 
 	memKilled atomic.Bool
+	// encodeTop says the triggered operation's result is encoded into
+	// result (Engine.Run; a filter's is not).
+	encodeTop bool
+	result    []byte
 	watched   tracked // the watchdog's record (see watchdog.track)
 
 	// timerLeft is set when a frame's timer could not be stopped (its
@@ -94,6 +98,10 @@ type interruptCause struct {
 	err    error
 	status string
 }
+
+// String is what goja's InterruptedError.Error says of the cause: our own
+// message, never a Go value.
+func (c *interruptCause) String() string { return c.err.Error() }
 
 // failure is a failed operation.
 type failure struct {
@@ -173,20 +181,50 @@ func (r *run) killMemory() {
 	r.v.rt.Interrupt(&interruptCause{err: fmt.Errorf("%w: heap above %d bytes", ErrMemoryLimit, r.e.cfg.MemoryLimit), status: store.StatusFailed})
 }
 
-// top runs the triggered operation's chain and fills res.
+// top runs the triggered operation's chain and fills res. The triggered
+// operation's result is encoded while that operation's frame is still
+// executing (see runOp): toJSON, getters and Proxy traps run under its
+// time limit, before its onSuccess chain.
 func (r *run) top(op *scripts.Operation, res *Result) {
 	event := r.eventToJS(r.inv.Event)
-	val, f, _ := r.runChain(nil, r.inv.Project, op, event, 0, true)
+	r.encodeTop = true
+	_, f, _ := r.runChain(nil, r.inv.Project, op, event, 0, true)
 	if f != nil {
 		res.Status, res.Err = f.status, f.err
 		return
 	}
+	res.Status, res.JSON = store.StatusSucceeded, r.result
+}
+
+// isTriggered reports whether fr is the triggered operation of a run whose
+// result must be encoded: the first top-level operation of the chain.
+func (r *run) isTriggered(fr *frame) bool {
+	return r.encodeTop && fr.outer == nil && fr.depth == 0
+}
+
+// encodeResult encodes val, the triggered operation's result, into
+// r.result, within fr (still executing). An interrupt during the encoding
+// (fr's timeout, the memory watchdog, the run's context) is a failure in
+// our words; the runtime is then discarded (failureFrom marks it broken).
+func (r *run) encodeResult(fr *frame, val goja.Value) *failure {
 	out, err := r.v.encodeJSON(val)
-	if err != nil {
-		res.Status, res.Err = store.StatusFailed, fmt.Errorf("operation %q: %w", op.Name, err)
-		return
+	if err == nil {
+		r.result = out
+		return nil
 	}
-	res.Status, res.JSON = store.StatusSucceeded, out
+	name := fr.op.Name
+	var ie *goja.InterruptedError
+	if !errors.As(err, &ie) {
+		return plainFailure(fmt.Errorf("operation %q: %w", name, err))
+	}
+	f := r.failureFrom(ie, fr.op.Script)
+	if c, ok := ie.Value().(*interruptCause); ok && c.frame == fr {
+		f.err = fmt.Errorf("%w: operation %q exceeded its %s timeout while encoding its result", ErrTimeout, name, fr.op.EffectiveTimeout())
+	} else {
+		f.err = fmt.Errorf("operation %q, while encoding its result: %w", name, f.err)
+	}
+	f.msg = f.err.Error()
+	return f
 }
 
 // runChain runs op, then its onSuccess or onFailure operations in order,
@@ -250,6 +288,9 @@ func (r *run) runOp(outer *frame, p *scripts.Project, op *scripts.Operation, eve
 	idx := r.addStep(store.Step{Operation: name, Status: store.StatusRunning})
 
 	val, f = r.execOp(fr, settle)
+	if f == nil && r.isTriggered(fr) {
+		f = r.encodeResult(fr, val)
+	}
 
 	reached := r.end(fr)
 	if f != nil && f.abort != nil {
