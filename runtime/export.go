@@ -59,6 +59,14 @@ type encoder struct {
 	v     *vm
 	buf   []byte
 	stack []*goja.Object
+	limit int // bytes; Config.MaxAllocBytes
+}
+
+// errTooLarge is the error of an encoding past encoder.limit: a value can
+// share its parts (let x = [s]; x = [x, x] ...), so its JSON can be
+// exponentially larger than the value.
+func (e *encoder) tooLarge() error {
+	return fmt.Errorf("RangeError: the value's JSON is larger than the %s a single allocation may take", byteSize(uint64(e.limit)))
 }
 
 // encodeJSON returns the JSON of a JS value: the bytes JSON.stringify(val)
@@ -77,7 +85,7 @@ func (v *vm) encodeJSON(val goja.Value) ([]byte, error) {
 		stack = make([]*goja.Object, 0, 8)
 	}
 	v.encStack = nil
-	e := encoder{v: v, buf: make([]byte, 0, 128), stack: stack}
+	e := encoder{v: v, buf: make([]byte, 0, 128), stack: stack, limit: int(min(v.e.cfg.MaxAllocBytes, math.MaxInt))}
 	defer func() {
 		clear(e.stack[:cap(e.stack)]) // keeps no objects alive
 		v.encStack = e.stack[:0]
@@ -139,7 +147,7 @@ func (e *encoder) property(key string, val goja.Value, afterToJSON bool) error {
 		if fn, ok := goja.AssertFunction(obj.Get("toJSON")); ok {
 			ret, err := fn(obj, e.v.rt.ToValue(key))
 			if err != nil {
-				return jsFailure(err)
+				return e.jsFailure(err)
 			}
 			return e.property(key, ret, true)
 		}
@@ -217,6 +225,9 @@ func (e *encoder) object(key string, obj *goja.Object) error {
 		if err != nil {
 			return err
 		}
+		if len(e.buf) > e.limit {
+			return e.tooLarge()
+		}
 	}
 	e.buf = append(e.buf, '}')
 	return nil
@@ -238,6 +249,9 @@ func (e *encoder) array(obj *goja.Object) error {
 		if err != nil {
 			return err
 		}
+		if len(e.buf) > e.limit {
+			return e.tooLarge()
+		}
 	}
 	e.buf = append(e.buf, ']')
 	return nil
@@ -252,9 +266,9 @@ func (e *encoder) delegate(key string, val goja.Value) error {
 	if err := holder.DefineDataProperty(key, val, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {
 		return notSerialisable(err.Error())
 	}
-	s, err := e.v.stringify(goja.Undefined(), holder)
+	s, err := e.v.stringifyBounded(holder, uint64(max(e.limit-len(e.buf), 0)))
 	if err != nil {
-		return jsFailure(err)
+		return e.jsFailure(err)
 	}
 	out := s.String() // {"key":value}, or {} when JSON.stringify omits val
 	if out == "{}" {
@@ -296,10 +310,14 @@ func (e *encoder) try(f func()) (err error) {
 // jsFailure is the encoding error for err, returned by a JS function the
 // encoder called: an interrupt is returned as it is (callers map it to the
 // limit that was reached), anything else is the exception's message.
-func jsFailure(err error) error {
+func (e *encoder) jsFailure(err error) error {
 	var ie *goja.InterruptedError
 	if errors.As(err, &ie) {
 		return ie
+	}
+	var ex *goja.Exception
+	if errors.As(err, &ex) {
+		return notSerialisable(e.v.safeString(ex.Value())) // without the stack
 	}
 	return notSerialisable(err.Error())
 }

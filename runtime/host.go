@@ -185,7 +185,7 @@ func (v *vm) jsSendMessage(call goja.FunctionCall) goja.Value {
 	case isString(b):
 		body = []byte(b.String())
 	default:
-		s, err := v.stringify(goja.Undefined(), b)
+		s, err := v.stringifyBounded(b, v.e.cfg.MaxAllocBytes)
 		if err != nil {
 			v.keepInterrupt(err)
 			v.throw("SendMessage: body: %v", err)
@@ -308,6 +308,10 @@ func (v *vm) logger(level string) func(goja.FunctionCall) goja.Value {
 	}
 }
 
+// maxLogJSON bounds the JSON of a logged value; a line keeps its first
+// maxLogLineBytes anyway, and a larger value logs as its toString.
+const maxLogJSON = 1 << 20
+
 func (v *vm) logString(a goja.Value) string {
 	obj, ok := a.(*goja.Object)
 	if !ok {
@@ -317,7 +321,7 @@ func (v *vm) logString(a goja.Value) string {
 	case "Error", "Function":
 		return v.safeString(a)
 	}
-	s, err := v.stringify(goja.Undefined(), a)
+	s, err := v.stringifyBounded(a, maxLogJSON)
 	if err != nil {
 		v.keepInterrupt(err)
 	}

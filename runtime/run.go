@@ -48,6 +48,9 @@ type run struct {
 	lazyBuf [4]lazyField
 
 	memKilled atomic.Bool
+	// allocated counts the bytes of the large allocations the guards let
+	// through (guard.go): the watchdog's measure of how much the run grew.
+	allocated atomic.Uint64
 	// encodeTop says the triggered operation's result is encoded into
 	// result (Engine.Run; a filter's is not).
 	encodeTop bool

@@ -46,6 +46,14 @@ type Config struct {
 	// MemoryLimit is the Go heap size (bytes) above which running scripts are
 	// interrupted with ErrMemoryLimit; 0 means 1 GiB.
 	MemoryLimit uint64
+	// MaxAllocBytes bounds what one script operation may allocate at once
+	// (new ArrayBuffer(n), typed arrays, String.prototype.repeat, padStart,
+	// padEnd, concat, Array.prototype.join, fill, Array.from,
+	// JSON.stringify, the encoding of a result): a larger request throws a
+	// catchable RangeError before anything is allocated, where it would
+	// otherwise take the memory at once, beyond the watchdog's reach (see
+	// guard.go). 0 means MemoryLimit/8.
+	MaxAllocBytes uint64
 	// Logger receives engine diagnostics (not script logs); nil discards.
 	Logger *slog.Logger
 	// Runtimes is how many idle runtimes the pool keeps; New builds that
@@ -180,6 +188,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.MemoryLimit == 0 {
 		cfg.MemoryLimit = defaultMemLimit
+	}
+	if cfg.MaxAllocBytes == 0 {
+		cfg.MaxAllocBytes = cfg.MemoryLimit / 8
 	}
 	lg := cfg.Logger
 	if lg == nil {

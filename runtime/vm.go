@@ -29,7 +29,10 @@ type vm struct {
 
 	errorCtor goja.Value
 	freeze    goja.Callable // Object.freeze
-	stringify goja.Callable
+	stringify goja.Callable // the built-in JSON.stringify
+	// boundedStringify(value, replacer, space, limit) is JSON.stringify
+	// bounded to limit bytes of output (see guard.go).
+	boundedStringify goja.Callable
 	parse     goja.Callable
 	thrower   goja.Callable
 	msgCommit goja.Value
@@ -199,6 +202,9 @@ func newVM(e *Engine) (v *vm, err error) {
 	_ = g.Set("console", consoleObj)
 	if err := g.DefineAccessorProperty("$vars", rt.ToValue(v.jsVars), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
 		return nil, fmt.Errorf("new runtime: $vars: %w", err)
+	}
+	if err := installGuards(v); err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
 	}
 	v.msgCommit = rt.ToValue(v.jsMessageCommit)
 	v.msgRollbk = rt.ToValue(v.jsMessageRollback)
