@@ -144,11 +144,18 @@ func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 // bytes, a sixth of a listener run's allocations). It is zeroed, so that a
 // pooled runtime keeps none of its event, project or values alive. A run
 // that a frame's timer may still reach is left as it is: one of its
-// timers could not be stopped, or the runtime is broken (a panic can leave
-// frames that never ended).
+// timers could not be stopped, or a frame never ended (a panic). A run
+// whose runtime is broken is zeroed but not reused.
 func (r *run) release() {
 	v := r.v
-	if r.timerLeft || v.broken {
+	switch {
+	case r.timerLeft || len(r.frames) > 0:
+		return
+	case v.broken:
+		// Not reused, but zeroed all the same: a stopped timer stays in
+		// the timer heap for a while, and its function refers to r; a
+		// discarded runtime must not stay reachable through it.
+		*r = run{}
 		return
 	}
 	t := r.firstTimer // stopped: end stopped it, or it never started
@@ -374,6 +381,7 @@ func (r *run) end(fr *frame) (reached bool) {
 	if fr.timer != nil && !fr.timer.Stop() {
 		r.timerLeft = true // expire may still be running (it finds fr finished)
 	}
+	fr.event = nil // a stopped timer refers to fr for a while: keep no JS value alive
 	if fr.cancel != nil {
 		fr.cancel()
 	}

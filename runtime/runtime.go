@@ -329,12 +329,17 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 			res.Status, res.JSON = store.StatusFailed, nil
 			res.Err = fmt.Errorf("internal error: %v", x)
 		}
-		if e.watch.untrack(token) {
+		killed := e.watch.untrack(token)
+		if killed {
 			v.broken = true
 		}
 		res.Logs, res.Steps = r.finishLogs(), r.steps
 		r.release()
 		e.putVM(v)
+		if killed {
+			v, r, token = nil, nil, nil // the watchdog's next GC must find the runtime unreachable
+			e.watch.released()
+		}
 	}()
 	r.top(op, &res)
 	return res
@@ -361,11 +366,16 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 			v.broken = true
 			ok, err = false, fmt.Errorf("filter %s: internal error: %v", path, x)
 		}
-		if e.watch.untrack(token) {
+		killed := e.watch.untrack(token)
+		if killed {
 			v.broken = true
 		}
 		r.release()
 		e.putVM(v)
+		if killed {
+			v, r, token = nil, nil, nil // as in Run
+			e.watch.released()
+		}
 	}()
 	return r.filter(path)
 }

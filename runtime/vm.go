@@ -33,10 +33,10 @@ type vm struct {
 	// boundedStringify(value, replacer, space, limit) is JSON.stringify
 	// bounded to limit bytes of output (see guard.go).
 	boundedStringify goja.Callable
-	parse     goja.Callable
-	thrower   goja.Callable
-	msgCommit goja.Value
-	msgRollbk goja.Value
+	parse            goja.Callable
+	thrower          goja.Callable
+	msgCommit        goja.Value
+	msgRollbk        goja.Value
 
 	// protoKeys are Object.prototype's own property names (fixed once
 	// frozen); see createDataProperty.
