@@ -72,9 +72,10 @@ func (e *encoder) tooLarge() error {
 // encodeJSON returns the JSON of a JS value: the bytes JSON.stringify(val)
 // returns (see the comment above for the one known difference). Cycles and
 // BigInts are errors with JSON.stringify's messages, as are exceptions
-// thrown by getters, toJSON and Proxy traps; an interrupt is returned as
-// the *goja.InterruptedError (errors.As), for the caller to say which
-// limit was reached. It returns
+// thrown by getters, toJSON and Proxy traps; an interrupt or a stack
+// overflow is returned as the *goja.InterruptedError or
+// *goja.StackOverflowError (errors.As), for the caller to say which limit
+// was reached. It returns
 // nil, nil when JSON.stringify would return undefined (undefined, a
 // function, a symbol).
 func (v *vm) encodeJSON(val goja.Value) ([]byte, error) {
@@ -289,16 +290,19 @@ func (e *encoder) delegate(key string, val goja.Value) error {
 }
 
 // try runs f, turning a JS exception it throws (a getter, a Proxy trap)
-// or an interrupt (the memory watchdog) into an encoding error, as calling
-// JSON.stringify would.
+// into an encoding error, as calling JSON.stringify would; an interrupt or
+// a stack overflow (uncatchable in goja) is returned as it is.
 func (e *encoder) try(f func()) (err error) {
 	defer func() {
 		if x := recover(); x != nil {
-			ie, ok := x.(*goja.InterruptedError)
-			if !ok {
+			switch x := x.(type) {
+			case *goja.InterruptedError:
+				err = x
+			case *goja.StackOverflowError:
+				err = x
+			default:
 				panic(x)
 			}
-			err = ie
 		}
 	}()
 	if exc := e.v.rt.Try(f); exc != nil {
@@ -308,12 +312,17 @@ func (e *encoder) try(f func()) (err error) {
 }
 
 // jsFailure is the encoding error for err, returned by a JS function the
-// encoder called: an interrupt is returned as it is (callers map it to the
-// limit that was reached), anything else is the exception's message.
+// encoder called: an interrupt or a stack overflow is returned as it is
+// (callers map it to the limit that was reached, with the script's
+// position), anything else is the exception's message.
 func (e *encoder) jsFailure(err error) error {
 	var ie *goja.InterruptedError
 	if errors.As(err, &ie) {
 		return ie
+	}
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		return so
 	}
 	var ex *goja.Exception
 	if errors.As(err, &ex) {

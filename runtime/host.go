@@ -27,13 +27,18 @@ func (v *vm) active() (*run, *frame) {
 	return r, r.frames[len(r.frames)-1]
 }
 
-// keepInterrupt re-raises err if it is an interrupt (a limit reached while
-// a host function ran JS: a getter, toJSON, a Proxy trap), so that it keeps
-// unwinding the script instead of becoming a catchable Error.
+// keepInterrupt re-raises err if it is an interrupt or a stack overflow (a
+// limit reached while a host function ran JS: a getter, toJSON, a Proxy
+// trap), so that it keeps unwinding the script, as goja's own uncatchable
+// errors do, instead of becoming a catchable Error.
 func (v *vm) keepInterrupt(err error) {
 	var ie *goja.InterruptedError
 	if errors.As(err, &ie) {
 		panic(ie)
+	}
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		panic(so)
 	}
 }
 

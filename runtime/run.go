@@ -223,6 +223,13 @@ func (r *run) encodeResult(fr *frame, val goja.Value) *failure {
 		return nil
 	}
 	name := fr.op.Name
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		// Caught outside any goja call (which would have reset the
+		// runtime's state after it): do not reuse the runtime.
+		r.v.broken = true
+		return r.failureFrom(so, fr.op.Script) // where the script recursed
+	}
 	var ie *goja.InterruptedError
 	if !errors.As(err, &ie) {
 		return plainFailure(fmt.Errorf("operation %q: %w", name, err))
