@@ -79,9 +79,14 @@ func TestResultEncodingIsUnderTheTimeout(t *testing.T) {
 // context also stops an encoding, with a message naming the encoding.
 func TestResultEncodingInterruptedByTheRunContext(t *testing.T) {
 	t.Parallel()
-	e := newEngine(t, Config{})
+	e := newEngine(t, Config{NoPrewarm: true})
+	v, err := newVM(e) // built before the context's time starts
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pool <- v
 	p := newProject(t, "p", op{name: "op", src: `function handle() { return {get x() { for (;;) {} }} }`, timeout: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	res := runBounded(t, e, ctx, Invocation{Project: p, Operation: "op"})
 	if res.Status != store.StatusTimedOut || !errors.Is(res.Err, context.DeadlineExceeded) ||

@@ -2,6 +2,10 @@ package runtime
 
 import (
 	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
 
 	"github.com/dop251/goja"
 )
@@ -24,12 +28,13 @@ import (
 // what the guards let through is counted per run (run.allocated) so that
 // the watchdog can tell which run grew.
 //
-// Wrapped: the ArrayBuffer and typed-array constructors (a Proxy whose
-// construct trap checks, so that name, length, prototype, statics,
-// instanceof, subclassing and species keep working), String.prototype
-// repeat, padStart, padEnd and concat, Array.prototype join and fill,
-// Array.from, and JSON.stringify (a replacer that counts the output as it
-// is written). Not wrapped, because goja allocates nothing in proportion:
+// Wrapped: the ArrayBuffer and typed-array constructors (in JS, guardSrc:
+// a Proxy whose construct trap checks, so that name, length, prototype,
+// statics, instanceof, subclassing and species keep working), and, in Go
+// (a JS wrapper cost 4× the built-in's call; a Go one costs nothing
+// measurable), String.prototype repeat, padStart, padEnd and concat,
+// Array.prototype join and fill, Array.from, and JSON.stringify (a Go
+// replacer counts the output as it is written). Not wrapped, because goja allocates nothing in proportion:
 // new Array(n), Array(n) and setting length (goja keeps holes unallocated),
 // DataView (a view of an existing buffer). The + operator cannot be
 // wrapped: a + b is at most twice the largest string, so repeated doubling
@@ -44,23 +49,19 @@ import (
 // JSON.stringify with an array replacer (a property list) is not bounded.
 const guardSrc = `(function(host) {
 'use strict';
-const max = host.maxBytes, limitText = host.limitText, account = host.account;
+const hostCheck = host.check;
 const O = Object, R = Reflect, apply = R.apply, construct = R.construct;
 const define = O.defineProperty, getDesc = O.getOwnPropertyDescriptor;
-const isArray = Array.isArray, trunc = Math.trunc, NativeString = String, NativeRangeError = RangeError;
+const isArray = Array.isArray, trunc = Math.trunc;
 const iteratorSym = Symbol.iterator, hasInstanceSym = Symbol.hasInstance;
 const ordinaryHasInstance = Function.prototype[hasInstanceSym];
 const abByteLength = getDesc(ArrayBuffer.prototype, 'byteLength').get;
 const isView = ArrayBuffer.isView;
 
-function tooLarge(what, bytes) {
-	throw new NativeRangeError(what + ' of ' + bytes + ' bytes is larger than the ' + limitText + ' a single allocation may take');
-}
-// check throws when bytes is above the bound, and counts large allocations
-// for the run (small ones are not worth a call).
+// check throws a RangeError when bytes is above the bound, and counts
+// large allocations for the run (vm.check); small ones are not worth a call.
 function check(what, bytes) {
-	if (bytes > max) tooLarge(what, bytes);
-	if (bytes >= 4096) account(bytes);
+	if (bytes >= 4096) hostCheck(what, bytes);
 }
 function toInteger(v) { // ToIntegerOrInfinity
 	const n = +v;
@@ -72,14 +73,6 @@ function toLength(v) {
 }
 function isArrayBuffer(v) {
 	try { apply(abByteLength, v, []); return true; } catch (e) { return false; }
-}
-// method replaces obj[name] by fn, with the built-in's name, length and
-// attributes.
-function method(obj, name, fn, length) {
-	const d = getDesc(obj, name);
-	define(fn, 'name', {value: name, configurable: true});
-	define(fn, 'length', {value: length, configurable: true});
-	define(obj, name, {value: fn, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable});
 }
 // guardCtor replaces the global constructor name by a Proxy whose construct
 // trap calls checkArgs(args) (which returns the arguments to pass on).
@@ -131,136 +124,27 @@ for (let i = 0; i < typedArrays.length; i++) {
 	});
 }
 
-const SP = String.prototype;
-const repeat = SP.repeat, padStart = SP.padStart, padEnd = SP.padEnd, concat = SP.concat;
-method(SP, 'repeat', {repeat(count) {
-	if (this === undefined || this === null) return apply(repeat, this, arguments);
-	const s = NativeString(this), n = toInteger(count);
-	if (n > 0 && n !== Infinity) check('String.prototype.repeat result', s.length * n * 2);
-	return apply(repeat, s, [n]);
-}}.repeat, 1);
-function pad(name, builtin) {
-	return {f(maxLength, fillString) {
-		if (this === undefined || this === null) return apply(builtin, this, arguments);
-		const s = NativeString(this), n = toLength(maxLength);
-		if (n > s.length) check('String.prototype.' + name + ' result', n * 2);
-		return apply(builtin, s, [n, fillString]);
-	}}.f;
-}
-method(SP, 'padStart', pad('padStart', padStart), 1);
-method(SP, 'padEnd', pad('padEnd', padEnd), 1);
-method(SP, 'concat', {concat(arg) {
-	if (this === undefined || this === null) return apply(concat, this, arguments);
-	const s = NativeString(this), parts = [];
-	let total = s.length;
-	for (let i = 0; i < arguments.length; i++) {
-		const p = NativeString(arguments[i]);
-		parts.push(p);
-		total += p.length;
-	}
-	if (total > 2048) check('String.prototype.concat result', total * 2);
-	return apply(concat, s, parts);
-}}.concat, 1);
-
-const AP = Array.prototype;
-const join = AP.join, fill = AP.fill, from = Array.from;
-// joining holds the arrays being joined: a cycle joins as '' (as goja's join).
-const joining = [];
-method(AP, 'join', {join(separator) {
-	if (this === undefined || this === null) return apply(join, this, arguments);
-	const o = O(this);
-	for (let i = 0; i < joining.length; i++) if (joining[i] === o) return '';
-	const len = toLength(o.length);
-	const sep = separator === undefined ? ',' : NativeString(separator);
-	if (len > 1) check('Array.prototype.join result', (len - 1) * sep.length * 2);
-	joining.push(o);
-	try {
-		const parts = [];
-		let total = (len > 1 ? (len - 1) * sep.length : 0);
-		for (let i = 0; i < len; i++) {
-			const x = o[i];
-			const p = x === undefined || x === null ? '' : NativeString(x);
-			total += p.length;
-			if (total * 2 > max) tooLarge('Array.prototype.join result', total * 2);
-			parts.push(p);
-		}
-		if (total > 2048) account(total * 2);
-		return apply(join, parts, [sep]);
-	} finally {
-		joining.pop();
-	}
-}}.join, 1);
-method(AP, 'fill', {fill(value, start, end) {
-	if (this === undefined || this === null) return apply(fill, this, arguments);
-	const o = O(this), len = toLength(o.length);
-	let k = toInteger(start), e = end === undefined ? len : toInteger(end);
-	k = k < 0 ? (len + k > 0 ? len + k : 0) : (k < len ? k : len);
-	e = e < 0 ? (len + e > 0 ? len + e : 0) : (e < len ? e : len);
-	if (e > k) check('Array.prototype.fill of ' + (e - k) + ' elements', (e - k) * 16);
-	return apply(fill, o, [value, k, e]);
-}}.fill, 1);
-method(Array, 'from', {from(items) {
-	if (items !== undefined && items !== null && !isArray(items) && items[iteratorSym] === undefined) {
-		const n = toLength(O(items).length);
-		check('Array.from of ' + n + ' elements', n * 16);
-	}
-	return apply(from, this, arguments);
-}}.from, 1);
-
-const JS = JSON, stringify = JS.stringify;
-// bounded is JSON.stringify with its output counted as the replacer sees
-// each member (depth from the chain of holders, for the indentation); it
-// throws past limit bytes.
-function bounded(value, replacer, space, limit) {
-	if (isArray(replacer)) return apply(stringify, JS, [value, replacer, space]);
-	const user = typeof replacer === 'function' ? replacer : undefined;
-	let gap = 0;
-	if (typeof space === 'number') gap = space < 1 ? 0 : (space > 10 ? 10 : trunc(space));
-	else if (typeof space === 'string') gap = space.length > 10 ? 10 : space.length;
-	const holders = [];
-	let total = 0;
-	function count(key, v) {
-		if (user !== undefined) v = apply(user, this, [key, v]);
-		while (holders.length > 0 && holders[holders.length - 1] !== this) holders.pop();
-		let n = NativeString(key).length + 4 + gap * holders.length;
-		switch (typeof v) {
-		case 'string': n += v.length; break;
-		case 'object': if (v !== null) { holders.push(v); n += 2 + gap * holders.length; } else n += 4; break;
-		default: n += 24;
-		}
-		total += n;
-		if (total * 2 > limit) tooLarge('JSON.stringify result', total * 2);
-		return v;
-	}
-	return apply(stringify, JS, [value, count, space]);
-}
-method(JS, 'stringify', {stringify(value, replacer, space) {
-	return bounded(value, replacer, space, max);
-}}.stringify, 3);
-host.bounded = bounded;
 })`
 
 // guardProgram is compiled once per process and shared.
 var guardProgram = goja.MustCompile(internalPrefix+"guard", guardSrc, true)
 
-// minAccounted is the smallest allocation the guards report to the run
-// (guardSrc's check): smaller ones are not worth a call.
+// minAccounted is the smallest allocation the guards report to the run:
+// smaller ones are not worth counting.
 const minAccounted = 4096
 
-// installGuards wraps the built-ins (see guardSrc); it runs before the
-// runtime is hardened. It keeps the bounded JSON.stringify for the host's
-// own use (log lines, message bodies).
+// installGuards wraps the built-ins (see above); it runs before the runtime
+// is hardened.
 func installGuards(v *vm) error {
-	host := v.rt.NewObject()
-	_ = host.Set("maxBytes", float64(v.e.cfg.MaxAllocBytes))
-	_ = host.Set("limitText", byteSize(v.e.cfg.MaxAllocBytes))
-	_ = host.Set("account", func(call goja.FunctionCall) goja.Value {
-		if r := v.cur; r != nil {
-			r.allocated.Add(uint64(call.Argument(0).ToInteger()))
-		}
+	rt := v.rt
+	g := rt.GlobalObject()
+	v.rangeError = g.Get("RangeError")
+	host := rt.NewObject()
+	_ = host.Set("check", func(call goja.FunctionCall) goja.Value {
+		v.check(call.Argument(0).String(), call.Argument(1).ToFloat())
 		return goja.Undefined()
 	})
-	fn, err := v.rt.RunProgram(guardProgram)
+	fn, err := rt.RunProgram(guardProgram)
 	if err != nil {
 		return fmt.Errorf("allocation guards: %w", err)
 	}
@@ -268,18 +152,343 @@ func installGuards(v *vm) error {
 	if _, err := install(goja.Undefined(), host); err != nil {
 		return fmt.Errorf("allocation guards: %w", err)
 	}
-	bounded, ok := goja.AssertFunction(host.Get("bounded"))
-	if !ok {
-		return fmt.Errorf("allocation guards: no bounded stringify")
+	sp := g.Get("String").(*goja.Object).Get("prototype").(*goja.Object)
+	arr := g.Get("Array").(*goja.Object)
+	ap := arr.Get("prototype").(*goja.Object)
+	json := g.Get("JSON").(*goja.Object)
+	for _, m := range []struct {
+		obj    *goja.Object
+		name   string
+		length int
+		wrap   func(builtin goja.Callable) func(goja.FunctionCall) goja.Value
+	}{
+		{sp, "repeat", 1, v.guardRepeat},
+		{sp, "padStart", 1, func(b goja.Callable) func(goja.FunctionCall) goja.Value { return v.guardPad("padStart", b) }},
+		{sp, "padEnd", 1, func(b goja.Callable) func(goja.FunctionCall) goja.Value { return v.guardPad("padEnd", b) }},
+		{sp, "concat", 1, v.guardConcat},
+		{ap, "join", 1, v.guardJoin},
+		{ap, "fill", 1, v.guardFill},
+		{arr, "from", 1, v.guardFrom},
+		{json, "stringify", 3, v.guardStringify},
+	} {
+		builtin, ok := goja.AssertFunction(m.obj.Get(m.name))
+		if !ok {
+			return fmt.Errorf("allocation guards: %s is not a function", m.name)
+		}
+		if err := defineBuiltin(rt, m.obj, m.name, m.length, m.wrap(builtin)); err != nil {
+			return fmt.Errorf("allocation guards: %w", err)
+		}
 	}
-	v.boundedStringify = bounded
 	return nil
 }
 
+// defineBuiltin sets obj[name] to fn as a built-in method: writable,
+// configurable, not enumerable, with the given name and length.
+func defineBuiltin(rt *goja.Runtime, obj *goja.Object, name string, length int, fn func(goja.FunctionCall) goja.Value) error {
+	f := rt.ToValue(fn).(*goja.Object)
+	for _, err := range []error{
+		f.DefineDataProperty("name", rt.ToValue(name), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+		f.DefineDataProperty("length", rt.ToValue(length), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+		obj.DefineDataProperty(name, f, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+	} {
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// account counts bytes a guard let through against the current run.
+func (v *vm) account(bytes float64) {
+	if r := v.cur; r != nil && bytes >= minAccounted {
+		r.allocated.Add(uint64(bytes))
+	}
+}
+
+// check throws a RangeError in the script when bytes is above the bound,
+// else counts them for the run.
+func (v *vm) check(what string, bytes float64) {
+	if limit := float64(v.e.cfg.MaxAllocBytes); bytes > limit {
+		obj, err := v.rt.New(v.rangeError, v.rt.ToValue(fmt.Sprintf("%s of %s bytes is larger than the %s a single allocation may take",
+			what, strconv.FormatFloat(bytes, 'f', -1, 64), byteSize(v.e.cfg.MaxAllocBytes))))
+		if err != nil {
+			panic(v.rt.NewGoError(err))
+		}
+		panic(obj)
+	}
+	v.account(bytes)
+}
+
+// callBuiltin calls a built-in from a wrapper; what it throws keeps
+// propagating in the script (an exception stays catchable, an interrupt
+// does not).
+func callBuiltin(fn goja.Callable, this goja.Value, args ...goja.Value) goja.Value {
+	ret, err := fn(this, args...)
+	if err != nil {
+		panic(err)
+	}
+	return ret
+}
+
+func nullish(val goja.Value) bool {
+	return val == nil || goja.IsUndefined(val) || goja.IsNull(val)
+}
+
+// toInteger is ToIntegerOrInfinity (valueOf runs here, once).
+func toInteger(val goja.Value) float64 {
+	f := val.ToFloat()
+	if math.IsNaN(f) {
+		return 0
+	}
+	return math.Trunc(f)
+}
+
+// toLength is ToLength.
+func toLength(val goja.Value) float64 {
+	return min(max(toInteger(val), 0), 1<<53-1)
+}
+
+// toJSString is ToString: an object's toString (or valueOf) runs once; a
+// Symbol throws a TypeError.
+func (v *vm) toJSString(val goja.Value) goja.String {
+	val = val.ToString() // an object's primitive (hint string); primitives as they are
+	if s, ok := val.(goja.String); ok {
+		return s
+	}
+	if _, ok := val.(*goja.Symbol); ok {
+		panic(v.rt.NewTypeError("Cannot convert a Symbol value to a string"))
+	}
+	return v.rt.ToValue(val.String()).(goja.String)
+}
+
+// strLen is the length of a JS string in UTF-16 code units.
+func strLen(val goja.Value) float64 {
+	if s, ok := val.(goja.String); ok {
+		return float64(s.Length())
+	}
+	return float64(len(val.String()))
+}
+
+// argsOf returns call's arguments with at least n entries (undefined).
+func argsOf(call goja.FunctionCall, n int) []goja.Value {
+	args := call.Arguments
+	for len(args) < n {
+		args = append(args, goja.Undefined())
+	}
+	return args
+}
+
+// guardRepeat wraps String.prototype.repeat(count).
+func (v *vm) guardRepeat(builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		if nullish(call.This) {
+			return callBuiltin(builtin, call.This, call.Arguments...)
+		}
+		s := v.toJSString(call.This)
+		n := toInteger(call.Argument(0))
+		if n > 0 && !math.IsInf(n, 1) {
+			v.check("String.prototype.repeat result", strLen(s)*n*2)
+		}
+		return callBuiltin(builtin, s, v.rt.ToValue(n))
+	}
+}
+
+// guardPad wraps String.prototype.padStart and padEnd(maxLength, fillString).
+func (v *vm) guardPad(name string, builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	what := "String.prototype." + name + " result"
+	return func(call goja.FunctionCall) goja.Value {
+		if nullish(call.This) {
+			return callBuiltin(builtin, call.This, call.Arguments...)
+		}
+		s := v.toJSString(call.This)
+		n := toLength(call.Argument(0))
+		if n > strLen(s) {
+			v.check(what, n*2)
+		}
+		return callBuiltin(builtin, s, v.rt.ToValue(n), call.Argument(1))
+	}
+}
+
+// guardConcat wraps String.prototype.concat(...args).
+func (v *vm) guardConcat(builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		if nullish(call.This) {
+			return callBuiltin(builtin, call.This, call.Arguments...)
+		}
+		s := v.toJSString(call.This)
+		total := strLen(s)
+		parts := make([]goja.Value, len(call.Arguments))
+		for i, a := range call.Arguments {
+			parts[i] = v.toJSString(a)
+			total += strLen(parts[i])
+		}
+		v.check("String.prototype.concat result", total*2)
+		return callBuiltin(builtin, s, parts...)
+	}
+}
+
+// guardJoin wraps Array.prototype.join(separator). It converts each
+// element once, as join does, checking the size as it goes, and joins the
+// strings itself; an array being joined joins as "" within itself, as
+// goja's join does.
+func (v *vm) guardJoin(builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	const what = "Array.prototype.join result"
+	return func(call goja.FunctionCall) goja.Value {
+		if nullish(call.This) {
+			return callBuiltin(builtin, call.This, call.Arguments...)
+		}
+		o := call.This.ToObject(v.rt)
+		if slices.Contains(v.joining, o) {
+			return v.rt.ToValue("")
+		}
+		n := toLength(o.Get("length"))
+		sep := goja.Value(v.rt.ToValue(","))
+		if a := call.Argument(0); !goja.IsUndefined(a) {
+			sep = v.toJSString(a)
+		}
+		sepLen := strLen(sep)
+		if n > 1 {
+			v.check(what, (n-1)*sepLen*2)
+		}
+		v.joining = append(v.joining, o)
+		defer func() { v.joining = v.joining[:len(v.joining)-1] }()
+		var b goja.StringBuilder
+		total := max(n-1, 0) * sepLen
+		limit := float64(v.e.cfg.MaxAllocBytes)
+		for i := 0; float64(i) < n; i++ {
+			if i > 0 {
+				b.WriteString(sep.(goja.String))
+			}
+			x := o.Get(strconv.Itoa(i))
+			if nullish(x) {
+				continue
+			}
+			p := v.toJSString(x)
+			if total += strLen(p); total*2 > limit {
+				v.check(what, total*2)
+			}
+			b.WriteString(p.(goja.String))
+		}
+		v.account(total * 2)
+		return b.String()
+	}
+}
+
+// guardFill wraps Array.prototype.fill(value, start, end): goja grows an
+// array with holes to the filled length, element by element, in Go.
+func (v *vm) guardFill(builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		if nullish(call.This) {
+			return callBuiltin(builtin, call.This, call.Arguments...)
+		}
+		o := call.This.ToObject(v.rt)
+		n := toLength(o.Get("length"))
+		rel := func(x float64) float64 {
+			if x < 0 {
+				return max(n+x, 0)
+			}
+			return min(x, n)
+		}
+		k, e := rel(toInteger(call.Argument(1))), n
+		if end := call.Argument(2); !goja.IsUndefined(end) {
+			e = rel(toInteger(end))
+		}
+		if e > k {
+			v.check("Array.prototype.fill of "+strconv.FormatFloat(e-k, 'f', -1, 64)+" elements", (e-k)*16)
+		}
+		return callBuiltin(builtin, o, call.Argument(0), v.rt.ToValue(k), v.rt.ToValue(e))
+	}
+}
+
+// guardFrom wraps Array.from(items, mapFn, thisArg): an array-like that is
+// not iterable is copied element by element, in Go, to its length.
+func (v *vm) guardFrom(builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		if o, ok := call.Argument(0).(*goja.Object); ok && o.ClassName() != "Array" && goja.IsUndefined(orUndefined(o.GetSymbol(goja.SymIterator))) {
+			n := toLength(o.Get("length"))
+			v.check("Array.from of "+strconv.FormatFloat(n, 'f', -1, 64)+" elements", n*16)
+		}
+		return callBuiltin(builtin, call.This, call.Arguments...)
+	}
+}
+
+func orUndefined(val goja.Value) goja.Value {
+	if val == nil {
+		return goja.Undefined()
+	}
+	return val
+}
+
+// guardStringify wraps JSON.stringify(value, replacer, space).
+func (v *vm) guardStringify(builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	v.jsonBuiltin = builtin
+	return func(call goja.FunctionCall) goja.Value {
+		args := argsOf(call, 3)
+		return v.stringifyWithin(args[0], args[1], args[2], float64(v.e.cfg.MaxAllocBytes))
+	}
+}
+
+// stringifyWithin is JSON.stringify(value, replacer, space) throwing a
+// RangeError once its output would pass limit bytes: a replacer (around
+// the script's own, if any) counts each member as it is written, with its
+// indentation (the depth follows the chain of holders). A property-list
+// replacer (an array) is not bounded.
+func (v *vm) stringifyWithin(value, replacer, space goja.Value, limit float64) goja.Value {
+	if o, ok := replacer.(*goja.Object); ok && o.ClassName() == "Array" {
+		return callBuiltin(v.jsonBuiltin, goja.Undefined(), value, replacer, space)
+	}
+	user, _ := goja.AssertFunction(replacer)
+	gap := 0.0
+	switch s := space.(type) {
+	case goja.String:
+		gap = min(strLen(s), 10)
+	default:
+		if !nullish(space) && space.ExportType() != nil && (space.ExportType().Kind() == reflect.Float64 || space.ExportType().Kind() == reflect.Int64) {
+			gap = min(max(toInteger(space), 0), 10)
+		}
+	}
+	var holders []*goja.Object
+	total := 0.0
+	count := func(call goja.FunctionCall) goja.Value {
+		holder, _ := call.This.(*goja.Object)
+		key, val := call.Argument(0), call.Argument(1)
+		if user != nil {
+			val = callBuiltin(user, call.This, key, val)
+		}
+		for len(holders) > 0 && holders[len(holders)-1] != holder {
+			holders = holders[:len(holders)-1]
+		}
+		n := strLen(key) + 4 + gap*float64(len(holders))
+		switch x := val.(type) {
+		case goja.String:
+			n += strLen(x)
+		case *goja.Object:
+			if _, fn := goja.AssertFunction(x); !fn {
+				holders = append(holders, x)
+				n += 2 + gap*float64(len(holders))
+			}
+		default:
+			n += 24
+		}
+		if total += n; total*2 > limit {
+			v.check("JSON.stringify result", total*2)
+		}
+		return val
+	}
+	return callBuiltin(v.jsonBuiltin, goja.Undefined(), value, v.rt.ToValue(count), space)
+}
+
 // stringifyBounded is JSON.stringify(val) for the host (log lines, message
-// bodies): a RangeError past limit bytes of output.
-func (v *vm) stringifyBounded(val goja.Value, limit uint64) (goja.Value, error) {
-	return v.boundedStringify(goja.Undefined(), val, goja.Undefined(), goja.Undefined(), v.rt.ToValue(float64(limit)))
+// bodies, delegated result encoding): an error past limit bytes of output.
+func (v *vm) stringifyBounded(val goja.Value, limit uint64) (ret goja.Value, err error) {
+	if limit == 0 {
+		limit = 1 // nothing fits, not "no limit"
+	}
+	exc := v.rt.Try(func() { ret = v.stringifyWithin(val, goja.Undefined(), goja.Undefined(), float64(limit)) })
+	if exc != nil {
+		return nil, exc
+	}
+	return ret, nil
 }
 
 // byteSize writes n as the guards' messages do: "128 MiB" when n is a

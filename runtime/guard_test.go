@@ -57,14 +57,15 @@ var guardCases = []struct {
 		`[String.prototype.repeat.name, String.prototype.repeat.length, "prototype" in String.prototype.repeat]`,
 	}, `"x".repeat(3e9)`, true},
 	{"String.prototype.padStart", []string{
-		`"5".padStart(3, "0")`, `"abc".padStart(2)`, `"a".padStart(4)`, `[String.prototype.padStart.name, String.prototype.padStart.length]`,
+		`"5".padStart(3, "0")`, `"é".padStart(4, "ü")`, `"x".padStart({valueOf() { return 3 }})`, `"abc".padStart(2)`, `"a".padStart(4)`, `[String.prototype.padStart.name, String.prototype.padStart.length]`,
 		`(() => { try { String.prototype.padStart.call(undefined, 1) } catch (e) { return String(e) } })()`,
 	}, `"x".padStart(3e9)`, true},
 	{"String.prototype.padEnd", []string{
 		`"abc".padEnd(6, "12")`, `"abc".padEnd(6, "")`, `[String.prototype.padEnd.name, String.prototype.padEnd.length]`,
 	}, `"x".padEnd(2 ** 31, "ab")`, true},
 	{"String.prototype.concat", []string{
-		`"a".concat(1, null, undefined, [2, 3], {})`, `"".concat()`, `[String.prototype.concat.name, String.prototype.concat.length]`,
+		`"a".concat(1, null, undefined, [2, 3], {})`, `"é".concat("ü", 1.5)`,
+		`(() => { try { "a".concat(Symbol()) } catch (e) { return e instanceof TypeError } })()`, `"".concat()`, `[String.prototype.concat.name, String.prototype.concat.length]`,
 	}, `(s => s.concat(s, s, s, s, s, s, s, s, s))("x".repeat(2e7))`, true},
 	{"Array.prototype.join", []string{
 		`[1, null, undefined, "a", [2, [3]]].join("-")`, `[1, 2].join()`, `[].join()`, `String([1, [2, 3]])`,
@@ -72,6 +73,9 @@ var guardCases = []struct {
 		`Array.prototype.join.call({length: 2, 0: "x", 1: "y"}, "+")`, `Array.prototype.join.call("abc", ".")`,
 		`(() => { try { Array.prototype.join.call(null) } catch (e) { return String(e) } })()`,
 		`[Array.prototype.join.name, Array.prototype.join.length]`,
+		`(() => { const log = []; const o = {toString() { log.push("o"); return "x" }}; return [[o, o].join(), log] })()`,
+		`[1.5, -0, 1e21, true, {}, NaN].join()`, `["\ud800", "a"].join("\udc00") === "\ud800\udc00a"`, `["é", "ü"].join("—")`,
+		`(() => { try { [Symbol()].join() } catch (e) { return e instanceof TypeError } })()`,
 	}, `Array(1e9).join("ab")`, true},
 	{"Array.prototype.join of large elements", []string{`Array(3).fill("xy").join("")`}, `Array(2000).fill("x".repeat(1e5)).join()`, true},
 	{"Array.prototype.fill", []string{

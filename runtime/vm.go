@@ -30,13 +30,16 @@ type vm struct {
 	errorCtor goja.Value
 	freeze    goja.Callable // Object.freeze
 	stringify goja.Callable // the built-in JSON.stringify
-	// boundedStringify(value, replacer, space, limit) is JSON.stringify
-	// bounded to limit bytes of output (see guard.go).
-	boundedStringify goja.Callable
-	parse            goja.Callable
-	thrower          goja.Callable
-	msgCommit        goja.Value
-	msgRollbk        goja.Value
+	// jsonBuiltin is JSON.stringify as goja defines it, for the guarded
+	// one (guard.go); rangeError is the RangeError constructor.
+	jsonBuiltin goja.Callable
+	rangeError  goja.Value
+	// joining are the objects whose join is running (guard.go).
+	joining   []*goja.Object
+	parse     goja.Callable
+	thrower   goja.Callable
+	msgCommit goja.Value
+	msgRollbk goja.Value
 
 	// protoKeys are Object.prototype's own property names (fixed once
 	// frozen); see createDataProperty.
