@@ -137,3 +137,37 @@ func TestInterruptMessagesShowNoGoValues(t *testing.T) {
 		})
 	}
 }
+
+// TestFilterLimits: a filter runs under its limits too (here the run's
+// context), fails in our words, and its interrupted runtime is not
+// pooled; its result is only tested for truthiness, which runs no getter.
+func TestFilterLimits(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{NoPrewarm: true, Runtimes: 1})
+	p := newProject(t, "p",
+		op{name: "loop", src: "while (true) {}\nfunction filter() { return true }"},
+		op{name: "getter", src: "function filter() { return {get x() { for (;;) {} }} }"},
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Filter(ctx, p, "operations/op0.js", nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "run interrupted") {
+			t.Fatalf("err %v", err)
+		}
+		noGoValues(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Filter did not return within 10s")
+	}
+	if n := len(e.pool); n != 0 {
+		t.Fatalf("the interrupted runtime was pooled (%d idle)", n)
+	}
+	if ok, err := e.Filter(context.Background(), p, "operations/op1.js", nil); !ok || err != nil {
+		t.Fatalf("getter filter: %v %v", ok, err)
+	}
+}
