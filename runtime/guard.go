@@ -28,13 +28,13 @@ import (
 // what the guards let through is counted per run (run.allocated) so that
 // the watchdog can tell which run grew.
 //
-// Wrapped: the ArrayBuffer and typed-array constructors (in JS, guardSrc:
-// a Proxy whose construct trap checks, so that name, length, prototype,
-// statics, instanceof, subclassing and species keep working), and, in Go
-// (a JS wrapper cost 4× the built-in's call; a Go one costs nothing
-// measurable), String.prototype repeat, padStart, padEnd and concat,
-// Array.prototype join and fill, Array.from, and JSON.stringify (a Go
-// replacer counts the output as it is written). Not wrapped, because goja allocates nothing in proportion:
+// Wrapped, all in Go (a JS wrapper cost 4 to 8 times the built-in's call;
+// a Go one costs little): the ArrayBuffer and typed-array constructors (a
+// Proxy whose construct trap checks, so that name, length, prototype,
+// statics, subclassing and species keep working), String.prototype
+// repeat, padStart, padEnd and concat, Array.prototype join and fill,
+// Array.from, and JSON.stringify (a replacer counts the output as it is
+// written). Not wrapped, because goja allocates nothing in proportion:
 // new Array(n), Array(n) and setting length (goja keeps holes unallocated),
 // DataView (a view of an existing buffer). The + operator cannot be
 // wrapped: a + b is at most twice the largest string, so repeated doubling
@@ -47,88 +47,6 @@ import (
 // its length (and Symbol.iterator) once more; fill of more than
 // MaxAllocBytes/16 elements throws even on an array already that large; a
 // JSON.stringify with an array replacer (a property list) is not bounded.
-const guardSrc = `(function(host) {
-'use strict';
-const hostCheck = host.check;
-const O = Object, R = Reflect, apply = R.apply, construct = R.construct;
-const define = O.defineProperty, getDesc = O.getOwnPropertyDescriptor;
-const isArray = Array.isArray, trunc = Math.trunc;
-const iteratorSym = Symbol.iterator, hasInstanceSym = Symbol.hasInstance;
-const ordinaryHasInstance = Function.prototype[hasInstanceSym];
-const abByteLength = getDesc(ArrayBuffer.prototype, 'byteLength').get;
-const isView = ArrayBuffer.isView;
-
-// check throws a RangeError when bytes is above the bound, and counts
-// large allocations for the run (vm.check); small ones are not worth a call.
-function check(what, bytes) {
-	if (bytes >= 4096) hostCheck(what, bytes);
-}
-function toInteger(v) { // ToIntegerOrInfinity
-	const n = +v;
-	return n !== n ? 0 : trunc(n);
-}
-function toLength(v) {
-	const n = toInteger(v);
-	return n <= 0 ? 0 : (n > 9007199254740991 ? 9007199254740991 : n);
-}
-function isArrayBuffer(v) {
-	try { apply(abByteLength, v, []); return true; } catch (e) { return false; }
-}
-// guardCtor replaces the global constructor name by a Proxy whose construct
-// trap calls checkArgs(args) (which returns the arguments to pass on).
-function guardCtor(name, checkArgs) {
-	const C = globalThis[name];
-	const P = new Proxy(C, {
-		construct(target, args, newTarget) {
-			return construct(target, checkArgs(args), newTarget === P ? target : newTarget);
-		},
-	});
-	define(C.prototype, 'constructor', {value: P, writable: true, enumerable: false, configurable: true});
-	// goja's instanceof cannot see through a Proxy: answer for it.
-	define(C, hasInstanceSym, {value: {[hasInstanceSym](v) {
-		return apply(ordinaryHasInstance, this === P ? C : this, [v]);
-	}}[hasInstanceSym], writable: false, enumerable: false, configurable: false});
-	const d = getDesc(globalThis, name);
-	define(globalThis, name, {value: P, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable});
-}
-
-guardCtor('ArrayBuffer', function(args) {
-	if (args.length === 0) return args;
-	const n = args[0] === undefined ? 0 : toInteger(args[0]);
-	check('ArrayBuffer', n);
-	const out = [n];
-	for (let i = 1; i < args.length; i++) out.push(args[i]);
-	return out;
-});
-const typedArrays = ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array',
-	'Int32Array', 'Uint32Array', 'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array', 'Float16Array'];
-for (let i = 0; i < typedArrays.length; i++) {
-	const name = typedArrays[i], C = globalThis[name];
-	if (typeof C !== 'function') continue;
-	const size = C.BYTES_PER_ELEMENT;
-	guardCtor(name, function(args) {
-		if (args.length === 0) return args;
-		const a = args[0];
-		if ((typeof a !== 'object' && typeof a !== 'function') || a === null) {
-			const n = a === undefined ? 0 : toInteger(a);
-			check(name, n * size);
-			const out = [n];
-			for (let i = 1; i < args.length; i++) out.push(args[i]);
-			return out;
-		}
-		if (isArrayBuffer(a)) return args; // a view: allocates nothing
-		let n = 0;
-		if (isView(a) || isArray(a) || a[iteratorSym] === undefined) n = toLength(a.length);
-		check(name, n * size);
-		return args;
-	});
-}
-
-})`
-
-// guardProgram is compiled once per process and shared.
-var guardProgram = goja.MustCompile(internalPrefix+"guard", guardSrc, true)
-
 // minAccounted is the smallest allocation the guards report to the run:
 // smaller ones are not worth counting.
 const minAccounted = 4096
@@ -139,17 +57,7 @@ func installGuards(v *vm) error {
 	rt := v.rt
 	g := rt.GlobalObject()
 	v.rangeError = g.Get("RangeError")
-	host := rt.NewObject()
-	_ = host.Set("check", func(call goja.FunctionCall) goja.Value {
-		v.check(call.Argument(0).String(), call.Argument(1).ToFloat())
-		return goja.Undefined()
-	})
-	fn, err := rt.RunProgram(guardProgram)
-	if err != nil {
-		return fmt.Errorf("allocation guards: %w", err)
-	}
-	install, _ := goja.AssertFunction(fn)
-	if _, err := install(goja.Undefined(), host); err != nil {
+	if err := v.guardConstructors(g); err != nil {
 		return fmt.Errorf("allocation guards: %w", err)
 	}
 	sp := g.Get("String").(*goja.Object).Get("prototype").(*goja.Object)
@@ -180,6 +88,107 @@ func installGuards(v *vm) error {
 		}
 	}
 	return nil
+}
+
+// guardedConstructors are the constructors that allocate what their first
+// argument asks for.
+var guardedConstructors = []string{"ArrayBuffer", "Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array",
+	"Uint16Array", "Int32Array", "Uint32Array", "Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array", "Float16Array"}
+
+var arrayBufferType = reflect.TypeFor[goja.ArrayBuffer]()
+
+// guardConstructors replaces each global constructor of guardedConstructors
+// by a Proxy of it whose construct trap checks the size first. The
+// prototype's constructor becomes the Proxy. goja's instanceof cannot see
+// through a Proxy, so the constructor gets an own Symbol.hasInstance that
+// answers for it.
+func (v *vm) guardConstructors(g *goja.Object) error {
+	fproto := g.Get("Function").(*goja.Object).Get("prototype").(*goja.Object)
+	hasInstance, ok := goja.AssertFunction(fproto.GetSymbol(goja.SymHasInstance))
+	if !ok {
+		return fmt.Errorf("no Function.prototype[Symbol.hasInstance]")
+	}
+	for _, name := range guardedConstructors {
+		orig, ok := g.Get(name).(*goja.Object)
+		if !ok {
+			continue // not in this goja
+		}
+		ctor, ok := goja.AssertConstructor(orig)
+		if !ok {
+			return fmt.Errorf("%s is not a constructor", name)
+		}
+		size := 1.0
+		if name != "ArrayBuffer" {
+			size = orig.Get("BYTES_PER_ELEMENT").ToFloat()
+		}
+		var proxy *goja.Object
+		p := v.rt.NewProxy(orig, &goja.ProxyTrapConfig{
+			Construct: func(target *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
+				args = v.checkNew(name, size, args)
+				if newTarget == proxy {
+					newTarget = target
+				}
+				obj, err := ctor(newTarget, args...)
+				if err != nil {
+					panic(err)
+				}
+				return obj
+			},
+		})
+		proxy = v.rt.ToValue(p).(*goja.Object)
+		hi := v.rt.ToValue(func(call goja.FunctionCall) goja.Value {
+			this := call.This
+			if this == goja.Value(proxy) {
+				this = orig
+			}
+			return callBuiltin(hasInstance, this, call.Argument(0))
+		}).(*goja.Object)
+		for _, err := range []error{
+			hi.DefineDataProperty("name", v.rt.ToValue("[Symbol.hasInstance]"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+			hi.DefineDataProperty("length", v.rt.ToValue(1), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+			orig.DefineDataPropertySymbol(goja.SymHasInstance, hi, goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_FALSE),
+			orig.Get("prototype").(*goja.Object).DefineDataProperty("constructor", proxy, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+			g.DefineDataProperty(name, proxy, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE),
+		} {
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkNew checks the size new name(...args) allocates (size bytes per
+// element) and returns the arguments to pass on: a length converted once
+// (ToIndex's valueOf runs here), or args as they are when the first is an
+// object (a buffer to view, or a source to copy: an array, a typed array,
+// an array-like; an iterable other than an array grows a list first,
+// element by element).
+func (v *vm) checkNew(name string, size float64, args []goja.Value) []goja.Value {
+	if len(args) == 0 {
+		return args
+	}
+	o, isObj := args[0].(*goja.Object)
+	if !isObj || name == "ArrayBuffer" {
+		n := 0.0
+		if !goja.IsUndefined(args[0]) {
+			n = toInteger(args[0])
+		}
+		v.check(name, n*size)
+		out := slices.Clone(args)
+		out[0] = v.rt.ToValue(n)
+		return out
+	}
+	n := 0.0
+	switch t := o.ExportType(); {
+	case t == arrayBufferType:
+		return args // a view: allocates nothing
+	case o.ClassName() == "Array", t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Interface, // a typed array
+		goja.IsUndefined(orUndefined(o.GetSymbol(goja.SymIterator))):
+		n = toLength(o.Get("length"))
+	}
+	v.check(name, n*size)
+	return args
 }
 
 // defineBuiltin sets obj[name] to fn as a built-in method: writable,
@@ -236,6 +245,9 @@ func nullish(val goja.Value) bool {
 
 // toInteger is ToIntegerOrInfinity (valueOf runs here, once).
 func toInteger(val goja.Value) float64 {
+	if val == nil {
+		return 0 // a property that is not there
+	}
 	f := val.ToFloat()
 	if math.IsNaN(f) {
 		return 0
