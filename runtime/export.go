@@ -59,12 +59,23 @@ type encoder struct {
 	v     *vm
 	buf   []byte
 	stack []*goja.Object
+	limit int // bytes; Config.MaxAllocBytes
+}
+
+// errTooLarge is the error of an encoding past encoder.limit: a value can
+// share its parts (let x = [s]; x = [x, x] ...), so its JSON can be
+// exponentially larger than the value.
+func (e *encoder) tooLarge() error {
+	return fmt.Errorf("RangeError: the value's JSON is larger than the %s a single allocation may take", byteSize(uint64(e.limit)))
 }
 
 // encodeJSON returns the JSON of a JS value: the bytes JSON.stringify(val)
 // returns (see the comment above for the one known difference). Cycles and
 // BigInts are errors with JSON.stringify's messages, as are exceptions
-// thrown by getters, toJSON and Proxy traps, and interrupts. It returns
+// thrown by getters, toJSON and Proxy traps; an interrupt or a stack
+// overflow is returned as the *goja.InterruptedError or
+// *goja.StackOverflowError (errors.As), for the caller to say which limit
+// was reached. It returns
 // nil, nil when JSON.stringify would return undefined (undefined, a
 // function, a symbol).
 func (v *vm) encodeJSON(val goja.Value) ([]byte, error) {
@@ -75,7 +86,7 @@ func (v *vm) encodeJSON(val goja.Value) ([]byte, error) {
 		stack = make([]*goja.Object, 0, 8)
 	}
 	v.encStack = nil
-	e := encoder{v: v, buf: make([]byte, 0, 128), stack: stack}
+	e := encoder{v: v, buf: make([]byte, 0, 128), stack: stack, limit: int(min(v.e.cfg.MaxAllocBytes, math.MaxInt))}
 	defer func() {
 		clear(e.stack[:cap(e.stack)]) // keeps no objects alive
 		v.encStack = e.stack[:0]
@@ -137,7 +148,7 @@ func (e *encoder) property(key string, val goja.Value, afterToJSON bool) error {
 		if fn, ok := goja.AssertFunction(obj.Get("toJSON")); ok {
 			ret, err := fn(obj, e.v.rt.ToValue(key))
 			if err != nil {
-				return notSerialisable(err.Error())
+				return e.jsFailure(err)
 			}
 			return e.property(key, ret, true)
 		}
@@ -215,6 +226,9 @@ func (e *encoder) object(key string, obj *goja.Object) error {
 		if err != nil {
 			return err
 		}
+		if len(e.buf) > e.limit {
+			return e.tooLarge()
+		}
 	}
 	e.buf = append(e.buf, '}')
 	return nil
@@ -236,6 +250,9 @@ func (e *encoder) array(obj *goja.Object) error {
 		if err != nil {
 			return err
 		}
+		if len(e.buf) > e.limit {
+			return e.tooLarge()
+		}
 	}
 	e.buf = append(e.buf, ']')
 	return nil
@@ -250,9 +267,9 @@ func (e *encoder) delegate(key string, val goja.Value) error {
 	if err := holder.DefineDataProperty(key, val, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {
 		return notSerialisable(err.Error())
 	}
-	s, err := e.v.stringify(goja.Undefined(), holder)
+	s, err := e.v.stringifyBounded(holder, uint64(max(e.limit-len(e.buf), 0)))
 	if err != nil {
-		return notSerialisable(err.Error())
+		return e.jsFailure(err)
 	}
 	out := s.String() // {"key":value}, or {} when JSON.stringify omits val
 	if out == "{}" {
@@ -273,22 +290,45 @@ func (e *encoder) delegate(key string, val goja.Value) error {
 }
 
 // try runs f, turning a JS exception it throws (a getter, a Proxy trap)
-// or an interrupt (the memory watchdog) into an encoding error, as calling
-// JSON.stringify would.
+// into an encoding error, as calling JSON.stringify would; an interrupt or
+// a stack overflow (uncatchable in goja) is returned as it is.
 func (e *encoder) try(f func()) (err error) {
 	defer func() {
 		if x := recover(); x != nil {
-			ie, ok := x.(*goja.InterruptedError)
-			if !ok {
+			switch x := x.(type) {
+			case *goja.InterruptedError:
+				err = x
+			case *goja.StackOverflowError:
+				err = x
+			default:
 				panic(x)
 			}
-			err = notSerialisable(ie.Error())
 		}
 	}()
 	if exc := e.v.rt.Try(f); exc != nil {
 		return notSerialisable(exc.Error())
 	}
 	return nil
+}
+
+// jsFailure is the encoding error for err, returned by a JS function the
+// encoder called: an interrupt or a stack overflow is returned as it is
+// (callers map it to the limit that was reached, with the script's
+// position), anything else is the exception's message.
+func (e *encoder) jsFailure(err error) error {
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		return ie
+	}
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		return so
+	}
+	var ex *goja.Exception
+	if errors.As(err, &ex) {
+		return notSerialisable(e.v.safeString(ex.Value())) // without the stack
+	}
+	return notSerialisable(err.Error())
 }
 
 func notSerialisable(msg string) error {

@@ -27,6 +27,21 @@ func (v *vm) active() (*run, *frame) {
 	return r, r.frames[len(r.frames)-1]
 }
 
+// keepInterrupt re-raises err if it is an interrupt or a stack overflow (a
+// limit reached while a host function ran JS: a getter, toJSON, a Proxy
+// trap), so that it keeps unwinding the script, as goja's own uncatchable
+// errors do, instead of becoming a catchable Error.
+func (v *vm) keepInterrupt(err error) {
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		panic(ie)
+	}
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		panic(so)
+	}
+}
+
 func present(val goja.Value) bool {
 	return val != nil && !goja.IsUndefined(val) && !goja.IsNull(val)
 }
@@ -54,6 +69,7 @@ func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
 		}
 		goEvent, err := v.exportJSON(event)
 		if err != nil {
+			v.keepInterrupt(err)
 			v.throw("RunOperation: input: %v", err)
 		}
 		vars, _ := v.exportJSON(r.varsObject())
@@ -174,8 +190,9 @@ func (v *vm) jsSendMessage(call goja.FunctionCall) goja.Value {
 	case isString(b):
 		body = []byte(b.String())
 	default:
-		s, err := v.stringify(goja.Undefined(), b)
+		s, err := v.stringifyBounded(b, v.e.cfg.MaxAllocBytes)
 		if err != nil {
+			v.keepInterrupt(err)
 			v.throw("SendMessage: body: %v", err)
 		}
 		body = []byte(s.String())
@@ -296,6 +313,10 @@ func (v *vm) logger(level string) func(goja.FunctionCall) goja.Value {
 	}
 }
 
+// maxLogJSON bounds the JSON of a logged value; a line keeps its first
+// maxLogLineBytes anyway, and a larger value logs as its toString.
+const maxLogJSON = 1 << 20
+
 func (v *vm) logString(a goja.Value) string {
 	obj, ok := a.(*goja.Object)
 	if !ok {
@@ -305,7 +326,10 @@ func (v *vm) logString(a goja.Value) string {
 	case "Error", "Function":
 		return v.safeString(a)
 	}
-	s, err := v.stringify(goja.Undefined(), a)
+	s, err := v.stringifyBounded(a, maxLogJSON)
+	if err != nil {
+		v.keepInterrupt(err)
+	}
 	if err != nil || s == nil || goja.IsUndefined(s) {
 		return v.safeString(a)
 	}

@@ -48,6 +48,13 @@ type run struct {
 	lazyBuf [4]lazyField
 
 	memKilled atomic.Bool
+	// allocated counts the bytes of the large allocations the guards let
+	// through (guard.go): the watchdog's measure of how much the run grew.
+	allocated atomic.Uint64
+	// encodeTop says the triggered operation's result is encoded into
+	// result (Engine.Run; a filter's is not).
+	encodeTop bool
+	result    []byte
 	watched   tracked // the watchdog's record (see watchdog.track)
 
 	// timerLeft is set when a frame's timer could not be stopped (its
@@ -95,6 +102,10 @@ type interruptCause struct {
 	status string
 }
 
+// String is what goja's InterruptedError.Error says of the cause: our own
+// message, never a Go value.
+func (c *interruptCause) String() string { return c.err.Error() }
+
 // failure is a failed operation.
 type failure struct {
 	err    error  // for Result.Err and the step
@@ -133,11 +144,18 @@ func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 // bytes, a sixth of a listener run's allocations). It is zeroed, so that a
 // pooled runtime keeps none of its event, project or values alive. A run
 // that a frame's timer may still reach is left as it is: one of its
-// timers could not be stopped, or the runtime is broken (a panic can leave
-// frames that never ended).
+// timers could not be stopped, or a frame never ended (a panic). A run
+// whose runtime is broken is zeroed but not reused.
 func (r *run) release() {
 	v := r.v
-	if r.timerLeft || v.broken {
+	switch {
+	case r.timerLeft || len(r.frames) > 0:
+		return
+	case v.broken:
+		// Not reused, but zeroed all the same: a stopped timer stays in
+		// the timer heap for a while, and its function refers to r; a
+		// discarded runtime must not stay reachable through it.
+		*r = run{}
 		return
 	}
 	t := r.firstTimer // stopped: end stopped it, or it never started
@@ -173,20 +191,57 @@ func (r *run) killMemory() {
 	r.v.rt.Interrupt(&interruptCause{err: fmt.Errorf("%w: heap above %d bytes", ErrMemoryLimit, r.e.cfg.MemoryLimit), status: store.StatusFailed})
 }
 
-// top runs the triggered operation's chain and fills res.
+// top runs the triggered operation's chain and fills res. The triggered
+// operation's result is encoded while that operation's frame is still
+// executing (see runOp): toJSON, getters and Proxy traps run under its
+// time limit, before its onSuccess chain.
 func (r *run) top(op *scripts.Operation, res *Result) {
 	event := r.eventToJS(r.inv.Event)
-	val, f, _ := r.runChain(nil, r.inv.Project, op, event, 0, true)
+	r.encodeTop = true
+	_, f, _ := r.runChain(nil, r.inv.Project, op, event, 0, true)
 	if f != nil {
 		res.Status, res.Err = f.status, f.err
 		return
 	}
+	res.Status, res.JSON = store.StatusSucceeded, r.result
+}
+
+// isTriggered reports whether fr is the triggered operation of a run whose
+// result must be encoded: the first top-level operation of the chain.
+func (r *run) isTriggered(fr *frame) bool {
+	return r.encodeTop && fr.outer == nil && fr.depth == 0
+}
+
+// encodeResult encodes val, the triggered operation's result, into
+// r.result, within fr (still executing). An interrupt during the encoding
+// (fr's timeout, the memory watchdog, the run's context) is a failure in
+// our words; the runtime is then discarded (failureFrom marks it broken).
+func (r *run) encodeResult(fr *frame, val goja.Value) *failure {
 	out, err := r.v.encodeJSON(val)
-	if err != nil {
-		res.Status, res.Err = store.StatusFailed, fmt.Errorf("operation %q: %w", op.Name, err)
-		return
+	if err == nil {
+		r.result = out
+		return nil
 	}
-	res.Status, res.JSON = store.StatusSucceeded, out
+	name := fr.op.Name
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		// Caught outside any goja call (which would have reset the
+		// runtime's state after it): do not reuse the runtime.
+		r.v.broken = true
+		return r.failureFrom(so, fr.op.Script) // where the script recursed
+	}
+	var ie *goja.InterruptedError
+	if !errors.As(err, &ie) {
+		return plainFailure(fmt.Errorf("operation %q: %w", name, err))
+	}
+	f := r.failureFrom(ie, fr.op.Script)
+	if c, ok := ie.Value().(*interruptCause); ok && c.frame == fr {
+		f.err = fmt.Errorf("%w: operation %q exceeded its %s timeout while encoding its result", ErrTimeout, name, fr.op.EffectiveTimeout())
+	} else {
+		f.err = fmt.Errorf("operation %q, while encoding its result: %w", name, f.err)
+	}
+	f.msg = f.err.Error()
+	return f
 }
 
 // runChain runs op, then its onSuccess or onFailure operations in order,
@@ -250,6 +305,9 @@ func (r *run) runOp(outer *frame, p *scripts.Project, op *scripts.Operation, eve
 	idx := r.addStep(store.Step{Operation: name, Status: store.StatusRunning})
 
 	val, f = r.execOp(fr, settle)
+	if f == nil && r.isTriggered(fr) {
+		f = r.encodeResult(fr, val)
+	}
 
 	reached := r.end(fr)
 	if f != nil && f.abort != nil {
@@ -330,6 +388,7 @@ func (r *run) end(fr *frame) (reached bool) {
 	if fr.timer != nil && !fr.timer.Stop() {
 		r.timerLeft = true // expire may still be running (it finds fr finished)
 	}
+	fr.event = nil // a stopped timer refers to fr for a while: keep no JS value alive
 	if fr.cancel != nil {
 		fr.cancel()
 	}

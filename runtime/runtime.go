@@ -1,7 +1,9 @@
 // Package runtime runs operation chains: it executes the compiled JavaScript
 // of a project's operations in pooled, sandboxed goja runtimes, with the host
-// API of DESIGN's "Script API", per-operation time limits, a bounded call
-// stack and a process-wide memory watchdog.
+// API of DESIGN's "Script API", per-operation time limits (covering module
+// evaluation, the handler, Promise jobs and the encoding of the result), a
+// bounded call stack, a bound on any single allocation (guard.go) and a
+// process-wide memory watchdog that interrupts the run that grew.
 package runtime
 
 import (
@@ -46,6 +48,14 @@ type Config struct {
 	// MemoryLimit is the Go heap size (bytes) above which running scripts are
 	// interrupted with ErrMemoryLimit; 0 means 1 GiB.
 	MemoryLimit uint64
+	// MaxAllocBytes bounds what one script operation may allocate at once
+	// (new ArrayBuffer(n), typed arrays, String.prototype.repeat, padStart,
+	// padEnd, concat, Array.prototype.join, fill, Array.from,
+	// JSON.stringify, the encoding of a result): a larger request throws a
+	// catchable RangeError before anything is allocated, where it would
+	// otherwise take the memory at once, beyond the watchdog's reach (see
+	// guard.go). 0 means MemoryLimit/8.
+	MaxAllocBytes uint64
 	// Logger receives engine diagnostics (not script logs); nil discards.
 	Logger *slog.Logger
 	// Runtimes is how many idle runtimes the pool keeps; New builds that
@@ -180,6 +190,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.MemoryLimit == 0 {
 		cfg.MemoryLimit = defaultMemLimit
+	}
+	if cfg.MaxAllocBytes == 0 {
+		cfg.MaxAllocBytes = cfg.MemoryLimit / 8
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -318,12 +331,17 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 			res.Status, res.JSON = store.StatusFailed, nil
 			res.Err = fmt.Errorf("internal error: %v", x)
 		}
-		if e.watch.untrack(token) {
+		killed := e.watch.untrack(token)
+		if killed {
 			v.broken = true
 		}
 		res.Logs, res.Steps = r.finishLogs(), r.steps
 		r.release()
 		e.putVM(v)
+		if killed {
+			v, r, token = nil, nil, nil // the watchdog's next GC must find the runtime unreachable
+			e.watch.released()
+		}
 	}()
 	r.top(op, &res)
 	return res
@@ -350,11 +368,16 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 			v.broken = true
 			ok, err = false, fmt.Errorf("filter %s: internal error: %v", path, x)
 		}
-		if e.watch.untrack(token) {
+		killed := e.watch.untrack(token)
+		if killed {
 			v.broken = true
 		}
 		r.release()
 		e.putVM(v)
+		if killed {
+			v, r, token = nil, nil, nil // as in Run
+			e.watch.released()
+		}
 	}()
 	return r.filter(path)
 }

@@ -29,7 +29,13 @@ type vm struct {
 
 	errorCtor goja.Value
 	freeze    goja.Callable // Object.freeze
-	stringify goja.Callable
+	stringify goja.Callable // the built-in JSON.stringify
+	// jsonBuiltin is JSON.stringify as goja defines it, for the guarded
+	// one (guard.go); rangeError is the RangeError constructor.
+	jsonBuiltin goja.Callable
+	rangeError  goja.Value
+	// joining are the objects whose join is running (guard.go).
+	joining   []*goja.Object
 	parse     goja.Callable
 	thrower   goja.Callable
 	msgCommit goja.Value
@@ -199,6 +205,9 @@ func newVM(e *Engine) (v *vm, err error) {
 	_ = g.Set("console", consoleObj)
 	if err := g.DefineAccessorProperty("$vars", rt.ToValue(v.jsVars), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
 		return nil, fmt.Errorf("new runtime: $vars: %w", err)
+	}
+	if err := installGuards(v); err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
 	}
 	v.msgCommit = rt.ToValue(v.jsMessageCommit)
 	v.msgRollbk = rt.ToValue(v.jsMessageRollback)
