@@ -110,7 +110,7 @@ func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocati
 	if run.Status == store.StatusSucceeded && inv.Trigger == "webhook" {
 		r, err := triggers.ShapeResponse(res.JSON)
 		if err != nil {
-			run.Status, run.Error = store.StatusFailed, "return value is not JSON: "+err.Error()
+			run.Status, run.Error = store.StatusFailed, "return value: "+err.Error()
 		} else {
 			resp = &r
 			run.HTTPStatus = r.Status
