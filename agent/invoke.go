@@ -27,12 +27,17 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 	runID := newRunID()
 	if inv.IdempotencyKey != "" {
 		key := "webhook:" + inv.Project.Name + "/" + inv.Operation.Name + ":" + inv.IdempotencyKey
-		bound, created, err := a.store.ClaimIdempotencyKey(ctx, key, runID, idempotencyTTL)
+		claim := store.Claim{RunID: runID, BodyDigest: inv.BodyDigest}
+		bound, created, err := a.store.ClaimIdempotencyKey(ctx, key, claim, idempotencyTTL)
 		if err != nil {
 			return store.Run{}, nil, fmt.Errorf("idempotency key: %w", err)
 		}
 		if !created {
-			return a.replayRun(ctx, bound, inv.Async)
+			if bound.Conflicts(claim) {
+				return store.Run{}, nil, &api.Error{Status: http.StatusUnprocessableEntity, Code: api.CodeIdempotencyMismatch,
+					Message: fmt.Sprintf("Idempotency-Key %q was first used with another request body (run %s); use a new key for a new request", inv.IdempotencyKey, bound.RunID)}
+			}
+			return a.replayRun(ctx, bound.RunID, inv.Async)
 		}
 	}
 	run := a.newRun(runID, inv.Project, inv.Operation.Name, "webhook")

@@ -86,8 +86,9 @@ type projectMeta struct {
 }
 
 type idemRecord struct {
-	RunID     string    `json:"runId"`
-	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	RunID      string    `json:"runId"`
+	BodyDigest string    `json:"bodyDigest,omitempty"`
+	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
 }
 
 // pageSize is the page size of a new store file (an existing file keeps its
@@ -658,19 +659,19 @@ func (s *Bolt) DeleteDeadLetter(ctx context.Context, id string) error {
 
 // ClaimIdempotencyKey implements Store. Expired bindings are replaced; ttl
 // zero binds forever. It blocks until the binding is durable.
-func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (string, bool, error) {
-	bound, created := runID, true
+func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key string, claim Claim, ttl time.Duration) (Claim, bool, error) {
+	bound, created := claim, true
 	now := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketIdempotency)
 		if v := b.Get([]byte(key)); v != nil {
 			var rec idemRecord
 			if err := json.Unmarshal(v, &rec); err == nil && (rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt)) {
-				bound, created = rec.RunID, false
+				bound, created = Claim{RunID: rec.RunID, BodyDigest: rec.BodyDigest}, false
 				return nil
 			}
 		}
-		rec := idemRecord{RunID: runID}
+		rec := idemRecord{RunID: claim.RunID, BodyDigest: claim.BodyDigest}
 		if ttl > 0 {
 			rec.ExpiresAt = now.Add(ttl)
 		}
@@ -681,7 +682,7 @@ func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl t
 		return b.Put([]byte(key), v)
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("claim idempotency key: %w", err)
+		return Claim{}, false, fmt.Errorf("claim idempotency key: %w", err)
 	}
 	return bound, created, nil
 }
