@@ -55,7 +55,19 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 	}
 	defer a.slots.Release()
 	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}, inv.IdempotencyKey != "")
+	a.awaitRecorded(ctx, run.ID)
 	return run, resp, nil
+}
+
+// awaitRecorded blocks until the runs recorded so far, run id's among them,
+// are durable (the store's group commit), so that no run is answered and
+// then lost in a crash. When the store fails, the run is answered anyway
+// and the failure logged: the script has run, and a retry would run it
+// again.
+func (a *Agent) awaitRecorded(ctx context.Context, id string) {
+	if err := a.store.Flush(ctx); err != nil {
+		a.log.Error("record run before answering", "run", id, "error", err)
+	}
 }
 
 // replayRun answers a repeated Idempotency-Key with the first run's answer,
@@ -67,6 +79,7 @@ func (a *Agent) replayRun(ctx context.Context, id string, async bool) (store.Run
 			return store.Run{}, nil, err
 		}
 		if err == nil && (async || run.Status != store.StatusRunning) {
+			a.awaitRecorded(ctx, id) // the first request may not have answered yet
 			return run, responseOf(run), nil
 		}
 		select {
