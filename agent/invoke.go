@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,7 +53,11 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 		return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "no free worker: " + err.Error()}
 	}
 	defer a.slots.Release()
-	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}, inv.IdempotencyKey != "")
+	keep := keepNoResult
+	if inv.IdempotencyKey != "" {
+		keep = keepReplayableResult
+	}
+	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}, keep)
 	a.awaitRecorded(ctx, run.ID)
 	return run, resp, nil
 }
@@ -90,16 +93,50 @@ func (a *Agent) replayRun(ctx context.Context, id string, async bool) (store.Run
 	}
 }
 
-// responseOf rebuilds a finished run's HTTP answer; nil for failures.
+// responseOf rebuilds a finished run's HTTP answer from its kept result;
+// nil for failures.
 func responseOf(run store.Run) *triggers.Response {
-	if run.Status != store.StatusSucceeded || run.Result == nil {
+	value := run.Result
+	if run.ResultTruncated {
+		value = run.FullResult
+	}
+	if run.Status != store.StatusSucceeded || (run.ResultTruncated && value == nil) {
 		return nil
 	}
-	var resp triggers.Response
-	if err := json.Unmarshal(run.Result, &resp); err != nil {
+	resp, err := triggers.ShapeResponse(value)
+	if err != nil {
 		return nil
 	}
 	return &resp
+}
+
+// keepResult says which runs keep their script's return value.
+type keepResult int
+
+const (
+	// keepNoResult: nobody will ask (a synchronous webhook answered it).
+	keepNoResult keepResult = iota
+	// keepBoundedResult: the run's `result`, up to store.MaxResultBytes
+	// (async webhook and RunOperation runs, read by their callers later).
+	keepBoundedResult
+	// keepReplayableResult: the `result`, and the whole value when that is
+	// cut, so that a repeated Idempotency-Key gets the first answer.
+	keepReplayableResult
+)
+
+// withResult keeps value, a run's return value as JSON, on run as keep says.
+func withResult(run store.Run, value []byte, keep keepResult) store.Run {
+	switch {
+	case keep == keepNoResult:
+	case len(value) <= store.MaxResultBytes:
+		run.Result = value
+	default:
+		run.ResultTruncated = true
+		if keep == keepReplayableResult {
+			run.FullResult = value
+		}
+	}
+	return run
 }
 
 func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.Run {
@@ -116,14 +153,15 @@ func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.
 	}
 }
 
-// execute runs a chain for run and records it; it returns the finished run
-// and, for a successful webhook run, its HTTP answer, which is kept on the
-// run when keepAnswer (an idempotent request may ask for it again).
-func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation, keepAnswer bool) (store.Run, *triggers.Response) {
+// execute runs a chain for run and records it, with its result as keep
+// says; it returns the finished run and, for a successful webhook run, its
+// HTTP answer.
+func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation, keep keepResult) (store.Run, *triggers.Response) {
 	inv.RunID = run.ID
 	run.Agent = a.cfg.AgentID
 	res := a.engine.Run(ctx, inv)
 	run = finish(run, res)
+	run = withResult(run, res.JSON, keep)
 	var resp *triggers.Response
 	if run.Status == store.StatusSucceeded && inv.Trigger == "webhook" {
 		r, err := triggers.ShapeResponse(res.JSON)
@@ -132,9 +170,6 @@ func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocati
 		} else {
 			resp = &r
 			run.HTTPStatus = r.Status
-			if keepAnswer {
-				run.Result, _ = json.Marshal(r)
-			}
 		}
 	}
 	a.metrics.observe(run)

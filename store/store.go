@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -133,10 +134,24 @@ type Run struct {
 	Outcome     string     `json:"outcome,omitempty"`
 	Chain       []Step     `json:"chain,omitempty"`
 	Logs        []LogLine  `json:"logs"`
-	Result      []byte     `json:"-"` // JSON of the chain's return value, for idempotent replays
 	HTTPStatus  int        `json:"httpStatus,omitempty"`
 	ParentRunID string     `json:"parentRunId,omitempty"`
+
+	// Result is what the script returned, as JSON (absent for undefined),
+	// when it takes at most MaxResultBytes. The agent keeps it on the runs
+	// whose caller may ask for it later: async and idempotent webhook runs
+	// and RunOperation runs.
+	Result json.RawMessage `json:"result,omitempty"`
+	// ResultTruncated is true when the return value was longer than
+	// MaxResultBytes: Result is then absent.
+	ResultTruncated bool `json:"resultTruncated"`
+	// FullResult is the whole return value when Result was cut and an
+	// idempotent request may ask for its answer again; never in the API.
+	FullResult []byte `json:"-"`
 }
+
+// MaxResultBytes bounds a run's Result.
+const MaxResultBytes = 1 << 20
 
 // Step is one operation executed within a run.
 type Step struct {

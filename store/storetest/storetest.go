@@ -202,11 +202,22 @@ func testRunRoundTrip(t *testing.T, s store.Store) {
 			t.Fatalf("%s: got %+v, want %+v", when, got, want)
 		}
 	}
+	cut := store.Run{ID: id(2), Project: "orders", Operation: "op", Status: store.StatusSucceeded, StartedAt: base,
+		ResultTruncated: true, FullResult: []byte(`"the whole answer"`)}
+	mustPut(t, s, cut)
+	checkCut := func(when string) {
+		got, err := s.Run(c, cut.ID)
+		if err != nil || !got.ResultTruncated || got.Result != nil || string(got.FullResult) != string(cut.FullResult) {
+			t.Fatalf("%s: cut result: got %+v (%v)", when, got, err)
+		}
+	}
 	check("buffered") // visible before any flush
+	checkCut("buffered")
 	if err := s.Flush(c); err != nil {
 		t.Fatal(err)
 	}
 	check("flushed")
+	checkCut("flushed")
 	if _, err := s.Run(c, "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing run: err = %v, want ErrNotFound", err)
 	}
@@ -233,6 +244,7 @@ func testRunBatchRoundTrip(t *testing.T, s store.Store) {
 		}
 		if i%5 == 0 {
 			r.Error = fmt.Sprintf("<b>%d</b> & \u2028 \"quoted\"", i)
+			r.Result = []byte(fmt.Sprintf(`{"html":"<b>%d</b> & \u2028"}`, i))
 		}
 		want[r.ID] = r
 		mustPut(t, s, r)
