@@ -64,10 +64,13 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 
 // awaitRecorded blocks until the runs recorded so far, run id's among them,
 // are durable (the store's group commit), so that no run is answered and
-// then lost in a crash. When the store fails, the run is answered anyway
-// and the failure logged: the script has run, and a retry would run it
-// again.
+// then lost in a crash; with run_durability batched it does not wait. When
+// the store fails, the run is answered anyway and the failure logged: the
+// script has run, and a retry would run it again.
 func (a *Agent) awaitRecorded(ctx context.Context, id string) {
+	if a.cfg.RunDurability == RunDurabilityBatched {
+		return
+	}
 	if err := a.store.Flush(ctx); err != nil {
 		a.log.Error("record run before answering", "run", id, "error", err)
 	}

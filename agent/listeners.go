@@ -297,8 +297,12 @@ func (a *Agent) filterDelivery(ctx context.Context, spec triggers.ListenerSpec, 
 // after the commit leaves every run in the history, at worst without its
 // outcome; a crash before it leaves them without one too, and the broker
 // redelivers the message. An error refuses the commit: the delivery rolls
-// back rather than commit runs that the history could forget.
+// back rather than commit runs that the history could forget. With
+// run_durability batched it does nothing.
 func (a *Agent) recordBeforeCommit(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) error {
+	if a.cfg.RunDurability == RunDurabilityBatched {
+		return nil
+	}
 	if v, ok := a.inflight.Load(d); ok {
 		dr := v.(*deliveryRuns)
 		dr.mu.Lock()
