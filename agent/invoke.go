@@ -71,7 +71,7 @@ func (a *Agent) awaitRecorded(ctx context.Context, id string) {
 	if a.cfg.RunDurability == RunDurabilityBatched {
 		return
 	}
-	if err := a.store.Flush(ctx); err != nil {
+	if err := a.store.Flush(ctx); err != nil && ctx.Err() == nil { // else the caller has gone
 		a.log.Error("record run before answering", "run", id, "error", err)
 	}
 }
