@@ -49,6 +49,19 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 		}
 		return run, nil, nil
 	}
+	run, resp, err := a.executeWebhook(ctx, run, inv)
+	if err != nil {
+		return store.Run{}, nil, err
+	}
+	// The worker is free while the run is written: the runs that finish
+	// meanwhile join the batch (holding it capped the batch at the workers).
+	a.awaitRecorded(ctx, run.ID)
+	return run, resp, nil
+}
+
+// executeWebhook runs a synchronous webhook's chain on a worker slot, which
+// it releases when the run is over.
+func (a *Agent) executeWebhook(ctx context.Context, run store.Run, inv api.Invocation) (store.Run, *triggers.Response, error) {
 	if err := a.slots.Acquire(ctx); err != nil {
 		return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "no free worker: " + err.Error()}
 	}
@@ -58,7 +71,6 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 		keep = keepReplayableResult
 	}
 	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}, keep)
-	a.awaitRecorded(ctx, run.ID)
 	return run, resp, nil
 }
 
