@@ -139,6 +139,9 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		OnSettled:   a.settled,
 		Slots:       a.slots,
 		Logger:      log,
+
+		// A delivery's runs are durable before it commits.
+		BeforeCommit: a.recordBeforeCommit,
 	})
 	if cfg.RedisURL != "" {
 		// In a cluster, listen only once quorum is known (the first heartbeat).

@@ -60,6 +60,9 @@ type Config struct {
 	// counts as stuck (members' stuckRuns), and how long past the longest
 	// time limit no worker may be free before /readyz answers 503; 0 means 5s.
 	StuckGrace Duration `yaml:"stuck_grace"`
+	// RunDurability is RunDurabilitySync (empty means it) or
+	// RunDurabilityBatched.
+	RunDurability string `yaml:"run_durability"`
 
 	// generatedID is the AgentID Defaults made up; a single agent keeps it
 	// in its data dir and uses the kept one on later starts (keepAgentID).
@@ -142,6 +145,17 @@ func (c Connection) tlsConfig(u BrokerURL) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// Run durability settings.
+const (
+	// RunDurabilitySync: a webhook answers, and a listener delivery
+	// commits, once its runs are on disk (group commit: one fsync for the
+	// runs that finish together). Nothing answered is lost in a crash.
+	RunDurabilitySync = "sync"
+	// RunDurabilityBatched: answers and commits go at once; runs are
+	// written every 200 ms, so a crash loses up to the last 200 ms of them.
+	RunDurabilityBatched = "batched"
+)
+
 // Duration reads "10s" style values.
 type Duration time.Duration
 
@@ -192,6 +206,7 @@ var envVars = []struct {
 	{"OPSRUNNER_CLUSTER_SIZE", intSetter(func(c *Config, n int) { c.ClusterSize = n })},
 	{"OPSRUNNER_AGENT_ID", func(c *Config, v string) error { c.AgentID = v; return nil }},
 	{"OPSRUNNER_WORKERS", intSetter(func(c *Config, n int) { c.Workers = n })},
+	{"OPSRUNNER_RUN_DURABILITY", func(c *Config, v string) error { c.RunDurability = v; return nil }},
 }
 
 func intSetter(set func(*Config, int)) func(*Config, string) error {
@@ -256,6 +271,13 @@ func (c *Config) Validate() error {
 	}
 	if c.AgentID == "" {
 		errs = append(errs, errors.New("agent_id is empty"))
+	}
+	switch c.RunDurability {
+	case "":
+		c.RunDurability = RunDurabilitySync
+	case RunDurabilitySync, RunDurabilityBatched:
+	default:
+		errs = append(errs, fmt.Errorf("run_durability must be %s or %s, got %q", RunDurabilitySync, RunDurabilityBatched, c.RunDurability))
 	}
 	if c.RedisURL != "" {
 		if _, err := url.Parse(c.RedisURL); err != nil {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,12 +26,17 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 	runID := newRunID()
 	if inv.IdempotencyKey != "" {
 		key := "webhook:" + inv.Project.Name + "/" + inv.Operation.Name + ":" + inv.IdempotencyKey
-		bound, created, err := a.store.ClaimIdempotencyKey(ctx, key, runID, idempotencyTTL)
+		claim := store.Claim{RunID: runID, BodyDigest: inv.BodyDigest}
+		bound, created, err := a.store.ClaimIdempotencyKey(ctx, key, claim, idempotencyTTL)
 		if err != nil {
 			return store.Run{}, nil, fmt.Errorf("idempotency key: %w", err)
 		}
 		if !created {
-			return a.replayRun(ctx, bound, inv.Async)
+			if bound.Conflicts(claim) {
+				return store.Run{}, nil, &api.Error{Status: http.StatusUnprocessableEntity, Code: api.CodeIdempotencyMismatch,
+					Message: fmt.Sprintf("Idempotency-Key %q was first used with another request body (run %s); use a new key for a new request", inv.IdempotencyKey, bound.RunID)}
+			}
+			return a.replayRun(ctx, bound.RunID, inv.Async)
 		}
 	}
 	run := a.newRun(runID, inv.Project, inv.Operation.Name, "webhook")
@@ -45,12 +49,43 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 		}
 		return run, nil, nil
 	}
+	run, resp, err := a.executeWebhook(ctx, run, inv)
+	if err != nil {
+		return store.Run{}, nil, err
+	}
+	// The worker is free while the run is written: the runs that finish
+	// meanwhile join the batch (holding it capped the batch at the workers).
+	a.awaitRecorded(ctx, run.ID)
+	return run, resp, nil
+}
+
+// executeWebhook runs a synchronous webhook's chain on a worker slot, which
+// it releases when the run is over.
+func (a *Agent) executeWebhook(ctx context.Context, run store.Run, inv api.Invocation) (store.Run, *triggers.Response, error) {
 	if err := a.slots.Acquire(ctx); err != nil {
 		return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "no free worker: " + err.Error()}
 	}
 	defer a.slots.Release()
-	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}, inv.IdempotencyKey != "")
+	keep := keepNoResult
+	if inv.IdempotencyKey != "" {
+		keep = keepReplayableResult
+	}
+	run, resp := a.execute(ctx, run, runtime.Invocation{Project: inv.Project, Operation: inv.Operation.Name, Trigger: "webhook", Event: inv.Event}, keep)
 	return run, resp, nil
+}
+
+// awaitRecorded blocks until the runs recorded so far, run id's among them,
+// are durable (the store's group commit), so that no run is answered and
+// then lost in a crash; with run_durability batched it does not wait. When
+// the store fails, the run is answered anyway and the failure logged: the
+// script has run, and a retry would run it again.
+func (a *Agent) awaitRecorded(ctx context.Context, id string) {
+	if a.cfg.RunDurability == RunDurabilityBatched {
+		return
+	}
+	if err := a.store.Flush(ctx); err != nil && ctx.Err() == nil { // else the caller has gone
+		a.log.Error("record run before answering", "run", id, "error", err)
+	}
 }
 
 // replayRun answers a repeated Idempotency-Key with the first run's answer,
@@ -62,6 +97,7 @@ func (a *Agent) replayRun(ctx context.Context, id string, async bool) (store.Run
 			return store.Run{}, nil, err
 		}
 		if err == nil && (async || run.Status != store.StatusRunning) {
+			a.awaitRecorded(ctx, id) // the first request may not have answered yet
 			return run, responseOf(run), nil
 		}
 		select {
@@ -72,16 +108,50 @@ func (a *Agent) replayRun(ctx context.Context, id string, async bool) (store.Run
 	}
 }
 
-// responseOf rebuilds a finished run's HTTP answer; nil for failures.
+// responseOf rebuilds a finished run's HTTP answer from its kept result;
+// nil for failures.
 func responseOf(run store.Run) *triggers.Response {
-	if run.Status != store.StatusSucceeded || run.Result == nil {
+	value := run.Result
+	if run.ResultTruncated {
+		value = run.FullResult
+	}
+	if run.Status != store.StatusSucceeded || (run.ResultTruncated && value == nil) {
 		return nil
 	}
-	var resp triggers.Response
-	if err := json.Unmarshal(run.Result, &resp); err != nil {
+	resp, err := triggers.ShapeResponse(value)
+	if err != nil {
 		return nil
 	}
 	return &resp
+}
+
+// keepResult says which runs keep their script's return value.
+type keepResult int
+
+const (
+	// keepNoResult: nobody will ask (a synchronous webhook answered it).
+	keepNoResult keepResult = iota
+	// keepBoundedResult: the run's `result`, up to store.MaxResultBytes
+	// (async webhook and RunOperation runs, read by their callers later).
+	keepBoundedResult
+	// keepReplayableResult: the `result`, and the whole value when that is
+	// cut, so that a repeated Idempotency-Key gets the first answer.
+	keepReplayableResult
+)
+
+// withResult keeps value, a run's return value as JSON, on run as keep says.
+func withResult(run store.Run, value []byte, keep keepResult) store.Run {
+	switch {
+	case keep == keepNoResult:
+	case len(value) <= store.MaxResultBytes:
+		run.Result = value
+	default:
+		run.ResultTruncated = true
+		if keep == keepReplayableResult {
+			run.FullResult = value
+		}
+	}
+	return run
 }
 
 func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.Run {
@@ -98,26 +168,24 @@ func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.
 	}
 }
 
-// execute runs a chain for run and records it; it returns the finished run
-// and, for a successful webhook run, its HTTP answer, which is kept on the
-// run when keepAnswer (an idempotent request may ask for it again).
-func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation, keepAnswer bool) (store.Run, *triggers.Response) {
+// execute runs a chain for run and records it, with its result as keep
+// says; it returns the finished run and, for a successful webhook run, its
+// HTTP answer.
+func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation, keep keepResult) (store.Run, *triggers.Response) {
 	inv.RunID = run.ID
 	run.Agent = a.cfg.AgentID
 	live := a.startRun(run, inv.Project, inv.Operation)
 	res := a.engine.Run(ctx, inv)
 	run = finish(run, res)
+	run = withResult(run, res.JSON, keep)
 	var resp *triggers.Response
 	if run.Status == store.StatusSucceeded && inv.Trigger == "webhook" {
 		r, err := triggers.ShapeResponse(res.JSON)
 		if err != nil {
-			run.Status, run.Error = store.StatusFailed, "return value is not JSON: "+err.Error()
+			run.Status, run.Error = store.StatusFailed, "return value: "+err.Error()
 		} else {
 			resp = &r
 			run.HTTPStatus = r.Status
-			if keepAnswer {
-				run.Result, _ = json.Marshal(r)
-			}
 		}
 	}
 	a.metrics.observe(run)

@@ -83,7 +83,7 @@ func (q *jobs) done(ctx context.Context, raw string) {
 // else on this agent.
 func (a *Agent) enqueue(ctx context.Context, run store.Run, inv runtime.Invocation) error {
 	if a.jobs == nil {
-		a.background(func(ctx context.Context) { a.execute(ctx, run, inv, true) })
+		a.background(func(ctx context.Context) { a.execute(ctx, run, inv, keepBoundedResult) })
 		return nil
 	}
 	return a.jobs.push(ctx, job{RunID: run.ID, Project: run.Project, Operation: inv.Operation, Trigger: inv.Trigger, Event: inv.Event})
@@ -119,7 +119,7 @@ func (a *Agent) pullJobs(ctx context.Context) {
 		run := a.newRun(j.RunID, p, j.Operation, j.Trigger)
 		a.background(func(ctx context.Context) {
 			defer a.jobs.done(ctx, raw)
-			a.execute(ctx, run, runtime.Invocation{Project: p, Operation: j.Operation, Trigger: j.Trigger, Event: j.Event}, true)
+			a.execute(ctx, run, runtime.Invocation{Project: p, Operation: j.Operation, Trigger: j.Trigger, Event: j.Event}, keepBoundedResult)
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -288,6 +289,37 @@ func (a *Agent) filterDelivery(ctx context.Context, spec triggers.ListenerSpec, 
 		return false, fmt.Errorf("project %s is not deployed", spec.Project)
 	}
 	return a.engine.Filter(ctx, p, spec.Listener.Filter, triggers.EventFor(d))
+}
+
+// recordBeforeCommit makes a delivery's runs durable right before its
+// broker commit (triggers.ManagerConfig.BeforeCommit): the finished ones
+// with their final status, a run still in progress (its script commits
+// itself) as running. The outcome is not claimed yet, as the commit may
+// still fail; settled records it after the commit, buffered. So a crash
+// after the commit leaves every run in the history, at worst without its
+// outcome; a crash before it leaves them without one too, and the broker
+// redelivers the message. An error refuses the commit: the delivery rolls
+// back rather than commit runs that the history could forget. With
+// run_durability batched it does nothing.
+func (a *Agent) recordBeforeCommit(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) error {
+	if a.cfg.RunDurability == RunDurabilityBatched {
+		return nil
+	}
+	if v, ok := a.inflight.Load(d); ok {
+		dr := v.(*deliveryRuns)
+		dr.mu.Lock()
+		runs := slices.Clone(dr.runs)
+		dr.mu.Unlock()
+		for _, run := range runs {
+			if err := a.store.PutRun(ctx, run); err != nil {
+				return fmt.Errorf("record run %s before commit: %w", run.ID, err)
+			}
+		}
+	}
+	if err := a.store.Flush(ctx); err != nil {
+		return fmt.Errorf("record runs of %s before commit: %w", spec.ID, err)
+	}
+	return nil
 }
 
 // settled records a delivery's outcome on the runs it started (or a run of

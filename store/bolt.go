@@ -48,8 +48,11 @@ var (
 
 // Bolt is a Store in one bbolt file, for a single agent. It is safe for
 // concurrent use. Runs are buffered in memory (latest version per ID wins)
-// and written in batches by one flusher goroutine that Close stops. It also
-// implements Watcher with in-process notifications of its own writes.
+// and written in batches by one flusher goroutine that Close stops: every
+// FlushInterval, and at once when a caller of Flush waits (group commit:
+// the runs put while one batch is written form the next one, so callers
+// waiting together share one fsync). It also implements Watcher with
+// in-process notifications of its own writes.
 type Bolt struct {
 	db   *bolt.DB
 	opts BoltOptions
@@ -59,6 +62,13 @@ type Bolt struct {
 	pending  map[string]Run // runs not yet handed to a flush
 	flushing map[string]Run // runs in the write under way
 	closed   bool
+	// Batches are numbered: pendingGen is the number of the batch that
+	// PutRun adds to, durableGen the last one written, failedGen the last
+	// one whose write failed (with flushErr). flushed is closed, and
+	// replaced, when a write ends.
+	pendingGen, durableGen, failedGen uint64
+	flushErr                          error
+	flushed                           chan struct{}
 
 	flushMu sync.Mutex // one flush at a time, so versions land in order
 	// flushBuf and flushIDs are a flush's buffers, kept for the next one
@@ -86,8 +96,9 @@ type projectMeta struct {
 }
 
 type idemRecord struct {
-	RunID     string    `json:"runId"`
-	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	RunID      string    `json:"runId"`
+	BodyDigest string    `json:"bodyDigest,omitempty"`
+	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
 }
 
 // pageSize is the page size of a new store file (an existing file keeps its
@@ -139,8 +150,11 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		opts:    opts,
 		pending: make(map[string]Run),
 		kick:    make(chan struct{}, 1),
+		flushed: make(chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+
+		pendingGen: 1,
 	}
 	go s.flusher()
 	return s, nil
@@ -329,12 +343,18 @@ func (s *Bolt) PutRun(ctx context.Context, r Run) error {
 	case n >= 4*s.opts.MaxBatch:
 		return s.Flush(ctx)
 	case n >= s.opts.MaxBatch:
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
+		s.kickFlusher()
 	}
 	return nil
+}
+
+// kickFlusher asks the flusher to write the pending batch now; it does
+// not block (a kick during a write makes the next write follow at once).
+func (s *Bolt) kickFlusher() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Buffered reports how many runs wait in memory for the flusher. It does
@@ -488,19 +508,66 @@ func unpackMeta(b []byte) (runMeta, error) {
 	return m, nil
 }
 
-// Flush implements Store: it writes every buffered run in one transaction.
-// It blocks until they are durable.
+// Flush implements Store: it blocks until every run put before the call is
+// durable (bbolt fsyncs each write), or ctx ends. The flusher writes the
+// batch at once, together with the runs that other callers wait for, so
+// concurrent callers share one write. An error says the batch holding the
+// caller's runs failed to be written; they stay buffered for the next try.
+// Goroutine-safe; with nothing buffered it returns at once.
 func (s *Bolt) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	target := s.pendingGen // the batch holding the runs put so far
+	if len(s.pending) == 0 {
+		target-- // they are in the write under way, if any, or durable
+	}
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		// No flusher any more: write on this goroutine.
+		if err := s.writeBatch(); err != nil {
+			return err
+		}
+	}
+	s.kickFlusher()
+	return s.waitDurable(ctx, target)
+}
+
+// waitDurable blocks until batch gen is written, its write failed, or ctx
+// ends.
+func (s *Bolt) waitDurable(ctx context.Context, gen uint64) error {
+	for {
+		s.mu.Lock()
+		done, failed, err, ch := s.durableGen >= gen, s.failedGen >= gen, s.flushErr, s.flushed
+		s.mu.Unlock()
+		switch {
+		case done:
+			return nil
+		case failed:
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for buffered runs to be written: %w", ctx.Err())
+		}
+	}
+}
+
+// writeBatch writes the pending runs in one transaction, blocking until
+// they are durable, and wakes the callers of Flush waiting for them. The
+// flusher calls it, and Close after stopping the flusher.
+func (s *Bolt) writeBatch() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	batch := s.pending
+	batch, gen := s.pending, s.pendingGen
 	if len(batch) == 0 {
 		s.mu.Unlock()
 		return nil
 	}
 	s.pending = make(map[string]Run, len(batch))
 	s.flushing = batch
+	s.pendingGen++
 	s.mu.Unlock()
 
 	ids := s.flushIDs[:0]
@@ -557,6 +624,8 @@ func (s *Bolt) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.flushing = nil
+	close(s.flushed)
+	s.flushed = make(chan struct{})
 	if err != nil {
 		// Keep the runs for the next attempt unless a newer version arrived.
 		for id, r := range batch {
@@ -564,13 +633,15 @@ func (s *Bolt) Flush(ctx context.Context) error {
 				s.pending[id] = r
 			}
 		}
-		return fmt.Errorf("flush %d runs: %w", len(batch), err)
+		s.failedGen, s.flushErr = gen, fmt.Errorf("flush %d runs: %w", len(batch), err)
+		return s.flushErr
 	}
+	s.durableGen = gen
 	return nil
 }
 
-// flusher writes buffered runs every FlushInterval or when MaxBatch is
-// reached, until Close.
+// flusher writes buffered runs every FlushInterval, when MaxBatch is
+// reached, or when a caller of Flush waits, until Close.
 func (s *Bolt) flusher() {
 	defer close(s.done)
 	t := time.NewTicker(s.opts.FlushInterval)
@@ -582,8 +653,8 @@ func (s *Bolt) flusher() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		// A failed flush keeps its runs buffered; the next tick retries.
-		_ = s.Flush(context.Background())
+		// A failed write keeps its runs buffered; the next tick retries.
+		_ = s.writeBatch()
 	}
 }
 
@@ -658,19 +729,19 @@ func (s *Bolt) DeleteDeadLetter(ctx context.Context, id string) error {
 
 // ClaimIdempotencyKey implements Store. Expired bindings are replaced; ttl
 // zero binds forever. It blocks until the binding is durable.
-func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (string, bool, error) {
-	bound, created := runID, true
+func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key string, claim Claim, ttl time.Duration) (Claim, bool, error) {
+	bound, created := claim, true
 	now := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketIdempotency)
 		if v := b.Get([]byte(key)); v != nil {
 			var rec idemRecord
 			if err := json.Unmarshal(v, &rec); err == nil && (rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt)) {
-				bound, created = rec.RunID, false
+				bound, created = Claim{RunID: rec.RunID, BodyDigest: rec.BodyDigest}, false
 				return nil
 			}
 		}
-		rec := idemRecord{RunID: runID}
+		rec := idemRecord{RunID: claim.RunID, BodyDigest: claim.BodyDigest}
 		if ttl > 0 {
 			rec.ExpiresAt = now.Add(ttl)
 		}
@@ -681,7 +752,7 @@ func (s *Bolt) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl t
 		return b.Put([]byte(key), v)
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("claim idempotency key: %w", err)
+		return Claim{}, false, fmt.Errorf("claim idempotency key: %w", err)
 	}
 	return bound, created, nil
 }
@@ -845,7 +916,7 @@ func (s *Bolt) Close() error {
 		s.mu.Unlock()
 		close(s.stop)
 		<-s.done
-		ferr := s.Flush(context.Background())
+		ferr := s.writeBatch()
 		s.hub.close()
 		s.closeErr = errors.Join(ferr, s.db.Close())
 	})

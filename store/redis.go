@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -473,26 +474,33 @@ func (r *Redis) Increment(ctx context.Context, key string, ttl time.Duration) (i
 // --- idempotency ---
 
 // ClaimIdempotencyKey implements Store with SET NX PX; ttl zero binds forever.
-func (r *Redis) ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (string, bool, error) {
+// The value is the run ID, then a space and the body digest when there is
+// one (a value written before digests were kept is a run ID alone).
+func (r *Redis) ClaimIdempotencyKey(ctx context.Context, key string, claim Claim, ttl time.Duration) (Claim, bool, error) {
 	k := r.key("idem", key)
+	v := claim.RunID
+	if claim.BodyDigest != "" {
+		v += " " + claim.BodyDigest
+	}
 	for range 3 {
-		ok, err := r.c.SetNX(ctx, k, runID, ttl).Result()
+		ok, err := r.c.SetNX(ctx, k, v, ttl).Result()
 		if err != nil {
-			return "", false, fmt.Errorf("claim idempotency key: %w", err)
+			return Claim{}, false, fmt.Errorf("claim idempotency key: %w", err)
 		}
 		if ok {
-			return runID, true, nil
+			return claim, true, nil
 		}
 		bound, err := r.c.Get(ctx, k).Result()
 		if errors.Is(err, redis.Nil) {
 			continue // expired between the two calls
 		}
 		if err != nil {
-			return "", false, fmt.Errorf("claim idempotency key: %w", err)
+			return Claim{}, false, fmt.Errorf("claim idempotency key: %w", err)
 		}
-		return bound, false, nil
+		id, digest, _ := strings.Cut(bound, " ")
+		return Claim{RunID: id, BodyDigest: digest}, false, nil
 	}
-	return "", false, errors.New("claim idempotency key: binding keeps expiring")
+	return Claim{}, false, errors.New("claim idempotency key: binding keeps expiring")
 }
 
 // --- retention ---

@@ -8,7 +8,8 @@ import (
 	"unicode/utf8"
 )
 
-// appendRun appends the JSON of storedRun{Run: r, Result: r.Result}: the
+// appendRun appends the JSON of storedRun{Run: r, Result: r.Result,
+// FullResult: r.FullResult}: the
 // bytes json.Marshal writes, without its reflection (encoding runs was half
 // the cost of recording one). ok is false when r needs json.Marshal's own
 // handling (a time json.Marshal refuses, or strings it escapes).
@@ -78,11 +79,10 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 	}
 	w.optInt(`,"httpStatus":`, int64(r.HTTPStatus))
 	w.optStr(`,"parentRunId":`, r.ParentRunID)
-	if len(r.Result) > 0 {
-		w.raw(`,"result":"`)
-		w.b = base64.StdEncoding.AppendEncode(w.b, r.Result) // as json.Marshal writes []byte
-		w.raw(`"`)
-	}
+	w.raw(`,"resultTruncated":`)
+	w.b = strconv.AppendBool(w.b, r.ResultTruncated)
+	w.optBytes(`,"result":`, r.Result)
+	w.optBytes(`,"fullResult":`, r.FullResult)
 	w.raw("}")
 	return w.b, w.ok
 }
@@ -113,6 +113,17 @@ func (w *runWriter) optStr(key, s string) {
 	if s != "" {
 		w.raw(key)
 		w.str(s)
+	}
+}
+
+// optBytes writes a []byte field tagged omitempty as json.Marshal does:
+// in base64, nothing when empty.
+func (w *runWriter) optBytes(key string, b []byte) {
+	if len(b) > 0 {
+		w.raw(key)
+		w.raw(`"`)
+		w.b = base64.StdEncoding.AppendEncode(w.b, b)
+		w.raw(`"`)
 	}
 }
 

@@ -20,14 +20,19 @@ func TestEncodeRunMatchesJSONMarshal(t *testing.T) {
 		"listener": {ID: "y", Status: StatusFailed, Error: "bad <order> & \"quote\"\n\ttab", Listener: "l", MessageID: "ID:host-1:2", Attempt: 2, Outcome: "rolled back",
 			Chain: []Step{{Operation: "a", Status: StatusSucceeded, DurationMs: 3}, {Operation: "b/ü", Status: StatusFailed, Error: "x\u2028y"}},
 			Logs:  []LogLine{{Time: start, Level: "info", Message: "héllo \x01 \\"}, {Time: zoned, Level: "warn", Message: ""}}, ParentRunID: "p1"},
-		"result":   {ID: "z", Result: []byte(`{"status":200}`), Logs: []LogLine{}},
-		"invalid":  {ID: "bad\xff utf8", Logs: []LogLine{{Message: "\xed\xa0\x80"}}},
-		"far year": {ID: "far", StartedAt: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"result":                         {ID: "z", Result: []byte(`{"status":200}`), Logs: []LogLine{}},
+		"result with spaces and escapes": {ID: "s", Result: []byte(`{"a b":"x \" y","c":[1,null,true]}`)},
+		"result json.Marshal escapes":    {ID: "e", Result: []byte(`{"html":"<b>&amp;</b>","ls":" "}`)},
+		"result not compact":             {ID: "w", Result: []byte("{ \"a\": 1 }")},
+		"result null":                    {ID: "n", Result: []byte(`null`)},
+		"result cut":                     {ID: "t", ResultTruncated: true, FullResult: []byte(`"a long answer"`)},
+		"invalid":                        {ID: "bad\xff utf8", Logs: []LogLine{{Message: "\xed\xa0\x80"}}},
+		"far year":                       {ID: "far", StartedAt: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 	for name, r := range runs {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			want, wantErr := json.Marshal(storedRun{Run: r, Result: r.Result})
+			want, wantErr := json.Marshal(storedRun{Run: r, Result: r.Result, FullResult: r.FullResult})
 			got, err := encodeRun(r)
 			if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
 				t.Fatalf("encodeRun:\n got %s (%v)\nwant %s (%v)", got, err, want, wantErr)
@@ -49,11 +54,15 @@ func TestEncodeRunMatchesJSONMarshal(t *testing.T) {
 func FuzzEncodeRun(f *testing.F) {
 	f.Add("id", "error <x>", "message\n", int64(1764075845123456789), 3, []byte(nil))
 	f.Add("\xff", "", "é", int64(0), 0, []byte("r"))
+	f.Add("r", "", "", int64(0), 0, []byte(`{"a":[1, "<\\\"x"]}`))
 	f.Fuzz(func(t *testing.T, id, errMsg, msg string, ns int64, attempt int, result []byte) {
 		at := time.Unix(0, ns).UTC()
-		r := Run{ID: id, Error: errMsg, StartedAt: at, FinishedAt: &at, Attempt: attempt, Result: result,
+		r := Run{ID: id, Error: errMsg, StartedAt: at, FinishedAt: &at, Attempt: attempt, FullResult: result,
 			Chain: []Step{{Operation: msg, Error: errMsg}}, Logs: []LogLine{{Time: at, Message: msg}}}
-		want, wantErr := json.Marshal(storedRun{Run: r, Result: r.Result})
+		if json.Valid(result) { // a result is JSON (the runtime's)
+			r.Result = result
+		}
+		want, wantErr := json.Marshal(storedRun{Run: r, Result: r.Result, FullResult: r.FullResult})
 		got, err := encodeRun(r)
 		if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
 			t.Fatalf("encodeRun:\n got %s (%v)\nwant %s (%v)", got, err, want, wantErr)

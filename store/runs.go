@@ -46,11 +46,15 @@ func (f RunFilter) matches(r Run) bool {
 		(f.Before == "" || r.ID < f.Before)
 }
 
-// storedRun is a Run as persisted: Run.Result is hidden from the API's JSON
-// but must survive storage for idempotent replays.
+// storedRun is a Run as persisted. Result is kept as its exact bytes (in
+// base64; as a json.RawMessage, json.Marshal would escape <, > and & in
+// it, and an idempotent replay would not be the first answer byte for
+// byte), and Run.FullResult, hidden from the API's JSON, must survive
+// storage for idempotent replays.
 type storedRun struct {
 	Run
-	Result []byte `json:"result,omitempty"`
+	Result     []byte `json:"result,omitempty"` // shadows Run.Result
+	FullResult []byte `json:"fullResult,omitempty"`
 }
 
 func encodeRun(r Run) ([]byte, error) {
@@ -62,7 +66,7 @@ func encodeRun(r Run) ([]byte, error) {
 
 // marshalRun encodes r with json.Marshal, for a run appendRun leaves to it.
 func marshalRun(r Run) ([]byte, error) {
-	b, err := json.Marshal(storedRun{Run: r, Result: r.Result})
+	b, err := json.Marshal(storedRun{Run: r, Result: r.Result, FullResult: r.FullResult})
 	if err != nil {
 		return nil, fmt.Errorf("encode run %s: %w", r.ID, err)
 	}
@@ -74,6 +78,6 @@ func decodeRun(b []byte) (Run, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return Run{}, fmt.Errorf("decode run: %w", err)
 	}
-	s.Run.Result = s.Result
+	s.Run.Result, s.Run.FullResult = s.Result, s.FullResult
 	return s.Run, nil
 }

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -45,9 +46,9 @@ type Store interface {
 	DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
 	DeleteDeadLetter(ctx context.Context, id string) error
 
-	// ClaimIdempotencyKey binds key to runID unless already bound; it returns
-	// the run ID the key is bound to and whether this call created the binding.
-	ClaimIdempotencyKey(ctx context.Context, key, runID string, ttl time.Duration) (boundRunID string, created bool, err error)
+	// ClaimIdempotencyKey binds key to claim unless already bound; it returns
+	// the claim the key is bound to and whether this call created the binding.
+	ClaimIdempotencyKey(ctx context.Context, key string, claim Claim, ttl time.Duration) (bound Claim, created bool, err error)
 
 	// Increment adds one to the counter under key and returns the new count.
 	// A counter starts at zero and lapses ttl after its last increment. It
@@ -60,6 +61,21 @@ type Store interface {
 	Flush(ctx context.Context) error
 	// Close flushes and releases the store. Idempotent.
 	Close() error
+}
+
+// Claim is what an idempotency key is bound to: the run of the first
+// request and the hex SHA-256 of its body (empty when the caller did not
+// compute it), so that a repeat with another body can be told apart.
+type Claim struct {
+	RunID      string
+	BodyDigest string
+}
+
+// Conflicts reports whether a repeat made with other (bound is the first
+// request's claim) carried another body. An empty digest on either side
+// is unknown, never a conflict.
+func (bound Claim) Conflicts(other Claim) bool {
+	return bound.BodyDigest != "" && other.BodyDigest != "" && bound.BodyDigest != other.BodyDigest
 }
 
 // ProjectVersion describes one stored version of a project.
@@ -118,10 +134,24 @@ type Run struct {
 	Outcome     string     `json:"outcome,omitempty"`
 	Chain       []Step     `json:"chain,omitempty"`
 	Logs        []LogLine  `json:"logs"`
-	Result      []byte     `json:"-"` // JSON of the chain's return value, for idempotent replays
 	HTTPStatus  int        `json:"httpStatus,omitempty"`
 	ParentRunID string     `json:"parentRunId,omitempty"`
+
+	// Result is what the script returned, as JSON (absent for undefined),
+	// when it takes at most MaxResultBytes. The agent keeps it on the runs
+	// whose caller may ask for it later: async and idempotent webhook runs
+	// and RunOperation runs.
+	Result json.RawMessage `json:"result,omitempty"`
+	// ResultTruncated is true when the return value was longer than
+	// MaxResultBytes: Result is then absent.
+	ResultTruncated bool `json:"resultTruncated"`
+	// FullResult is the whole return value when Result was cut and an
+	// idempotent request may ask for its answer again; never in the API.
+	FullResult []byte `json:"-"`
 }
+
+// MaxResultBytes bounds a run's Result.
+const MaxResultBytes = 1 << 20
 
 // Step is one operation executed within a run.
 type Step struct {

@@ -66,6 +66,9 @@ type stompDelivery struct {
 	conn   *stompc.Conn
 	auto   bool // acknowledged on receipt: sends go out directly
 	lease  cluster.Lease
+	// beforeCommit, when set, runs under mu right before the broker commit;
+	// its error rolls the delivery back instead (ManagerConfig.BeforeCommit).
+	beforeCommit func(ctx context.Context) error
 	// onCommit runs after the COMMIT receipt, still under mu (processed marker).
 	onCommit func(ctx context.Context)
 	// deadline is the ack timeout's instant; zero means none. A Commit at or
@@ -111,6 +114,12 @@ func (d *stompDelivery) Commit(ctx context.Context) error {
 	if d.pastDeadline() {
 		d.state, d.cause, d.sends = stateRolledBack, ErrAckTimeout, nil
 		return fmt.Errorf("commit message %s: %w", d.origID, ErrAckTimeout)
+	}
+	if d.beforeCommit != nil {
+		if err := d.beforeCommit(ctx); err != nil {
+			d.state, d.cause, d.sends = stateRolledBack, err, nil
+			return fmt.Errorf("commit message %s: %w", d.origID, err)
+		}
 	}
 	if err := d.commitLocked(ctx); err != nil {
 		d.state, d.cause, d.sends = stateRolledBack, err, nil

@@ -357,6 +357,9 @@ func (l *listener) handle(stopCtx context.Context, conn *stompc.Conn, raw *stomp
 		conn:   conn,
 		auto:   l.pol.ackMode == scripts.AckAuto,
 	}
+	if cfg.BeforeCommit != nil {
+		d.beforeCommit = func(ctx context.Context) error { return cfg.BeforeCommit(ctx, l.spec, d) }
+	}
 	d.onCommit = func(ctx context.Context) {
 		if err := cfg.Coordinator.MarkProcessed(context.WithoutCancel(ctx), markerKey, cfg.ProcessedRetention); err != nil {
 			l.log.Error("write processed marker", "listener", l.spec.ID, "message", origID, "err", err)

@@ -62,6 +62,8 @@ type harnessOpts struct {
 	heartBeat time.Duration
 	// coord replaces the harness's own local coordinator when set.
 	coord cluster.Coordinator
+	// beforeCommit is the ManagerConfig's BeforeCommit.
+	beforeCommit func(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) error
 }
 
 func connFor(b *testenv.Broker) triggers.ConnConfig {
@@ -84,14 +86,15 @@ func newHarness(t *testing.T, b *testenv.Broker, o harnessOpts, specs ...trigger
 		coord = cluster.NewLocal("agent-test")
 	}
 	h.m = triggers.NewManager(triggers.ManagerConfig{
-		Agent:       "agent-test",
-		Connections: map[string]triggers.ConnConfig{"default": cc},
-		Coordinator: coord,
-		Store:       st,
-		Run:         o.run,
-		Filter:      o.filter,
-		Slots:       triggers.NewSlots(8),
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Agent:        "agent-test",
+		Connections:  map[string]triggers.ConnConfig{"default": cc},
+		Coordinator:  coord,
+		Store:        st,
+		Run:          o.run,
+		Filter:       o.filter,
+		Slots:        triggers.NewSlots(8),
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		BeforeCommit: o.beforeCommit,
 		OnSettled: func(_ triggers.ListenerSpec, d triggers.Delivery, s triggers.Settlement) {
 			h.events <- settled{Settlement: s, body: string(d.Message().Body)}
 		},

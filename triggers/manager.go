@@ -65,7 +65,13 @@ type ManagerConfig struct {
 	// listener goroutine, with the delivery's outcome as soon as it is
 	// decided: for a rolled-back or refused delivery, before the backoff
 	// after which its copy is republished.
-	OnSettled          func(spec ListenerSpec, d Delivery, s Settlement)
+	OnSettled func(spec ListenerSpec, d Delivery, s Settlement)
+	// BeforeCommit is optional; it is called once per committed delivery
+	// (not in ackMode auto), on the goroutine that commits, right before the
+	// broker commit: the agent makes the delivery's run records durable
+	// there, so that a committed delivery is never missing from the run
+	// history after a crash. Its error rolls the delivery back instead.
+	BeforeCommit       func(ctx context.Context, spec ListenerSpec, d Delivery) error
 	Slots              *Slots
 	ProcessedRetention time.Duration
 	Logger             *slog.Logger

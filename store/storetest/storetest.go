@@ -202,11 +202,22 @@ func testRunRoundTrip(t *testing.T, s store.Store) {
 			t.Fatalf("%s: got %+v, want %+v", when, got, want)
 		}
 	}
+	cut := store.Run{ID: id(2), Project: "orders", Operation: "op", Status: store.StatusSucceeded, StartedAt: base,
+		ResultTruncated: true, FullResult: []byte(`"the whole answer"`)}
+	mustPut(t, s, cut)
+	checkCut := func(when string) {
+		got, err := s.Run(c, cut.ID)
+		if err != nil || !got.ResultTruncated || got.Result != nil || string(got.FullResult) != string(cut.FullResult) {
+			t.Fatalf("%s: cut result: got %+v (%v)", when, got, err)
+		}
+	}
 	check("buffered") // visible before any flush
+	checkCut("buffered")
 	if err := s.Flush(c); err != nil {
 		t.Fatal(err)
 	}
 	check("flushed")
+	checkCut("flushed")
 	if _, err := s.Run(c, "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing run: err = %v, want ErrNotFound", err)
 	}
@@ -233,6 +244,7 @@ func testRunBatchRoundTrip(t *testing.T, s store.Store) {
 		}
 		if i%5 == 0 {
 			r.Error = fmt.Sprintf("<b>%d</b> & \u2028 \"quoted\"", i)
+			r.Result = []byte(fmt.Sprintf(`{"html":"<b>%d</b> & \u2028"}`, i))
 		}
 		want[r.ID] = r
 		mustPut(t, s, r)
@@ -466,31 +478,36 @@ func testDeadLetters(t *testing.T, s store.Store) {
 	}
 }
 
+// testIdempotency: a key binds to the first claim (its run and body
+// digest) until its ttl passes; Sweep keeps live keys.
 func testIdempotency(t *testing.T, s store.Store) {
 	c := ctx(t)
 	const ttl = 300 * time.Millisecond
+	claim := func(run, digest string) store.Claim { return store.Claim{RunID: run, BodyDigest: digest} }
 	for _, step := range []struct {
-		key, run, wantBound string
-		wantCreated         bool
+		key         string
+		claim, want store.Claim
+		wantCreated bool
 	}{
-		{"k1", "run-1", "run-1", true},
-		{"k1", "run-2", "run-1", false},
-		{"k2", "run-3", "run-3", true},
+		{"k1", claim("run-1", "d1"), claim("run-1", "d1"), true},
+		{"k1", claim("run-2", "d2"), claim("run-1", "d1"), false},
+		{"k2", claim("run-3", ""), claim("run-3", ""), true},
+		{"k2", claim("run-6", "d6"), claim("run-3", ""), false},
 	} {
-		bound, created, err := s.ClaimIdempotencyKey(c, step.key, step.run, ttl)
-		if err != nil || bound != step.wantBound || created != step.wantCreated {
-			t.Fatalf("Claim(%s, %s) = %q, %v, %v; want %q, %v", step.key, step.run, bound, created, err, step.wantBound, step.wantCreated)
+		bound, created, err := s.ClaimIdempotencyKey(c, step.key, step.claim, ttl)
+		if err != nil || bound != step.want || created != step.wantCreated {
+			t.Fatalf("Claim(%s, %+v) = %+v, %v, %v; want %+v, %v", step.key, step.claim, bound, created, err, step.want, step.wantCreated)
 		}
 	}
 	time.Sleep(ttl + 100*time.Millisecond)
-	if bound, created, err := s.ClaimIdempotencyKey(c, "k1", "run-4", ttl); err != nil || !created || bound != "run-4" {
-		t.Fatalf("Claim after ttl = %q, %v, %v; want a fresh binding", bound, created, err)
+	if bound, created, err := s.ClaimIdempotencyKey(c, "k1", claim("run-4", "d4"), ttl); err != nil || !created || bound.RunID != "run-4" {
+		t.Fatalf("Claim after ttl = %+v, %v, %v; want a fresh binding", bound, created, err)
 	}
 	if err := s.Sweep(c, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if bound, created, _ := s.ClaimIdempotencyKey(c, "k1", "run-5", ttl); created || bound != "run-4" {
-		t.Fatalf("sweep removed a live key: %q, %v", bound, created)
+	if bound, created, _ := s.ClaimIdempotencyKey(c, "k1", claim("run-5", "d5"), ttl); created || bound != claim("run-4", "d4") {
+		t.Fatalf("sweep removed a live key: %+v, %v", bound, created)
 	}
 }
 
