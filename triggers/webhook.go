@@ -285,7 +285,7 @@ func httpStatus(raw json.RawMessage) (status int, ok bool, err error) {
 	case c == '-' || c >= '0' && c <= '9':
 		var f float64
 		if json.Unmarshal(raw, &f) != nil || f != math.Trunc(f) || f < 100 || f > 599 {
-			return 0, false, fmt.Errorf("return value: status %s is not an HTTP status (an integer from 100 to 599)", cut(raw))
+			return 0, false, fmt.Errorf("status %s is not an HTTP status (an integer from 100 to 599)", cut(raw))
 		}
 		return int(f), true, nil
 	case c == '"':
@@ -294,7 +294,7 @@ func httpStatus(raw json.RawMessage) (status int, ok bool, err error) {
 			return 0, false, nil
 		}
 		if _, err := strconv.Atoi(s); err == nil {
-			return 0, false, fmt.Errorf("return value: status %s is a string; an HTTP status is a number from 100 to 599", cut(raw))
+			return 0, false, fmt.Errorf("status %s is a string; an HTTP status is a number from 100 to 599", cut(raw))
 		}
 	}
 	return 0, false, nil

@@ -287,15 +287,15 @@ func TestShapeResponse(t *testing.T) {
 func TestShapeResponseRefusesAStatusOutside100To599(t *testing.T) {
 	t.Parallel()
 	for value, want := range map[string]string{
-		`{"status":99999,"body":"x"}`: "return value: status 99999 is not an HTTP status (an integer from 100 to 599)",
-		`{"status":0}`:                "return value: status 0 is not an HTTP status (an integer from 100 to 599)",
-		`{"body":"x","status":-1}`:    "return value: status -1 is not an HTTP status (an integer from 100 to 599)",
-		`{"status":200.5}`:            "return value: status 200.5 is not an HTTP status (an integer from 100 to 599)",
-		`{"status":99}`:               "return value: status 99 is not an HTTP status (an integer from 100 to 599)",
-		`{"status":600}`:              "return value: status 600 is not an HTTP status (an integer from 100 to 599)",
-		`{"status":1e400}`:            "return value: status 1e400 is not an HTTP status (an integer from 100 to 599)",
-		`{"status":"200","body":"x"}`: `return value: status "200" is a string; an HTTP status is a number from 100 to 599`,
-		`{"status":` + strings.Repeat("9", 100) + `}`: "return value: status " + strings.Repeat("9", 32) +
+		`{"status":99999,"body":"x"}`: "status 99999 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":0}`:                "status 0 is not an HTTP status (an integer from 100 to 599)",
+		`{"body":"x","status":-1}`:    "status -1 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":200.5}`:            "status 200.5 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":99}`:               "status 99 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":600}`:              "status 600 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":1e400}`:            "status 1e400 is not an HTTP status (an integer from 100 to 599)",
+		`{"status":"200","body":"x"}`: `status "200" is a string; an HTTP status is a number from 100 to 599`,
+		`{"status":` + strings.Repeat("9", 100) + `}`: "status " + strings.Repeat("9", 32) +
 			"… is not an HTTP status (an integer from 100 to 599)",
 	} {
 		if got, err := ShapeResponse([]byte(value)); err == nil || err.Error() != want {
