@@ -492,6 +492,7 @@ func drainAgent(b *testenv.Broker, queue string, n int, s settings, profile bool
 	}
 	cfg := agent.Defaults()
 	cfg.HTTPAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", dir, "listenerbench"
+	cfg.RunDurability = os.Getenv("OPSRUNNER_RUN_DURABILITY") // as serve reads it: sync (default) or batched
 	cfg.BrokerURL = url
 	cfg.Connections = map[string]agent.Connection{"default": {URL: url, Host: b.Host}}
 	cfg.Workers = max(cfg.Workers, s.consumers)

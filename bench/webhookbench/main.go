@@ -167,6 +167,7 @@ func startAgent(ctx context.Context) (string, func(), error) {
 	}
 	cfg := agent.Defaults()
 	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir, cfg.AgentID = "127.0.0.1:0", "127.0.0.1:0", dir, "bench"
+	cfg.RunDurability = os.Getenv("OPSRUNNER_RUN_DURABILITY") // as serve reads it: sync (default) or batched
 	a, err := agent.New(cfg, nil)
 	if err != nil {
 		return "", nil, err
