@@ -131,7 +131,7 @@ func (r *activeRuns) counts(now time.Time, grace time.Duration) runCounts {
 func (r *activeRuns) merge(stored []store.Run, f store.RunFilter) []store.Run {
 	var live []store.Run
 	for _, lr := range r.snapshot() {
-		if matchesRun(f, lr.run) {
+		if f.Matches(lr.run) {
 			live = append(live, lr.run)
 		}
 	}
@@ -157,17 +157,6 @@ func (r *activeRuns) merge(stored []store.Run, f store.RunFilter) []store.Run {
 		out = out[:limit]
 	}
 	return out
-}
-
-// matchesRun reports whether run passes every set field of f, as the
-// store's own filter does.
-func matchesRun(f store.RunFilter, run store.Run) bool {
-	return (f.Project == "" || run.Project == f.Project) &&
-		(f.Operation == "" || run.Operation == f.Operation) &&
-		(f.Status == "" || run.Status == f.Status) &&
-		(f.MessageID == "" || run.MessageID == f.MessageID) &&
-		(f.Since.IsZero() || !run.StartedAt.Before(f.Since)) &&
-		(f.Before == "" || run.ID < f.Before)
 }
 
 // startRun registers a run of operation op of p as in progress; the caller

@@ -418,7 +418,7 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 				continue // pending is newer than flushing
 			}
 			inBuffer[id] = struct{}{}
-			if f.matches(r) {
+			if f.Matches(r) {
 				out = append(out, r)
 			}
 		}
@@ -447,7 +447,7 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 			if err != nil {
 				return fmt.Errorf("run %s: %w", k, err)
 			}
-			if !f.matches(Run{ID: string(k), Project: m.project, Operation: m.operation, Status: m.status,
+			if !f.Matches(Run{ID: string(k), Project: m.project, Operation: m.operation, Status: m.status,
 				MessageID: m.messageID, StartedAt: m.startedAt}) {
 				continue
 			}

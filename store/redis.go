@@ -342,7 +342,7 @@ func (r *Redis) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 			if err != nil {
 				return nil, err
 			}
-			if f.matches(run) && len(out) < limit {
+			if f.Matches(run) && len(out) < limit {
 				out = append(out, run)
 			}
 		}

@@ -36,8 +36,9 @@ func (r Retention) withDefaults() Retention {
 	return r
 }
 
-// matches reports whether r passes every set field of f.
-func (f RunFilter) matches(r Run) bool {
+// Matches reports whether r passes every set field of f, as the stores'
+// queries select runs.
+func (f RunFilter) Matches(r Run) bool {
 	return (f.Project == "" || r.Project == f.Project) &&
 		(f.Operation == "" || r.Operation == f.Operation) &&
 		(f.Status == "" || r.Status == f.Status) &&
