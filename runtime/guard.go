@@ -362,6 +362,7 @@ func (v *vm) guardJoin(builtin goja.Callable) func(goja.FunctionCall) goja.Value
 		if n > 1 {
 			v.check(what, (n-1)*sepLen*2)
 		}
+		v.checkWalk("Array.prototype.join", n) // an empty separator takes nothing per hole
 		v.joining = append(v.joining, o)
 		defer func() { v.joining = v.joining[:len(v.joining)-1] }()
 		var b goja.StringBuilder

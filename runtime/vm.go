@@ -209,6 +209,9 @@ func newVM(e *Engine) (v *vm, err error) {
 	if err := installGuards(v); err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
 	}
+	if err := installWalkGuards(v); err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
 	v.msgCommit = rt.ToValue(v.jsMessageCommit)
 	v.msgRollbk = rt.ToValue(v.jsMessageRollback)
 

@@ -77,6 +77,13 @@ var corpus = []abuseCase{
   const s = "x".repeat(1 << 24);
   return JSON.stringify(Array(200).fill(s)).length;
 }`, want: rangeError},
+	// Built-ins that walk a sparse array's length in Go: map allocated 64 GB
+	// at once (the process died), indexOf and spread ran for minutes past
+	// the timeout, holding a worker.
+	{name: "walk-sparse-map", timeout: 5 * time.Second, script: `function handle() { return Array(4e9).map(x => x).length; }`, want: rangeError},
+	{name: "walk-sparse-indexof", timeout: 2 * time.Second, script: `function handle() { return Array(4e9).indexOf(1); }`, want: rangeError},
+	{name: "walk-sparse-spread", timeout: 2 * time.Second, script: `function handle() { return [...Array(4e9)].length; }`, want: rangeError},
+	{name: "walk-apply-array-like", timeout: 2 * time.Second, script: `function handle() { return Math.max.apply(null, {length: 4e9}); }`, want: rangeError},
 	{name: "alloc-rangeerror-catchable", timeout: 5 * time.Second, script: `function handle() {
   try { new ArrayBuffer(3e9); } catch (e) { return {caught: e instanceof RangeError}; }
   return {caught: false};
