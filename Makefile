@@ -2,6 +2,7 @@
 #   make test        vet + the whole test suite with -race (installs test services first)
 #   make test-deps   apt-get the services integration tests start: Redis 7, ActiveMQ 5.17, RabbitMQ (+stomp), wrk
 #   make bench       benchmarks, each against a baseline measured in the same run
+#                    (isolationbench: what a worker process per project would cost)
 #   make fuzz        a short run of every fuzz target
 
 GO       ?= go
@@ -44,6 +45,7 @@ bench: test-deps build
 	$(GO) run ./bench/brokerbench
 	$(GO) run ./bench/webhookbench
 	$(GO) run ./bench/listenerbench
+	$(GO) run ./bench/isolationbench
 
 fuzz:
 	GO=$(GO) .ci/fuzz FuzzParseManifest ./scripts/ $(FUZZTIME)
