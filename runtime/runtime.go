@@ -185,6 +185,7 @@ type Engine struct {
 // active) and, unless cfg.NoPrewarm, the building of cfg.Runtimes pooled
 // runtimes in the background; it does not block. Call Close to stop both.
 func New(cfg Config) *Engine {
+	boundRegexpMatches()
 	if cfg.MaxCallStackSize <= 0 {
 		cfg.MaxCallStackSize = defaultStack
 	}
