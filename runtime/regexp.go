@@ -9,10 +9,11 @@ import (
 
 // maxRegexpMatch bounds one regular-expression match that backtracks.
 // goja runs patterns RE2 cannot (backreferences, lookarounds) on regexp2,
-// in Go code no interrupt reaches: /(a+)+\1c/ on 32 a's (2^32 ways to try)
-// held its worker long past a 500ms operation timeout. regexp2 gives up a match after its
-// MatchTimeout, and goja then answers "no match"; when the operation's own
-// limit has passed meanwhile, its interrupt fails the run at once after.
+// in Go code no interrupt reaches: /(a+)+\1c/ on 32 a's (2^32 ways to
+// try) held its worker long past a 500ms operation timeout. regexp2 gives
+// up a match after its MatchTimeout, and goja then answers "no match";
+// when the operation's own limit has passed meanwhile, its interrupt fails
+// the run at once after.
 const maxRegexpMatch = 10 * time.Second
 
 var regexpTimeoutOnce sync.Once

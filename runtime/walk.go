@@ -36,8 +36,8 @@ var walkingMethods = []string{
 }
 
 // installWalkGuards wraps walkingMethods, Array.prototype.concat,
-// Function.prototype.apply, Reflect.apply and Reflect.construct (see
-// above). It runs before the runtime is hardened, after installGuards
+// Function.prototype.apply, Reflect.apply, Reflect.construct and
+// String.prototype.split (see above). It runs before the runtime is hardened, after installGuards
 // (whose join and fill check their own sizes, and walks too).
 func installWalkGuards(v *vm) error {
 	g := v.rt.GlobalObject()
@@ -71,6 +71,10 @@ func installWalkGuards(v *vm) error {
 		}
 	}
 	if err := wrap(ap, "concat", v.guardArrayConcat); err != nil {
+		return fmt.Errorf("walk guards: %w", err)
+	}
+	sp := g.Get("String").(*goja.Object).Get("prototype").(*goja.Object)
+	if err := wrap(sp, "split", v.guardSplit); err != nil {
 		return fmt.Errorf("walk guards: %w", err)
 	}
 	// Spread, for-of, Array.from and new Set iterate through values, which
@@ -141,6 +145,32 @@ func (v *vm) guardArrayConcat(_ string, builtin goja.Callable) func(goja.Functio
 			}
 		}
 		v.checkWalk("Array.prototype.concat", n)
+		return callBuiltin(builtin, call.This, call.Arguments...)
+	}
+}
+
+// guardSplit wraps String.prototype.split(separator, limit): an empty or
+// RegExp separator can cut this into one string per character, an array
+// allocated at once in Go ("x".repeat(6e7).split("") makes 6e7 strings).
+// Such a split of a string longer than one call may walk throws; a split
+// on any other separator makes at most as many parts as there are
+// separators, each a slice of this.
+func (v *vm) guardSplit(_ string, builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		sep := call.Argument(0)
+		perChar := false
+		if o, ok := sep.(*goja.Object); ok {
+			perChar = o.ClassName() == "RegExp"
+		} else if s, ok := sep.(goja.String); ok {
+			perChar = s.Length() == 0
+		}
+		if perChar && !nullish(call.This) {
+			n := strLen(v.toJSString(call.This))
+			if limit := call.Argument(1); !goja.IsUndefined(limit) {
+				n = min(n, float64(uint32(limit.ToInteger())))
+			}
+			v.checkWalk("String.prototype.split", n)
+		}
 		return callBuiltin(builtin, call.This, call.Arguments...)
 	}
 }

@@ -39,6 +39,8 @@ func TestHugeWalksThrowACatchableRangeError(t *testing.T) {
 		"Array.from":        "Array.from(Array(4e9))",
 		"new Set":           "new Set(Array(4e9))",
 		"for of keys":       "for (const k of Array(4e9).keys()) {}",
+		"split per char":    `"x".repeat(6e7).split("")`,
+		"split on a RegExp": `"x".repeat(6e7).split(/(?:)/)`,
 	}
 	e := newEngine(t, Config{NoPrewarm: true})
 	for name, expr := range huge {
@@ -70,13 +72,14 @@ func TestOrdinaryWalksAreUnchanged(t *testing.T) {
     Reflect.construct(Array, [1, 2]).length, Array.prototype.indexOf.call({length: 2, 1: "x"}, "x"),
     Array.prototype.map.name, Array.prototype.map.length, Function.prototype.apply.length,
     [...a], Math.max(...a), Array.from(a.keys()), new Set(a).size, Array.prototype[Symbol.iterator] === Array.prototype.values,
+    "a,b".split(","), "ab".split(""), "a1b".split(/\d/), "x".repeat(1e7).split("x", 2), "x".repeat(1e7).split(",").length,
   ];
 }`
 	res := runOne(t, e, src, nil)
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	want := `[2,true,[6,2,4],[3,2],[1,2],[1,2,3],[1,2,3],[2,1,3],[3,1,2,4,5],6,500,1,3,1,2,1,"map",1,2,[3,1,2],3,[0,1,2],3,true]`
+	want := `[2,true,[6,2,4],[3,2],[1,2],[1,2,3],[1,2,3],[2,1,3],[3,1,2,4,5],6,500,1,3,1,2,1,"map",1,2,[3,1,2],3,[0,1,2],3,true,["a","b"],["a","b"],["a","b"],["",""],1]`
 	if got := string(res.JSON); got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
