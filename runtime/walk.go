@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/dop251/goja"
 )
@@ -36,8 +37,8 @@ var walkingMethods = []string{
 }
 
 // installWalkGuards wraps walkingMethods, Array.prototype.concat,
-// Function.prototype.apply, Reflect.apply, Reflect.construct and
-// String.prototype.split (see above). It runs before the runtime is hardened, after installGuards
+// Function.prototype.apply, Reflect.apply, Reflect.construct,
+// String.prototype.split (see above) and String.prototype.replaceAll. It runs before the runtime is hardened, after installGuards
 // (whose join and fill check their own sizes, and walks too).
 func installWalkGuards(v *vm) error {
 	g := v.rt.GlobalObject()
@@ -75,6 +76,9 @@ func installWalkGuards(v *vm) error {
 	}
 	sp := g.Get("String").(*goja.Object).Get("prototype").(*goja.Object)
 	if err := wrap(sp, "split", v.guardSplit); err != nil {
+		return fmt.Errorf("walk guards: %w", err)
+	}
+	if err := wrap(sp, "replaceAll", v.guardReplaceAll); err != nil {
 		return fmt.Errorf("walk guards: %w", err)
 	}
 	// Spread, for-of, Array.from and new Set iterate through values, which
@@ -170,6 +174,36 @@ func (v *vm) guardSplit(_ string, builtin goja.Callable) func(goja.FunctionCall)
 				n = min(n, float64(uint32(limit.ToInteger())))
 			}
 			v.checkWalk("String.prototype.split", n)
+		}
+		return callBuiltin(builtin, call.This, call.Arguments...)
+	}
+}
+
+// guardReplaceAll wraps String.prototype.replaceAll(pattern, replacement)
+// for a string pattern and replacement: the result, built at once in Go,
+// is this with every occurrence replaced, so a long replacement multiplies
+// it ("x".repeat(1e7).replaceAll("x", "y".repeat(1000))). A replacement's
+// $& patterns insert the match, so each occurrence counts len(replacement)
+// × max(1, len(pattern)) at most. Occurrences are counted only when that
+// bound with one occurrence per pattern length could pass the limit. A
+// RegExp pattern or a function replacement is left as it is.
+func (v *vm) guardReplaceAll(_ string, builtin goja.Callable) func(goja.FunctionCall) goja.Value {
+	const what = "String.prototype.replaceAll result"
+	return func(call goja.FunctionCall) goja.Value {
+		pat, ok1 := call.Argument(0).(goja.String)
+		repl, ok2 := call.Argument(1).(goja.String)
+		if ok1 && ok2 && !nullish(call.This) {
+			s := v.toJSString(call.This)
+			n, p := float64(s.Length()), float64(pat.Length())
+			each := float64(repl.Length()) * max(1, p)
+			limit := float64(v.e.cfg.MaxAllocBytes)
+			if (n+(n/max(p, 1)+1)*each)*2 > limit {
+				count := float64(strings.Count(s.String(), pat.String()))
+				if p == 0 {
+					count = n + 1
+				}
+				v.check(what, (n+count*each)*2)
+			}
 		}
 		return callBuiltin(builtin, call.This, call.Arguments...)
 	}

@@ -84,3 +84,25 @@ func TestOrdinaryWalksAreUnchanged(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
+
+// replaceAll with a string pattern builds its whole result at once in Go: a
+// long replacement multiplied by many occurrences is refused before it is
+// built; a replacement that finds few occurrences is not.
+func TestReplaceAllIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Config{NoPrewarm: true, MaxAllocBytes: 8 << 20})
+	src := `function handle() {
+  let caught;
+  try { "x".repeat(1e5).replaceAll("x", "y".repeat(100)) } catch (e) { caught = e.name + ": " + e.message }
+  return [caught, "a-b-c".replaceAll("-", "+"), "x".repeat(1e5).replaceAll("z", "y".repeat(100)).length,
+    "ab".replaceAll("", "-"), "ab".replaceAll("a", "$&$&"), "aXa".replaceAll(/a/g, "b")];
+}`
+	res := runOne(t, e, src, nil)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := `["RangeError: String.prototype.replaceAll result of 20200000 bytes is larger than the 8 MiB a single allocation may take","a+b+c",100000,"-a-b-","aab","bXb"]`
+	if got := string(res.JSON); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
