@@ -18,8 +18,6 @@ const (
 	// store as running, for the other agents of a cluster to see it. Shorter
 	// runs are written once, when they end: most runs cost one write.
 	publishAfter = time.Second
-	// defaultRunsLimit is the store's page size when a filter names none.
-	defaultRunsLimit = 100
 )
 
 // activeRuns is the registry of this agent's runs in progress, from the
@@ -149,11 +147,7 @@ func (r *activeRuns) merge(stored []store.Run, f store.RunFilter) []store.Run {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
-	limit := f.Limit
-	if limit <= 0 {
-		limit = defaultRunsLimit
-	}
-	if len(out) > limit {
+	if limit := f.PageSize(); len(out) > limit {
 		out = out[:limit]
 	}
 	return out

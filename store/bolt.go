@@ -408,7 +408,7 @@ func (s *Bolt) Run(ctx context.Context, id string) (Run, error) {
 // disk scan reads a compact index and decodes only matching runs, so it stays
 // quick over the whole retained history.
 func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
-	limit := f.limit()
+	limit := f.PageSize()
 	s.mu.Lock()
 	inBuffer := make(map[string]struct{}, len(s.pending)+len(s.flushing))
 	var out []Run

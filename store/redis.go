@@ -307,7 +307,7 @@ func (r *Redis) Run(ctx context.Context, id string) (Run, error) {
 // Runs implements Store: it walks the id index newest first in chunks and
 // filters the decoded runs; retention bounds the walk.
 func (r *Redis) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
-	limit := f.limit()
+	limit := f.PageSize()
 	chunk := int64(256)
 	if f.Project == "" && f.Operation == "" && f.Status == "" && f.MessageID == "" && f.Since.IsZero() {
 		chunk = int64(limit)

@@ -12,7 +12,9 @@ const (
 	defaultMaxAge  = 7 * 24 * 60 * 60 * 1e9 // 7 days, as a time.Duration
 )
 
-func (f RunFilter) limit() int {
+// PageSize is how many runs a query with f answers at most: f.Limit, or
+// 100 when it names none.
+func (f RunFilter) PageSize() int {
 	if f.Limit <= 0 {
 		return defaultLimit
 	}
