@@ -188,9 +188,11 @@ func chainLimit(p *scripts.Project, op string) time.Duration {
 		return scripts.DefaultOperationTimeout
 	}
 	limit := opLimit(o)
-	for _, next := range append(append([]string{}, o.OnSuccess...), o.OnFailure...) {
-		if n, ok := p.Operation(next); ok {
-			limit += opLimit(n)
+	for _, chain := range [2][]string{o.OnSuccess, o.OnFailure} {
+		for _, next := range chain {
+			if n, ok := p.Operation(next); ok {
+				limit += opLimit(n)
+			}
 		}
 	}
 	return limit
