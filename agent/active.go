@@ -44,9 +44,11 @@ type liveRun struct {
 	ended     bool
 }
 
-// start registers run, which may take up to limit. It never blocks on I/O.
-func (r *activeRuns) start(run store.Run, limit time.Duration) *liveRun {
-	lr := &liveRun{reg: r, run: run, limit: limit}
+// start registers run, which may take up to limit; stored says its
+// running record is written already (publish then writes nothing). It never
+// blocks on I/O.
+func (r *activeRuns) start(run store.Run, limit time.Duration, stored bool) *liveRun {
+	lr := &liveRun{reg: r, run: run, limit: limit, published: stored}
 	r.mu.Lock()
 	if r.runs == nil {
 		r.runs = map[string]*liveRun{}
@@ -156,7 +158,13 @@ func (r *activeRuns) merge(stored []store.Run, f store.RunFilter) []store.Run {
 // startRun registers a run of operation op of p as in progress; the caller
 // ends it (liveRun.end) when its record is written or left to others.
 func (a *Agent) startRun(run store.Run, p *scripts.Project, op string) *liveRun {
-	return a.active.start(run, chainLimit(p, op))
+	return a.active.start(run, chainLimit(p, op), false)
+}
+
+// startStoredRun is startRun for a run already written to the store as
+// running (a listener's): publishActive does not write it again.
+func (a *Agent) startStoredRun(run store.Run, p *scripts.Project, op string) *liveRun {
+	return a.active.start(run, chainLimit(p, op), true)
 }
 
 // publishActive writes to the store, as running, the live runs that have

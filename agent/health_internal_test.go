@@ -176,6 +176,19 @@ func TestLongRunIsPublishedAsRunningBeforeItsFinalRecord(t *testing.T) {
 	if got := stored(short.ID); got != store.StatusFailed {
 		t.Errorf("a late publish overwrote the final record: %q", got)
 	}
+
+	// A run whose running record is written already (a listener's) is not
+	// written again.
+	listened := a.newRun(newRunID(), p, "op", "listener")
+	lr = a.startStoredRun(listened, p, "op")
+	defer lr.end(nil)
+	writes := 0
+	for _, l := range a.active.snapshot() {
+		l.publish(func(store.Run) { writes++ })
+	}
+	if writes != 0 {
+		t.Errorf("a run stored as running at its start was written again %d times", writes)
+	}
 }
 
 // Runs in progress merge into a store answer as the store would list them:
@@ -188,7 +201,7 @@ func TestActiveRunsMergeIntoStoreAnswers(t *testing.T) {
 		{ID: "03", Project: "b", Operation: "y", Status: store.StatusRunning, StartedAt: at},
 		{ID: "02", Project: "a", Operation: "x", Status: store.StatusRunning, StartedAt: at},
 	} {
-		reg.start(r, time.Second)
+		reg.start(r, time.Second, false)
 	}
 	stored := []store.Run{
 		{ID: "04", Project: "a", Status: store.StatusSucceeded},
@@ -304,7 +317,7 @@ func BenchmarkActiveRuns(b *testing.B) {
 		r := run
 		r.ID = strconv.FormatInt(next.Add(1), 10) // one id per goroutine: one run at a time each
 		for pb.Next() {
-			reg.start(r, time.Second).end(nil)
+			reg.start(r, time.Second, false).end(nil)
 		}
 	})
 }

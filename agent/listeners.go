@@ -265,7 +265,7 @@ func (a *Agent) runDelivery(ctx context.Context, spec triggers.ListenerSpec, d t
 		run.Listener, run.MessageID, run.Attempt = spec.ID, msg.ID, msg.Attempt
 		a.putRun(ctx, run) // visible as running while it runs
 		inv := runtime.Invocation{RunID: run.ID, Project: p, Operation: op, Trigger: "listener", Event: event, Message: message{d}}
-		live := a.startRun(run, p, op)
+		live := a.startStoredRun(run, p, op)
 		res := a.engine.Run(ctx, inv)
 		live.end(nil) // the record stays running until the delivery settles
 		run = finish(run, res)
