@@ -316,13 +316,8 @@ func (e *encoder) try(f func()) (err error) {
 // (callers map it to the limit that was reached, with the script's
 // position), anything else is the exception's message.
 func (e *encoder) jsFailure(err error) error {
-	var ie *goja.InterruptedError
-	if errors.As(err, &ie) {
-		return ie
-	}
-	var so *goja.StackOverflowError
-	if errors.As(err, &so) {
-		return so
+	if le := limitReached(err); le != nil {
+		return le
 	}
 	var ex *goja.Exception
 	if errors.As(err, &ex) {

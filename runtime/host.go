@@ -32,14 +32,24 @@ func (v *vm) active() (*run, *frame) {
 // trap), so that it keeps unwinding the script, as goja's own uncatchable
 // errors do, instead of becoming a catchable Error.
 func (v *vm) keepInterrupt(err error) {
+	if le := limitReached(err); le != nil {
+		panic(le)
+	}
+}
+
+// limitReached returns the *goja.InterruptedError or
+// *goja.StackOverflowError err holds (a limit reached while JS ran, which
+// the script must not catch), else nil.
+func limitReached(err error) error {
 	var ie *goja.InterruptedError
 	if errors.As(err, &ie) {
-		panic(ie)
+		return ie
 	}
 	var so *goja.StackOverflowError
 	if errors.As(err, &so) {
-		panic(so)
+		return so
 	}
+	return nil
 }
 
 func present(val goja.Value) bool {
