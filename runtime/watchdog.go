@@ -185,16 +185,22 @@ func (w *watchdog) endContexts() {
 // ended and dropped its runtime, or whether that runtime is still
 // reachable after a forced GC: until then the heap still holds what the
 // victim grew, and judging it would interrupt an innocent run.
+//
+// The forced GC runs without w.mu, which every run's start and end takes.
+// Only the watchdog's goroutine changes dying and dyingTicks.
 func (w *watchdog) unwinding() bool {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.victims > 0 {
+	victims, dying := w.victims, len(w.dying)
+	w.mu.Unlock()
+	if victims > 0 {
 		return true
 	}
-	if len(w.dying) == 0 {
+	if dying == 0 {
 		return false
 	}
 	goruntime.GC()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.dying = slices.DeleteFunc(w.dying, func(p weak.Pointer[goja.Runtime]) bool { return p.Value() == nil })
 	if len(w.dying) == 0 {
 		w.dyingTicks = 0
