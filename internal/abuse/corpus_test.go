@@ -247,21 +247,32 @@ func checkAnswer(t *testing.T, w want, got answer) {
 func recorded(status string) func(t *testing.T, a *agent, c abuseCase, got answer) {
 	return func(t *testing.T, a *agent, c abuseCase, got answer) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		runs, err := a.runs(ctx, "project="+c.name+"&operation=op")
-		if err != nil {
-			t.Errorf("run record: %v", err)
+		run, ok := theRun(t, a, c, status)
+		if !ok {
 			return
 		}
-		if len(runs) != 1 || runs[0].Status != status {
-			t.Errorf("run records %+v, want one %s", runs, status)
-			return
-		}
-		if m := goInternals.FindString(runs[0].Error); m != "" {
-			t.Errorf("the run's error leaks Go internals (%q): %.300s", m, runs[0].Error)
+		if m := goInternals.FindString(run.Error); m != "" {
+			t.Errorf("the run's error leaks Go internals (%q): %.300s", m, run.Error)
 		}
 	}
+}
+
+// theRun returns the case's one run record, reporting an error unless
+// there is exactly one, with status.
+func theRun(t *testing.T, a *agent, c abuseCase, status string) (runView, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	runs, err := a.runs(ctx, "project="+c.name+"&operation=op")
+	if err != nil {
+		t.Errorf("run record: %v", err)
+		return runView{}, false
+	}
+	if len(runs) != 1 || runs[0].Status != status {
+		t.Errorf("%d run records, want one %s: %.500v", len(runs), status, runs)
+		return runView{}, false
+	}
+	return runs[0], true
 }
 
 // Bounds on one run's logs in its record.
@@ -274,19 +285,12 @@ const (
 // logs within maxRecordedLogLines and maxRecordedLogBytes.
 func logsBounded(t *testing.T, a *agent, c abuseCase, got answer) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	runs, err := a.runs(ctx, "project="+c.name+"&operation=op")
-	if err != nil {
-		t.Errorf("run record: %v", err)
+	run, ok := theRun(t, a, c, "succeeded")
+	if !ok {
 		return
 	}
-	if len(runs) != 1 || runs[0].Status != "succeeded" {
-		t.Errorf("%d run records, want one succeeded: %.500v", len(runs), runs)
-		return
-	}
-	lines, size := len(runs[0].Logs), 0
-	for _, l := range runs[0].Logs {
+	lines, size := len(run.Logs), 0
+	for _, l := range run.Logs {
 		size += len(l.Message)
 	}
 	t.Logf("recorded logs: %d lines, %d bytes", lines, size)
