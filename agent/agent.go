@@ -57,7 +57,6 @@ type Agent struct {
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
 
-	inflight sync.Map // triggers.Delivery → *deliveryRuns
 	active   activeRuns
 
 	handler  http.Handler // the HTTP API and webhooks
@@ -134,14 +133,9 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		Connections: a.conns,
 		Coordinator: a.coord,
 		Store:       a.store,
-		Run:         a.runDelivery,
-		Filter:      a.filterDelivery,
-		OnSettled:   a.settled,
+		Handler:     a.listenerHandler,
 		Slots:       a.slots,
 		Logger:      log,
-
-		// A delivery's runs are durable before it commits.
-		BeforeCommit: a.recordBeforeCommit,
 	})
 	if cfg.RedisURL != "" {
 		// In a cluster, listen only once quorum is known (the first heartbeat).

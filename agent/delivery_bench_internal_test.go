@@ -4,18 +4,16 @@ import (
 	"context"
 	"testing"
 
-	"github.com/opsrunner/opsrunner/store"
 	"github.com/opsrunner/opsrunner/triggers"
 )
 
-// benchDelivery is a delivery that settles without a broker.
-type benchDelivery struct{ msg triggers.Message }
+// benchAcker settles deliveries without a broker.
+type benchAcker struct{}
 
-func (d *benchDelivery) ID() string                                                    { return d.msg.ID }
-func (d *benchDelivery) Message() triggers.Message                                     { return d.msg }
-func (d *benchDelivery) Commit(context.Context) error                                  { return nil }
-func (d *benchDelivery) Rollback(context.Context, error) error                         { return nil }
-func (d *benchDelivery) Send(context.Context, string, []byte, map[string]string) error { return nil }
+func (benchAcker) Settle(ctx context.Context, _ []triggers.Outgoing, fence func(context.Context) error) error {
+	return fence(ctx)
+}
+func (benchAcker) Send(string, []byte, map[string]string) error { return nil }
 
 // BenchmarkListenerDelivery measures what the agent does for one delivery
 // of listenerbench's trivial listener, without a broker: the run (event,
@@ -38,12 +36,16 @@ func BenchmarkListenerDelivery(b *testing.B) {
 	spec := triggers.ListenerSpec{ID: "bench/in", Project: "bench", Version: pv.Version, Listener: *l}
 	hdr := triggers.Headers{"destination", "/queue/in", "message-id", "ID:bench-1:1:1:1", "subscription", "1", "ack", "ID:bench-1:1:1:1",
 		"content-type", "application/json", "persistent", "true", "priority", "4", "timestamp", "1764680000000", "expires", "0", "content-length", "24"}
-	d := &benchDelivery{msg: triggers.Message{ID: "ID:bench-1:1:1:1", Destination: "/queue/in", Headers: hdr, Body: []byte(`{"id":1,"name":"widget"}`), Attempt: 1}}
+	msg := triggers.Message{ID: "ID:bench-1:1:1:1", Destination: "/queue/in", Headers: hdr, Body: []byte(`{"id":1,"name":"widget"}`), Attempt: 1}
+	h := a.listenerHandler(spec)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := a.runDelivery(ctx, spec, d); err != nil {
+		d := triggers.NewDelivery(triggers.DeliveryConfig{Message: msg, Key: msg.ID, Operations: l.Operations, Acker: benchAcker{}})
+		if err := h(ctx, d); err != nil {
 			b.Fatal(err)
 		}
-		a.settled(spec, d, triggers.Settlement{Outcome: store.OutcomeCommitted, Attempt: 1, MessageID: d.msg.ID})
+		if !d.Settled() {
+			b.Fatal("delivery not settled")
+		}
 	}
 }

@@ -2,16 +2,13 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/opsrunner/opsrunner/api"
-	"github.com/opsrunner/opsrunner/runtime"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/opsrunner/opsrunner/triggers"
@@ -230,137 +227,4 @@ func (a *Agent) SetBindingState(ctx context.Context, id, operation string, enabl
 	a.states.reset()
 	a.applyListeners()
 	return nil
-}
-
-// deliveryRuns tracks the runs a delivery started, so that its settlement
-// can be recorded on each.
-type deliveryRuns struct {
-	mu   sync.Mutex
-	runs []store.Run
-}
-
-// message adapts a delivery to what scripts see (runtime.Message).
-type message struct{ triggers.Delivery }
-
-func (m message) ID() string { return m.Message().ID }
-
-var _ runtime.Message = message{}
-
-// runDelivery runs every enabled bound chain for one delivery.
-func (a *Agent) runDelivery(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) error {
-	p, ok := a.Project(spec.Project)
-	if !ok {
-		return fmt.Errorf("project %s is not deployed", spec.Project)
-	}
-	dr := &deliveryRuns{}
-	a.inflight.Store(d, dr)
-	event := triggers.EventFor(d)
-	msg := d.Message()
-	var errs []error
-	for _, op := range spec.Listener.Operations {
-		if !a.bindingEnabled(ctx, spec.ID, op) {
-			continue
-		}
-		run := a.newRun(newRunID(), p, op, "listener")
-		run.Listener, run.MessageID, run.Attempt = spec.ID, msg.ID, msg.Attempt
-		a.putRun(ctx, run) // visible as running while it runs
-		inv := runtime.Invocation{RunID: run.ID, Project: p, Operation: op, Trigger: "listener", Event: event, Message: message{d}}
-		live := a.startStoredRun(run, p, op)
-		res := a.engine.Run(ctx, inv)
-		live.end(nil) // the record stays running until the delivery settles
-		run = finish(run, res)
-		dr.mu.Lock()
-		dr.runs = append(dr.runs, run)
-		dr.mu.Unlock()
-		if res.Err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", op, res.Err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// filterDelivery runs the listener's filter script, if any.
-func (a *Agent) filterDelivery(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) (bool, error) {
-	if spec.Listener.Filter == "" {
-		return true, nil
-	}
-	p, ok := a.Project(spec.Project)
-	if !ok {
-		return false, fmt.Errorf("project %s is not deployed", spec.Project)
-	}
-	return a.engine.Filter(ctx, p, spec.Listener.Filter, triggers.EventFor(d))
-}
-
-// recordBeforeCommit makes a delivery's runs durable right before its
-// broker commit (triggers.ManagerConfig.BeforeCommit): the finished ones
-// with their final status, a run still in progress (its script commits
-// itself) as running. The outcome is not claimed yet, as the commit may
-// still fail; settled records it after the commit, buffered. So a crash
-// after the commit leaves every run in the history, at worst without its
-// outcome; a crash before it leaves them without one too, and the broker
-// redelivers the message. An error refuses the commit: the delivery rolls
-// back rather than commit runs that the history could forget. With
-// run_durability batched it does nothing.
-func (a *Agent) recordBeforeCommit(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) error {
-	if a.cfg.RunDurability == RunDurabilityBatched {
-		return nil
-	}
-	if v, ok := a.inflight.Load(d); ok {
-		dr := v.(*deliveryRuns)
-		dr.mu.Lock()
-		runs := slices.Clone(dr.runs)
-		dr.mu.Unlock()
-		for _, run := range runs {
-			if err := a.store.PutRun(ctx, run); err != nil {
-				return fmt.Errorf("record run %s before commit: %w", run.ID, err)
-			}
-		}
-	}
-	if err := a.store.Flush(ctx); err != nil {
-		return fmt.Errorf("record runs of %s before commit: %w", spec.ID, err)
-	}
-	return nil
-}
-
-// settled records a delivery's outcome on the runs it started (or a run of
-// its own when none ran: a duplicate or a refusal).
-func (a *Agent) settled(spec triggers.ListenerSpec, d triggers.Delivery, s triggers.Settlement) {
-	v, _ := a.inflight.LoadAndDelete(d)
-	dr, _ := v.(*deliveryRuns)
-	msg := d.Message()
-	var runs []store.Run
-	if dr != nil {
-		dr.mu.Lock()
-		runs = dr.runs
-		dr.mu.Unlock()
-	}
-	if len(runs) == 0 {
-		p, ok := a.Project(spec.Project)
-		if !ok {
-			return
-		}
-		op := ""
-		if len(spec.Listener.Operations) > 0 {
-			op = spec.Listener.Operations[0]
-		}
-		run := a.newRun(newRunID(), p, op, "listener")
-		run.Listener, run.MessageID, run.Attempt = spec.ID, msg.ID, msg.Attempt
-		run = finish(run, runtime.Result{Status: store.StatusSucceeded})
-		if s.Err != nil {
-			run.Status = store.StatusFailed
-		}
-		runs = []store.Run{run}
-	}
-	for _, run := range runs {
-		run.Outcome = s.Outcome
-		if s.Err != nil && run.Error == "" {
-			run.Error = s.Err.Error()
-		}
-		if errors.Is(s.Err, triggers.ErrAckTimeout) {
-			run.Status = store.StatusTimedOut
-			run.Error = "rolled back: ack timeout"
-		}
-		a.metrics.observe(run)
-		a.putRun(context.Background(), run)
-	}
 }

@@ -20,7 +20,7 @@ func TestBatchModeHoldsOnlyTheMessageInHand(t *testing.T) {
 		in := "/queue/" + uniq("batch")
 		started := make(chan string, 10)
 		release := make(chan struct{})
-		run := func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+		run := func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 			started <- string(d.Message().Body)
 			select {
 			case <-release:
@@ -62,7 +62,7 @@ func TestBatchModeHoldsOnlyTheMessageInHand(t *testing.T) {
 func TestBatchModeCallbackTimeout(t *testing.T) {
 	b := testenv.Embedded(t)
 	in := "/queue/" + uniq("batch-timeout")
-	run := func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+	run := func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 		if d.Message().Attempt == 1 {
 			<-ctx.Done() // only the timeout ends the first attempt
 		}

@@ -13,10 +13,10 @@ import (
 	"github.com/opsrunner/opsrunner/triggers"
 )
 
-// BeforeCommit runs once per delivery, after its runs and before the broker
-// commit: when it succeeds the delivery commits; when it fails the
-// delivery is not committed (its sends are not published) but given back,
-// with the hook's error as the cause.
+// A settlement observer hears of a commit once, after the runs and before
+// the broker commit: when it succeeds the delivery commits; when it fails
+// the delivery is not committed (its sends are not published) but given
+// back, with the observer's error as the cause.
 func TestBeforeCommit(t *testing.T) {
 	b := testenv.Embedded(t)
 	errRecord := errors.New("record failed")
@@ -32,18 +32,21 @@ func TestBeforeCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in, effects := "/queue/"+uniq("before"), "/queue/"+uniq("effects")
 			var ran, hooked atomic.Int64
-			run := func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+			run := func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 				ran.Add(1)
 				return d.Send(ctx, effects, []byte("effect"), nil)
 			}
-			hook := func(context.Context, triggers.ListenerSpec, triggers.Delivery) error {
+			hook := func(_ context.Context, s triggers.Settlement) error {
+				if outcome, _ := s.Outcome(); outcome != store.OutcomeCommitted {
+					return nil
+				}
 				if ran.Load() != 1 {
-					t.Errorf("BeforeCommit before the run ended (%d runs)", ran.Load())
+					t.Errorf("observer told of the commit before the run ended (%d runs)", ran.Load())
 				}
 				hooked.Add(1)
 				return tc.hookErr
 			}
-			h := newHarness(t, b, harnessOpts{run: run, beforeCommit: hook}, spec(uniq("before"), in, func(l *scripts.Listener) {
+			h := newHarness(t, b, harnessOpts{run: run, observe: hook}, spec(uniq("before"), in, func(l *scripts.Listener) {
 				l.Redelivery.MaxRedeliveries = 0
 			}))
 			send(t, b, in, nil, "m")
@@ -52,7 +55,7 @@ func TestBeforeCommit(t *testing.T) {
 				t.Fatalf("settlement %+v (%v), want %s", e, e.Err, tc.wantOutcome)
 			}
 			if n := hooked.Load(); n != 1 {
-				t.Fatalf("BeforeCommit called %d times, want 1", n)
+				t.Fatalf("observer told of the commit %d times, want 1", n)
 			}
 			if got := drain(t, b, effects, 500*time.Millisecond); len(got) != tc.wantEffects {
 				t.Fatalf("%d effects published, want %d", len(got), tc.wantEffects)

@@ -124,10 +124,17 @@ func benchManager(b *testing.B, br *testenv.Broker, n int) float64 {
 		Connections: map[string]triggers.ConnConfig{"default": connFor(br)},
 		Coordinator: cluster.NewLocal("bench"),
 		Slots:       triggers.NewSlots(benchConsumers),
-		Run:         func(context.Context, triggers.ListenerSpec, triggers.Delivery) error { return nil },
-		OnSettled: func(triggers.ListenerSpec, triggers.Delivery, triggers.Settlement) {
-			if got.Add(1) == int64(n) {
-				once.Do(func() { close(done) })
+		Handler: func(triggers.ListenerSpec) triggers.Handler {
+			return func(ctx context.Context, d *triggers.Delivery) error {
+				d.OnSettled(func(triggers.Settlement) {
+					if got.Add(1) == int64(n) {
+						once.Do(func() { close(done) })
+					}
+				})
+				for _, op := range d.Ops() {
+					_ = op.Done(ctx, nil)
+				}
+				return nil
 			}
 		},
 	})

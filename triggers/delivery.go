@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-stomp/stomp/v3/frame"
-
 	"github.com/opsrunner/opsrunner/cluster"
-	"github.com/opsrunner/opsrunner/internal/stompc"
+	"github.com/opsrunner/opsrunner/store"
 )
 
 // ErrSettled is returned by Commit after a rollback, by Rollback after a
@@ -22,19 +21,15 @@ var ErrSettled = errors.New("delivery already settled")
 var ErrAckTimeout = errors.New("rolled back: ack timeout")
 
 // ErrNoAcknowledgment is the cause of the rollback of an explicit-mode
-// delivery whose chains returned without committing or rolling back.
+// operation that returned without committing or rolling back.
 var ErrNoAcknowledgment = errors.New("rolled back: no acknowledgment")
 
 // ErrRefused is the cause of the rollback of a delivery the filter refused.
 var ErrRefused = errors.New("refused by filter")
 
-type settleState int
-
-const (
-	statePending settleState = iota
-	stateCommitted
-	stateRolledBack
-)
+// ErrDuplicate is the cause recorded for an operation whose processed
+// marker says it already committed this message.
+var ErrDuplicate = errors.New("already processed")
 
 // Bounds on the sends one delivery buffers until it commits: a script that
 // sends in a runaway loop fails its run (and the delivery rolls back)
@@ -48,212 +43,288 @@ const (
 // MaxPendingSendBytes buffered in one delivery.
 var ErrTooManySends = fmt.Errorf("one delivery buffers at most %d sends and %d MiB until it commits", MaxPendingSends, MaxPendingSendBytes>>20)
 
-// pendingSend is a SEND buffered until the delivery commits.
-type pendingSend struct {
-	destination string
-	body        []byte
-	headers     map[string]string
+type opState int
+
+const (
+	opPending opState = iota
+	opCommitted
+	opRolledBack
+	opSkipped // not run now and not owed: a duplicate, or its binding is off
+)
+
+// Outgoing is a message a settlement publishes: a send buffered until
+// the delivery commits, or a retry copy or dead letter.
+type Outgoing struct {
+	Destination string
+	Body        []byte
+	Headers     map[string]string
 }
 
-// stompDelivery is one broker message in flight on a listener consumer. The
-// broker keeps the message locked (unacknowledged, client-individual) until
-// the delivery settles; sends are buffered and published in the same STOMP
-// transaction as the ACK. Settlement is guarded by mu and idempotent.
-type stompDelivery struct {
-	msg    Message
-	origID string
-	raw    *stompc.Message
-	conn   *stompc.Conn
-	auto   bool // acknowledged on receipt: sends go out directly
-	lease  cluster.Lease
-	// beforeCommit, when set, runs under mu right before the broker commit;
-	// its error rolls the delivery back instead (ManagerConfig.BeforeCommit).
-	beforeCommit func(ctx context.Context) error
-	// onCommit runs after the COMMIT receipt, still under mu (processed marker).
-	onCommit func(ctx context.Context)
-	// deadline is the ack timeout's instant; zero means none. A Commit at or
-	// after it settles as rolled back (ErrAckTimeout), whoever gets there first.
-	deadline time.Time
-
-	mu    sync.Mutex
-	state settleState
-	cause error
-	sends []pendingSend
-	bytes int // body bytes in sends
+// Acker is the broker side of a delivery. Settle publishes sends and
+// acknowledges the message in one transaction, confirmed by the broker;
+// fence runs right before the transaction commits and its error aborts it.
+// Send publishes at once (ackMode auto).
+type Acker interface {
+	Settle(ctx context.Context, sends []Outgoing, fence func(context.Context) error) error
+	Send(destination string, body []byte, headers map[string]string) error
 }
 
-var _ Delivery = (*stompDelivery)(nil)
+// OpOutcome is how one operation of a delivery settled.
+type OpOutcome struct {
+	Operation string
+	// Outcome is one of the store.Outcome* values.
+	Outcome string
+	// Err is the rollback cause, or an auto delivery's run error.
+	Err error
+	// Sends counts the messages the operation published with the commit.
+	Sends int
+}
 
-// ID is the message's original id: stable across opsrunner's redeliveries.
-// It is what scripts pass to Acknowledge(action, messageId).
-func (d *stompDelivery) ID() string { return d.origID }
+// Settlement is how a delivery settled, operation by operation.
+type Settlement struct {
+	MessageID string
+	// Attempt counts deliveries of the message, from 1.
+	Attempt int
+	Ops     []OpOutcome
+}
+
+// Outcome is the delivery's outcome as one word: the first operation's
+// that did not commit, else committed (skipped_duplicate when none ran).
+func (s Settlement) Outcome() (string, error) {
+	outcome := store.OutcomeSkippedDuplicate
+	for _, o := range s.Ops {
+		switch o.Outcome {
+		case store.OutcomeCommitted:
+			outcome = store.OutcomeCommitted
+		case store.OutcomeSkippedDuplicate:
+		default:
+			return o.Outcome, o.Err
+		}
+	}
+	return outcome, nil
+}
+
+// SettleFunc observes a delivery's settlement. It is called right before
+// the broker I/O that makes the settlement final, and once more if that
+// I/O fails (every operation then rolled back with the failure). An error
+// from the first call refuses a commit: the delivery rolls back instead.
+// The agent makes its run records durable there.
+type SettleFunc func(ctx context.Context, s Settlement) error
+
+// copyKind says what a settlement publishes besides the committed
+// operations' sends.
+type copyKind int
+
+const (
+	noCopy         copyKind = iota // commit: every due operation committed or was skipped
+	retryCopy                      // the operations that failed run again later
+	deadLetterCopy                 // the operations that failed are given up
+	returnCopy                     // nothing ran: given back unchanged
+)
+
+// Delivery is one broker message in flight through a listener's handler
+// chain, shared by the operations it is due to. Each operation settles its
+// share once (Op); the delivery settles once, through settle, the one path
+// that talks to the broker: commit, skip, retry copy, dead letter or
+// return. Safe from any goroutine.
+type Delivery struct {
+	msg         Message
+	key         string // dedup key
+	redelivered bool   // the broker gave it back (redelivered: true)
+	auto        bool   // acknowledged on receipt: sends go out directly
+	explicit    bool   // ackMode explicit: only Commit commits
+	acker       Acker
+
+	mu          sync.Mutex
+	ops         []*OpDelivery
+	deadline    time.Time // the ack timeout's instant; zero means none
+	lease       cluster.Lease
+	settled     bool
+	result      Settlement
+	observers   []SettleFunc
+	after       []func(Settlement)
+	onCommitted []func(ctx context.Context, op string)
+}
+
+// DeliveryConfig describes a delivery for NewDelivery.
+type DeliveryConfig struct {
+	Message Message
+	// Key is the dedup key: the message id unless the listener names a header.
+	Key string
+	// Operations are the operations due, in binding order.
+	Operations  []string
+	Redelivered bool
+	// AckMode is a scripts.Ack* value; "" is onSuccess.
+	AckMode string
+	Acker   Acker
+}
+
+// NewDelivery returns a pending delivery.
+func NewDelivery(c DeliveryConfig) *Delivery {
+	d := &Delivery{
+		msg: c.Message, key: c.Key, redelivered: c.Redelivered, acker: c.Acker,
+		auto: c.AckMode == "auto", explicit: c.AckMode == "explicit",
+	}
+	for _, name := range c.Operations {
+		d.ops = append(d.ops, &OpDelivery{d: d, name: name})
+	}
+	return d
+}
 
 // Message returns the message; its Headers must not be modified.
-func (d *stompDelivery) Message() Message { return d.msg }
+func (d *Delivery) Message() Message { return d.msg }
 
-// Commit publishes the buffered sends and acknowledges the message in one
-// STOMP transaction, confirmed by a receipt, after checking the claim lease
-// is still held. It blocks for the broker round trip. Idempotent; after a
-// rollback it returns ErrSettled (ErrAckTimeout when the deadline caused it).
-func (d *stompDelivery) Commit(ctx context.Context) error {
+// ID is the message's original id: stable across opsrunner's redeliveries.
+func (d *Delivery) ID() string { return d.msg.ID }
+
+// Key is the dedup key.
+func (d *Delivery) Key() string { return d.key }
+
+// Ops are the delivery's operations, in binding order.
+func (d *Delivery) Ops() []*OpDelivery { return d.ops }
+
+// Pending reports whether some operation has not settled yet.
+func (d *Delivery) Pending() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	switch d.state {
-	case stateCommitted:
-		return nil
-	case stateRolledBack:
-		if errors.Is(d.cause, ErrAckTimeout) {
-			return fmt.Errorf("commit message %s: %w", d.origID, ErrAckTimeout)
-		}
-		return fmt.Errorf("commit message %s: %w", d.origID, ErrSettled)
-	}
-	if d.auto {
-		d.state = stateCommitted
-		return nil
-	}
-	if d.pastDeadline() {
-		d.state, d.cause, d.sends = stateRolledBack, ErrAckTimeout, nil
-		return fmt.Errorf("commit message %s: %w", d.origID, ErrAckTimeout)
-	}
-	if d.beforeCommit != nil {
-		if err := d.beforeCommit(ctx); err != nil {
-			d.state, d.cause, d.sends = stateRolledBack, err, nil
-			return fmt.Errorf("commit message %s: %w", d.origID, err)
-		}
-	}
-	if err := d.commitLocked(ctx); err != nil {
-		d.state, d.cause, d.sends = stateRolledBack, err, nil
-		return fmt.Errorf("commit message %s: %w", d.origID, err)
-	}
-	d.state, d.sends = stateCommitted, nil
-	if d.onCommit != nil {
-		d.onCommit(ctx)
-	}
-	return nil
+	return d.pendingLocked()
 }
 
-func (d *stompDelivery) commitLocked(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if len(d.sends) == 0 {
-		// Nothing to publish: a plain ACK suffices. It is not confirmed by
-		// a receipt (go-stomp's Ack takes no options); if it is lost, the
-		// broker redelivers and the processed marker written next makes
-		// that copy a skipped duplicate.
-		if d.lease != nil {
-			if err := d.lease.Check(ctx); err != nil {
-				return fmt.Errorf("check claim: %w", err)
-			}
-		}
-		if err := d.conn.Ack(d.raw); err != nil {
-			return fmt.Errorf("ack: %w", err)
-		}
-		return nil
-	}
-	tx, err := d.conn.Begin()
-	if err != nil {
-		return err
-	}
-	for _, s := range d.sends {
-		if err := tx.Send(s.destination, s.body, sendOpts(s.headers)); err != nil {
-			_ = tx.Abort()
-			return fmt.Errorf("send to %s: %w", s.destination, err)
+func (d *Delivery) pendingLocked() bool {
+	for _, op := range d.ops {
+		if op.state == opPending {
+			return true
 		}
 	}
-	if err := tx.Ack(d.raw); err != nil {
-		_ = tx.Abort()
-		return fmt.Errorf("ack: %w", err)
-	}
-	// Fencing: the claim must still be ours right before COMMIT.
-	if d.lease != nil {
-		if err := d.lease.Check(ctx); err != nil {
-			_ = tx.Abort()
-			return fmt.Errorf("check claim: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit transaction: %w", err)
-	}
-	return nil
+	return false
 }
 
-// Rollback discards the buffered sends and marks the message to be given
-// back; the listener redelivers it after the backoff or dead-letters it.
-// It never blocks on I/O. Idempotent; after a commit it returns ErrSettled.
-func (d *stompDelivery) Rollback(_ context.Context, cause error) error {
+// Failed reports whether some operation rolled back, and the first cause.
+func (d *Delivery) Failed() (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	switch d.state {
-	case stateRolledBack:
-		return nil
-	case stateCommitted:
-		return fmt.Errorf("roll back message %s: %w", d.origID, ErrSettled)
+	for _, op := range d.ops {
+		if op.state == opRolledBack {
+			return true, op.cause
+		}
 	}
-	if cause == nil {
-		cause = errors.New("rolled back")
-	}
-	if d.pastDeadline() {
-		cause = ErrAckTimeout // too late to decide: the timeout has
-	}
-	d.state, d.cause, d.sends = stateRolledBack, cause, nil
-	return nil
+	return false, nil
 }
 
-// pastDeadline reports whether the ack timeout has passed. Commit and
-// Rollback check it themselves, so that no timer is needed per delivery.
-func (d *stompDelivery) pastDeadline() bool {
+// Settled reports whether the delivery has settled.
+func (d *Delivery) Settled() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.settled
+}
+
+// OnSettling registers f, told of the settlement before its broker I/O
+// (see SettleFunc); on a settled delivery it is called at once.
+func (d *Delivery) OnSettling(ctx context.Context, f SettleFunc) {
+	d.mu.Lock()
+	if !d.settled {
+		d.observers = append(d.observers, f)
+		d.mu.Unlock()
+		return
+	}
+	s := d.result
+	d.mu.Unlock()
+	_ = f(ctx, s)
+}
+
+// OnSettled registers f, called once with the settlement after the
+// broker confirmed it; on a settled delivery it is called at once.
+func (d *Delivery) OnSettled(f func(Settlement)) {
+	d.mu.Lock()
+	if !d.settled {
+		d.after = append(d.after, f)
+		d.mu.Unlock()
+		return
+	}
+	s := d.result
+	d.mu.Unlock()
+	f(s)
+}
+
+// onCommit registers f to run for each operation that committed a run,
+// after the broker confirmed the settlement (the processed markers).
+func (d *Delivery) onCommit(f func(ctx context.Context, op string)) {
+	d.mu.Lock()
+	d.onCommitted = append(d.onCommitted, f)
+	d.mu.Unlock()
+}
+
+// setAttempt sets the attempt the delivery counts (a broker redelivery).
+func (d *Delivery) setAttempt(n int) {
+	d.mu.Lock()
+	d.msg.Attempt = n
+	d.mu.Unlock()
+}
+
+// setDeadline bounds the delivery: a Commit at or after t rolls back with
+// ErrAckTimeout, whoever gets there first.
+func (d *Delivery) setDeadline(t time.Time) {
+	d.mu.Lock()
+	d.deadline = t
+	d.mu.Unlock()
+}
+
+// setLease makes every commit check that lease is still held (fencing).
+func (d *Delivery) setLease(l cluster.Lease) {
+	d.mu.Lock()
+	d.lease = l
+	d.mu.Unlock()
+}
+
+func (d *Delivery) pastDeadline() bool {
 	return !d.deadline.IsZero() && !time.Now().Before(d.deadline)
 }
 
-// Send buffers a message to be published when the delivery commits (in
-// ackMode auto it is sent at once). After settlement it returns ErrSettled.
-func (d *stompDelivery) Send(ctx context.Context, destination string, body []byte, headers map[string]string) error {
+// RollbackAll rolls back every pending operation with cause (a filter's
+// refusal, a handler that failed before running them).
+func (d *Delivery) RollbackAll(cause error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.auto {
-		if err := d.conn.Send(destination, body, sendOpts(headers)); err != nil {
-			return fmt.Errorf("send to %s: %w", destination, err)
-		}
-		return nil
+	for _, op := range d.ops {
+		op.rollbackLocked(cause)
 	}
-	if d.state != statePending {
-		return fmt.Errorf("send to %s: %w", destination, ErrSettled)
-	}
-	if len(d.sends) >= MaxPendingSends || d.bytes+len(body) > MaxPendingSendBytes {
-		return fmt.Errorf("send to %s: %w", destination, ErrTooManySends)
-	}
-	d.bytes += len(body)
-	h := make(map[string]string, len(headers))
-	for k, v := range headers {
-		h[k] = v
-	}
-	d.sends = append(d.sends, pendingSend{destination: destination, body: append([]byte(nil), body...), headers: h})
-	return nil
 }
 
-// expire settles a pending delivery as rolled back by the ack timeout.
-func (d *stompDelivery) expire() {
-	_ = d.Rollback(context.Background(), ErrAckTimeout)
-}
-
-// outcome returns the settlement state and cause.
-func (d *stompDelivery) outcome() (settleState, error) {
+// skipDuplicates marks the pending operations done says were processed.
+func (d *Delivery) skipDuplicates(done func(op string) bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.state, d.cause
+	for _, op := range d.ops {
+		if op.state == opPending && done(op.name) {
+			op.state, op.cause, op.sends = opSkipped, ErrDuplicate, nil
+		}
+	}
 }
 
-// sendOpts turns headers into a SEND frame option. Content-type travels as a
-// header; persistent defaults to true so copies survive a broker restart.
-func sendOpts(h map[string]string) func(*frame.Frame) error {
-	return func(f *frame.Frame) error {
-		if _, ok := h["persistent"]; !ok {
-			f.Header.Set("persistent", "true")
+// failedOps names the operations that rolled back, comma-separated.
+func (d *Delivery) failedOps() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var names []string
+	for _, op := range d.ops {
+		if op.state == opRolledBack {
+			names = append(names, op.name)
 		}
-		for k, v := range h {
-			f.Header.Set(k, v)
-		}
+	}
+	return strings.Join(names, ",")
+}
+
+// commitIfDone settles the delivery when no operation is pending and none
+// rolled back: the last operation to commit commits the message.
+func (d *Delivery) commitIfDone(ctx context.Context) error {
+	d.mu.Lock()
+	done := !d.settled && !d.pendingLocked()
+	for _, op := range d.ops {
+		done = done && op.state != opRolledBack
+	}
+	d.mu.Unlock()
+	if !done {
 		return nil
 	}
+	return d.settle(ctx, noCopy, nil)
 }

@@ -14,7 +14,7 @@ import (
 func TestDeliveryBoundsBufferedSends(t *testing.T) {
 	ctx := context.Background()
 	t.Run("count", func(t *testing.T) {
-		d := &stompDelivery{}
+		d := newTestDelivery("A").Ops()[0]
 		for i := range MaxPendingSends {
 			if err := d.Send(ctx, "/queue/out", []byte("x"), nil); err != nil {
 				t.Fatalf("send %d: %v", i, err)
@@ -25,7 +25,7 @@ func TestDeliveryBoundsBufferedSends(t *testing.T) {
 		}
 	})
 	t.Run("bytes", func(t *testing.T) {
-		d := &stompDelivery{}
+		d := newTestDelivery("A").Ops()[0]
 		half := make([]byte, MaxPendingSendBytes/2)
 		for i := range 2 {
 			if err := d.Send(ctx, "/queue/out", half, nil); err != nil {
@@ -44,17 +44,19 @@ func TestDeliveryBoundsBufferedSends(t *testing.T) {
 // A rollback decided after the ack timeout passed is the timeout's: the
 // run was too late to decide, and its own cause would hide why.
 func TestRollbackPastDeadlineIsAckTimeout(t *testing.T) {
-	d := &stompDelivery{deadline: time.Now().Add(-time.Millisecond)}
-	if err := d.Rollback(context.Background(), errors.New("script said no")); err != nil {
+	d := newTestDelivery("A")
+	d.setDeadline(time.Now().Add(-time.Millisecond))
+	if err := d.Ops()[0].Rollback(context.Background(), errors.New("script said no")); err != nil {
 		t.Fatal(err)
 	}
-	if _, cause := d.outcome(); !errors.Is(cause, ErrAckTimeout) {
+	if _, cause := d.Failed(); !errors.Is(cause, ErrAckTimeout) {
 		t.Fatalf("cause = %v, want ErrAckTimeout", cause)
 	}
-	d = &stompDelivery{deadline: time.Now().Add(time.Hour)}
+	d = newTestDelivery("A")
+	d.setDeadline(time.Now().Add(time.Hour))
 	want := errors.New("script said no")
-	_ = d.Rollback(context.Background(), want)
-	if _, cause := d.outcome(); cause != want {
+	_ = d.Ops()[0].Rollback(context.Background(), want)
+	if _, cause := d.Failed(); cause != want {
 		t.Fatalf("cause before the deadline = %v, want the script's", cause)
 	}
 }
@@ -75,7 +77,7 @@ func TestEventBodyByContentType(t *testing.T) {
 		{"", false},
 		{"jso", false},
 	} {
-		d := &stompDelivery{msg: Message{ID: "m", Headers: Headers{"content-type", tt.contentType}, Body: []byte(`{"a":1}`)}}
+		d := NewDelivery(DeliveryConfig{Message: Message{ID: "m", Headers: Headers{"content-type", tt.contentType}, Body: []byte(`{"a":1}`)}})
 		_, isRaw := EventFor(d)["body"].(json.RawMessage)
 		if isRaw != tt.json {
 			t.Errorf("content-type %q: body parsed as JSON = %v, want %v", tt.contentType, isRaw, tt.json)

@@ -71,7 +71,7 @@ func copyHeaders(h iter.Seq2[string, string], drop map[string]bool) map[string]s
 // CloverDX, all strings. properties and headers are func() any values that
 // build their maps when called: the runtime builds them only for a script
 // that reads them. It does not block and is safe for concurrent use.
-func EventFor(d Delivery) map[string]any {
+func EventFor(d interface{ Message() Message }) map[string]any {
 	m := d.Message()
 	id := m.ID
 	if x, ok := d.(interface{ ID() string }); ok {

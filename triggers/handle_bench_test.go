@@ -51,9 +51,11 @@ func BenchmarkHandle(b *testing.B) {
 	sp := ListenerSpec{ID: "p/l", Project: "p", Version: 1, Listener: scripts.Listener{Name: "l", Destination: "/queue/in",
 		AckTimeout: scripts.Duration(scripts.DefaultAckTimeout), Redelivery: scripts.Redelivery{MaxRedeliveries: 5}}}
 	m := NewManager(ManagerConfig{Agent: "a", Coordinator: cluster.NewLocal("a"), Slots: NewSlots(2),
-		Run:    func(context.Context, ListenerSpec, Delivery) error { return nil },
-		Logger: slog.New(slog.DiscardHandler)})
+		Handler: func(ListenerSpec) Handler { return runOps(func(context.Context, *OpDelivery) error { return nil }) },
+		Logger:  slog.New(slog.DiscardHandler)})
+	sp.Listener.Operations = []string{"op"}
 	l := &listener{m: m, spec: sp, pol: policyFor("a", sp), log: m.cfg.Logger}
+	h := l.chain(m.handlerFor(sp))
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -61,10 +63,7 @@ func BenchmarkHandle(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := m.cfg.Slots.Acquire(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if err := l.handle(ctx, conn, msg); err != nil {
+		if err := (source{l: l}).deliver(ctx, h, conn, msg); err != nil {
 			b.Fatal(err)
 		}
 	}

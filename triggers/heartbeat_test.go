@@ -31,7 +31,7 @@ func TestListenerSurvivesLostHeartBeats(t *testing.T) {
 			b := bs.start(t)
 			in := "/queue/" + uniq("heartbeat")
 			h := newHarness(t, b, harnessOpts{
-				run:       func(context.Context, triggers.ListenerSpec, triggers.Delivery) error { return nil },
+				run:       func(context.Context, triggers.ListenerSpec, *triggers.OpDelivery) error { return nil },
 				heartBeat: time.Second,
 			}, spec(uniq("heartbeat"), in, nil))
 			h.waitListening()

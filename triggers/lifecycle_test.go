@@ -39,7 +39,7 @@ func TestLifecycle(t *testing.T) {
 		t.Run("commit removes and publishes sends once", func(t *testing.T) {
 			t.Parallel()
 			in, out := "/queue/"+uniq("commit"), "/queue/"+uniq("commit.out")
-			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 				return d.Send(ctx, out, append([]byte("re:"), d.Message().Body...), nil)
 			}}, spec(uniq("commit"), in, func(l *scripts.Listener) { l.Consumers = 2 }))
 			send(t, b, in, nil, "a", "b", "c")
@@ -63,7 +63,7 @@ func TestLifecycle(t *testing.T) {
 			var mu sync.Mutex
 			var times []time.Time
 			sp := spec(uniq("rb"), in, func(l *scripts.Listener) { l.Redelivery.MaxRedeliveries = 2 })
-			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 				mu.Lock()
 				times = append(times, time.Now())
 				mu.Unlock()
@@ -141,7 +141,7 @@ func TestLifecycle(t *testing.T) {
 		t.Run("explicit without decision rolls back", func(t *testing.T) {
 			t.Parallel()
 			in := "/queue/" + uniq("explicit")
-			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 				if d.Message().Attempt == 1 {
 					return nil // no decision
 				}
@@ -160,7 +160,7 @@ func TestLifecycle(t *testing.T) {
 			t.Parallel()
 			in := "/queue/" + uniq("timeout")
 			lateErr := make(chan error, 1)
-			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 				if d.Message().Attempt == 1 {
 					<-ctx.Done()
 					lateErr <- d.Commit(context.Background())
@@ -189,7 +189,7 @@ func TestLifecycle(t *testing.T) {
 			t.Parallel()
 			in, out := "/queue/"+uniq("lost"), "/queue/"+uniq("lost.out")
 			coord := &expiringCoordinator{Local: cluster.NewLocal("agent-test"), claimed: make(chan string, 4)}
-			h := newHarness(t, b, harnessOpts{coord: coord, run: func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{coord: coord, run: func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 				if d.Message().Attempt == 1 {
 					if err := d.Send(ctx, out, []byte("never"), nil); err != nil {
 						return err
@@ -221,7 +221,7 @@ func TestLifecycle(t *testing.T) {
 		t.Run("auto acknowledges on receipt", func(t *testing.T) {
 			t.Parallel()
 			in := "/queue/" + uniq("auto")
-			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, *triggers.OpDelivery) error {
 				return errBoom
 			}}, spec(uniq("auto"), in, func(l *scripts.Listener) { l.AckMode = scripts.AckAuto }))
 			send(t, b, in, nil, "once")
@@ -239,7 +239,7 @@ func TestLifecycle(t *testing.T) {
 			t.Parallel()
 			in := "/queue/" + uniq("dup")
 			var runs atomic32
-			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, *triggers.OpDelivery) error {
 				runs.add()
 				return nil
 			}}, spec(uniq("dup"), in, func(l *scripts.Listener) { l.DedupHeader = "opsrunner-dedup-id" }))
@@ -259,8 +259,8 @@ func TestLifecycle(t *testing.T) {
 			t.Parallel()
 			in := "/queue/" + uniq("filter")
 			h := newHarness(t, b, harnessOpts{
-				run: func(context.Context, triggers.ListenerSpec, triggers.Delivery) error { return nil },
-				filter: func(_ context.Context, _ triggers.ListenerSpec, d triggers.Delivery) (bool, error) {
+				run: func(context.Context, triggers.ListenerSpec, *triggers.OpDelivery) error { return nil },
+				filter: func(_ context.Context, _ triggers.ListenerSpec, d *triggers.Delivery) (bool, error) {
 					return d.Message().Attempt > 1, nil
 				},
 			}, spec(uniq("filter"), in, nil))
@@ -279,7 +279,7 @@ func TestLifecycle(t *testing.T) {
 			}
 			t.Parallel()
 			in := "/queue/" + uniq("sel")
-			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, triggers.Delivery) error { return nil }},
+			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, *triggers.OpDelivery) error { return nil }},
 				spec(uniq("sel"), in, func(l *scripts.Listener) { l.Selector = "color = 'red'" }))
 			send(t, b, in, map[string]string{"color": "blue"}, "blue")
 			send(t, b, in, map[string]string{"color": "red"}, "red")
@@ -297,7 +297,7 @@ func TestLifecycle(t *testing.T) {
 			in, out := "/queue/"+uniq("toggle"), "/queue/"+uniq("toggle.out")
 			started := make(chan struct{}, 100)
 			sp := spec(uniq("toggle"), in, nil)
-			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d triggers.Delivery) error {
+			h := newHarness(t, b, harnessOpts{run: func(ctx context.Context, _ triggers.ListenerSpec, d *triggers.OpDelivery) error {
 				started <- struct{}{}
 				time.Sleep(300 * time.Millisecond)
 				return d.Send(ctx, out, d.Message().Body, nil)

@@ -38,10 +38,12 @@ func uniq(prefix string) string {
 	return fmt.Sprintf("%s.%d.%d", prefix, time.Now().UnixNano()%1e9, seq.Add(1))
 }
 
-// settled is one OnSettled call.
+// settled is one delivery's settlement as the handler observed it.
 type settled struct {
 	triggers.Settlement
-	body string
+	Outcome string
+	Err     error
+	body    string
 }
 
 // harness is one Manager on one broker with its observations.
@@ -56,14 +58,16 @@ type harness struct {
 }
 
 type harnessOpts struct {
-	run    triggers.ChainRunner
-	filter func(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) (bool, error)
+	// run runs one operation of a delivery; the harness settles it by
+	// the error (OpDelivery.Done).
+	run    func(ctx context.Context, spec triggers.ListenerSpec, op *triggers.OpDelivery) error
+	filter func(ctx context.Context, spec triggers.ListenerSpec, d *triggers.Delivery) (bool, error)
 	// heartBeat replaces connFor's heart-beat when set.
 	heartBeat time.Duration
 	// coord replaces the harness's own local coordinator when set.
 	coord cluster.Coordinator
-	// beforeCommit is the ManagerConfig's BeforeCommit.
-	beforeCommit func(ctx context.Context, spec triggers.ListenerSpec, d triggers.Delivery) error
+	// observe is registered on every delivery (Delivery.OnSettle).
+	observe triggers.SettleFunc
 }
 
 func connFor(b *testenv.Broker) triggers.ConnConfig {
@@ -90,14 +94,9 @@ func newHarness(t *testing.T, b *testenv.Broker, o harnessOpts, specs ...trigger
 		Connections:  map[string]triggers.ConnConfig{"default": cc},
 		Coordinator:  coord,
 		Store:        st,
-		Run:          o.run,
-		Filter:       o.filter,
-		Slots:        triggers.NewSlots(8),
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		BeforeCommit: o.beforeCommit,
-		OnSettled: func(_ triggers.ListenerSpec, d triggers.Delivery, s triggers.Settlement) {
-			h.events <- settled{Settlement: s, body: string(d.Message().Body)}
-		},
+		Handler:     func(sp triggers.ListenerSpec) triggers.Handler { return h.handler(sp, o) },
+		Slots:       triggers.NewSlots(8),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -108,6 +107,45 @@ func newHarness(t *testing.T, b *testenv.Broker, o harnessOpts, specs ...trigger
 		st.Close()
 	})
 	return h
+}
+
+// handler is what an agent does with a delivery: report its settlement,
+// filter it, run each operation due and settle it by the run's error.
+func (h *harness) handler(sp triggers.ListenerSpec, o harnessOpts) triggers.Handler {
+	return func(ctx context.Context, d *triggers.Delivery) error {
+		d.OnSettled(func(s triggers.Settlement) {
+			outcome, err := s.Outcome()
+			h.events <- settled{Settlement: s, Outcome: outcome, Err: err, body: string(d.Message().Body)}
+		})
+		if o.observe != nil {
+			d.OnSettling(ctx, o.observe)
+		}
+		if !d.Pending() {
+			return nil
+		}
+		if o.filter != nil {
+			ok, err := o.filter(ctx, sp, d)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				d.RollbackAll(triggers.ErrRefused)
+				return nil
+			}
+		}
+		for _, op := range d.Ops() {
+			if !op.Pending() {
+				continue
+			}
+			op.Start()
+			var err error
+			if o.run != nil {
+				err = o.run(ctx, sp, op)
+			}
+			_ = op.Done(ctx, err)
+		}
+		return nil
+	}
 }
 
 func (h *harness) stop() {
@@ -156,6 +194,9 @@ func spec(name, dest string, mut func(*scripts.Listener)) triggers.ListenerSpec 
 	}
 	if mut != nil {
 		mut(&l)
+	}
+	if len(l.Operations) == 0 {
+		l.Operations = []string{"op"}
 	}
 	return triggers.ListenerSpec{ID: "p/" + name, Project: "p", Version: 1, Listener: l}
 }

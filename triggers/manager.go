@@ -29,23 +29,6 @@ type ListenerSpec struct {
 	Listener scripts.Listener
 }
 
-// ChainRunner runs every enabled bound operation chain for one delivery. It
-// may settle d itself (Acknowledge, ctx.message.commit/rollback); its error
-// means "the chains failed". It must return promptly once ctx ends (the ack
-// timeout). Called from listener goroutines, concurrently.
-type ChainRunner func(ctx context.Context, spec ListenerSpec, d Delivery) error
-
-// Settlement is the final outcome of one delivery, reported once.
-type Settlement struct {
-	// Outcome is one of the store.Outcome* values.
-	Outcome string
-	// Err is the rollback cause (or the chain error of a committed auto delivery).
-	Err error
-	// Attempt counts deliveries of the message, from 1.
-	Attempt   int
-	MessageID string
-}
-
 // ManagerConfig configures a Manager. Coordinator is required; Store nil
 // means dead letters are published but not recorded, and restarts of a
 // redelivered message are not counted (each redelivery counts one attempt
@@ -58,20 +41,11 @@ type ManagerConfig struct {
 	Connections map[string]ConnConfig
 	Coordinator cluster.Coordinator
 	Store       store.Store
-	Run         ChainRunner
-	// Filter is optional; false refuses the message (rollback, outcome refused).
-	Filter func(ctx context.Context, spec ListenerSpec, d Delivery) (bool, error)
-	// OnSettled is optional; it is called once per delivery, from the
-	// listener goroutine, with the delivery's outcome as soon as it is
-	// decided: for a rolled-back or refused delivery, before the backoff
-	// after which its copy is republished.
-	OnSettled func(spec ListenerSpec, d Delivery, s Settlement)
-	// BeforeCommit is optional; it is called once per committed delivery
-	// (not in ackMode auto), on the goroutine that commits, right before the
-	// broker commit: the agent makes the delivery's run records durable
-	// there, so that a committed delivery is never missing from the run
-	// history after a crash. Its error rolls the delivery back instead.
-	BeforeCommit       func(ctx context.Context, spec ListenerSpec, d Delivery) error
+	// Handler returns the handler of a listener's deliveries: it runs the
+	// operations due (see Handler). nil runs nothing: every delivery commits.
+	Handler func(spec ListenerSpec) Handler
+	// ClaimLease is a message claim's lease; zero means ClaimLease.
+	ClaimLease         time.Duration
 	Slots              *Slots
 	ProcessedRetention time.Duration
 	Logger             *slog.Logger
@@ -116,6 +90,9 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ClaimLease <= 0 {
+		cfg.ClaimLease = ClaimLease
 	}
 	return &Manager{
 		cfg:      cfg,
@@ -198,6 +175,7 @@ func (m *Manager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 		if cc.Name == "" {
 			l.cc.Name = connName(spec)
 		}
+		l.handler = l.chain(m.handlerFor(spec))
 		m.active[id] = l
 		if !ok {
 			l.state = fmt.Sprintf("error: unknown connection %q", connName(spec))
@@ -211,6 +189,14 @@ func (m *Manager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 			m.mu.Unlock()
 		})
 	}
+}
+
+// handlerFor is the agent's handler for spec, or one that commits.
+func (m *Manager) handlerFor(spec ListenerSpec) Handler {
+	if m.cfg.Handler != nil {
+		return m.cfg.Handler(spec)
+	}
+	return func(context.Context, *Delivery) error { return nil }
 }
 
 func connName(s ListenerSpec) string {
@@ -312,8 +298,11 @@ func (m *Manager) closeSenders() {
 
 // Replay republishes a dead letter's body and headers, without the cause
 // headers, to its original destination, on the connection of its listener
-// (or "default" when that listener is not running). It blocks for the
-// broker's receipt. The store record is left to the caller.
+// (or "default" when that listener is not running). The copy keeps the
+// original message id (HeaderMessageID), so the run history shows the
+// whole story under it, and the operations the dead letter names
+// (HeaderOperations): those that committed do not run again. It blocks for
+// the broker's receipt. The store record is left to the caller.
 func (m *Manager) Replay(ctx context.Context, dl store.DeadLetter) error {
 	conn := "default"
 	m.mu.Lock()
@@ -322,6 +311,9 @@ func (m *Manager) Replay(ctx context.Context, dl store.DeadLetter) error {
 	}
 	m.mu.Unlock()
 	h := copyHeaders(maps.All(dl.Headers), causeHeaders)
+	if dl.MessageID != "" {
+		h[HeaderMessageID] = dl.MessageID
+	}
 	if err := m.Send(ctx, conn, dl.Destination, []byte(dl.Body), h); err != nil {
 		return fmt.Errorf("replay dead letter %s: %w", dl.ID, err)
 	}

@@ -43,9 +43,9 @@ func TestMaxRedeliveries(t *testing.T) {
 		{-1, 1, false}, {-1, 1000, false},
 	}
 	for _, tc := range cases {
-		l := &listener{pol: policyFor("agent-1", ListenerSpec{ID: "p/l", Project: "p", Listener: scripts.Listener{
-			Name: "l", Destination: "/queue/in", Redelivery: scripts.Redelivery{MaxRedeliveries: tc.max}}})}
-		if got := l.deadLetterDue(tc.attempt); got != tc.dead {
+		p := policyFor("agent-1", ListenerSpec{ID: "p/l", Project: "p", Listener: scripts.Listener{
+			Name: "l", Destination: "/queue/in", Redelivery: scripts.Redelivery{MaxRedeliveries: tc.max}}})
+		if got := p.deadLetterDue(tc.attempt); got != tc.dead {
 			t.Errorf("maxRedeliveries %d, attempt %d failed: dead-lettered %v, want %v", tc.max, tc.attempt, got, tc.dead)
 		}
 	}

@@ -19,7 +19,7 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 		t.Run(bs.kind, func(t *testing.T) {
 			b := bs.start(t)
 			in := "/queue/" + uniq("restart")
-			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, triggers.Delivery) error { return nil }},
+			h := newHarness(t, b, harnessOpts{run: func(context.Context, triggers.ListenerSpec, *triggers.OpDelivery) error { return nil }},
 				spec(uniq("restart"), in, nil))
 			h.waitListening()
 			send(t, b, in, nil, "before")

@@ -44,7 +44,7 @@ func TestReturnsWithoutAStartAreNotAttempts(t *testing.T) {
 		}
 
 		var runs atomic.Int64
-		run := func(context.Context, triggers.ListenerSpec, triggers.Delivery) error { runs.Add(1); return nil }
+		run := func(context.Context, triggers.ListenerSpec, *triggers.OpDelivery) error { runs.Add(1); return nil }
 		h := newHarness(t, b, harnessOpts{run: run}, spec(uniq("returns"), in, func(l *scripts.Listener) {
 			l.Redelivery.MaxRedeliveries = 1
 		}))

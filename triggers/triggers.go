@@ -102,25 +102,19 @@ func (h Headers) All() iter.Seq2[string, string] {
 	}
 }
 
-// Delivery is one broker message in flight. It ends exactly once: the first
-// of Commit or Rollback settles it, later calls of the same kind are no-ops
-// returning nil, and the opposite call returns ErrSettled. Safe from any
-// goroutine; never blocks longer than its context allows.
-type Delivery interface {
-	Message() Message
-	// Commit acknowledges the message, and publishes the sends made through
-	// Send, atomically.
-	Commit(ctx context.Context) error
-	// Rollback gives the message back and discards the sends; cause is recorded.
-	Rollback(ctx context.Context, cause error) error
-	// Send publishes within the delivery's transaction: the message appears
-	// only if the delivery commits.
-	Send(ctx context.Context, destination string, body []byte, headers map[string]string) error
-}
+// Handler processes one delivery. It settles each operation it runs
+// (OpDelivery.Done); an error it returns rolls back whatever is still
+// pending.
+type Handler func(ctx context.Context, d *Delivery) error
 
-// Handler processes one delivery; it must settle it (or return an error, in
-// which case the caller rolls it back).
-type Handler func(ctx context.Context, d Delivery) error
-
-// Middleware decorates a Handler with one cross-cutting behaviour.
+// Middleware decorates a Handler with one step of the delivery lifecycle.
 type Middleware func(Handler) Handler
+
+// Chain returns h wrapped in mws, the first outermost: a delivery passes
+// through them in the order given, and back out in reverse.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}

@@ -1,0 +1,67 @@
+package triggers
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/opsrunner/opsrunner/cluster"
+)
+
+// markers reads and writes the processed markers of one listener: one per
+// operation and dedup key, so that a redelivery runs only the operations
+// that have not committed the message, also on another agent or after a
+// restart.
+type markers struct {
+	coord     cluster.Coordinator
+	listener  string
+	retention time.Duration
+	log       *slog.Logger
+}
+
+func (m markers) key(op, dedupKey string) string {
+	return "processed:" + m.listener + ":" + op + ":" + dedupKey
+}
+
+// skipProcessed marks the pending operations of d that carry a marker as
+// skipped duplicates; when none is left to run, it settles d (an ACK). A
+// coordinator that cannot be read counts as no marker: the claim, then
+// the commit's fencing, still keep the message from committing twice.
+func (m markers) skipProcessed(ctx context.Context, d *Delivery) error {
+	d.skipDuplicates(func(op string) bool {
+		done, err := m.coord.Processed(ctx, m.key(op, d.key))
+		if err != nil {
+			m.log.Warn("read processed marker", "listener", m.listener, "operation", op, "err", err)
+		}
+		return err == nil && done
+	})
+	if d.Pending() {
+		return nil
+	}
+	return d.settle(context.WithoutCancel(ctx), noCopy, nil)
+}
+
+// mark writes the marker of op once its commit is confirmed.
+func (m markers) mark(ctx context.Context, op string, d *Delivery) {
+	if err := m.coord.MarkProcessed(context.WithoutCancel(ctx), m.key(op, d.key), m.retention); err != nil {
+		m.log.Error("write processed marker", "listener", m.listener, "operation", op, "message", d.msg.ID, "err", err)
+	}
+}
+
+// Dedup skips the operations that already committed this message (their
+// processed marker exists) and writes the marker of each operation that
+// commits it. A delivery with nothing left to run is acknowledged and
+// passed on settled, so that the handler can record it.
+func Dedup(m markers) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, d *Delivery) error {
+			d.onCommit(func(ctx context.Context, op string) { m.mark(ctx, op, d) })
+			if d.Pending() {
+				if err := m.skipProcessed(ctx, d); err != nil {
+					return err
+				}
+			}
+			return next(ctx, d)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package triggers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// settle is a delivery's one settlement path. In one broker transaction
+// it publishes the committed operations' sends and copy (a retry copy or
+// dead letter naming the operations that failed, or the message returned
+// unchanged), and acknowledges the message. Observers hear of it right
+// before; the processed markers of the committed operations are written
+// after. Idempotent: a settled delivery returns nil.
+func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return nil
+	}
+	if kind == noCopy && d.pastDeadline() && !d.auto {
+		for _, op := range d.ops {
+			if op.state == opCommitted {
+				op.state, op.cause, op.sends = opRolledBack, ErrAckTimeout, nil
+			}
+		}
+		return fmt.Errorf("commit message %s: %w", d.msg.ID, ErrAckTimeout)
+	}
+	s := d.settlementLocked(kind)
+	if err := d.notifyLocked(ctx, s); err != nil && kind == noCopy {
+		d.rollbackCommittedLocked(err)
+		return fmt.Errorf("commit message %s: %w", d.msg.ID, err)
+	}
+	if err := d.publishLocked(ctx, copy); err != nil {
+		err = fmt.Errorf("settle message %s: %w", d.msg.ID, err)
+		d.rollbackCommittedLocked(err)
+		if kind == noCopy {
+			_ = d.notifyLocked(ctx, d.settlementLocked(noCopy))
+		}
+		return err
+	}
+	d.settled, d.result = true, s
+	for _, op := range d.ops {
+		if op.state == opCommitted && op.ran {
+			for _, f := range d.onCommitted {
+				f(ctx, op.name)
+			}
+		}
+		op.sends = nil
+	}
+	for _, f := range d.after {
+		f(s)
+	}
+	return nil
+}
+
+// publishLocked does the broker I/O: nothing in ackMode auto (acknowledged
+// on receipt), else one transaction, fenced by the claim lease when it
+// commits what an operation did: if another agent may have claimed the
+// message meanwhile, only a copy that commits nothing may go.
+func (d *Delivery) publishLocked(ctx context.Context, copy *Outgoing) error {
+	if d.auto {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var sends []Outgoing
+	fenced := false
+	for _, op := range d.ops {
+		if op.state == opCommitted {
+			sends = append(sends, op.sends...)
+			fenced = fenced || op.ran
+		}
+	}
+	if copy != nil {
+		sends = append(sends, *copy)
+	}
+	fence := func(ctx context.Context) error {
+		if d.lease == nil || !fenced {
+			return nil
+		}
+		if err := d.lease.Check(ctx); err != nil {
+			return fmt.Errorf("check claim: %w", err)
+		}
+		return nil
+	}
+	return d.acker.Settle(ctx, sends, fence)
+}
+
+// rollbackCommittedLocked turns the committed operations back into rolled
+// back ones with cause: their commit did not happen.
+func (d *Delivery) rollbackCommittedLocked(cause error) {
+	for _, op := range d.ops {
+		if op.state == opCommitted || op.state == opPending {
+			op.state, op.cause, op.sends = opRolledBack, cause, nil
+		}
+	}
+}
+
+// notifyLocked tells the observers; the first error is returned.
+func (d *Delivery) notifyLocked(ctx context.Context, s Settlement) error {
+	var first error
+	for _, f := range d.observers {
+		if err := f(ctx, s); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// settlementLocked is what settling with a copy of kind means for each
+// operation.
+func (d *Delivery) settlementLocked(kind copyKind) Settlement {
+	s := Settlement{MessageID: d.msg.ID, Attempt: d.msg.Attempt, Ops: make([]OpOutcome, 0, len(d.ops))}
+	for _, op := range d.ops {
+		o := OpOutcome{Operation: op.name, Err: op.cause}
+		switch {
+		case op.state == opCommitted:
+			o.Outcome, o.Sends = store.OutcomeCommitted, len(op.sends)
+		case op.state == opSkipped && errors.Is(op.cause, ErrDuplicate):
+			o.Outcome = store.OutcomeSkippedDuplicate
+		case op.state == opSkipped:
+			continue // not run now, not owed: nothing to record
+		case kind == deadLetterCopy:
+			o.Outcome = store.OutcomeDeadLettered
+		case errors.Is(op.cause, ErrRefused):
+			o.Outcome = store.OutcomeRefused
+		default:
+			o.Outcome = store.OutcomeRolledBack
+		}
+		s.Ops = append(s.Ops, o)
+	}
+	return s
+}
+
+// logSettleError logs what a settlement could not do; the broker gives
+// the message back when the connection goes.
+func logSettleError(log *slog.Logger, listener string, d *Delivery, err error) {
+	if err != nil {
+		log.Warn("settle message", "listener", listener, "message", d.msg.ID, "err", err)
+	}
+}
