@@ -57,7 +57,7 @@ type Agent struct {
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
 
-	active   activeRuns
+	active activeRuns
 
 	handler  http.Handler // the HTTP API and webhooks
 	httpLn   net.Listener

@@ -11,7 +11,7 @@ type fakeAcker struct {
 	mu      sync.Mutex
 	settles [][]Outgoing // one per acknowledged settlement
 	direct  []Outgoing   // Send outside a transaction (ackMode auto)
-	fail    error           // returned by the next Settle
+	fail    error        // returned by the next Settle
 }
 
 func (a *fakeAcker) Settle(ctx context.Context, sends []Outgoing, fence func(context.Context) error) error {

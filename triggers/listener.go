@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 )

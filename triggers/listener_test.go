@@ -90,10 +90,10 @@ func newHarness(t *testing.T, b *testenv.Broker, o harnessOpts, specs ...trigger
 		coord = cluster.NewLocal("agent-test")
 	}
 	h.m = triggers.NewManager(triggers.ManagerConfig{
-		Agent:        "agent-test",
-		Connections:  map[string]triggers.ConnConfig{"default": cc},
-		Coordinator:  coord,
-		Store:        st,
+		Agent:       "agent-test",
+		Connections: map[string]triggers.ConnConfig{"default": cc},
+		Coordinator: coord,
+		Store:       st,
 		Handler:     func(sp triggers.ListenerSpec) triggers.Handler { return h.handler(sp, o) },
 		Slots:       triggers.NewSlots(8),
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
