@@ -8,18 +8,35 @@ import (
 	"time"
 
 	"github.com/opsrunner/opsrunner/runtime"
+	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/redis/go-redis/v9"
 )
 
 // job is an async run (Prefer: respond-async, RunOperation(ref, false))
-// queued for whichever agent has a free worker first.
+// queued for whichever agent has a free worker first. Vars are the chain
+// variables the run starts with (RunOperation's caller's, as plain JSON
+// data: see runtime.Invocation.Vars); a job queued before they were carried
+// has none, and runs without them.
 type job struct {
-	RunID     string `json:"runId"`
-	Project   string `json:"project"`
-	Operation string `json:"operation"`
-	Trigger   string `json:"trigger"`
-	Event     any    `json:"event"`
+	RunID     string         `json:"runId"`
+	Project   string         `json:"project"`
+	Operation string         `json:"operation"`
+	Trigger   string         `json:"trigger"`
+	Event     any            `json:"event"`
+	Vars      map[string]any `json:"vars,omitempty"`
+}
+
+// jobOf is the queued form of an async run: what runtime.Invocation holds
+// but the project (named, each agent has its own copy) and the delivery
+// (a queued run has none).
+func jobOf(runID string, inv runtime.Invocation) job {
+	return job{RunID: runID, Project: inv.Project.Name, Operation: inv.Operation, Trigger: inv.Trigger, Event: inv.Event, Vars: inv.Vars}
+}
+
+// invocation is the run j asks for, of project p.
+func (j job) invocation(p *scripts.Project) runtime.Invocation {
+	return runtime.Invocation{Project: p, Operation: j.Operation, Trigger: j.Trigger, Event: j.Event, Vars: j.Vars}
 }
 
 // jobs is the cluster's async queue in Redis: a list agents pull from by
@@ -86,7 +103,7 @@ func (a *Agent) enqueue(ctx context.Context, run store.Run, inv runtime.Invocati
 		a.background(func(ctx context.Context) { a.execute(ctx, run, inv, keepBoundedResult) })
 		return nil
 	}
-	return a.jobs.push(ctx, job{RunID: run.ID, Project: run.Project, Operation: inv.Operation, Trigger: inv.Trigger, Event: inv.Event})
+	return a.jobs.push(ctx, jobOf(run.ID, inv))
 }
 
 // pullJobs runs queued jobs while this agent has free workers, until ctx ends.
@@ -119,7 +136,7 @@ func (a *Agent) pullJobs(ctx context.Context) {
 		run := a.newRun(j.RunID, p, j.Operation, j.Trigger)
 		a.background(func(ctx context.Context) {
 			defer a.jobs.done(ctx, raw)
-			a.execute(ctx, run, runtime.Invocation{Project: p, Operation: j.Operation, Trigger: j.Trigger, Event: j.Event}, keepBoundedResult)
+			a.execute(ctx, run, j.invocation(p), keepBoundedResult)
 		})
 	}
 }

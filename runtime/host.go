@@ -56,7 +56,9 @@ func present(val goja.Value) bool {
 	return val != nil && !goja.IsUndefined(val) && !goja.IsNull(val)
 }
 
-// jsRunOperation is RunOperation(ref, wait = true, input?).
+// jsRunOperation is RunOperation(ref, wait = true, input?). With wait
+// false it queues the run with the input and the chain variables as JSON
+// (see queuedVars) and returns the run id.
 func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
 	ref := v.safeString(call.Argument(0))
@@ -82,9 +84,8 @@ func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
 			v.keepInterrupt(err)
 			v.throw("RunOperation: input: %v", err)
 		}
-		vars, _ := v.exportJSON(r.varsObject())
-		varMap, _ := vars.(map[string]any)
-		id, err := d.Dispatch(r.opContext(fr), Invocation{Project: p, Operation: op.Name, Trigger: TriggerOperation, Event: goEvent, Vars: varMap})
+		vars := v.queuedVars(r)
+		id, err := d.Dispatch(r.opContext(fr), Invocation{Project: p, Operation: op.Name, Trigger: TriggerOperation, Event: goEvent, Vars: vars})
 		if err != nil {
 			v.throw("RunOperation: queue %q: %v", op.Name, err)
 		}
@@ -107,6 +108,63 @@ func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
 		return goja.Undefined()
 	}
 	return val
+}
+
+// queuedVars returns the chain variables a run queued by
+// RunOperation(ref, false) starts with: each variable's value as
+// JSON.stringify writes it, decoded to plain Go data (nil when there are
+// none). The cluster's queue carries them as JSON, so the local queue
+// gets the same values and a callee sees the same thing wherever it runs.
+// As in JSON.stringify, members JSON omits (functions, undefined) are left
+// out of an object, and a variable set to undefined is left out (it reads
+// as undefined all the same). A variable JSON cannot carry at all — a
+// function, a symbol, a cycle, a BigInt, a toJSON that throws or returns
+// nothing — throws at the RunOperation call, naming the variable, instead
+// of reaching the callee as undefined. A limit reached while a toJSON or
+// getter runs keeps unwinding the script.
+func (v *vm) queuedVars(r *run) map[string]any {
+	if r.vars == nil {
+		return nil
+	}
+	var vars map[string]any
+	for _, k := range r.vars.Keys() {
+		val := r.vars.Get(k)
+		if val == nil || goja.IsUndefined(val) {
+			continue
+		}
+		if kind := notJSON(val); kind != "" {
+			v.throw("RunOperation: variable %q is a %s, which JSON cannot carry to a queued run", k, kind)
+		}
+		b, err := v.encodeJSON(val)
+		if err != nil {
+			v.keepInterrupt(err)
+			v.throw("RunOperation: variable %q: %v", k, err)
+		}
+		if b == nil {
+			v.throw("RunOperation: variable %q has no JSON value (its toJSON returned undefined, a function or a symbol)", k)
+		}
+		var x any
+		if err := json.Unmarshal(b, &x); err != nil {
+			v.throw("RunOperation: variable %q: value is not JSON-serialisable: %v", k, err)
+		}
+		if vars == nil {
+			vars = make(map[string]any)
+		}
+		vars[k] = x
+	}
+	return vars
+}
+
+// notJSON names the kind of val when it is a function or a symbol, values
+// JSON.stringify omits; else "".
+func notJSON(val goja.Value) string {
+	if _, ok := val.(*goja.Symbol); ok {
+		return "symbol"
+	}
+	if _, ok := goja.AssertFunction(val); ok {
+		return "function"
+	}
+	return ""
 }
 
 // resolve finds the operation a RunOperation reference names: a name in
