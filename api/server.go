@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -344,26 +345,9 @@ func (s *server) listenerByID(c *echo.Context, id string) error {
 }
 
 func (s *server) runs(c *echo.Context) error {
-	f := store.RunFilter{
-		Project:   c.QueryParam("project"),
-		Operation: c.QueryParam("operation"),
-		Status:    c.QueryParam("status"),
-		MessageID: c.QueryParam("messageId"),
-		Before:    c.QueryParam("before"),
-	}
-	if v := c.QueryParam("since"); v != "" {
-		t, err := parseSince(v)
-		if err != nil {
-			return newError(http.StatusBadRequest, CodeBadRequest, "since: "+err.Error(), nil)
-		}
-		f.Since = t
-	}
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return newError(http.StatusBadRequest, CodeBadRequest, "limit must be 1..1000", nil)
-		}
-		f.Limit = n
+	f, err := runFilter(c)
+	if err != nil {
+		return err
 	}
 	runs, err := s.b.Runs(c.Request().Context(), f)
 	if err != nil {
@@ -381,6 +365,40 @@ func (s *server) runs(c *echo.Context) error {
 		out["next"] = runs[len(runs)-1].ID
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// runFilter reads GET /api/v1/runs's query: project, operation, status,
+// messageId, outcome, since, before and limit. A bad since, limit or
+// outcome is a 400 *Error.
+func runFilter(c *echo.Context) (store.RunFilter, error) {
+	f := store.RunFilter{
+		Project:   c.QueryParam("project"),
+		Operation: c.QueryParam("operation"),
+		Status:    c.QueryParam("status"),
+		MessageID: c.QueryParam("messageId"),
+		Outcome:   c.QueryParam("outcome"),
+		Before:    c.QueryParam("before"),
+	}
+	if f.Outcome != "" && !slices.Contains(store.Outcomes(), f.Outcome) {
+		return f, newError(http.StatusBadRequest, CodeBadRequest,
+			"outcome must be one of "+strings.Join(store.Outcomes(), ", "),
+			map[string]any{"parameter": "outcome", "value": f.Outcome, "valid": store.Outcomes()})
+	}
+	if v := c.QueryParam("since"); v != "" {
+		t, err := parseSince(v)
+		if err != nil {
+			return f, newError(http.StatusBadRequest, CodeBadRequest, "since: "+err.Error(), nil)
+		}
+		f.Since = t
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return f, newError(http.StatusBadRequest, CodeBadRequest, "limit must be 1..1000", nil)
+		}
+		f.Limit = n
+	}
+	return f, nil
 }
 
 // parseSince accepts RFC 3339 times and Go durations ("15m" = 15 minutes ago).

@@ -406,7 +406,9 @@ func (s *Bolt) Run(ctx context.Context, id string) (Run, error) {
 
 // Runs implements Store: buffered and stored runs merged, newest first. The
 // disk scan reads a compact index and decodes only matching runs, so it stays
-// quick over the whole retained history.
+// quick over the whole retained history. The index does not hold the
+// outcome: with f.Outcome set, a run the index selects is decoded only when
+// its bytes hold that outcome, then checked whole.
 func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	limit := f.PageSize()
 	s.mu.Lock()
@@ -438,6 +440,9 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 		} else {
 			k, v = c.Last()
 		}
+		indexed := f
+		indexed.Outcome = "" // not in the index
+		outcome := outcomeBytes(f.Outcome)
 		found := 0
 		for ; k != nil && found < limit; k, v = c.Prev() {
 			if _, ok := inBuffer[string(k)]; ok {
@@ -447,20 +452,22 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 			if err != nil {
 				return fmt.Errorf("run %s: %w", k, err)
 			}
-			if !f.Matches(Run{ID: string(k), Project: m.project, Operation: m.operation, Status: m.status,
+			if !indexed.Matches(Run{ID: string(k), Project: m.project, Operation: m.operation, Status: m.status,
 				MessageID: m.messageID, StartedAt: m.startedAt}) {
 				continue
 			}
 			raw := runs.Get(k)
-			if raw == nil {
+			if raw == nil || (outcome != nil && !bytes.Contains(raw, outcome)) {
 				continue
 			}
 			r, err := decodeRun(raw)
 			if err != nil {
 				return err
 			}
-			out = append(out, r)
-			found++
+			if f.Matches(r) {
+				out = append(out, r)
+				found++
+			}
 		}
 		return nil
 	})
@@ -472,6 +479,17 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// outcomeBytes is how a stored run's JSON holds the outcome o (appendRun
+// and json.Marshal write it alike), or nil for "": a run whose bytes do not
+// contain it does not have that outcome.
+func outcomeBytes(o string) []byte {
+	if o == "" {
+		return nil
+	}
+	v, _ := json.Marshal(o) // a string always encodes
+	return append([]byte(`"outcome":`), v...)
 }
 
 // runMeta is the part of a run that filters and retention look at.

@@ -45,6 +45,7 @@ func (f RunFilter) Matches(r Run) bool {
 		(f.Operation == "" || r.Operation == f.Operation) &&
 		(f.Status == "" || r.Status == f.Status) &&
 		(f.MessageID == "" || r.MessageID == f.MessageID) &&
+		(f.Outcome == "" || r.Outcome == f.Outcome) &&
 		(f.Since.IsZero() || !r.StartedAt.Before(f.Since)) &&
 		(f.Before == "" || r.ID < f.Before)
 }

@@ -111,6 +111,12 @@ const (
 	OutcomeRefused          = "refused"
 )
 
+// Outcomes returns every delivery outcome, in the order above: the values
+// RunFilter.Outcome may take. Each call returns a new slice.
+func Outcomes() []string {
+	return []string{OutcomeCommitted, OutcomeRolledBack, OutcomeDeadLettered, OutcomeSkippedDuplicate, OutcomeRefused}
+}
+
 // Millis is d in milliseconds to the microsecond: a run's durationMs (a
 // fast run takes well under a millisecond; whole milliseconds showed 0).
 func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -174,7 +180,10 @@ type RunFilter struct {
 	Operation string
 	Status    string
 	MessageID string
-	Since     time.Time
+	// Outcome is one of the Outcome* values (see Outcomes): only the runs
+	// of deliveries settled that way.
+	Outcome string
+	Since   time.Time
 	// Before is a paging cursor: only runs with ID < Before.
 	Before string
 	Limit  int

@@ -21,18 +21,40 @@ const (
 	HeaderAckTimeout = "JBXAcknowledgmentTimeout"
 )
 
-// stompHeaders are set by STOMP or the broker, not by the producer.
-var stompHeaders = map[string]bool{
+// notProperties are the headers that STOMP, a broker or the JMS provider
+// puts on a MESSAGE frame: an event's properties leave them out.
+var notProperties = map[string]bool{
+	// STOMP's own and the JMS-like ones, which JMS_MSG_* names show.
 	"message-id": true, "subscription": true, "ack": true, "destination": true,
 	"content-length": true, "content-type": true, "redelivered": true, "timestamp": true,
 	"expires": true, "priority": true, "persistent": true, "correlation-id": true,
 	"reply-to": true, "type": true, "receipt": true, "transaction": true,
 	"original-destination": true, "message-type": true,
+	// The embedded broker counts deliveries.
+	"delivery-count": true,
+	// ActiveMQ's dead-letter bookkeeping.
+	"originalExpiration": true, "dlqDeliveryFailureCause": true,
+	// The JMSX names the JMS provider sets; JMSXGroupID and JMSXGroupSeq,
+	// set by producers, stay properties.
+	"JMSXDeliveryCount": true, "JMSXUserID": true, "JMSXAppID": true, "JMSXProducerTXID": true,
+	"JMSXConsumerTXID": true, "JMSXRcvTimestamp": true, "JMSXState": true,
 }
 
-// internalHeaders are opsrunner's bookkeeping on retry copies.
-var internalHeaders = map[string]bool{
-	HeaderAttempt: true, HeaderMessageID: true, HeaderOriginalDestination: true,
+// Header name prefixes that are never properties: opsrunner's bookkeeping
+// on the copies it publishes (attempt, operations still to run, dead-letter
+// cause...) and the x- names RabbitMQ reserves for itself (x-death,
+// x-delivery-count...).
+const (
+	opsrunnerPrefix = "opsrunner-"
+	rabbitMQPrefix  = "x-"
+)
+
+// isProperty reports whether the header name is a producer's own property,
+// which an event shows as JMS_PROP_<name>.
+func isProperty(name string) bool {
+	return !notProperties[name] &&
+		!strings.HasPrefix(name, opsrunnerPrefix) &&
+		!strings.HasPrefix(name, rabbitMQPrefix)
 }
 
 // causeHeaders are carried by dead-lettered copies; Replay strips them.
@@ -62,13 +84,15 @@ func copyHeaders(h iter.Seq2[string, string], drop map[string]bool) map[string]s
 	return out
 }
 
-// EventFor returns the script event of a delivery, DESIGN's message event:
+// EventFor returns the script event of a delivery (or of anything that
+// carries a message), DESIGN's message event:
 // {messageId, destination, body, properties, headers, redelivered,
 // deliveryCount}. body is a json.RawMessage when the content-type says
 // JSON: the runtime parses it, and gives the text when it does not parse.
 // Otherwise body is text. properties
-// holds JMS_PROP_<key> for each producer header and the JMS_MSG_* names of
-// CloverDX, all strings. properties and headers are func() any values that
+// holds JMS_PROP_<key> for each header the producer set (none that STOMP,
+// the broker or opsrunner adds) and the JMS_MSG_* names of CloverDX, all
+// strings; headers holds every header of the frame, as received. properties and headers are func() any values that
 // build their maps when called: the runtime builds them only for a script
 // that reads them. It does not block and is safe for concurrent use.
 func EventFor(d interface{ Message() Message }) map[string]any {
@@ -110,15 +134,14 @@ func mentionsJSON(contentType string) bool {
 }
 
 // messageProperties is an event's properties: JMS_PROP_<key> for each
-// producer header and CloverDX's JMS_MSG_* names.
+// producer header (isProperty) and CloverDX's JMS_MSG_* names.
 func messageProperties(m Message, id string, redelivered bool) map[string]any {
 	h := m.Headers
 	props := make(map[string]any, h.Len()+10)
 	for k, v := range h.All() {
-		if stompHeaders[k] || internalHeaders[k] {
-			continue
+		if isProperty(k) {
+			props["JMS_PROP_"+k] = v
 		}
-		props["JMS_PROP_"+k] = v
 	}
 	mode := "NON_PERSISTENT"
 	if h.Get("persistent") == "true" {

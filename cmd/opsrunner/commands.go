@@ -133,7 +133,7 @@ func readData(s string) ([]byte, error) {
 }
 
 func newRuns() *cobra.Command {
-	var operation, status, messageID string
+	var operation, status, messageID, outcome string
 	var limit int
 	var follow bool
 	cmd := &cobra.Command{
@@ -141,6 +141,7 @@ func newRuns() *cobra.Command {
 		Short: "List recent runs, or show one",
 		Example: `  opsrunner runs
   opsrunner runs --status failed
+  opsrunner runs --outcome dead_lettered
   opsrunner runs --follow
   opsrunner runs 01JD...`,
 		Args: cobra.MaximumNArgs(1),
@@ -155,7 +156,7 @@ func newRuns() *cobra.Command {
 				return nil
 			}
 			q := url.Values{}
-			for k, v := range map[string]string{"operation": operation, "status": status, "messageId": messageID} {
+			for k, v := range map[string]string{"operation": operation, "status": status, "messageId": messageID, "outcome": outcome} {
 				if v != "" {
 					q.Set(k, v)
 				}
@@ -192,6 +193,7 @@ func newRuns() *cobra.Command {
 	cmd.Flags().StringVar(&operation, "operation", "", "only runs of this operation")
 	cmd.Flags().StringVar(&status, "status", "", "only runs with this status (running, succeeded, failed, timed_out)")
 	cmd.Flags().StringVar(&messageID, "message-id", "", "only runs of this broker message")
+	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs of deliveries settled so (committed, rolled_back, dead_lettered, skipped_duplicate, refused)")
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many runs")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new runs until interrupted")
 	return cmd

@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("RunBatchRoundTrip", func(t *testing.T) { t.Parallel(); testRunBatchRoundTrip(t, newStore(t)) })
 	t.Run("RunFilters", func(t *testing.T) { t.Parallel(); testRunFilters(t, newStore(t)) })
 	t.Run("RunPaging", func(t *testing.T) { t.Parallel(); testRunPaging(t, newStore(t)) })
+	t.Run("RunOutcomeFilter", func(t *testing.T) { t.Parallel(); testRunOutcomeFilter(t, newStore(t)) })
+	t.Run("RunOutcomePaging", func(t *testing.T) { t.Parallel(); testRunOutcomePaging(t, newStore(t)) })
 	t.Run("RunReplaceAcrossFlush", func(t *testing.T) { t.Parallel(); testRunReplace(t, newStore(t)) })
 	t.Run("ConcurrentPutRun", func(t *testing.T) { t.Parallel(); testConcurrentPutRun(t, newStore(t)) })
 	t.Run("SweepByAge", func(t *testing.T) { t.Parallel(); testSweepByAge(t, newStore(t)) })
@@ -346,6 +348,90 @@ func testRunPaging(t *testing.T, s store.Store) {
 		if want := id(n - 1 - i); got != want {
 			t.Fatalf("page order: run %d = %s, want %s", i, got, want)
 		}
+	}
+}
+
+// A filter on the outcome selects the runs whose latest version has it,
+// stored or buffered, alone or with other fields.
+func testRunOutcomeFilter(t *testing.T, s store.Store) {
+	c := ctx(t)
+	runs := []store.Run{
+		{ID: id(1), Project: "orders", Operation: "A", Status: store.StatusSucceeded, Outcome: store.OutcomeCommitted, MessageID: "m1", StartedAt: base},
+		{ID: id(2), Project: "orders", Operation: "B", Status: store.StatusFailed, Outcome: store.OutcomeRolledBack, MessageID: "m1", StartedAt: base},
+		{ID: id(3), Project: "orders", Operation: "B", Status: store.StatusFailed, Outcome: store.OutcomeDeadLettered, MessageID: "m1", StartedAt: base},
+		{ID: id(4), Project: "orders", Operation: "A", Status: store.StatusSucceeded, StartedAt: base}, // a webhook run: no outcome
+		{ID: id(5), Project: "billing", Operation: "A", Status: store.StatusSucceeded, Outcome: store.OutcomeCommitted, StartedAt: base},
+		{ID: id(6), Project: "orders", Operation: "A", Status: store.StatusSucceeded, Outcome: store.OutcomeSkippedDuplicate, StartedAt: base},
+		{ID: id(7), Project: "orders", Operation: "A", Status: store.StatusRunning, StartedAt: base},
+	}
+	for i, r := range runs {
+		mustPut(t, s, r)
+		if i == 3 { // half on disk, half buffered
+			if err := s.Flush(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Flush(c); err != nil {
+		t.Fatal(err)
+	}
+	// id(7) ends: committed, buffered over its running version on disk.
+	runs[6].Status, runs[6].Outcome = store.StatusSucceeded, store.OutcomeCommitted
+	mustPut(t, s, runs[6])
+	for _, tc := range []struct {
+		name string
+		f    store.RunFilter
+		want []string
+	}{
+		{"committed", store.RunFilter{Outcome: store.OutcomeCommitted}, []string{id(7), id(5), id(1)}},
+		{"rolled back", store.RunFilter{Outcome: store.OutcomeRolledBack}, []string{id(2)}},
+		{"dead lettered", store.RunFilter{Outcome: store.OutcomeDeadLettered}, []string{id(3)}},
+		{"skipped duplicate", store.RunFilter{Outcome: store.OutcomeSkippedDuplicate}, []string{id(6)}},
+		{"refused", store.RunFilter{Outcome: store.OutcomeRefused}, []string{}},
+		{"outcome and project", store.RunFilter{Outcome: store.OutcomeCommitted, Project: "orders"}, []string{id(7), id(1)}},
+		{"outcome and message id", store.RunFilter{Outcome: store.OutcomeRolledBack, MessageID: "m1"}, []string{id(2)}},
+		{"outcome and limit", store.RunFilter{Outcome: store.OutcomeCommitted, Limit: 2}, []string{id(7), id(5)}},
+		{"outcome and before", store.RunFilter{Outcome: store.OutcomeCommitted, Before: id(5)}, []string{id(1)}},
+		{"no outcome filter", store.RunFilter{Operation: "B"}, []string{id(3), id(2)}},
+	} {
+		if got := ids(t, s, tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Paging through an outcome that few runs have, among many stored and
+// buffered runs, yields each of them once, newest first: a page is only
+// short at the end.
+func testRunOutcomePaging(t *testing.T, s store.Store) {
+	const n = 600
+	var want []string
+	for i := range n {
+		r := store.Run{ID: id(i), Project: "p", Operation: "op", Status: store.StatusSucceeded,
+			Outcome: store.OutcomeCommitted, StartedAt: base}
+		if i%97 == 5 {
+			r.Status, r.Outcome = store.StatusFailed, store.OutcomeDeadLettered
+			want = append([]string{r.ID}, want...)
+		}
+		mustPut(t, s, r)
+		if i == n/2 {
+			if err := s.Flush(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var all []string
+	before := ""
+	for range n {
+		page := ids(t, s, store.RunFilter{Outcome: store.OutcomeDeadLettered, Before: before, Limit: 2})
+		all = append(all, page...)
+		if len(page) < 2 {
+			break
+		}
+		before = page[len(page)-1]
+	}
+	if !slices.Equal(all, want) {
+		t.Fatalf("paged through %d runs %v, want the %d dead-lettered ones %v", len(all), all[:min(len(all), 10)], len(want), want)
 	}
 }
 
