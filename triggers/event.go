@@ -73,7 +73,7 @@ func copyHeaders(h iter.Seq2[string, string], drop map[string]bool) map[string]s
 	for k, v := range h {
 		switch k {
 		case "message-id", "subscription", "ack", "destination", "content-length",
-			"redelivered", "timestamp", "receipt", "transaction":
+			"redelivered", "timestamp", "receipt", "transaction", "delivery-count":
 			continue
 		}
 		if drop[k] {
