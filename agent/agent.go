@@ -120,28 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		a.jobs = newJobs(a.redis, cfg.AgentID)
 	}
 	a.slots = triggers.NewSlots(cfg.Workers)
-	a.engine = runtime.New(runtime.Config{
-		Agent:       cfg.AgentID,
-		Projects:    a,
-		Dispatcher:  dispatcher{a},
-		Sender:      sender{a},
-		MemoryLimit: cfg.MemoryLimit,
-		Logger:      log,
-	})
-	a.listeners = triggers.NewManager(triggers.ManagerConfig{
-		Agent:       cfg.AgentID,
-		Connections: a.conns,
-		Coordinator: a.coord,
-		Store:       a.store,
-		Handler:     a.listenerHandler,
-		Slots:       a.slots,
-		Logger:      log,
-	})
-	if cfg.RedisURL != "" {
-		// In a cluster, listen only once quorum is known (the first heartbeat).
-		a.view.paused = true
-		a.listeners.SetPaused(true)
-	}
+	a.engine, a.listeners = a.newEngine(cfg, log), a.newListeners(cfg, log)
 
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		if a.brokerLn != nil {
@@ -160,6 +139,38 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// newEngine returns the script runtime of the agent.
+func (a *Agent) newEngine(cfg Config, log *slog.Logger) *runtime.Engine {
+	return runtime.New(runtime.Config{
+		Agent:       cfg.AgentID,
+		Projects:    a,
+		Dispatcher:  dispatcher{a},
+		Sender:      sender{a},
+		MemoryLimit: cfg.MemoryLimit,
+		Logger:      log,
+	})
+}
+
+// newListeners returns the listener manager, its deliveries handled by
+// listenerHandler. In a cluster it starts paused: it listens only once
+// quorum is known (the first heartbeat).
+func (a *Agent) newListeners(cfg Config, log *slog.Logger) *triggers.Manager {
+	m := triggers.NewManager(triggers.ManagerConfig{
+		Agent:       cfg.AgentID,
+		Connections: a.conns,
+		Coordinator: a.coord,
+		Store:       a.store,
+		Handler:     a.listenerHandler,
+		Slots:       a.slots,
+		Logger:      log,
+	})
+	if cfg.RedisURL != "" {
+		a.view.paused = true
+		m.SetPaused(true)
+	}
+	return m
 }
 
 // openState opens the store and coordinator: bbolt and local without Redis.
@@ -229,45 +240,17 @@ func (a *Agent) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 
-	var brk *broker.Broker
-	if a.brokerLn != nil {
-		var err error
-		brk, err = broker.New(broker.Config{
-			Addr:    a.cfg.EmbeddedBrokerAddr,
-			DataDir: filepath.Join(a.cfg.DataDir, "broker"),
-			Logger:  a.log.With("component", "broker"),
-		})
-		if err != nil {
-			a.brokerLn.Close()
-			a.httpLn.Close()
-			a.shutdownState()
-			return fmt.Errorf("embedded broker: %w", err)
-		}
-		// The broker outlives the shutdown's first steps: listeners settle
-		// their deliveries in flight, and webhooks send, before it closes
-		// (brk.Close below), not as soon as ctx ends.
-		brkCtx, brkCancel := context.WithCancel(context.WithoutCancel(ctx))
-		defer brkCancel()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := brk.Serve(brkCtx, a.brokerLn); err != nil {
-				errs <- fmt.Errorf("embedded broker: %w", err)
-				cancel()
-			}
-		}()
-		a.log.Info("embedded broker listening", "addr", "stomp://"+a.brokerLn.Addr().String())
+	brk, err := a.startBroker(ctx, cancel, &wg, errs)
+	if err != nil {
+		return err
 	}
-
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		if err := srv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("http: %w", err)
 			cancel()
 		}
-	}()
+	})
 
 	listenCtx, stopListeners := context.WithCancel(context.Background())
 	listenersDone := make(chan struct{})
@@ -279,53 +262,13 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}()
 	a.applyListeners()
 
-	// Subscribe to store changes before Started, then catch up on what
-	// changed since New loaded the projects: a deploy to another agent right
-	// after this one starts must not wait for the periodic reload.
-	var changes <-chan store.Change
-	if w, ok := a.store.(store.Watcher); ok {
-		changes = w.Watch(ctx)
-		a.reloadAll(ctx)
-	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		a.maintain(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		a.watch(ctx, changes)
-	}()
-	if a.jobs != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.pullJobs(ctx)
-		}()
-	}
+	a.startMaintenance(ctx, &wg)
 
 	a.log.Info("opsrunner listening", "http", "http://"+a.httpLn.Addr().String(), "agent", a.cfg.AgentID, "workers", a.cfg.Workers, "data", a.cfg.DataDir)
 	close(a.ready)
 	<-ctx.Done()
 
-	a.log.Info("shutting down", "timeout", time.Duration(a.cfg.ShutdownTimeout).String())
-	shutCtx, shutCancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
-	defer shutCancel()
-	_ = srv.Shutdown(shutCtx) // stops new requests; waits for webhooks in flight
-	stopListeners()           // listeners stop taking deliveries; in flight finish
-	select {
-	case <-listenersDone:
-	case <-shutCtx.Done():
-	}
-	bgDone := make(chan struct{})
-	go func() { a.bg.Wait(); close(bgDone) }()
-	select {
-	case <-bgDone:
-	case <-shutCtx.Done():
-		a.bgCancel()
-		<-bgDone
-	}
-	a.bgCancel()
+	a.shutdown(srv, stopListeners, listenersDone)
 	if brk != nil {
 		brk.Close()
 	}
@@ -339,6 +282,79 @@ func (a *Agent) Serve(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// startBroker starts the embedded broker, if this agent runs one, on a
+// goroutine of wg; its failure is sent to errs and cancels Serve. The
+// broker outlives the shutdown's first steps: listeners settle their
+// deliveries in flight, and webhooks send, before it closes (the caller
+// closes it), not as soon as ctx ends.
+func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *sync.WaitGroup, errs chan<- error) (*broker.Broker, error) {
+	if a.brokerLn == nil {
+		return nil, nil
+	}
+	brk, err := broker.New(broker.Config{
+		Addr:    a.cfg.EmbeddedBrokerAddr,
+		DataDir: filepath.Join(a.cfg.DataDir, "broker"),
+		Logger:  a.log.With("component", "broker"),
+	})
+	if err != nil {
+		a.brokerLn.Close()
+		a.httpLn.Close()
+		a.shutdownState()
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	wg.Go(func() {
+		if err := brk.Serve(context.WithoutCancel(ctx), a.brokerLn); err != nil {
+			errs <- fmt.Errorf("embedded broker: %w", err)
+			cancel()
+		}
+	})
+	a.log.Info("embedded broker listening", "addr", "stomp://"+a.brokerLn.Addr().String())
+	return brk, nil
+}
+
+// startMaintenance starts the agent's own loops on goroutines of wg, until
+// ctx ends: maintenance, the store's change notifications, and the
+// cluster's job queue. It subscribes to store changes first, then catches
+// up on what changed since New loaded the projects: a deploy to another
+// agent right after this one starts must not wait for the periodic reload.
+func (a *Agent) startMaintenance(ctx context.Context, wg *sync.WaitGroup) {
+	var changes <-chan store.Change
+	if w, ok := a.store.(store.Watcher); ok {
+		changes = w.Watch(ctx)
+		a.reloadAll(ctx)
+	}
+	wg.Go(func() { a.maintain(ctx) })
+	wg.Go(func() { a.watch(ctx, changes) })
+	if a.jobs != nil {
+		wg.Go(func() { a.pullJobs(ctx) })
+	}
+}
+
+// shutdown stops new requests and waits for webhooks in flight, then stops
+// the listeners (their deliveries in flight settle) and the background
+// runs, all within the shutdown timeout; past it background runs are
+// cancelled.
+func (a *Agent) shutdown(srv *http.Server, stopListeners context.CancelFunc, listenersDone <-chan struct{}) {
+	a.log.Info("shutting down", "timeout", time.Duration(a.cfg.ShutdownTimeout).String())
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
+	defer shutCancel()
+	_ = srv.Shutdown(shutCtx)
+	stopListeners()
+	select {
+	case <-listenersDone:
+	case <-shutCtx.Done():
+	}
+	bgDone := make(chan struct{})
+	go func() { a.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-shutCtx.Done():
+		a.bgCancel()
+		<-bgDone
+	}
+	a.bgCancel()
 }
 
 func (a *Agent) shutdownState() {

@@ -1,25 +1,33 @@
 // Package triggers turns outside events into runs: the webhook trigger and
-// broker listeners with the delivery lifecycle (claim, filter, run, commit or
-// rollback, redelivery, dead letter).
+// broker listeners with the delivery lifecycle.
 //
 // Broker listeners (Manager) behave the same on the embedded broker,
 // ActiveMQ and RabbitMQ because they rely only on what all three do alike:
 // each consumer is one STOMP connection with one client-individual
 // subscription (prefetch 1 unless the listener says otherwise), so an
 // unacknowledged message stays locked to it and a disconnect gives it back.
-// A delivery's Send calls are buffered and published at commit in one STOMP
-// transaction with the ACK (BEGIN, SEND..., ACK, COMMIT confirmed by a
-// receipt), after checking the claim lease; a commit with nothing to
-// publish is a plain ACK. The processed marker is written after the commit.
-// NACK is never used. A rollback keeps the message locked for the backoff
-// delay, then in one transaction ACKs it and publishes a copy carrying
-// opsrunner-attempt: n+1 and opsrunner-message-id: <original id> to the same
-// queue (for a topic listener, to its private queue
-// /queue/opsrunner.retry.<project>.<listener>, which it also consumes);
-// past maxRedeliveries the copy goes to the dead-letter destination
-// (default /queue/<name>.DLQ, also for topics) with the opsrunner-error,
-// -attempts, -original-destination, -original-message-id, -agent and
-// -failed-at headers, and is recorded in the store. Message id and dedup key
+// NACK is never used.
+//
+// A consumer (source.go) hands each message, as a Delivery, to the
+// listener's handler chain (listener.go, chain): Backoff, Limit, Dedup,
+// Claim, Redeliver, DeadLetter, CountStarts, Deadline and Finish, one
+// middleware per file (mw_*.go), around the agent's Handler, which runs
+// the operations the message is due to. Each operation settles its own
+// share (OpDelivery): its sends are buffered until the message settles.
+// Every settlement goes through one path (settle.go): in one STOMP
+// transaction (BEGIN, SEND..., ACK, COMMIT confirmed by a receipt, after
+// checking the claim lease) it publishes the committed operations' sends
+// and, when some operation failed, a retry copy to the same queue (for a
+// topic listener, its private queue /queue/opsrunner.retry.<project>.<listener>)
+// carrying opsrunner-attempt: n+1, opsrunner-message-id: <original id>,
+// opsrunner-operations: <the failed ones> and opsrunner-not-before: <end
+// of the backoff>; past maxRedeliveries the copy goes to the dead-letter
+// destination (default /queue/<name>.DLQ, also for topics) with the
+// opsrunner-error, -attempts, -original-destination, -original-message-id,
+// -agent and -failed-at headers, and is recorded in the store. A commit
+// with nothing to publish is a plain ACK. After it, a processed marker per
+// listener, operation and dedup key is written in the coordinator, so that
+// no redelivery runs an operation that committed. Message id and dedup key
 // are the original id; a message the broker redelivers (redelivered:true,
 // after a crash or disconnect) counts one more attempt.
 package triggers
