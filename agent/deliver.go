@@ -142,7 +142,7 @@ func (rec *deliveryRecord) settled(ctx context.Context, s triggers.Settlement) e
 	if rec.a.cfg.RunDurability == RunDurabilityBatched {
 		return nil
 	}
-	if err := rec.a.store.Flush(ctx); err != nil {
+	if err := rec.a.store.Flush(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("record runs of message %s before commit: %w", s.MessageID, err)
 	}
 	return nil
@@ -180,5 +180,5 @@ func (rec *deliveryRecord) write(ctx context.Context, r *opRun) {
 		}
 	}
 	rec.a.metrics.observe(run)
-	rec.a.putRun(ctx, run)
+	rec.a.putRun(context.WithoutCancel(ctx), run) // the run's context may have ended
 }
