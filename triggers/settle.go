@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/opsrunner/opsrunner/store"
 )
@@ -135,12 +134,4 @@ func (d *Delivery) settlementLocked(kind copyKind) Settlement {
 		s.Ops = append(s.Ops, o)
 	}
 	return s
-}
-
-// logSettleError logs what a settlement could not do; the broker gives
-// the message back when the connection goes.
-func logSettleError(log *slog.Logger, listener string, d *Delivery, err error) {
-	if err != nil {
-		log.Warn("settle message", "listener", listener, "message", d.msg.ID, "err", err)
-	}
 }
