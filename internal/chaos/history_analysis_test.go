@@ -99,7 +99,7 @@ func TestReRanAfterSuccess(t *testing.T) {
 
 func TestTakeovers(t *testing.T) {
 	t.Parallel()
-	kills := []kill{{agent: "a1", at: at(1000)}, {agent: "a2", at: at(5000)}}
+	kills := []kill{{agent: "a1", at: at(1000)}, {agent: "a3", at: at(2000)}, {agent: "a2", at: at(5000)}}
 	runs := []runView{
 		// m1: both operations interrupted on a1 (one finished, unsettled;
 		// one running); a3 commits them 2 s and 3 s after the kill.
@@ -114,6 +114,16 @@ func TestTakeovers(t *testing.T) {
 		// by a3 1.5 s after the kill.
 		pairRun("10", "m6", "flaky", "a2", 4800, 5100, "failed", "rolled_back", "interrupted: agent a2 stopped"),
 		pairRun("11", "m6", "flaky", "a3", 6400, 6500, "succeeded", "committed", ""),
+		// m7: interrupted on a1, run again on a3 0.5 s after the kill and
+		// interrupted there by the next kill, then committed by a2 0.6 s
+		// after that one.
+		pairRun("12", "m7", "steady", "a1", 950, -1, "running", "", ""),
+		pairRun("13", "m7", "steady", "a3", 1500, 2100, "failed", "", "interrupted: agent a3 stopped"),
+		pairRun("14", "m7", "steady", "a2", 2500, 2600, "succeeded", "committed", ""),
+		// m8: interrupted on a1; the only commit is by a run started before
+		// the kill, beside it: no takeover.
+		pairRun("15", "m8", "steady", "a2", 980, 1200, "succeeded", "committed", ""),
+		pairRun("16", "m8", "steady", "a1", 990, -1, "running", "", ""),
 		// m3: interrupted on a2, never committed afterwards in the history.
 		pairRun("7", "m3", "steady", "a2", 4990, -1, "running", "", ""),
 		// m4: settled normally on a1 before the kill: not held.
@@ -122,16 +132,17 @@ func TestTakeovers(t *testing.T) {
 		pairRun("9", "m5", "steady", "a2", 100, 200, "succeeded", "", ""),
 	}
 	f := takeovers(runs, kills, time.Second)
-	if want := []time.Duration{time.Second, 1500 * time.Millisecond, 3 * time.Second}; !slices.Equal(f.times, want) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	if want := []time.Duration{ms(500), ms(600), ms(1000), ms(1500), ms(3000)}; !slices.Equal(f.times, want) {
 		t.Errorf("times = %v, want %v", f.times, want)
 	}
-	if f.unresolved != 1 {
-		t.Errorf("unresolved = %d, want 1", f.unresolved)
+	if f.unresolved != 2 {
+		t.Errorf("unresolved = %d, want 2 (m3, m8)", f.unresolved)
 	}
-	if f.max() != 3*time.Second || f.median() != 1500*time.Millisecond {
-		t.Errorf("max %s, median %s, want 3s, 1.5s", f.max(), f.median())
+	if f.max() != ms(3000) || f.median() != ms(1000) {
+		t.Errorf("max %s, median %s, want 3s, 1s", f.max(), f.median())
 	}
-	if len(f.details) != 4 {
+	if len(f.details) != 7 {
 		t.Errorf("details = %q, want one line per held message", f.details)
 	}
 	if (takeoverFigures{}).max() != 0 || (takeoverFigures{}).median() != 0 {

@@ -181,13 +181,15 @@ func reRanAfterSuccess(groups map[runKey][]runView, cause string) []string {
 	return out
 }
 
-// takeoverFigures are the times from a kill to the commit, by any agent,
-// of each message the killed agent held in flight.
+// takeoverFigures are the times from a kill to the commit, by any agent
+// (the killed one too, once restarted), of each message the killed agent
+// held in flight.
 type takeoverFigures struct {
 	times []time.Duration // sorted
-	// unresolved counts held messages with no commit after the kill in the
-	// history: committed just before the kill but not yet recorded so,
-	// dead-lettered, or recorded in a Redis that restarted since.
+	// unresolved counts held messages that no run started after the kill
+	// committed in the history: committed just before the kill but not yet
+	// recorded so, dead-lettered, or committed only by a run that ran
+	// beside the killed one.
 	unresolved int
 	// details says, per held message, when it committed or what the
 	// history shows of it instead; sorted.
@@ -211,7 +213,7 @@ func (f takeoverFigures) median() time.Duration {
 }
 
 func (f takeoverFigures) String() string {
-	return fmt.Sprintf("%d messages held at a kill: takeover max %s, median %s (target < 5s); %d without a later commit in the history",
+	return fmt.Sprintf("%d messages held at a kill: takeover max %s, median %s (target < 5s); %d more without a later commit in the history",
 		len(f.times), f.max().Round(time.Millisecond), f.median().Round(time.Millisecond), f.unresolved)
 }
 
@@ -222,13 +224,15 @@ type heldMessage struct {
 }
 
 // takeovers measures, for every message whose run a kill interrupted, the
-// time from the kill to the last commit of the interrupted operations.
+// time from the kill to the last takeover (see takenOver) of the
+// interrupted operations.
 // An interrupted run is one that never settled (the agent died before it
 // did; its restart records it as failed, "interrupted") that started on
 // the killed agent at most window before the kill. A commit's time is
 // its run's finishedAt: the commit follows it within milliseconds.
 func takeovers(runs []runView, kills []kill, window time.Duration) takeoverFigures {
 	last := map[heldMessage]time.Time{}
+	lastHow := map[heldMessage]string{}
 	unresolved := map[heldMessage]string{}
 	for k, rs := range runsByKey(runs) {
 		for i, r := range rs {
@@ -240,13 +244,13 @@ func takeovers(runs []runView, kills []kill, window time.Duration) takeoverFigur
 				continue
 			}
 			h := heldMessage{k.listener, k.message, ki}
-			at, ok := commitAfter(rs[i+1:], kills[ki].at)
+			at, how, ok := takenOver(rs[i+1:], kills[ki].at)
 			if !ok {
-				unresolved[h] += fmt.Sprintf(" %s %s then %d runs;", k.operation, r.Status, len(rs)-i-1)
+				unresolved[h] += fmt.Sprintf(" %s %s, then %d runs;", k.operation, r.Status, len(rs)-i-1)
 				continue
 			}
 			if at.After(last[h]) {
-				last[h] = at
+				last[h], lastHow[h] = at, how
 			}
 		}
 	}
@@ -255,11 +259,11 @@ func takeovers(runs []runView, kills []kill, window time.Duration) takeoverFigur
 		if _, ok := unresolved[h]; !ok {
 			d := at.Sub(kills[h.kill].at)
 			f.times = append(f.times, d)
-			f.details = append(f.details, fmt.Sprintf("%s: committed %s after the kill", h.describe(kills), d.Round(time.Millisecond)))
+			f.details = append(f.details, fmt.Sprintf("%s: %s %s after the kill", h.describe(kills), lastHow[h], d.Round(time.Millisecond)))
 		}
 	}
 	for h, story := range unresolved {
-		f.details = append(f.details, fmt.Sprintf("%s: no commit after the kill in the history:%s", h.describe(kills), story))
+		f.details = append(f.details, fmt.Sprintf("%s: not committed by a run started after the kill:%s", h.describe(kills), story))
 	}
 	slices.Sort(f.times)
 	slices.Sort(f.details)
@@ -290,13 +294,19 @@ func killOf(kills []kill, r runView, window time.Duration) int {
 	return -1
 }
 
-// commitAfter returns when the first of rs that committed finished, if it
-// finished after t.
-func commitAfter(rs []runView, t time.Time) (time.Time, bool) {
+// takenOver returns when the message of the runs rs, held by an agent
+// killed at t, was taken over: the first of rs started after t that
+// committed, at its finishedAt; or that was interrupted in turn, at its
+// start (the next kill's takeover measures the rest).
+func takenOver(rs []runView, t time.Time) (at time.Time, how string, ok bool) {
 	for _, r := range rs {
-		if r.Outcome == outcomeCommitted && r.FinishedAt != nil && r.FinishedAt.After(t) {
-			return *r.FinishedAt, true
+		switch {
+		case !r.StartedAt.After(t):
+		case interrupted(r):
+			return r.StartedAt, "run again on " + r.Agent + ", interrupted in turn,", true
+		case r.Outcome == outcomeCommitted && r.FinishedAt != nil:
+			return *r.FinishedAt, "committed by " + r.Agent, true
 		}
 	}
-	return time.Time{}, false
+	return time.Time{}, "", false
 }

@@ -29,9 +29,9 @@ const takeoverTarget = 5 * time.Second
 // plus a listener "pair" on /queue/<prefix>-pair bound to two operations,
 // steady and flaky, each sending the effect {id, op} with header chaos-id
 // "<id>/<op>" to /queue/<prefix>-pair.effects. steady first busy-waits
-// 10–30 ms, so that kills find pair messages in flight; flaky first throws
-// on the first delivery of 30 % of the inputs, reproducibly: those whose
-// number ends in 0, 1 or 2.
+// 5–13 ms, and 300 ms for one input in 20, so that kills find pair
+// messages in flight; flaky first throws on the first delivery of 30 % of
+// the inputs, reproducibly: those whose number ends in 0, 1 or 2.
 func chaosProject(prefix string) map[string][]byte {
 	files := project("chaos", prefix, false)
 	files["opsrunner.yaml"] = []byte("project: chaos\noperations:\n" + effectOperation + `  - name: steady
@@ -44,7 +44,7 @@ listeners:
 ` + queueListener("in", "/queue/"+prefix+"-in", "effect") +
 		queueListener("pair", "/queue/"+prefix+"-pair", "steady, flaky"))
 	files["steady.js"] = pairScript(prefix, "steady", `
-  var end = Date.now() + 10 + (n % 5) * 5;
+  var end = Date.now() + (n % 20 === 5 ? 300 : 5 + (n % 5) * 2);
   while (Date.now() < end) {}`)
 	files["flaky.js"] = pairScript(prefix, "flaky", fmt.Sprintf(`
   if (event.deliveryCount === 1 && n %% 10 < 3) { throw new Error(%q + " of " + b.id); }`, plannedFailure))
@@ -77,9 +77,10 @@ func (r chaosResult) String() string {
 }
 
 // storm is the chaos loop: a SIGKILL every ~2.5 s, preferably of an agent
-// with a run in progress (the agent restarted after 0.5–1.5 s), Redis restarted once a third of the effects arrived,
-// the broker at two thirds. run is its only goroutine; the fields below mu
-// are written by run and read after halt returned.
+// with a run in progress, the agent restarted 0.5–1.5 s later; Redis
+// restarted once a third of the effects arrived, the broker at two thirds.
+// run is its only goroutine. events is guarded by mu; the fields after it
+// are written by run and read only after halt returned.
 type storm struct {
 	b        *testenv.Broker
 	rs       *testenv.RedisServer
@@ -100,6 +101,8 @@ type storm struct {
 	err                   error
 }
 
+// newStorm prepares a storm on the agents (does not start it); progress
+// counts the effects of the listener in, n of them in all.
 func newStorm(b *testenv.Broker, rs *testenv.RedisServer, agents []*agentProc, files map[string][]byte, progress func() int, n int) *storm {
 	return &storm{b: b, rs: rs, agents: agents, files: files, progress: progress, n: n,
 		start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
