@@ -213,8 +213,8 @@ func (f takeoverFigures) median() time.Duration {
 }
 
 func (f takeoverFigures) String() string {
-	return fmt.Sprintf("%d messages held at a kill: takeover max %s, median %s (target < 5s); %d more without a later commit in the history",
-		len(f.times), f.max().Round(time.Millisecond), f.median().Round(time.Millisecond), f.unresolved)
+	return fmt.Sprintf("%d messages held at a kill: takeover max %s, median %s (target < %s); %d more without a later commit in the history",
+		len(f.times), f.max().Round(time.Millisecond), f.median().Round(time.Millisecond), takeoverTarget, f.unresolved)
 }
 
 // heldMessage is one message a killed agent held in flight at kill k.
@@ -225,8 +225,7 @@ type heldMessage struct {
 
 // takeovers measures, for every message whose run a kill interrupted, the
 // time from the kill to the last takeover (see takenOver) of the
-// interrupted operations.
-// An interrupted run is one that never settled (the agent died before it
+// interrupted operations. An interrupted run is one that never settled (the agent died before it
 // did; its restart records it as failed, "interrupted") that started on
 // the killed agent at most window before the kill. A commit's time is
 // its run's finishedAt: the commit follows it within milliseconds.
