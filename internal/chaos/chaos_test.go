@@ -2,15 +2,10 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -70,21 +65,8 @@ func sizesFor() sizes {
 // throws for bodies marked poison. With work, it first busy-waits an uneven
 // 2–18 ms depending on the id (scripts cannot sleep).
 func project(name, prefix string, work bool) map[string][]byte {
-	manifest := fmt.Sprintf(`project: %s
-operations:
-  - name: effect
-    script: effect.js
-    timeout: 20s
-listeners:
-  - name: in
-    destination: /queue/%s-in
-    ackMode: onSuccess
-    ackTimeout: 20s
-    consumers: 2
-    dedupHeader: %s
-    operations: [effect]
-    redelivery: {maxRedeliveries: 15, initialDelay: 100ms, multiplier: 2, maxDelay: 400ms}
-`, name, prefix, dedupHeader)
+	manifest := "project: " + name + "\noperations:\n" + effectOperation +
+		"listeners:\n" + queueListener("in", "/queue/"+prefix+"-in", "effect")
 	spin := ""
 	if work {
 		spin = `
@@ -101,13 +83,33 @@ listeners:
 	return map[string][]byte{"opsrunner.yaml": []byte(manifest), "effect.js": []byte(script)}
 }
 
+// effectOperation is the manifest entry of project's operation.
+const effectOperation = `  - name: effect
+    script: effect.js
+    timeout: 20s
+`
+
+// queueListener is the manifest entry of a listener on dest feeding the
+// operations ops (a YAML flow list's items), deduplicating by dedupHeader
+// and redelivering quickly (15 times, 100–400 ms apart).
+func queueListener(name, dest, ops string) string {
+	return fmt.Sprintf(`  - name: %s
+    destination: %s
+    ackMode: onSuccess
+    ackTimeout: 20s
+    consumers: 2
+    dedupHeader: %s
+    operations: [%s]
+    redelivery: {maxRedeliveries: 15, initialDelay: 100ms, multiplier: 2, maxDelay: 400ms}
+`, name, dest, dedupHeader, ops)
+}
+
 // figures are the measurements of one subtest.
 type figures struct {
 	failover             time.Duration
 	skewMax, skewMin     int
 	redisRate, localRate float64
-	chaosRate            float64
-	kills                int
+	chaos                chaosResult
 }
 
 func TestChaos(t *testing.T) {
@@ -163,7 +165,7 @@ func runCluster(t *testing.T, b *testenv.Broker, n int, sz sizes, measure bool) 
 		fig.skewMax, fig.skewMin = skew(t, b, agents, sz.skew)
 		fig.redisRate = throughput(t, b, agents, "tput-redis", sz.throughput)
 	}
-	fig.chaosRate, fig.kills = chaos(t, b, rs, agents, n, sz.poison, sz.period)
+	fig.chaos = chaos(t, b, rs, agents, n, sz)
 	for _, a := range agents {
 		a.kill9()
 	}
@@ -175,12 +177,12 @@ func runCluster(t *testing.T, b *testenv.Broker, n int, sz sizes, measure bool) 
 		fig.localRate = throughput(t, b, []*agentProc{local}, "tput-local", sz.throughput)
 		local.kill9()
 		ratio, skewRatio := fig.redisRate/fig.localRate, float64(fig.skewMax)/float64(max(fig.skewMin, 1))
-		t.Logf("SUMMARY %s: leader failover %s; least-load skew max/min %d/%d = %.2f (target <= 1.5); throughput redis 3 agents %.0f msg/s vs local 1 agent %.0f msg/s = %.2fx (target >= 0.7); chaos %d inputs paced at %.0f msg/s, %d kills",
+		t.Logf("SUMMARY %s: leader failover %s; least-load skew max/min %d/%d = %.2f (target <= 1.5); throughput redis 3 agents %.0f msg/s vs local 1 agent %.0f msg/s = %.2fx (target >= 0.7); %s",
 			b.Kind, fig.failover.Round(time.Millisecond), fig.skewMax, fig.skewMin, skewRatio,
-			fig.redisRate, fig.localRate, ratio, n, fig.chaosRate, fig.kills)
+			fig.redisRate, fig.localRate, ratio, fig.chaos)
 		return
 	}
-	t.Logf("SUMMARY %s: chaos %d inputs paced at %.0f msg/s, %d kills", b.Kind, n, fig.chaosRate, fig.kills)
+	t.Logf("SUMMARY %s: %s", b.Kind, fig.chaos)
 }
 
 // members reads the members view from a.
@@ -333,232 +335,6 @@ func throughput(t *testing.T, b *testenv.Broker, agents []*agentProc, name strin
 	rate := float64(n) / last.Sub(start).Seconds()
 	t.Logf("throughput %s (%d agents): %d messages in %s = %.0f msg/s", name, len(agents), n, last.Sub(start).Round(time.Millisecond), rate)
 	return rate
-}
-
-// chaos sends n good inputs and some poison ones while killing agents and
-// restarting Redis and the broker, then checks exactly-once effects.
-func chaos(t *testing.T, b *testenv.Broker, rs *testenv.RedisServer, agents []*agentProc, n, poisonN int, period time.Duration) (rate float64, kills int) {
-	t.Helper()
-	prefix := "chaos-" + b.Kind
-	in := "/queue/" + prefix + "-in"
-	listenerID := "chaos/in"
-	files := project("chaos", prefix, false)
-	effects := collect(t, b, "/queue/"+prefix+".effects")
-	dlq := collect(t, b, in+".DLQ")
-	deployAll(t, agents, "chaos", files)
-
-	good := ids("c", n)
-	poison := map[string]bool{}
-	all := append([]string(nil), good...)
-	for i := range poisonN {
-		id := fmt.Sprintf("poison-%d", i)
-		poison[id] = true
-		pos := (i + 1) * len(all) / (poisonN + 1)
-		all = append(all[:pos], append([]string{id}, all[pos:]...)...)
-	}
-
-	// Inputs are paced over the chaos period so that kills, the Redis and
-	// the broker restart happen while messages flow.
-	rate = float64(len(all)) / period.Seconds()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	start := time.Now()
-	sendErr := make(chan error, 1)
-	go func() { sendErr <- send(ctx, b, in, all, poison, rate) }() // owner: this function, waits below
-
-	// The chaos loop: a SIGKILL every ~2.5 s (restart after ~1 s), Redis
-	// restarted once a third of the effects arrived, the broker at two thirds.
-	var events []string
-	var evMu sync.Mutex
-	note := func(format string, args ...any) {
-		evMu.Lock()
-		defer evMu.Unlock()
-		events = append(events, fmt.Sprintf("%6.1fs ", time.Since(start).Seconds())+fmt.Sprintf(format, args...))
-	}
-	chaosDone := make(chan struct{})
-	stopChaos := make(chan struct{})
-	var chaosErr error
-	// Written by the chaos goroutine, read after chaosDone.
-	redisDone, brokerDone := false, false
-	go func() { // owner: this function, waits on chaosDone
-		defer close(chaosDone)
-		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
-		tick := time.NewTicker(2500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopChaos:
-				return
-			case <-tick.C:
-			}
-			got, _ := effects.count()
-			switch {
-			case !redisDone && got >= n/3:
-				redisDone = true
-				rs.Stop()
-				note("redis stopped (%d effects)", got)
-				time.Sleep(1500 * time.Millisecond)
-				if err := rs.Start(); err != nil {
-					chaosErr = fmt.Errorf("restart redis: %w", err)
-					return
-				}
-				note("redis started")
-				// Redis kept nothing: store the project again.
-				for _, a := range agents {
-					if a.running() {
-						if err := deploy(a, "chaos", files); err == nil {
-							break
-						}
-					}
-				}
-			case !brokerDone && got >= 2*n/3:
-				brokerDone = true
-				note("broker restarting (%d effects)", got)
-				b.Stop()
-				if err := b.Start(); err != nil {
-					chaosErr = fmt.Errorf("restart broker: %w", err)
-					return
-				}
-				note("broker started")
-			default:
-				a := agents[rng.IntN(len(agents))]
-				a.kill9()
-				kills++
-				note("kill -9 %s (%d effects)", a.id, got)
-				time.Sleep(time.Duration(500+rng.IntN(1000)) * time.Millisecond)
-				if err := a.start(); err != nil {
-					chaosErr = err
-					return
-				}
-				note("%s restarted", a.id)
-			}
-			if err := ensureDeployed(agents, "chaos", listenerID, files); err != nil {
-				note("ensure deployed: %v", err)
-			}
-		}
-	}()
-	stop := func() {
-		select {
-		case <-stopChaos:
-		default:
-			close(stopChaos)
-		}
-		<-chaosDone
-	}
-	defer stop()
-
-	// Wait for every good effect, with the chaos going on until then (the
-	// Redis and broker restarts are triggered by progress, so they happen
-	// before the last input is even sent).
-	last, ok := effects.waitCount(n, 3*time.Minute)
-	stop()
-	if err := <-sendErr; err != nil {
-		t.Errorf("send inputs: %v", err)
-	}
-	evMu.Lock()
-	t.Logf("chaos events:\n  %s", strings.Join(events, "\n  "))
-	evMu.Unlock()
-	if chaosErr != nil {
-		t.Fatal(chaosErr)
-	}
-	if !redisDone || !brokerDone {
-		t.Errorf("chaos incomplete: redis restarted %v, broker restarted %v", redisDone, brokerDone)
-	}
-	// Bring every agent back and let the poison messages finish.
-	for _, a := range agents {
-		if err := a.start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ensureDeployed(agents, "chaos", listenerID, files); err != nil {
-		t.Error(err)
-	}
-	if _, dok := dlq.waitCount(poisonN, 2*time.Minute); !dok {
-		got, _ := dlq.count()
-		t.Errorf("dead-letter queue: %d of %d poison messages", got, poisonN)
-	}
-	if !ok {
-		got, _ := effects.count()
-		t.Errorf("only %d of %d effects within the time limit", got, n)
-	}
-	waitIdle(t, agents)
-	time.Sleep(time.Second) // effects committed at the very end reach the collector
-
-	// Exactly once: every good id once, no poison effect, nothing unknown.
-	copies := effects.copies()
-	want := map[string]bool{}
-	for _, id := range good {
-		want[id] = true
-	}
-	var missing, dups, strange []string
-	for _, id := range good {
-		switch c := copies[id]; {
-		case c == 0:
-			missing = append(missing, id)
-		case c > 1:
-			dups = append(dups, fmt.Sprintf("%s×%d", id, c))
-		}
-	}
-	for id := range copies {
-		if !want[id] {
-			strange = append(strange, id)
-		}
-	}
-	sort.Strings(dups)
-	sort.Strings(strange)
-	if len(missing)+len(dups)+len(strange) > 0 {
-		t.Errorf("effects not exactly once: %d missing %v, %d duplicated %v, %d unexpected %v (agent logs in %s)",
-			len(missing), head(missing), len(dups), head(dups), len(strange), head(strange), logDir)
-	}
-	// Dead letters: exactly the poison ids, once each, on the DLQ.
-	for id, c := range dlq.copies() {
-		if !poison[id] || c != 1 {
-			t.Errorf("dead-letter queue holds %s %d times (poison: %v)", id, c, poison[id])
-		}
-	}
-	// The store's dead letters (Redis lost those recorded before its
-	// restart): only poison ids, none twice.
-	var dls struct {
-		DeadLetters []struct {
-			Body string `json:"body"`
-		} `json:"deadLetters"`
-	}
-	if err := getJSON(agents[0].url+"/api/v1/deadletters", &dls); err != nil {
-		t.Errorf("list dead letters: %v", err)
-	}
-	seenDL := map[string]bool{}
-	for _, d := range dls.DeadLetters {
-		var v struct {
-			ID string `json:"id"`
-		}
-		_ = json.Unmarshal([]byte(d.Body), &v)
-		if !poison[v.ID] || seenDL[v.ID] {
-			t.Errorf("unexpected stored dead letter %s", d.Body)
-		}
-		seenDL[v.ID] = true
-	}
-	// Evidence that the chaos hit deliveries in flight (runs recorded before
-	// the Redis restart are gone).
-	if runs, err := allRuns(agents[0], "project=chaos"); err == nil {
-		outcomes, retried := map[string]int{}, 0
-		for _, r := range runs {
-			outcomes[r.Outcome]++
-			if r.Attempt > 1 {
-				retried++
-			}
-		}
-		t.Logf("chaos %s: %d runs recorded since the Redis restart: outcomes %v, %d with attempt > 1", b.Kind, len(runs), outcomes, retried)
-	}
-	// Nothing left on the input queue once no agent consumes it.
-	for _, a := range agents {
-		a.kill9()
-	}
-	if left, err := leftover(b, in, 2*time.Second); err != nil || left != 0 {
-		t.Errorf("input queue: %d messages left (err %v)", left, err)
-	}
-	t.Logf("chaos %s: %d inputs + %d poison, %d kills, all effects after %s (inputs paced at %.0f msg/s), %d stored dead letters",
-		b.Kind, n, poisonN, kills, last.Sub(start).Round(time.Millisecond), rate, len(seenDL))
-	return rate, kills
 }
 
 // waitIdle waits until every agent reports zero runs in flight (60 s).

@@ -209,13 +209,17 @@ type membersView struct {
 
 // runView is the Contract's run shape (the fields used here).
 type runView struct {
-	ID        string `json:"id"`
-	Agent     string `json:"agent"`
-	MessageID string `json:"messageId"`
-	Status    string `json:"status"`
-	Outcome   string `json:"outcome"`
-	Attempt   int    `json:"attempt"`
-	Error     string `json:"error"`
+	ID         string     `json:"id"`
+	Operation  string     `json:"operation"`
+	Listener   string     `json:"listener"`
+	Agent      string     `json:"agent"`
+	MessageID  string     `json:"messageId"`
+	Status     string     `json:"status"`
+	Outcome    string     `json:"outcome"`
+	Attempt    int        `json:"attempt"`
+	Error      string     `json:"error"`
+	StartedAt  time.Time  `json:"startedAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
 }
 
 // allRuns pages through GET /api/v1/runs with the query q.
