@@ -79,7 +79,7 @@ func TestClaimHolderCommitsMeanwhile(t *testing.T) {
 	var ran []string
 	d := newTestDelivery("A", "B")
 	rec := new(settlements).observe(d, nil)
-	if err := Claim(testClaim(coord, time.Minute, &gaveBack))(ranOps(&ran))(ctx, d); err != nil {
+	if err := Claim(testClaim(coord, 10*time.Second, &gaveBack))(ranOps(&ran))(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	if len(ran) != 0 || gaveBack.Load() != 0 {
@@ -110,7 +110,7 @@ func TestClaimHolderCommitsSomeAndLetsGo(t *testing.T) {
 	var gaveBack atomic.Int32
 	var ran []string
 	d := newTestDelivery("A", "B")
-	if err := Claim(testClaim(coord, time.Minute, &gaveBack))(ranOps(&ran))(ctx, d); err != nil {
+	if err := Claim(testClaim(coord, 10*time.Second, &gaveBack))(ranOps(&ran))(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(ran, []string{"B"}) || gaveBack.Load() != 0 {
@@ -125,7 +125,7 @@ func TestClaimLeaseLossCancelsTheRun(t *testing.T) {
 	coord := cluster.NewLocal("agent-1")
 	var gaveBack atomic.Int32
 	var runErr error
-	h := Claim(testClaim(coord, time.Minute, &gaveBack))(func(ctx context.Context, d *Delivery) error {
+	h := Claim(testClaim(coord, 10*time.Second, &gaveBack))(func(ctx context.Context, d *Delivery) error {
 		if err := ctx.Err(); err != nil {
 			t.Errorf("the run's context ended before the lease was lost: %v", err)
 		}
@@ -166,7 +166,7 @@ func TestClaimLeaseLossFailsTheCommit(t *testing.T) {
 	}
 	pol := testPolicy("/queue/in", scripts.Redelivery{MaxRedeliveries: 5})
 	d := newTestDelivery("A")
-	h := Chain(run, Claim(testClaim(coord, time.Minute, &gaveBack)), Redeliver(pol, "/queue/in"), Finish())
+	h := Chain(run, Claim(testClaim(coord, 10*time.Second, &gaveBack)), Redeliver(pol, "/queue/in"), Finish())
 	if err := h(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestClaimStoppingWhileWaitingLeavesItUnsettled(t *testing.T) {
 	var gaveBack atomic.Int32
 	var ran []string
 	d := newTestDelivery("A")
-	if err := Claim(testClaim(coord, time.Minute, &gaveBack))(ranOps(&ran))(ctx, d); err != nil {
+	if err := Claim(testClaim(coord, 10*time.Second, &gaveBack))(ranOps(&ran))(ctx, d); err != nil {
 		t.Fatalf("stopping returned %v, want nil", err)
 	}
 	if len(ran) != 0 || gaveBack.Load() != 0 || d.Settled() {
@@ -210,7 +210,7 @@ func TestClaimStoppingAfterTheClaimLetsTheRunFinish(t *testing.T) {
 	var gaveBack atomic.Int32
 	var runErr error
 	d := newTestDelivery("A")
-	h := Claim(testClaim(coord, time.Minute, &gaveBack))(runOps(func(ctx context.Context, op *OpDelivery) error {
+	h := Claim(testClaim(coord, 10*time.Second, &gaveBack))(runOps(func(ctx context.Context, op *OpDelivery) error {
 		stop() // the listener stops while the run is in progress
 		runErr = ctx.Err()
 		return op.Send(ctx, "/queue/out", []byte("A"), nil)
@@ -234,7 +234,7 @@ func TestClaimIsReleasedAfterTheHandler(t *testing.T) {
 	ctx := context.Background()
 	coord := cluster.NewLocal("agent-1")
 	var gaveBack atomic.Int32
-	h := Claim(testClaim(coord, time.Minute, &gaveBack))(runOps(sendsThenFails("A")))
+	h := Claim(testClaim(coord, 10*time.Second, &gaveBack))(runOps(sendsThenFails("A")))
 	if err := h(ctx, newTestDelivery("A")); err != nil {
 		t.Fatal(err)
 	}
