@@ -98,6 +98,8 @@ func testPolicy(destination string, r scripts.Redelivery) policy {
 	return policyFor("agent-1", testSpec(destination, r))
 }
 
+// testSpec is listener p/l of project p on destination, bound to
+// operations A and B, with redelivery r.
 func testSpec(destination string, r scripts.Redelivery) ListenerSpec {
 	return ListenerSpec{ID: "p/l", Project: "p", Version: 1, Listener: scripts.Listener{
 		Name: "l", Destination: destination, Operations: []string{"A", "B"}, Redelivery: r}}

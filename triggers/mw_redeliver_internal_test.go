@@ -22,7 +22,8 @@ func redeliverChain(destination string, h Handler) Handler {
 	return Chain(h, Redeliver(testPolicy(destination, redeliveryPolicy), destination), Finish())
 }
 
-// The only settlement of a delivery, and its publications.
+// onlySettlement is what the delivery's one settlement published; it
+// fails the test unless there was exactly one.
 func onlySettlement(t *testing.T, d *Delivery) []Outgoing {
 	t.Helper()
 	a := ackerOf(d)
