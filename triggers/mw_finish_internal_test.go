@@ -117,10 +117,6 @@ func TestFinishCommitsADeliveryThatOwesNothing(t *testing.T) {
 // connection and the broker would redeliver the message as if its agent
 // had crashed.
 func TestFinishCommitsADeliveryThatOwesNothingPastItsDeadline(t *testing.T) {
-	t.Skip("BUG: settle (settle.go) refuses every noCopy settlement past the deadline, even one in which " +
-		"no operation committed (all skipped: bindings off, or no operation due); nothing rolls back, so " +
-		"Redeliver leaves it too and the delivery stays unsettled: source.deliver then drops the connection " +
-		"(\"left unsettled\") and the broker's redelivery counts as a crashed start (CountStarts)")
 	t.Parallel()
 	d := newTestDelivery("A")
 	h := Chain(func(ctx context.Context, d *Delivery) error {

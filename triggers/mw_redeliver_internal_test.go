@@ -158,10 +158,6 @@ func TestReturnUnchangedKeepsTheAttempt(t *testing.T) {
 // commit's I/O fails), so that no run record says committed for an
 // operation whose sends were never published and that runs again.
 func TestRedeliverFailedRetryCopyTellsTheObservers(t *testing.T) {
-	t.Skip("BUG: settle (settle.go) tells the observers again after a failed I/O only for a commit " +
-		"(kind == noCopy); when a retry copy's or dead letter's I/O fails they last heard A committed, " +
-		"so the agent's run record says committed while A's sends were never published, no marker was " +
-		"written, and the broker's redelivery runs A again")
 	t.Parallel()
 	d := newTestDelivery("A", "B")
 	rec := new(settlements).observe(d, nil)

@@ -20,7 +20,7 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 	if d.settled {
 		return nil
 	}
-	if kind == noCopy && d.pastDeadline() && !d.auto {
+	if kind == noCopy && d.pastDeadline() && !d.auto && d.ranLocked() {
 		for _, op := range d.ops {
 			if op.state == opCommitted {
 				op.state, op.cause, op.sends = opRolledBack, ErrAckTimeout, nil
@@ -36,9 +36,7 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 	if err := d.publishLocked(ctx, copy); err != nil {
 		err = fmt.Errorf("settle message %s: %w", d.msg.ID, err)
 		d.rollbackCommittedLocked(err)
-		if kind == noCopy {
-			_ = d.notifyLocked(ctx, d.settlementLocked(noCopy))
-		}
+		_ = d.notifyLocked(ctx, d.settlementLocked(noCopy))
 		return err
 	}
 	d.settled, d.result = true, s
@@ -56,6 +54,17 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 	return nil
 }
 
+// ranLocked reports whether some operation of d committed after a run:
+// what a commit past the deadline must not publish.
+func (d *Delivery) ranLocked() bool {
+	for _, op := range d.ops {
+		if op.state == opCommitted && op.ran {
+			return true
+		}
+	}
+	return false
+}
+
 // publishLocked does the broker I/O: nothing in ackMode auto (acknowledged
 // on receipt), else one transaction, fenced by the claim lease when it
 // commits what an operation did: if another agent may have claimed the
@@ -68,13 +77,12 @@ func (d *Delivery) publishLocked(ctx context.Context, copy *Outgoing) error {
 		return err
 	}
 	var sends []Outgoing
-	fenced := false
 	for _, op := range d.ops {
 		if op.state == opCommitted {
 			sends = append(sends, op.sends...)
-			fenced = fenced || op.ran
 		}
 	}
+	fenced := d.ranLocked()
 	if copy != nil {
 		sends = append(sends, *copy)
 	}
