@@ -20,7 +20,8 @@ import (
 func (a *Agent) listenerHandler(spec triggers.ListenerSpec) triggers.Handler {
 	return func(ctx context.Context, d *triggers.Delivery) error {
 		rec := &deliveryRecord{a: a, spec: spec, d: d, runs: map[string]*opRun{}}
-		d.OnSettling(ctx, rec.settled)
+		d.OnSettling(ctx, rec.settling)
+		d.OnSettled(rec.settled)
 		if !d.Pending() {
 			return nil // settled before us: a duplicate, or dead-lettered unstarted
 		}
@@ -78,11 +79,15 @@ func (a *Agent) runOperation(ctx context.Context, rec *deliveryRecord, op *trigg
 }
 
 // deliveryRecord is the run history of one delivery. A run of an
-// operation is written as running when it starts and once more when both
-// its run has ended and the delivery has settled (twice more only when the
-// broker I/O of a commit failed after its records were written). An
-// operation the delivery settled without running (a duplicate, a refusal,
-// a message dead-lettered unstarted) gets one record with its outcome.
+// operation is written as running when it starts, and with its outcome
+// once both its run has ended and the delivery has settled. With
+// run_durability sync, a settlement that commits an operation's run first
+// makes the ended runs durable, their outcome not yet claimed (the broker
+// commit may still fail): so a crash after the commit leaves every run in
+// the history, at worst without its outcome, and a crash before it never
+// leaves a "committed" that did not happen. An operation the delivery
+// settled without running (a duplicate, a refusal, a message dead-lettered
+// unstarted) gets one record with its outcome.
 type deliveryRecord struct {
 	a    *Agent
 	spec triggers.ListenerSpec
@@ -119,16 +124,49 @@ func (rec *deliveryRecord) ended(ctx context.Context, r *opRun, run store.Run) {
 	}
 }
 
-// settled is the delivery's triggers.SettleFunc: it writes the final
-// record of each operation whose run ended, and with run_durability sync
-// makes them durable before the broker commit (its error refuses it).
-func (rec *deliveryRecord) settled(ctx context.Context, s triggers.Settlement) error {
+// settling is the delivery's triggers.SettleFunc, told of a settlement
+// before its broker I/O. With run_durability sync, when the settlement
+// commits what an operation did, it makes the ended runs durable without
+// an outcome; its error refuses the commit.
+func (rec *deliveryRecord) settling(ctx context.Context, s triggers.Settlement) error {
+	if rec.a.cfg.RunDurability == RunDurabilityBatched || !commits(s) {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
 	rec.mu.Lock()
+	for _, r := range rec.runs {
+		if r.ended && r.outcome == nil {
+			rec.a.putRun(ctx, r.run)
+		}
+	}
+	rec.mu.Unlock()
+	if err := rec.a.store.Flush(ctx); err != nil {
+		return fmt.Errorf("record runs of message %s before commit: %w", s.MessageID, err)
+	}
+	return nil
+}
+
+// commits reports whether s commits some operation's work.
+func commits(s triggers.Settlement) bool {
+	for _, o := range s.Ops {
+		if o.Outcome == store.OutcomeCommitted {
+			return true
+		}
+	}
+	return false
+}
+
+// settled is told of the settlement after the broker confirmed it: it
+// writes the final record of each operation whose run ended (the others
+// when their run ends) and of each it settled without running.
+func (rec *deliveryRecord) settled(s triggers.Settlement) {
+	ctx := context.Background()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
 	for _, o := range s.Ops {
 		r := rec.runs[o.Operation]
 		if r == nil {
-			r = rec.unrun(o.Operation)
-			if r == nil {
+			if r = rec.unrun(o.Operation); r == nil {
 				continue
 			}
 			rec.runs[o.Operation] = r
@@ -138,14 +176,6 @@ func (rec *deliveryRecord) settled(ctx context.Context, s triggers.Settlement) e
 			rec.write(ctx, r)
 		}
 	}
-	rec.mu.Unlock()
-	if rec.a.cfg.RunDurability == RunDurabilityBatched {
-		return nil
-	}
-	if err := rec.a.store.Flush(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("record runs of message %s before commit: %w", s.MessageID, err)
-	}
-	return nil
 }
 
 // unrun is the record of an operation the delivery settled without
