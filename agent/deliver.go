@@ -12,8 +12,8 @@ import (
 	"github.com/opsrunner/opsrunner/triggers"
 )
 
-// listenerHandler is the handler of spec's deliveries (the innermost step
-// of the listener's lifecycle chain, triggers.Listener.chain): it runs the
+// listenerHandler is the handler of spec's deliveries, inside the
+// listener's lifecycle chain (see the triggers package doc): it runs the
 // listener's filter, then each operation due whose binding is on, one
 // after the other, settling each by its run's result; and it records the
 // runs (deliveryRecord).
@@ -23,7 +23,7 @@ func (a *Agent) listenerHandler(spec triggers.ListenerSpec) triggers.Handler {
 		d.OnSettling(ctx, rec.settling)
 		d.OnSettled(rec.settled)
 		if !d.Pending() {
-			return nil // settled before us: a duplicate, or dead-lettered unstarted
+			return nil // nothing to run: a duplicate, or a message to dead-letter unstarted
 		}
 		p, ok := a.Project(spec.Project)
 		if !ok {
