@@ -3,6 +3,7 @@ package agent_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -129,5 +130,63 @@ func TestEachOperationSettlesOnce(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// explicitProject binds an explicit-mode listener to A, which commits its
+// share, and B, which rolls its share back on the first delivery.
+func explicitProject(prefix string) map[string]string {
+	manifest := `project: explicit
+operations:
+  - name: A
+    script: a.js
+  - name: B
+    script: b.js
+listeners:
+  - name: in
+    destination: /queue/PFX.in
+    ackMode: explicit
+    operations: [A, B]
+    redelivery: {maxRedeliveries: 2, initialDelay: 20ms}
+`
+	return map[string]string{
+		"opsrunner.yaml": strings.ReplaceAll(manifest, "PFX", prefix),
+		"a.js":           "function handle(event, ctx) { SendMessage('/queue/" + prefix + ".effects', 'A:' + event.body.n); ctx.message.commit(); }\n",
+		"b.js": "function handle(event, ctx) {\n" +
+			"  SendMessage('/queue/" + prefix + ".effects', 'B:' + event.body.n);\n" +
+			"  if (event.deliveryCount == 1) ctx.message.rollback('not yet'); else Acknowledge('JBXCommit');\n}\n",
+	}
+}
+
+// With ackMode explicit, an operation's acknowledgement settles its own
+// share: A's commit holds while B rolls back, so the retry copy runs B
+// only, and each effect appears once.
+func TestExplicitAcksSettleTheirOwnOperation(t *testing.T) {
+	ta, dial := brokerCases()[0].start(t)
+	prefix := fmt.Sprintf("x%d", rand.Uint32())
+	ta.mustDeploy(t, "explicit", bundle(t, explicitProject(prefix)))
+	waitFor(t, 30*time.Second, func() bool {
+		r := ta.do(t, "GET", "/api/v1/listeners?q=explicit", "", nil, nil)
+		return strings.Contains(string(r.Body), `"status":"on"`)
+	})
+	conn := dial(t)
+	sendJSON(t, conn, "/queue/"+prefix+".in", `{"n":1}`)
+	count := map[string]int{}
+	waitFor(t, 30*time.Second, func() bool {
+		clear(count)
+		for _, r := range ta.runsWhere(t, "listener=explicit/in") {
+			count[r.Operation+" "+r.Outcome]++
+		}
+		return count["B committed"] == 1
+	})
+	if want := map[string]int{"A committed": 1, "B rolled_back": 1, "B committed": 1}; !maps.Equal(count, want) {
+		t.Errorf("runs by operation and outcome = %v, want %v", count, want)
+	}
+	effects := map[string]int{}
+	for _, m := range drain(t, conn, "/queue/"+prefix+".effects", 2*time.Second) {
+		effects[string(m.Body)]++
+	}
+	if want := map[string]int{"A:1": 1, "B:1": 1}; !maps.Equal(effects, want) {
+		t.Errorf("effects = %v, want %v", effects, want)
 	}
 }
