@@ -135,15 +135,22 @@ type Delivery struct {
 	explicit    bool   // ackMode explicit: only Commit commits
 	acker       Acker
 
-	mu          sync.Mutex
-	ops         []*OpDelivery
-	deadline    time.Time // the ack timeout's instant; zero means none
-	lease       cluster.Lease
-	settled     bool
-	result      Settlement
-	observers   []SettleFunc
-	after       []func(Settlement)
-	onCommitted []func(ctx context.Context, op string)
+	mu        sync.Mutex
+	ops       []*OpDelivery
+	deadline  time.Time // the ack timeout's instant; zero means none
+	lease     cluster.Lease
+	settled   bool
+	result    Settlement
+	observers []SettleFunc
+	after     []func(Settlement)
+	// marker writes the processed markers of the committed operations
+	// after the settlement (Dedup sets it).
+	marker *markers
+
+	// one holds the operation of a delivery due to just one, the usual
+	// case, so that it costs no allocation of its own.
+	one    OpDelivery
+	oneRef [1]*OpDelivery
 }
 
 // DeliveryConfig describes a delivery for NewDelivery.
@@ -164,6 +171,12 @@ func NewDelivery(c DeliveryConfig) *Delivery {
 	d := &Delivery{
 		msg: c.Message, key: c.Key, redelivered: c.Redelivered, acker: c.Acker,
 		auto: c.AckMode == "auto", explicit: c.AckMode == "explicit",
+	}
+	if len(c.Operations) == 1 {
+		d.one = OpDelivery{d: d, name: c.Operations[0]}
+		d.oneRef[0] = &d.one
+		d.ops = d.oneRef[:]
+		return d
 	}
 	for _, name := range c.Operations {
 		d.ops = append(d.ops, &OpDelivery{d: d, name: name})
@@ -246,14 +259,6 @@ func (d *Delivery) OnSettled(f func(Settlement)) {
 	f(s)
 }
 
-// onCommit registers f to run for each operation that committed a run,
-// after the broker confirmed the settlement (the processed markers).
-func (d *Delivery) onCommit(f func(ctx context.Context, op string)) {
-	d.mu.Lock()
-	d.onCommitted = append(d.onCommitted, f)
-	d.mu.Unlock()
-}
-
 // setAttempt sets the attempt the delivery counts (a broker redelivery).
 func (d *Delivery) setAttempt(n int) {
 	d.mu.Lock()
@@ -276,6 +281,13 @@ func (d *Delivery) setLease(l cluster.Lease) {
 	d.mu.Unlock()
 }
 
+// claimLease is the lease set by setLease, or nil.
+func (d *Delivery) claimLease() cluster.Lease {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lease
+}
+
 func (d *Delivery) pastDeadline() bool {
 	return !d.deadline.IsZero() && !time.Now().Before(d.deadline)
 }
@@ -290,14 +302,12 @@ func (d *Delivery) RollbackAll(cause error) {
 	}
 }
 
-// skipDuplicates marks the pending operations done says were processed.
-func (d *Delivery) skipDuplicates(done func(op string) bool) {
+// skipAll marks every pending operation a skipped duplicate.
+func (d *Delivery) skipAll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, op := range d.ops {
-		if op.state == opPending && done(op.name) {
-			op.state, op.cause, op.sends = opSkipped, ErrDuplicate, nil
-		}
+		op.skipDuplicateLocked()
 	}
 }
 

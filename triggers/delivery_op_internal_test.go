@@ -106,8 +106,8 @@ func testSpec(destination string, r scripts.Redelivery) ListenerSpec {
 }
 
 // testMarkers are listener p/l's processed markers in coord.
-func testMarkers(coord cluster.Coordinator) markers {
-	return markers{coord: coord, listener: "p/l", retention: time.Hour, log: slog.New(slog.DiscardHandler)}
+func testMarkers(coord cluster.Coordinator) *markers {
+	return &markers{coord: coord, listener: "p/l", retention: time.Hour, log: slog.New(slog.DiscardHandler)}
 }
 
 // testStore is a bolt store in the test's temporary directory.

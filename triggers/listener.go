@@ -225,7 +225,7 @@ func (l *listener) clientID() string {
 //  9. Finish: what h left pending rolls back; all committed commits.
 func (l *listener) chain(h Handler) Handler {
 	cfg := &l.m.cfg
-	m := markers{coord: cfg.Coordinator, listener: l.spec.ID, retention: cfg.ProcessedRetention, log: l.log}
+	m := &markers{coord: cfg.Coordinator, listener: l.spec.ID, retention: cfg.ProcessedRetention, log: l.log}
 	dest := l.spec.Listener.Destination
 	c := claim{m: m, lease: cfg.ClaimLease, wait: 2 * cfg.ClaimLease, giveBack: returnUnchanged(l.pol, dest)}
 	if l.pol.topic && l.spec.Listener.Fanout != scripts.FanoutEach {

@@ -21,7 +21,7 @@ const claimPoll = 100 * time.Millisecond
 
 // claim is how a listener claims its messages.
 type claim struct {
-	m markers
+	m *markers
 	// lease is the claim's TTL (ClaimLease unless a test says otherwise).
 	lease time.Duration
 	// wait is how long a claim held by another agent is waited for, its
@@ -40,7 +40,7 @@ type claim struct {
 // holder it watches that holder's markers: operations committed meanwhile
 // are skipped. From the claim on the delivery belongs to this agent:
 // stopping the listener no longer cuts it short (its ack deadline does),
-// and losing the lease ends its runs' context and fails its commit.
+// and losing the lease fails its commit (and ends its runs: Deadline).
 func Claim(c claim) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, d *Delivery) error {
@@ -57,7 +57,7 @@ func Claim(c claim) Middleware {
 			case err != nil && ctx.Err() != nil:
 				return nil // stopping: the disconnect gives it back
 			case err != nil && d.auto:
-				d.skipDuplicates(func(string) bool { return true })
+				d.skipAll()
 				return d.settle(ctx, noCopy, nil)
 			case err != nil:
 				return c.giveBack(ctx, d)
@@ -70,10 +70,7 @@ func Claim(c claim) Middleware {
 			if err := c.m.skipProcessed(bg, d); err != nil {
 				return err
 			}
-			runCtx, cancel := context.WithCancel(bg)
-			defer cancel()
-			defer lease.AfterLost(cancel)()
-			return next(runCtx, d)
+			return next(bg, d)
 		}
 	}
 }

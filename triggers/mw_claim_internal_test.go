@@ -71,7 +71,7 @@ func TestClaimHolderCommitsMeanwhile(t *testing.T) {
 	m := testMarkers(coord)
 	commit := time.AfterFunc(150*time.Millisecond, func() {
 		for _, op := range []string{"A", "B"} {
-			_ = coord.MarkProcessed(ctx, m.key(op, "m-1"), 0)
+			_ = coord.MarkProcessed(ctx, m.keyFor(op, "m-1"), 0)
 		}
 	})
 	defer commit.Stop()
@@ -103,7 +103,7 @@ func TestClaimHolderCommitsSomeAndLetsGo(t *testing.T) {
 	other := holdClaim(t, coord)
 	m := testMarkers(coord)
 	done := time.AfterFunc(150*time.Millisecond, func() {
-		_ = coord.MarkProcessed(ctx, m.key("A", "m-1"), 0)
+		_ = coord.MarkProcessed(ctx, m.keyFor("A", "m-1"), 0)
 		_ = other.Release(ctx)
 	})
 	defer done.Stop()
@@ -118,14 +118,15 @@ func TestClaimHolderCommitsSomeAndLetsGo(t *testing.T) {
 	}
 }
 
-// Losing the claim's lease ends the context of the runs in progress.
+// Losing the claim's lease ends the context of the runs in progress
+// (Deadline, inside the claim, watches the lease).
 func TestClaimLeaseLossCancelsTheRun(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	coord := cluster.NewLocal("agent-1")
 	var gaveBack atomic.Int32
 	var runErr error
-	h := Claim(testClaim(coord, 10*time.Second, &gaveBack))(func(ctx context.Context, d *Delivery) error {
+	h := Chain(func(ctx context.Context, d *Delivery) error {
 		if err := ctx.Err(); err != nil {
 			t.Errorf("the run's context ended before the lease was lost: %v", err)
 		}
@@ -136,7 +137,7 @@ func TestClaimLeaseLossCancelsTheRun(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 		return nil
-	})
+	}, Claim(testClaim(coord, 10*time.Second, &gaveBack)), Deadline(time.Minute))
 	if err := h(ctx, newTestDelivery("A")); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,8 @@ import (
 // Deadline bounds the runs of a delivery by its ack timeout: the
 // listener's, or the message's own HeaderAckTimeout (seconds). The runs'
 // context ends then, which interrupts them, and the delivery refuses a
-// commit from then on (ErrAckTimeout), whoever gets there first.
+// commit from then on (ErrAckTimeout), whoever gets there first. The
+// runs' context also ends when the delivery's claim is lost (Claim).
 func Deadline(ackTimeout time.Duration) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, d *Delivery) error {
@@ -24,6 +25,9 @@ func Deadline(ackTimeout time.Duration) Middleware {
 			d.setDeadline(at)
 			ctx, cancel := context.WithDeadline(ctx, at)
 			defer cancel()
+			if lease := d.claimLease(); lease != nil {
+				defer lease.AfterLost(cancel)()
+			}
 			return next(ctx, d)
 		}
 	}

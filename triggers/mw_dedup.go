@@ -19,32 +19,46 @@ type markers struct {
 	log       *slog.Logger
 }
 
-func (m markers) key(op, dedupKey string) string {
+// keyFor is the processed marker key of op and a dedup key.
+func (m *markers) keyFor(op, dedupKey string) string {
 	return "processed:" + m.listener + ":" + op + ":" + dedupKey
+}
+
+// key is op's processed marker key, built once per delivery.
+func (m *markers) key(op *OpDelivery) string {
+	if op.markerKey == "" {
+		op.markerKey = m.keyFor(op.name, op.d.key)
+	}
+	return op.markerKey
 }
 
 // skipProcessed marks the pending operations of d that carry a marker as
 // skipped duplicates; when none is left to run, it settles d (an ACK). A
 // coordinator that cannot be read counts as no marker: the claim, then
 // the commit's fencing, still keep the message from committing twice.
-func (m markers) skipProcessed(ctx context.Context, d *Delivery) error {
-	d.skipDuplicates(func(op string) bool {
-		done, err := m.coord.Processed(ctx, m.key(op, d.key))
-		if err != nil {
-			m.log.Warn("read processed marker", "listener", m.listener, "operation", op, "err", err)
+func (m *markers) skipProcessed(ctx context.Context, d *Delivery) error {
+	for _, op := range d.ops {
+		if !op.Pending() {
+			continue
 		}
-		return err == nil && done
-	})
+		done, err := m.coord.Processed(ctx, m.key(op))
+		if err != nil {
+			m.log.Warn("read processed marker", "listener", m.listener, "operation", op.name, "err", err)
+		}
+		if err == nil && done {
+			op.skipDuplicate()
+		}
+	}
 	if d.Pending() {
 		return nil
 	}
 	return d.settle(context.WithoutCancel(ctx), noCopy, nil)
 }
 
-// mark writes the marker of op once its commit is confirmed.
-func (m markers) mark(ctx context.Context, op string, d *Delivery) {
-	if err := m.coord.MarkProcessed(context.WithoutCancel(ctx), m.key(op, d.key), m.retention); err != nil {
-		m.log.Error("write processed marker", "listener", m.listener, "operation", op, "message", d.msg.ID, "err", err)
+// mark writes op's marker once its commit is confirmed.
+func (m *markers) mark(ctx context.Context, op *OpDelivery) {
+	if err := m.coord.MarkProcessed(context.WithoutCancel(ctx), m.key(op), m.retention); err != nil {
+		m.log.Error("write processed marker", "listener", m.listener, "operation", op.name, "message", op.d.msg.ID, "err", err)
 	}
 }
 
@@ -52,10 +66,12 @@ func (m markers) mark(ctx context.Context, op string, d *Delivery) {
 // processed marker exists) and writes the marker of each operation that
 // commits it. A delivery with nothing left to run is acknowledged and
 // passed on settled, so that the handler can record it.
-func Dedup(m markers) Middleware {
+func Dedup(m *markers) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, d *Delivery) error {
-			d.onCommit(func(ctx context.Context, op string) { m.mark(ctx, op, d) })
+			d.mu.Lock()
+			d.marker = m
+			d.mu.Unlock()
 			if d.Pending() {
 				if err := m.skipProcessed(ctx, d); err != nil {
 					return err

@@ -37,7 +37,7 @@ func TestDedupSkipsOperationsAlreadyProcessed(t *testing.T) {
 	ctx := context.Background()
 	coord := cluster.NewLocal("agent-1")
 	m := testMarkers(coord)
-	if err := coord.MarkProcessed(ctx, m.key("A", "m-1"), 0); err != nil {
+	if err := coord.MarkProcessed(ctx, m.keyFor("A", "m-1"), 0); err != nil {
 		t.Fatal(err)
 	}
 	d := newTestDelivery("A", "B")
@@ -67,7 +67,7 @@ func TestDedupAllProcessedIsAcknowledgedAndPassedOn(t *testing.T) {
 	coord := cluster.NewLocal("agent-1")
 	m := testMarkers(coord)
 	for _, op := range []string{"A", "B"} {
-		if err := coord.MarkProcessed(ctx, m.key(op, "m-1"), 0); err != nil {
+		if err := coord.MarkProcessed(ctx, m.keyFor(op, "m-1"), 0); err != nil {
 			t.Fatal(err)
 		}
 	}

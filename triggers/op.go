@@ -26,6 +26,8 @@ type OpDelivery struct {
 	ran   bool // a run of it started: commit writes its processed marker
 	sends []Outgoing
 	bytes int // body bytes in sends
+
+	markerKey string // its processed marker's key, once built (Dedup)
 }
 
 // Name is the operation's name.
@@ -59,6 +61,19 @@ func (o *OpDelivery) Skip() {
 		o.state = opSkipped
 	}
 	o.d.mu.Unlock()
+}
+
+// skipDuplicate settles a pending operation as already processed.
+func (o *OpDelivery) skipDuplicate() {
+	o.d.mu.Lock()
+	o.skipDuplicateLocked()
+	o.d.mu.Unlock()
+}
+
+func (o *OpDelivery) skipDuplicateLocked() {
+	if o.state == opPending {
+		o.state, o.cause, o.sends = opSkipped, ErrDuplicate, nil
+	}
 }
 
 // Commit settles the operation as committed; when it is the last one due

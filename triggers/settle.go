@@ -41,10 +41,8 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 	}
 	d.settled, d.result = true, s
 	for _, op := range d.ops {
-		if op.state == opCommitted && op.ran {
-			for _, f := range d.onCommitted {
-				f(ctx, op.name)
-			}
+		if op.state == opCommitted && op.ran && d.marker != nil {
+			d.marker.mark(ctx, op)
 		}
 		op.sends = nil
 	}
