@@ -305,7 +305,9 @@ func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	wg.Go(func() {
-		if err := brk.Serve(context.WithoutCancel(ctx), a.brokerLn); err != nil {
+		// A broker closed by the shutdown before it served reports so:
+		// that is no failure.
+		if err := brk.Serve(context.WithoutCancel(ctx), a.brokerLn); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("embedded broker: %w", err)
 			cancel()
 		}
