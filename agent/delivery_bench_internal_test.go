@@ -23,6 +23,9 @@ func (benchAcker) Send(string, []byte, map[string]string) error { return nil }
 func BenchmarkListenerDelivery(b *testing.B) {
 	TuneGC()
 	a := serveInternal(b, "bench")
+	// The agent's CPU, not the disk's: with run_durability sync every
+	// commit would wait for an fsync of its run records.
+	a.cfg.RunDurability = RunDurabilityBatched
 	ctx := context.Background()
 	pv, err := a.Deploy(ctx, "bench", map[string][]byte{
 		"opsrunner.yaml": []byte("project: bench\noperations:\n  - name: handle\n    script: handle.js\n    timeout: 10s\nlisteners:\n  - name: in\n    destination: /queue/in\n    operations: [handle]\n"),
