@@ -37,7 +37,7 @@ func TestBeforeCommit(t *testing.T) {
 				return d.Send(ctx, effects, []byte("effect"), nil)
 			}
 			hook := func(_ context.Context, s triggers.Settlement) error {
-				if outcome, _ := s.Outcome(); outcome != store.OutcomeCommitted {
+				if outcome, _ := outcomeOf(s); outcome != store.OutcomeCommitted {
 					return nil
 				}
 				if ran.Load() != 1 {

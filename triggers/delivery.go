@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/opsrunner/opsrunner/cluster"
-	"github.com/opsrunner/opsrunner/store"
 )
 
 // ErrSettled is returned by Commit after a rollback, by Rollback after a
@@ -86,22 +85,6 @@ type Settlement struct {
 	// Attempt counts deliveries of the message, from 1.
 	Attempt int
 	Ops     []OpOutcome
-}
-
-// Outcome is the delivery's outcome as one word: the first operation's
-// that did not commit, else committed (skipped_duplicate when none ran).
-func (s Settlement) Outcome() (string, error) {
-	outcome := store.OutcomeSkippedDuplicate
-	for _, o := range s.Ops {
-		switch o.Outcome {
-		case store.OutcomeCommitted:
-			outcome = store.OutcomeCommitted
-		case store.OutcomeSkippedDuplicate:
-		default:
-			return o.Outcome, o.Err
-		}
-	}
-	return outcome, nil
 }
 
 // SettleFunc observes a delivery's settlement. It is called right before
@@ -189,9 +172,6 @@ func (d *Delivery) Message() Message { return d.msg }
 
 // ID is the message's original id: stable across opsrunner's redeliveries.
 func (d *Delivery) ID() string { return d.msg.ID }
-
-// Key is the dedup key.
-func (d *Delivery) Key() string { return d.key }
 
 // Ops are the delivery's operations, in binding order.
 func (d *Delivery) Ops() []*OpDelivery { return d.ops }

@@ -139,8 +139,8 @@ type listener struct {
 	kind  string
 }
 
-var outcomes = []string{store.OutcomeCommitted, store.OutcomeRolledBack, store.OutcomeDeadLettered,
-	store.OutcomeSkippedDuplicate, store.OutcomeRefused}
+// outcomes are the delivery outcomes in the order of listener.counts.
+var outcomes = store.Outcomes()
 
 func (l *listener) count(outcome string) {
 	for i, o := range outcomes {
