@@ -57,6 +57,14 @@ type run struct {
 	result    []byte
 	watched   tracked // the watchdog's record (see watchdog.track)
 
+	// loop is the run's event loop (loop.go), made on its first
+	// asynchronous call; set and cleared under mu (the limits wake it).
+	loop *loop
+	// holdsWorker says the run holds one of Config.Workers.
+	holdsWorker bool
+	// unhandled are the rejected Promises no handler has seen yet.
+	unhandled []*goja.Promise
+
 	// timerLeft is set when a frame's timer could not be stopped (its
 	// function has started): the run must not be reused (see release).
 	timerLeft bool
@@ -148,6 +156,7 @@ func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 // whose runtime is broken is zeroed but not reused.
 func (r *run) release() {
 	v := r.v
+	r.endLoop()
 	switch {
 	case r.timerLeft || len(r.frames) > 0:
 		return
@@ -189,6 +198,9 @@ func (r *run) varsObject() *goja.Object {
 func (r *run) killMemory() {
 	r.memKilled.Store(true)
 	r.v.rt.Interrupt(&interruptCause{err: fmt.Errorf("%w: heap above %d bytes", ErrMemoryLimit, r.e.cfg.MemoryLimit), status: store.StatusFailed})
+	r.mu.Lock()
+	r.wakeLoop()
+	r.mu.Unlock()
 }
 
 // top runs the triggered operation's chain and fills res. The triggered
@@ -406,6 +418,7 @@ func (r *run) expire(fr *frame) {
 	}
 	fr.expired = true
 	r.v.rt.Interrupt(r.causeFor(fr))
+	r.wakeLoop()
 }
 
 // contextEnded runs on the watchdog's goroutine once it sees the run's
@@ -426,6 +439,7 @@ func (r *run) contextEnded() bool {
 	}
 	if !r.frames[0].expired {
 		r.v.rt.Interrupt(r.causeFor(r.frames[0]))
+		r.wakeLoop()
 	}
 	return true
 }
@@ -541,10 +555,30 @@ func (r *run) execOp(fr *frame, settle bool) (goja.Value, *failure) {
 		return nil, r.failureFrom(err, op.Script)
 	}
 	ret, err := handler(goja.Undefined(), fr.event, r.ctxArg(fr, info, params))
+	if fr.outer == nil {
+		err = r.await(ret, err)
+	}
 	if err != nil {
 		return nil, r.failureFrom(err, op.Script)
 	}
 	return r.settle(ret, op.Script, settle)
+}
+
+// await runs the event loop of a top-level operation whose handler
+// returned ret (or failed with err) until nothing is pending, then fails on
+// a Promise rejected with no handler (other than ret, the operation's own
+// result, which settle reads). The loop ends with it. Nested operations
+// (RunOperation) return their Promise to the caller, whose loop runs it:
+// no loop can run while JavaScript is on the stack.
+func (r *run) await(ret goja.Value, err error) error {
+	defer r.endLoop()
+	if err != nil {
+		return err
+	}
+	if err := r.drain(); err != nil {
+		return err
+	}
+	return r.unhandledRejection(ret)
 }
 
 // settle resolves a Promise result: fulfilled gives its value, rejected a
@@ -796,6 +830,7 @@ func (r *run) filter(path string) (bool, error) {
 			return nil, r.failureFrom(err, path)
 		}
 		ret, err := fn(goja.Undefined(), fr.event, r.ctxArg(fr, info, params))
+		err = r.await(ret, err)
 		if err != nil {
 			return nil, r.failureFrom(err, path)
 		}

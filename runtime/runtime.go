@@ -43,6 +43,10 @@ type Config struct {
 	// Sender sends SendMessage calls made outside a delivery; nil makes them
 	// throw "no broker connection".
 	Sender Sender
+	// Workers bounds the runs executing JavaScript: a run takes a worker
+	// to start and gives it back while it waits for a fetch or a timer;
+	// nil means unbounded.
+	Workers Workers
 	// MaxCallStackSize bounds JS call depth; 0 means 512.
 	MaxCallStackSize int
 	// MemoryLimit is the Go heap size (bytes) above which running scripts are
@@ -318,12 +322,18 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 		res.Err = fmt.Errorf("run: project %q has no operation %q", inv.Project.Name, inv.Operation)
 		return res
 	}
+	if err := e.acquire(ctx); err != nil {
+		res.Status, res.Err = store.StatusTimedOut, fmt.Errorf("run: %w", err)
+		return res
+	}
 	v, err := e.getVM()
 	if err != nil {
+		e.release()
 		res.Err = fmt.Errorf("run: %w", err)
 		return res
 	}
 	r := newRun(e, v, ctx, inv)
+	r.holdsWorker = e.cfg.Workers != nil
 	token := e.watch.track(r)
 	defer func() {
 		if x := recover(); x != nil {
@@ -337,6 +347,9 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 			v.broken = true
 		}
 		res.Logs, res.Steps = r.finishLogs(), r.steps
+		if r.holdsWorker {
+			e.release()
+		}
 		r.release()
 		e.putVM(v)
 		if killed {
@@ -357,11 +370,16 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 	if p == nil {
 		return false, errors.New("filter: no project")
 	}
+	if err := e.acquire(ctx); err != nil {
+		return false, fmt.Errorf("filter: %w", err)
+	}
 	v, err := e.getVM()
 	if err != nil {
+		e.release()
 		return false, fmt.Errorf("filter: %w", err)
 	}
 	r := newRun(e, v, ctx, Invocation{Project: p, Operation: path, Trigger: TriggerListener, Event: event})
+	r.holdsWorker = e.cfg.Workers != nil
 	token := e.watch.track(r)
 	defer func() {
 		if x := recover(); x != nil {
@@ -373,6 +391,9 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 		if killed {
 			v.broken = true
 		}
+		if r.holdsWorker {
+			e.release()
+		}
 		r.release()
 		e.putVM(v)
 		if killed {
@@ -381,6 +402,24 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 		}
 	}()
 	return r.filter(path)
+}
+
+// acquire takes a worker for a run starting (Config.Workers).
+func (e *Engine) acquire(ctx context.Context) error {
+	if e.cfg.Workers == nil {
+		return nil
+	}
+	if err := e.cfg.Workers.Acquire(ctx); err != nil {
+		return fmt.Errorf("waiting for a worker: %w", err)
+	}
+	return nil
+}
+
+// release gives back a run's worker.
+func (e *Engine) release() {
+	if e.cfg.Workers != nil {
+		e.cfg.Workers.Release()
+	}
 }
 
 func findOperation(p *scripts.Project, name string) *scripts.Operation {

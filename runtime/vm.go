@@ -38,6 +38,7 @@ type vm struct {
 	joining   []*goja.Object
 	parse     goja.Callable
 	thrower   goja.Callable
+	noop      goja.Callable // a JavaScript function doing nothing: calling it raises a pending interrupt
 	msgCommit goja.Value
 	msgRollbk goja.Value
 
@@ -163,6 +164,7 @@ func newVM(e *Engine) (v *vm, err error) {
 	rt := goja.New()
 	rt.SetMaxCallStackSize(e.cfg.MaxCallStackSize)
 	v = &vm{e: e, rt: rt}
+	rt.SetPromiseRejectionTracker(v.trackRejections)
 	g := rt.GlobalObject()
 	json := g.Get("JSON").(*goja.Object)
 	v.stringify, _ = goja.AssertFunction(json.Get("stringify"))
@@ -180,6 +182,11 @@ func newVM(e *Engine) (v *vm, err error) {
 		return nil, fmt.Errorf("new runtime: %w", err)
 	}
 	v.thrower, _ = goja.AssertFunction(thrower)
+	noop, err := rt.RunString(`(function() {})`)
+	if err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
+	v.noop, _ = goja.AssertFunction(noop)
 
 	fns := map[string]func(goja.FunctionCall) goja.Value{
 		"RunOperation": v.jsRunOperation,
@@ -188,6 +195,9 @@ func newVM(e *Engine) (v *vm, err error) {
 		"Get":          v.jsGet,
 		"RaiseError":   v.jsRaiseError,
 		"GetLastError": v.jsGetLastError,
+		"setTimeout":   v.jsSetTimeout,
+		"clearTimeout": v.jsClearTimeout,
+		"sleep":        v.jsSleep,
 	}
 	for name, fn := range fns {
 		if err := g.Set(name, fn); err != nil {
@@ -312,6 +322,25 @@ func ownKeyCounter(o *goja.Object) func() int {
 // the JS stack of the call site. It never returns.
 func (v *vm) throw(format string, args ...any) {
 	obj, err := v.rt.New(v.errorCtor, v.rt.ToValue(fmt.Sprintf(format, args...)))
+	if err != nil {
+		panic(v.rt.NewGoError(err))
+	}
+	panic(obj)
+}
+
+// throwType throws a TypeError with the formatted message.
+func (v *vm) throwType(format string, args ...any) {
+	panic(v.rt.NewTypeError(fmt.Sprintf(format, args...)))
+}
+
+// throwRange throws a RangeError with the formatted message.
+func (v *vm) throwRange(format string, args ...any) {
+	v.throwWith(v.rangeError, format, args...)
+}
+
+// throwWith throws a new ctor(message).
+func (v *vm) throwWith(ctor goja.Value, format string, args ...any) {
+	obj, err := v.rt.New(ctor, v.rt.ToValue(fmt.Sprintf(format, args...)))
 	if err != nil {
 		panic(v.rt.NewGoError(err))
 	}
