@@ -376,9 +376,18 @@ func (v *vm) logger(level string) func(goja.FunctionCall) goja.Value {
 		if len(msg) > maxLogLineBytes {
 			msg = strings.ToValidUTF8(msg[:maxLogLineBytes], "") + "… [truncated]"
 		}
-		r.logs = append(r.logs, store.LogLine{Time: time.Now(), Level: level, Message: msg})
+		r.log(level, msg)
 		return goja.Undefined()
 	}
+}
+
+// log adds a line to the run's log, within maxLogLines.
+func (r *run) log(level, msg string) {
+	if len(r.logs) >= maxLogLines {
+		r.logDropped++
+		return
+	}
+	r.logs = append(r.logs, store.LogLine{Time: time.Now(), Level: level, Message: msg})
 }
 
 // maxLogJSON bounds the JSON of a logged value; a line keeps its first

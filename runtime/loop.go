@@ -41,6 +41,7 @@ type loop struct {
 
 	pending int // callbacks registered and not yet run or cancelled
 	timers  map[int64]*timer
+	aborts  map[int64]context.CancelFunc // fetches in flight, by id
 	nextID  int64
 }
 
@@ -101,6 +102,9 @@ func (r *run) endLoop() {
 	}
 	for _, t := range l.timers {
 		t.t.Stop()
+	}
+	for _, cancel := range l.aborts {
+		cancel()
 	}
 	r.mu.Lock()
 	r.loop = nil

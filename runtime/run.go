@@ -421,6 +421,26 @@ func (r *run) expire(fr *frame) {
 	r.wakeLoop()
 }
 
+// interruptTop raises the interrupt of the top-level operation's limit
+// (its timeout, or the end of the run's context) at once, for a host call
+// that saw the operation's context end before the limit's timer or the
+// watchdog said so; it returns the resulting error.
+func (r *run) interruptTop() error {
+	r.mu.Lock()
+	if len(r.frames) > 0 {
+		fr := r.frames[0]
+		if c := r.causeFor(fr); c != nil {
+			if c.frame == fr {
+				fr.expired = true
+			}
+			r.v.rt.Interrupt(c)
+		}
+	}
+	r.mu.Unlock()
+	_, err := r.v.noop(goja.Undefined())
+	return err
+}
+
 // contextEnded runs on the watchdog's goroutine once it sees the run's
 // context ended (within a watchdogPeriod): it interrupts the top-level
 // operation executing, unless that operation's own timeout came first.

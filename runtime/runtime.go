@@ -47,6 +47,9 @@ type Config struct {
 	// to start and gives it back while it waits for a fetch or a timer;
 	// nil means unbounded.
 	Workers Workers
+	// Fetcher makes the requests of fetch(); nil makes fetch reject with
+	// "fetch is not available on this agent".
+	Fetcher Fetcher
 	// MaxCallStackSize bounds JS call depth; 0 means 512.
 	MaxCallStackSize int
 	// MemoryLimit is the Go heap size (bytes) above which running scripts are

@@ -216,6 +216,9 @@ func newVM(e *Engine) (v *vm, err error) {
 	if err := g.DefineAccessorProperty("$vars", rt.ToValue(v.jsVars), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
 		return nil, fmt.Errorf("new runtime: $vars: %w", err)
 	}
+	if err := installFetch(v); err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
 	if err := installGuards(v); err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
 	}

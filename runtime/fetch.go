@@ -1,0 +1,215 @@
+package runtime
+
+import (
+	_ "embed"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dop251/goja"
+	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
+)
+
+// Fetcher makes the HTTP requests of a script's fetch(): the agent's egress
+// client, which applies the calling project's egress policy and the
+// agent's bounds. Goroutine-safe; Fetch is called on a goroutine of its
+// own and must end when ctx ends. Its errors are shown to the script as
+// they are: they must name the host and never carry headers or bodies.
+type Fetcher interface {
+	Fetch(ctx context.Context, project *scripts.Project, req FetchRequest) (*FetchResponse, error)
+}
+
+// FetchRequest is one fetch() call.
+type FetchRequest struct {
+	Method string
+	URL    string
+	Header http.Header
+	Body   []byte
+}
+
+// FetchResponse is a response read whole.
+type FetchResponse struct {
+	Status     int
+	StatusText string
+	Header     http.Header
+	URL        string // after redirects
+	Redirected bool
+	Body       []byte
+}
+
+//go:embed js/fetch.js
+var fetchSrc string
+
+var fetchProgram = goja.MustCompile(internalPrefix+"fetch", fetchSrc, true)
+
+// installFetch defines fetch, Headers, Response, AbortController and
+// AbortSignal (js/fetch.js) over the host functions below.
+func installFetch(v *vm) error {
+	fn, err := v.rt.RunProgram(fetchProgram)
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	install, _ := goja.AssertFunction(fn)
+	host := v.rt.NewObject()
+	_ = host.Set("fetch", v.jsFetch)
+	_ = host.Set("abort", v.jsAbortFetch)
+	_ = host.Set("decode", v.jsDecodeUTF8)
+	_ = host.Set("encode", v.jsEncodeUTF8)
+	if _, err := install(goja.Undefined(), host); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	return nil
+}
+
+// jsFetch is host.fetch(method, url, headerPairs, body, timeoutMs, done,
+// fail): it starts the request on a goroutine and returns its id (for
+// host.abort). done(status, statusText, headerPairs, url, redirected,
+// arrayBuffer) or fail(kind, message) is called on the run's loop; kind is
+// "abort", "timeout" or "error".
+func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
+	r, fr := v.active()
+	req := FetchRequest{Method: call.Argument(0).String(), URL: call.Argument(1).String(), Header: v.headerPairs(call.Argument(2))}
+	switch b := call.Argument(3).Export().(type) {
+	case nil:
+	case string:
+		req.Body = []byte(b)
+	case goja.ArrayBuffer:
+		req.Body = append([]byte(nil), b.Bytes()...)
+	}
+	done, _ := goja.AssertFunction(call.Argument(5))
+	fail, _ := goja.AssertFunction(call.Argument(6))
+	f := r.e.cfg.Fetcher
+	if f == nil {
+		v.throwType("fetch is not available on this agent")
+	}
+	l := r.eventLoop()
+	if l.pending >= maxPending {
+		v.throwRange("too many timers and fetches pending in one run (at most %d)", maxPending)
+	}
+	// The top-level operation's context: a nested operation may return
+	// before the request ends, and the operation's limit covers it all.
+	opCtx := r.opContext(r.frames[0])
+	ctx, cancel := context.WithCancel(opCtx)
+	timeout := call.Argument(4)
+	byTimeout := present(timeout)
+	if byTimeout {
+		ctx, cancel = context.WithTimeout(ctx, delayOf(timeout))
+	}
+	l.nextID++
+	id := l.nextID
+	if l.aborts == nil {
+		l.aborts = make(map[int64]context.CancelFunc)
+	}
+	l.aborts[id] = cancel
+	enqueue := l.register()
+	project := fr.project
+	start := time.Now()
+	go func() {
+		resp, err := f.Fetch(ctx, project, req)
+		aborted := ctx.Err() != nil && !byTimeout
+		enqueue(func() error {
+			delete(l.aborts, id)
+			cancel()
+			r.logFetch(req, resp, err, time.Since(start))
+			if opCtx.Err() != nil {
+				// The operation's limit ended the request: the limit's
+				// interrupt ends the operation, not a catchable error.
+				return r.interruptTop()
+			}
+			if err != nil {
+				kind := "error"
+				switch {
+				case errors.Is(err, context.DeadlineExceeded) && byTimeout:
+					kind, err = "timeout", fmt.Errorf("fetch to %s: no response within the %s timeout", hostOf(req.URL), delayOf(timeout))
+				case aborted && errors.Is(err, context.Canceled):
+					kind = "abort"
+				}
+				_, jerr := fail(goja.Undefined(), v.rt.ToValue(kind), v.rt.ToValue(err.Error()))
+				return jerr
+			}
+			return v.fetched(r, done, resp)
+		})
+	}()
+	return v.rt.ToValue(id)
+}
+
+// fetched resolves a fetch with its response (done's arguments).
+func (v *vm) fetched(r *run, done goja.Callable, resp *FetchResponse) error {
+	r.allocated.Add(uint64(len(resp.Body)))
+	var pairs []any
+	for k, vals := range resp.Header {
+		for _, val := range vals {
+			pairs = append(pairs, []any{k, val})
+		}
+	}
+	_, err := done(goja.Undefined(), v.rt.ToValue(resp.Status), v.rt.ToValue(resp.StatusText),
+		v.rt.ToValue(pairs), v.rt.ToValue(resp.URL), v.rt.ToValue(resp.Redirected),
+		v.rt.ToValue(v.rt.NewArrayBuffer(resp.Body)))
+	return err
+}
+
+// jsAbortFetch is host.abort(id): the request's context ends.
+func (v *vm) jsAbortFetch(call goja.FunctionCall) goja.Value {
+	r, _ := v.active()
+	if r.loop != nil {
+		if cancel, ok := r.loop.aborts[call.Argument(0).ToInteger()]; ok {
+			cancel()
+		}
+	}
+	return goja.Undefined()
+}
+
+// headerPairs reads [[name, value], ...] (already checked by fetch.js).
+func (v *vm) headerPairs(val goja.Value) http.Header {
+	h := http.Header{}
+	pairs, _ := val.Export().([]any)
+	for _, p := range pairs {
+		kv, ok := p.([]any)
+		if ok && len(kv) == 2 {
+			h.Add(fmt.Sprint(kv[0]), fmt.Sprint(kv[1]))
+		}
+	}
+	return h
+}
+
+// jsDecodeUTF8 is host.decode(arrayBuffer): the bytes as a string, invalid
+// UTF-8 replaced by U+FFFD as TextDecoder does.
+func (v *vm) jsDecodeUTF8(call goja.FunctionCall) goja.Value {
+	ab, _ := call.Argument(0).Export().(goja.ArrayBuffer)
+	b := ab.Bytes()
+	if utf8.Valid(b) {
+		return v.rt.ToValue(string(b))
+	}
+	return v.rt.ToValue(string([]rune(string(b))))
+}
+
+// jsEncodeUTF8 is host.encode(string): its UTF-8 bytes as an ArrayBuffer.
+func (v *vm) jsEncodeUTF8(call goja.FunctionCall) goja.Value {
+	return v.rt.ToValue(v.rt.NewArrayBuffer([]byte(call.Argument(0).String())))
+}
+
+// logFetch writes the run's log line for a fetch: method, host, status and
+// duration; never the URL's path or query, headers or bodies.
+func (r *run) logFetch(req FetchRequest, resp *FetchResponse, err error, took time.Duration) {
+	host := hostOf(req.URL)
+	ms := store.Millis(took)
+	if err != nil {
+		r.log("warn", fmt.Sprintf("fetch %s %s failed after %.1f ms", req.Method, host, ms))
+		return
+	}
+	r.log("info", fmt.Sprintf("fetch %s %s: %d in %.1f ms", req.Method, host, resp.Status, ms))
+}
+
+// hostOf is the host:port of a URL, or "(invalid URL)".
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(invalid URL)"
+	}
+	return u.Host
+}

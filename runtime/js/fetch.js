@@ -1,0 +1,207 @@
+// The WHATWG fetch subset scripts see: fetch, Headers, Response,
+// AbortController and AbortSignal. The request itself is made in Go
+// (runtime/fetch.go, host.fetch); this file only shapes its arguments and
+// results. It runs once per runtime, before the intrinsics are frozen.
+(function(host) {
+'use strict';
+const g = globalThis, NativeMap = Map, TE = TypeError;
+const store = Symbol('headers'), listeners = Symbol('listeners'), bodyOf = Symbol('body'),
+	timeoutOf = Symbol('timeout');
+
+function namedError(name, message) {
+	const e = new Error(message);
+	e.name = name;
+	return e;
+}
+
+function headerName(name) {
+	const n = String(name).toLowerCase();
+	if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) throw new TE('invalid header name: ' + JSON.stringify(String(name)));
+	return n;
+}
+
+function headerValue(value) {
+	const v = String(value).replace(/^[\t ]+|[\t ]+$/g, '');
+	if (/[\0\r\n]/.test(v)) throw new TE('invalid header value: it contains a line break or NUL');
+	return v;
+}
+
+class Headers {
+	constructor(init) {
+		this[store] = new NativeMap();
+		if (init === undefined || init === null) return;
+		if (init instanceof Headers) {
+			init.forEach((v, k) => this.append(k, v));
+		} else if (typeof init[Symbol.iterator] === 'function') {
+			for (const pair of init) {
+				if (!pair || pair.length !== 2) throw new TE('Headers: each header must be a [name, value] pair');
+				this.append(pair[0], pair[1]);
+			}
+		} else if (typeof init === 'object') {
+			for (const k of Object.keys(init)) this.append(k, init[k]);
+		} else {
+			throw new TE('Headers: expected an object, an array of pairs or Headers');
+		}
+	}
+	append(name, value) {
+		const k = headerName(name), v = headerValue(value), m = this[store];
+		m.set(k, m.has(k) ? m.get(k) + ', ' + v : v);
+	}
+	set(name, value) { this[store].set(headerName(name), headerValue(value)); }
+	get(name) { const v = this[store].get(headerName(name)); return v === undefined ? null : v; }
+	has(name) { return this[store].has(headerName(name)); }
+	delete(name) { this[store].delete(headerName(name)); }
+	forEach(fn, thisArg) { for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this); }
+	*entries() {
+		const keys = Array.from(this[store].keys()).sort();
+		for (const k of keys) yield [k, this[store].get(k)];
+	}
+	*keys() { for (const [k] of this.entries()) yield k; }
+	*values() { for (const [, v] of this.entries()) yield v; }
+	[Symbol.iterator]() { return this.entries(); }
+}
+
+// toBytes turns a body into an ArrayBuffer (or a string, kept as is).
+function toBytes(body, what) {
+	if (body === undefined || body === null) return undefined;
+	if (typeof body === 'string') return body;
+	if (body instanceof ArrayBuffer) return body;
+	if (ArrayBuffer.isView(body)) return body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength);
+	throw new TE(what + ' must be a string, an ArrayBuffer or a typed array; for an object use JSON.stringify(value)');
+}
+
+class Response {
+	constructor(body, init) {
+		init = init || {};
+		const status = init.status === undefined ? 200 : Number(init.status);
+		if (!(status >= 200 && status <= 599) || Math.floor(status) !== status) throw new RangeError('Response: status must be an integer from 200 to 599');
+		this.status = status;
+		this.statusText = init.statusText === undefined ? '' : String(init.statusText);
+		this.headers = new Headers(init.headers);
+		this.url = '';
+		this.redirected = false;
+		this.type = 'default';
+		this[bodyOf] = toBytes(body, 'Response body');
+		this.bodyUsed = false;
+	}
+	get ok() { return this.status >= 200 && this.status <= 299; }
+	arrayBuffer() {
+		if (this.bodyUsed) return Promise.reject(new TE('Response: body has already been read'));
+		this.bodyUsed = true;
+		const b = this[bodyOf];
+		this[bodyOf] = undefined;
+		if (b === undefined) return Promise.resolve(new ArrayBuffer(0));
+		return Promise.resolve(typeof b === 'string' ? host.encode(b) : b);
+	}
+	text() {
+		if (this.bodyUsed) return Promise.reject(new TE('Response: body has already been read'));
+		this.bodyUsed = true;
+		const b = this[bodyOf];
+		this[bodyOf] = undefined;
+		if (b === undefined) return Promise.resolve('');
+		return Promise.resolve(typeof b === 'string' ? b : host.decode(b));
+	}
+	json() { return this.text().then((t) => JSON.parse(t)); }
+	clone() {
+		if (this.bodyUsed) throw new TE('Response: body has already been read');
+		const c = new Response(undefined, {status: this.status, statusText: this.statusText, headers: this.headers});
+		c.url = this.url;
+		c.redirected = this.redirected;
+		c.type = this.type;
+		c[bodyOf] = this[bodyOf];
+		return c;
+	}
+	static json(data, init) {
+		const r = new Response(JSON.stringify(data), init);
+		if (!r.headers.has('content-type')) r.headers.set('content-type', 'application/json');
+		return r;
+	}
+}
+
+class AbortSignal {
+	constructor() {
+		this.aborted = false;
+		this.reason = undefined;
+		this.onabort = null;
+		this[listeners] = [];
+	}
+	addEventListener(type, fn) { if (type === 'abort' && typeof fn === 'function') this[listeners].push(fn); }
+	removeEventListener(type, fn) {
+		const l = this[listeners], i = l.indexOf(fn);
+		if (type === 'abort' && i >= 0) l.splice(i, 1);
+	}
+	throwIfAborted() { if (this.aborted) throw this.reason; }
+	static abort(reason) {
+		const c = new AbortController();
+		c.abort(reason);
+		return c.signal;
+	}
+	// timeout(ms) is a signal fetch applies as its own timeout: it sets no
+	// timer, so a run does not wait for it once the request is done.
+	static timeout(ms) {
+		const s = new AbortSignal();
+		s[timeoutOf] = Number(ms);
+		return s;
+	}
+}
+
+class AbortController {
+	constructor() { this.signal = new AbortSignal(); }
+	abort(reason) {
+		const s = this.signal;
+		if (s.aborted) return;
+		s.aborted = true;
+		s.reason = reason === undefined ? namedError('AbortError', 'This operation was aborted') : reason;
+		const ev = {type: 'abort', target: s};
+		for (const fn of s[listeners].slice()) fn.call(s, ev);
+		if (typeof s.onabort === 'function') s.onabort.call(s, ev);
+	}
+}
+
+function fetch(input, init) {
+	try {
+		init = init === undefined || init === null ? {} : init;
+		const url = typeof input === 'string' ? input : (input && typeof input.url === 'string' ? input.url : String(input));
+		const method = init.method === undefined ? 'GET' : String(init.method).toUpperCase();
+		const headers = new Headers(init.headers);
+		const body = toBytes(init.body, 'fetch body');
+		if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw new TE('fetch: a ' + method + ' request cannot have a body');
+		if (typeof body === 'string' && !headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+		const signal = init.signal;
+		let timeout = init.timeout === undefined ? undefined : Number(init.timeout);
+		if (signal !== undefined && signal !== null) {
+			if (!(signal instanceof AbortSignal)) throw new TE('fetch: signal must be an AbortSignal');
+			if (signal.aborted) return Promise.reject(signal.reason);
+			if (signal[timeoutOf] !== undefined && (timeout === undefined || signal[timeoutOf] < timeout)) timeout = signal[timeoutOf];
+		}
+		if (timeout !== undefined && !(timeout >= 0)) throw new TE('fetch: timeout must be a number of milliseconds');
+		return new Promise((resolve, reject) => {
+			const done = (status, statusText, pairs, finalURL, redirected, buf) => {
+				const r = new Response(undefined, {status: status < 200 ? 200 : status, statusText: statusText, headers: pairs});
+				r.status = status;
+				r.url = finalURL;
+				r.redirected = redirected;
+				r.type = 'basic';
+				r[bodyOf] = buf;
+				resolve(r);
+			};
+			const fail = (kind, message) => {
+				if (kind === 'abort' && signal) return reject(signal.reason);
+				if (kind === 'timeout') return reject(namedError('TimeoutError', message));
+				reject(new TE(message));
+			};
+			const id = host.fetch(method, url, Array.from(headers.entries()), body, timeout, done, fail);
+			if (signal) signal.addEventListener('abort', () => host.abort(id));
+		});
+	} catch (e) {
+		return Promise.reject(e);
+	}
+}
+
+const define = (name, value) => Object.defineProperty(g, name, {value: value, writable: true, enumerable: false, configurable: true});
+define('fetch', fetch);
+define('Headers', Headers);
+define('Response', Response);
+define('AbortController', AbortController);
+define('AbortSignal', AbortSignal);
+})
