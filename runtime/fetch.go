@@ -1,8 +1,8 @@
 package runtime
 
 import (
-	_ "embed"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net/http"
