@@ -236,7 +236,7 @@ func (v *vm) jsMessageRollback(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
 	cause := r.rollbackCause(fr.op.Name)
 	if a := call.Argument(0); present(a) {
-		cause = errors.New(v.safeString(a))
+		cause = errors.New(r.redact(v.safeString(a)))
 	}
 	if err := r.acknowledge(r.opContext(fr), scripts.ActionRollback, cause); err != nil {
 		v.throw("message.rollback: %v", err)

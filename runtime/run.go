@@ -57,6 +57,14 @@ type run struct {
 	result    []byte
 	watched   tracked // the watchdog's record (see watchdog.track)
 
+	// env is the `env` object the run made for envOf (settings.go).
+	env   *goja.Object
+	envOf *scripts.Project
+	// secretCache holds the secrets read, by project and name, and
+	// secretValues their values, for redaction (settings.go).
+	secretCache  map[string]secretRead
+	secretValues []string
+
 	// loop is the run's event loop (loop.go), made on its first
 	// asynchronous call; set and cleared under mu (the limits wake it).
 	loop *loop
@@ -548,7 +556,7 @@ func (r *run) failStep(name string, err error) *failure {
 // chain, the failure that led there (it becomes the dead letter's cause).
 func (r *run) rollbackCause(opName string) error {
 	if r.lastErr != "" {
-		return fmt.Errorf("%s (rolled back by operation %q)", r.lastErr, opName)
+		return fmt.Errorf("%s (rolled back by operation %q)", r.redact(r.lastErr), opName)
 	}
 	return fmt.Errorf("rolled back by operation %q", opName)
 }

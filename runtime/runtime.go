@@ -50,6 +50,9 @@ type Config struct {
 	// Fetcher makes the requests of fetch(); nil makes fetch reject with
 	// "fetch is not available on this agent".
 	Fetcher Fetcher
+	// Secrets reads the `secrets` of scripts; nil: every name reads
+	// undefined.
+	Secrets Secrets
 	// MaxCallStackSize bounds JS call depth; 0 means 512.
 	MaxCallStackSize int
 	// MemoryLimit is the Go heap size (bytes) above which running scripts are
@@ -158,6 +161,9 @@ type Result struct {
 	// Steps lists each operation executed, in order of completion.
 	Steps                 []store.Step
 	StartedAt, FinishedAt time.Time
+
+	// secrets are the secret values the run read, longest first (Redact).
+	secrets []string
 }
 
 // Limits applied to every run.
@@ -350,6 +356,7 @@ func (e *Engine) Run(ctx context.Context, inv Invocation) (res Result) {
 			v.broken = true
 		}
 		res.Logs, res.Steps = r.finishLogs(), r.steps
+		r.redactResult(&res)
 		if r.holdsWorker {
 			e.release()
 		}
@@ -404,7 +411,13 @@ func (e *Engine) Filter(ctx context.Context, p *scripts.Project, path string, ev
 			e.watch.released()
 		}
 	}()
-	return r.filter(path)
+	ok, err = r.filter(path)
+	if err != nil {
+		if msg := r.redact(err.Error()); msg != err.Error() {
+			err = &redactedError{msg: msg, err: err}
+		}
+	}
+	return ok, err
 }
 
 // acquire takes a worker for a run starting (Config.Workers).

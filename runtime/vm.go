@@ -213,8 +213,10 @@ func newVM(e *Engine) (v *vm, err error) {
 	_ = consoleObj.Set("log", v.logger("info"))
 	_ = g.Set("log", logObj)
 	_ = g.Set("console", consoleObj)
-	if err := g.DefineAccessorProperty("$vars", rt.ToValue(v.jsVars), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
-		return nil, fmt.Errorf("new runtime: $vars: %w", err)
+	for name, get := range map[string]func(goja.FunctionCall) goja.Value{"$vars": v.jsVars, "env": v.jsEnv, "secrets": v.jsSecrets} {
+		if err := g.DefineAccessorProperty(name, rt.ToValue(get), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
+			return nil, fmt.Errorf("new runtime: %s: %w", name, err)
+		}
 	}
 	if err := installFetch(v); err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)

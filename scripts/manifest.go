@@ -166,6 +166,8 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, field string) {
 			w.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", field, i))
 		}
 		v.Set(s)
+	case reflect.Map:
+		w.decodeMap(n, v, field)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			w.fail(n, field, "expected a string, got a %s", kindName(n))
@@ -184,6 +186,38 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, field string) {
 	default:
 		w.fail(n, field, "unsupported field type %s", t)
 	}
+}
+
+// decodeMap decodes a mapping with plain keys (env) into a map whose keys
+// are strings; each value is at field.key.
+func (w *walker) decodeMap(n *yaml.Node, v reflect.Value, field string) {
+	t := v.Type()
+	if t.Key().Kind() != reflect.String {
+		w.fail(n, field, "unsupported field type %s", t)
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		w.fail(n, field, "expected a mapping, got a %s", kindName(n))
+		return
+	}
+	m := reflect.MakeMapWithSize(t, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			w.fail(k, field, "keys must be plain names, got a %s", kindName(k))
+			continue
+		}
+		key := reflect.ValueOf(k.Value).Convert(t.Key())
+		if m.MapIndex(key).IsValid() {
+			w.fail(k, field, "duplicate key %q", k.Value)
+			continue
+		}
+		elem := reflect.New(t.Elem()).Elem()
+		w.decode(val, elem, field+"."+k.Value)
+		w.nodes[field+"."+k.Value] = k
+		m.SetMapIndex(key, elem)
+	}
+	v.Set(m)
 }
 
 func (w *walker) decodeStruct(n *yaml.Node, v reflect.Value, field string) {

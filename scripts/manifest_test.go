@@ -60,7 +60,7 @@ func TestParseManifestErrors(t *testing.T) {
 		want []string // each error's text, in order
 	}{
 		{name: "unknown top-level key", yaml: "project: p\nversion: 2\noperations: []\n",
-			want: []string{`opsrunner.yaml:2:1: version: unknown key "version" (known keys: project, operations, listeners)`}},
+			want: []string{`opsrunner.yaml:2:1: version: unknown key "version" (known keys: project, operations, listeners, env)`}},
 		{name: "unknown operation key", yaml: "project: p\noperations:\n  - name: a\n    scirpt: a.js\n",
 			want: []string{`opsrunner.yaml:4:5: operations[0].scirpt: unknown key "scirpt"`}},
 		{name: "wrong case suggests", yaml: "project: p\noperations:\n  - name: a\n    onsuccess: [b]\n",

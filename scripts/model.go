@@ -15,6 +15,9 @@ type Manifest struct {
 	Project    string      `yaml:"project" json:"project"`
 	Operations []Operation `yaml:"operations" json:"operations"`
 	Listeners  []Listener  `yaml:"listeners,omitempty" json:"listeners,omitempty"`
+	// Env are settings scripts read as env.NAME: not secret (they are in
+	// the bundle); secrets are set over the API instead.
+	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
 }
 
 // Operation types.

@@ -83,6 +83,7 @@ func (v *validator) validate(name string) {
 		v.operation(i, hooks)
 	}
 	v.cycles()
+	v.env()
 	seen := map[string]int{}
 	for i := range m.Listeners {
 		l := &m.Listeners[i]
