@@ -36,9 +36,14 @@ type Agent struct {
 	log     *slog.Logger
 	started time.Time
 
-	store     store.Store
-	coord     cluster.Coordinator
-	engine    *runtime.Engine
+	store  store.Store
+	coord  cluster.Coordinator
+	engine *runtime.Engine
+	// workers bound the runs executing JavaScript (the engine takes one
+	// while a script executes); slots bound the runs in progress, waiting
+	// ones included (max_inflight): webhooks, deliveries and queued runs
+	// take one for their whole run.
+	workers   *triggers.Slots
 	slots     *triggers.Slots
 	listeners *triggers.Manager
 	metrics   *metrics
@@ -119,7 +124,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if a.redis != nil {
 		a.jobs = newJobs(a.redis, cfg.AgentID)
 	}
-	a.slots = triggers.NewSlots(cfg.Workers)
+	a.workers, a.slots = triggers.NewSlots(cfg.Workers), triggers.NewSlots(cfg.MaxInflight)
 	a.engine, a.listeners = a.newEngine(cfg, log), a.newListeners(cfg, log)
 
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -148,6 +153,7 @@ func (a *Agent) newEngine(cfg Config, log *slog.Logger) *runtime.Engine {
 		Projects:    a,
 		Dispatcher:  dispatcher{a},
 		Sender:      sender{a},
+		Workers:     a.workers,
 		MemoryLimit: cfg.MemoryLimit,
 		Logger:      log,
 	})
@@ -164,6 +170,7 @@ func (a *Agent) newListeners(cfg Config, log *slog.Logger) *triggers.Manager {
 		Store:       a.store,
 		Handler:     a.listenerHandler,
 		Slots:       a.slots,
+		Workers:     a.workers,
 		Logger:      log,
 	})
 	if cfg.RedisURL != "" {

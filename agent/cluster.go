@@ -14,6 +14,7 @@ import (
 	"github.com/opsrunner/opsrunner/cluster"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
+	"github.com/opsrunner/opsrunner/triggers"
 )
 
 // clusterView is what the agent last learned about its cluster, refreshed
@@ -60,15 +61,16 @@ func (a *Agent) isLeader() bool {
 func (a *Agent) tick(ctx context.Context, lastSweep *time.Time) {
 	runs := a.active.counts(time.Now(), a.stuckGrace())
 	m := cluster.Member{
-		ID:        a.cfg.AgentID,
-		Address:   a.advertiseAddr(),
-		Capacity:  a.slots.Capacity(),
-		InFlight:  a.slots.InFlight(),
-		Version:   Version,
-		StartedAt: a.started,
-		LastSeen:  time.Now().UTC(),
-		Running:   runs.running,
-		StuckRuns: runs.stuck,
+		ID:          a.cfg.AgentID,
+		Address:     a.advertiseAddr(),
+		Capacity:    a.workers.Capacity(),
+		InFlight:    a.workers.InFlight(),
+		MaxInflight: a.slots.Capacity(),
+		Version:     Version,
+		StartedAt:   a.started,
+		LastSeen:    time.Now().UTC(),
+		Running:     runs.running,
+		StuckRuns:   runs.stuck,
 	}
 	err := a.coord.Heartbeat(ctx, m)
 	var members []cluster.Member
@@ -299,31 +301,37 @@ func (a *Agent) advertiseAddr() string {
 }
 
 // proxyTarget picks a markedly less loaded live agent to serve a webhook
-// this agent has no free worker for; "" means serve locally.
+// this agent has no free worker, or no room for another run in progress,
+// for; "" means serve locally.
 func (a *Agent) proxyTarget() string {
-	if a.slots.Free() > 0 {
+	if a.workers.Free() > 0 && a.slots.Free() > 0 {
 		return ""
 	}
 	members, _, err := a.view.get()
 	if err != nil {
 		return ""
 	}
-	self := load(a.slots.InFlight(), a.slots.Capacity())
+	self := a.ownLoad()
 	best, bestLoad := "", self-0.25 // markedly: at least a quarter of capacity freer
 	for _, m := range members {
 		if m.ID == a.cfg.AgentID || time.Since(m.LastSeen) > 3*time.Second {
 			continue
 		}
-		if l := load(m.InFlight, m.Capacity); l < bestLoad && m.InFlight < m.Capacity {
+		if l := memberLoad(m); l < bestLoad && m.InFlight < m.Capacity {
 			best, bestLoad = m.Address, l
 		}
 	}
 	return best
 }
 
-func load(inFlight, capacity int) float64 {
-	if capacity <= 0 {
-		return 1
-	}
-	return float64(inFlight) / float64(capacity)
+// ownLoad is this agent's load as its heartbeat shows it (memberLoad).
+func (a *Agent) ownLoad() float64 {
+	return triggers.Load(a.workers.InFlight(), a.workers.Capacity(), a.slots.InFlight(), a.slots.Capacity())
+}
+
+// memberLoad is how busy an agent is, from 0 to 1: the larger of its busy
+// workers' share and its runs in progress' share of max_inflight (a
+// member that reports no max_inflight counts by its workers).
+func memberLoad(m cluster.Member) float64 {
+	return triggers.Load(m.InFlight, m.Capacity, m.Running, m.MaxInflight)
 }

@@ -42,6 +42,12 @@ type Config struct {
 	ClusterSize       int    `yaml:"cluster_size"`
 	AgentID           string `yaml:"agent_id"`
 	Workers           int    `yaml:"workers"`
+	// MaxInflight bounds the runs in progress, waiting ones included
+	// (workers bound only the runs executing JavaScript): past it webhooks
+	// answer 503 with Retry-After and listeners take no more messages.
+	MaxInflight int `yaml:"max_inflight"`
+	// Egress bounds the fetch calls of every project.
+	Egress EgressConfig `yaml:"egress"`
 	// Connections are named broker connections projects refer to.
 	Connections map[string]Connection `yaml:"connections"`
 	// Tokens, when any is set, are the bearer tokens management calls need.
@@ -67,6 +73,21 @@ type Config struct {
 	// generatedID is the AgentID Defaults made up; a single agent keeps it
 	// in its data dir and uses the kept one on later starts (keepAgentID).
 	generatedID string
+}
+
+// EgressConfig is the agent's side of fetch: what every project is denied
+// and the bounds of each call.
+type EgressConfig struct {
+	// Deny are address ranges (CIDR or IP) no project may reach, whatever
+	// its egress lists; empty means link-local (169.254.0.0/16, the cloud
+	// metadata address among them, and fe80::/10).
+	Deny []string `yaml:"deny"`
+	// CAFiles are PEM files of CA certificates trusted besides the system's.
+	CAFiles []string `yaml:"ca_files"`
+	// MaxBodyBytes bounds a response body; 0 means 10 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxRedirects bounds the redirects followed; 0 means 5, -1 none.
+	MaxRedirects int `yaml:"max_redirects"`
 }
 
 // RunRetention bounds run history.
@@ -184,6 +205,7 @@ func Defaults() Config {
 		ClusterSize:        1,
 		AgentID:            id,
 		Workers:            runtime.NumCPU(),
+		MaxInflight:        defaultMaxInflight,
 		MaxBodyBytes:       1 << 20,
 		MaxBundleBytes:     10 << 20,
 		ShutdownTimeout:    Duration(30 * time.Second),
@@ -206,7 +228,21 @@ var envVars = []struct {
 	{"OPSRUNNER_CLUSTER_SIZE", intSetter(func(c *Config, n int) { c.ClusterSize = n })},
 	{"OPSRUNNER_AGENT_ID", func(c *Config, v string) error { c.AgentID = v; return nil }},
 	{"OPSRUNNER_WORKERS", intSetter(func(c *Config, n int) { c.Workers = n })},
+	{"OPSRUNNER_MAX_INFLIGHT", intSetter(func(c *Config, n int) { c.MaxInflight = n })},
+	{"OPSRUNNER_EGRESS_DENY", func(c *Config, v string) error { c.Egress.Deny = splitList(v); return nil }},
+	{"OPSRUNNER_EGRESS_CA_FILES", func(c *Config, v string) error { c.Egress.CAFiles = splitList(v); return nil }},
 	{"OPSRUNNER_RUN_DURABILITY", func(c *Config, v string) error { c.RunDurability = v; return nil }},
+}
+
+// splitList reads a comma-separated variable.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func intSetter(set func(*Config, int)) func(*Config, string) error {
@@ -219,6 +255,10 @@ func intSetter(set func(*Config, int)) func(*Config, string) error {
 		return nil
 	}
 }
+
+// defaultMaxInflight is max_inflight's default: runs in progress, most of
+// them waiting for I/O, per agent.
+const defaultMaxInflight = 1000
 
 // Load returns Defaults overridden by the YAML file at path (if non-empty)
 // and then by OPSRUNNER_* variables read through getenv.
@@ -257,6 +297,10 @@ func (c *Config) Validate() error {
 	if c.Workers <= 0 {
 		c.Workers = runtime.NumCPU()
 	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = defaultMaxInflight
+	}
+	c.MaxInflight = max(c.MaxInflight, c.Workers) // it counts the runs executing too
 	if c.ClusterSize <= 0 {
 		errs = append(errs, fmt.Errorf("cluster_size must be at least 1, got %d", c.ClusterSize))
 	}

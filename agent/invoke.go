@@ -59,11 +59,12 @@ func (a *Agent) Invoke(ctx context.Context, inv api.Invocation) (store.Run, *tri
 	return run, resp, nil
 }
 
-// executeWebhook runs a synchronous webhook's chain on a worker slot, which
-// it releases when the run is over.
+// executeWebhook runs a synchronous webhook's chain as one of the runs in
+// progress (max_inflight); past that bound it answers 503 at once.
 func (a *Agent) executeWebhook(ctx context.Context, run store.Run, inv api.Invocation) (store.Run, *triggers.Response, error) {
-	if err := a.slots.Acquire(ctx); err != nil {
-		return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: "no free worker: " + err.Error()}
+	if !a.slots.TryAcquire() {
+		return store.Run{}, nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, RetryAfter: 1,
+			Message: fmt.Sprintf("this agent has %d runs in progress, its max_inflight: retry shortly", a.slots.Capacity())}
 	}
 	defer a.slots.Release()
 	keep := keepNoResult

@@ -106,13 +106,14 @@ func (a *Agent) enqueue(ctx context.Context, run store.Run, inv runtime.Invocati
 	return a.jobs.push(ctx, jobOf(run.ID, inv))
 }
 
-// pullJobs runs queued jobs while this agent has free workers, until ctx ends.
+// pullJobs runs queued jobs while this agent has a free worker and room
+// for another run in progress, until ctx ends.
 func (a *Agent) pullJobs(ctx context.Context) {
 	if err := a.jobs.recover(ctx); err != nil {
 		a.log.Warn("recover queued runs", "error", err)
 	}
 	for ctx.Err() == nil {
-		if a.slots.Free() == 0 || a.view.isPaused() {
+		if a.slots.Free() == 0 || a.workers.Free() == 0 || a.view.isPaused() {
 			sleep(ctx, 20*time.Millisecond)
 			continue
 		}

@@ -79,7 +79,7 @@ func (a *Agent) embeddedBroker(connection string) bool {
 // its limit, and new requests would only queue. nil otherwise; a worker
 // that frees makes it nil again.
 func (a *Agent) workersStalled(now time.Time) error {
-	since, busy := a.slots.BusySince()
+	since, busy := a.workers.BusySince()
 	if !busy {
 		return nil
 	}
@@ -89,7 +89,7 @@ func (a *Agent) workersStalled(now time.Time) error {
 		return nil
 	}
 	return fmt.Errorf("no worker free for %s (%d of %d busy; longest timeout %s)",
-		roundDuration(busyFor), a.slots.InFlight(), a.slots.Capacity(), roundDuration(longest))
+		roundDuration(busyFor), a.workers.InFlight(), a.workers.Capacity(), roundDuration(longest))
 }
 
 // roundDuration rounds d for people: to the second from a second up, to

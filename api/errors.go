@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v5"
 	"github.com/opsrunner/opsrunner/scripts"
@@ -16,6 +17,9 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Details any    `json:"details,omitempty"`
+	// RetryAfter, when positive, is sent as the Retry-After header
+	// (seconds): the agent is busy, not broken.
+	RetryAfter int `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -153,6 +157,9 @@ func errorHandler(c *echo.Context, err error) {
 	ae := asAPIError(err)
 	if ae.Status >= 500 && ae.Code == CodeInternal {
 		c.Logger().Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "error", err)
+	}
+	if ae.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
 	_ = c.JSON(ae.Status, map[string]any{"error": ae})
 }

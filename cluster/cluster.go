@@ -54,14 +54,18 @@ type Lease interface {
 
 // Member is one agent's heartbeat record (the Contract's members shape).
 type Member struct {
-	ID        string    `json:"id"`
-	Address   string    `json:"address"`
-	Capacity  int       `json:"capacity"`
-	InFlight  int       `json:"inFlight"`
-	Version   string    `json:"version"`
-	StartedAt time.Time `json:"startedAt"`
-	LastSeen  time.Time `json:"lastSeen"`
-	Leader    bool      `json:"leader"`
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	// Capacity is the agent's workers, InFlight those executing a script;
+	// MaxInflight bounds its runs in progress (Running), waiting ones
+	// included.
+	Capacity    int       `json:"capacity"`
+	InFlight    int       `json:"inFlight"`
+	MaxInflight int       `json:"maxInflight,omitempty"`
+	Version     string    `json:"version"`
+	StartedAt   time.Time `json:"startedAt"`
+	LastSeen    time.Time `json:"lastSeen"`
+	Leader      bool      `json:"leader"`
 
 	// Running counts the agent's runs in progress; StuckRuns those of them
 	// past their operation's time limit plus a grace: workers that scripts

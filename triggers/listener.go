@@ -257,15 +257,19 @@ func (l *listener) countSettlement(s Settlement) {
 const claimHoldBack = 250 * time.Millisecond
 
 func (l *listener) holdBackByLoad(ctx context.Context) {
-	s := l.m.cfg.Slots
+	s, w := l.m.cfg.Slots, l.m.cfg.Workers
 	if s == nil || s.Capacity() <= 1 {
 		return
 	}
-	others := s.InFlight() - 1 // this delivery holds a slot already
-	if others <= 0 {
+	// Other runs: this delivery holds a slot already, and no worker yet.
+	load := Load(0, 0, s.InFlight()-1, s.Capacity()-1)
+	if w != nil {
+		load = Load(w.InFlight(), w.Capacity(), s.InFlight()-1, s.Capacity()-1)
+	}
+	if load <= 0 {
 		return
 	}
-	d := time.Duration(float64(claimHoldBack) * float64(others) / float64(s.Capacity()-1))
+	d := time.Duration(float64(claimHoldBack) * load)
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):

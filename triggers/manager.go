@@ -45,8 +45,11 @@ type ManagerConfig struct {
 	// operations due (see Handler). nil runs nothing: every delivery commits.
 	Handler func(spec ListenerSpec) Handler
 	// ClaimLease is a message claim's lease; zero means ClaimLease.
-	ClaimLease         time.Duration
-	Slots              *Slots
+	ClaimLease time.Duration
+	Slots      *Slots
+	// Workers are the agent's workers (the runs executing a script); with
+	// Slots, they say how loaded the agent is. nil: Slots alone.
+	Workers            *Slots
 	ProcessedRetention time.Duration
 	Logger             *slog.Logger
 }

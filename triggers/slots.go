@@ -97,6 +97,22 @@ func (s *Slots) BusySince() (since time.Time, ok bool) {
 	return time.Unix(0, s.seenFree.Load()), true
 }
 
+// Load is how busy an agent is, from 0 (idle) to 1 (full): the larger of
+// its busy workers' share and its runs in progress' share of max_inflight.
+// A capacity of 0 is not counted (all 0: full).
+func Load(busyWorkers, workers, inflight, maxInflight int) float64 {
+	l, counted := 0.0, false
+	for _, p := range [][2]int{{busyWorkers, workers}, {inflight, maxInflight}} {
+		if p[1] > 0 {
+			l, counted = max(l, float64(p[0])/float64(p[1])), true
+		}
+	}
+	if !counted {
+		return 1
+	}
+	return l
+}
+
 // InFlight is the number of slots held at the moment of the call.
 func (s *Slots) InFlight() int {
 	if s == nil {

@@ -56,7 +56,8 @@ OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 	f.String("redis-url", "", "redis://host:port/db: join that cluster (env OPSRUNNER_REDIS_URL)")
 	f.Int("cluster-size", 0, "expected agents N; listening needs N/2+1 (env OPSRUNNER_CLUSTER_SIZE; default 1)")
 	f.String("agent-id", "", "this agent's id (env OPSRUNNER_AGENT_ID; default hostname + random suffix)")
-	f.Int("workers", 0, "concurrent runs (env OPSRUNNER_WORKERS; default number of cores)")
+	f.Int("workers", 0, "runs executing JavaScript at once (env OPSRUNNER_WORKERS; default number of cores)")
+	f.Int("max-inflight", 0, "runs in progress, waiting ones included (env OPSRUNNER_MAX_INFLIGHT; default 1000)")
 	f.BoolVar(&jsonLogs, "log-json", false, "log JSON lines instead of text")
 	return cmd
 }
@@ -78,7 +79,7 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 			*dst = v
 		}
 	}
-	ints := map[string]*int{"cluster-size": &cfg.ClusterSize, "workers": &cfg.Workers}
+	ints := map[string]*int{"cluster-size": &cfg.ClusterSize, "workers": &cfg.Workers, "max-inflight": &cfg.MaxInflight}
 	for name, dst := range ints {
 		if f.Changed(name) {
 			v, _ := f.GetInt(name)
