@@ -261,7 +261,7 @@ func (c *Client) finish(ctx context.Context, h *hop, resp *http.Response, redire
 		return newError(BodyTooLarge, host, nil, "fetch to %s: the response body is over the %s limit (%s)",
 			host, formatBytes(c.maxBody), keyMaxBody)
 	}
-	if resp.ContentLength > c.maxBody {
+	if resp.ContentLength > c.maxBody && resp.Body != http.NoBody { // a HEAD response declares a length it does not send
 		return nil, tooLarge()
 	}
 	body, err := readBounded(resp.Body, resp.ContentLength, c.maxBody)

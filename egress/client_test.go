@@ -286,8 +286,14 @@ func TestDefaultBodyBoundIsTenMiB(t *testing.T) {
 		w.Header().Set("Content-Length", fmt.Sprint(10<<20+1))
 		w.WriteHeader(200)
 	})
-	_, err := newClient(t, egress.Config{}).Do(t.Context(), policy(t, "localhost"), egress.Request{URL: up.URL})
+	c := newClient(t, egress.Config{})
+	_, err := c.Do(t.Context(), policy(t, "localhost"), egress.Request{URL: up.URL})
 	wantError(t, err, egress.BodyTooLarge, "127.0.0.1", "over the 10 MiB limit")
+
+	resp, err := c.Do(t.Context(), policy(t, "localhost"), egress.Request{Method: "HEAD", URL: up.URL})
+	if err != nil || len(resp.Body) != 0 || resp.Header.Get("Content-Length") != fmt.Sprint(10<<20+1) {
+		t.Fatalf("HEAD of a large resource: %+v, %v", resp, err)
+	}
 }
 
 func TestServerClosingMidBodyIsRefused(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -121,7 +122,7 @@ func (c *Client) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	defer cancel()
 	defer context.AfterFunc(a.ctx, cancel)()
 
-	if p := a.proxyAddr(); p != "" && p == addr {
+	if p := a.proxyAddr(); p != "" && strings.EqualFold(p, addr) {
 		conn, err := c.dialer.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
