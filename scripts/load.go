@@ -12,6 +12,8 @@ import (
 	"github.com/dop251/goja"
 	"github.com/dop251/goja/ast"
 	"github.com/dop251/goja/parser"
+
+	"github.com/opsrunner/opsrunner/egress"
 )
 
 // LoadOptions adds agent-dependent checks to Load. The zero value checks the
@@ -84,6 +86,10 @@ func Load(name string, version int, files map[string][]byte, opts LoadOptions) (
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	pol, err := egress.ParsePolicy(m.Egress)
+	if err != nil { // validation reported every bad entry already
+		return nil, Errors{&ValidationError{File: ManifestFile, Field: "egress", Message: err.Error()}}
+	}
 
 	p := &Project{
 		Name:      m.Project,
@@ -92,6 +98,7 @@ func Load(name string, version int, files map[string][]byte, opts LoadOptions) (
 		Manifest:  m,
 		Files:     files,
 		Programs:  programs,
+		Egress:    pol,
 		ops:       map[string]*Operation{},
 		hooks:     map[string]*Operation{},
 		listeners: map[string]*Listener{},

@@ -29,6 +29,7 @@ listeners:
     operations: [Process Order]
     placement: {reservation: [a1, a2]}
     redelivery: {maxRedeliveries: -1, initialDelay: 1s, multiplier: 1.5, maxDelay: 1m}
+egress: [api.example.com, "*.internal.example", 10.0.0.0/8, "localhost:9000"]
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +43,9 @@ listeners:
 	}
 	if m.Operations[1].Action != "jbxcommit" {
 		t.Errorf("ParseManifest must not normalise (Load does): %q", m.Operations[1].Action)
+	}
+	if strings.Join(m.Egress, " ") != "api.example.com *.internal.example 10.0.0.0/8 localhost:9000" {
+		t.Errorf("egress: %q", m.Egress)
 	}
 	l := m.Listeners[0]
 	if time.Duration(l.AckTimeout) != 90*time.Second || l.Consumers != 2 || l.Placement.Mode != PlaceReservation ||
@@ -60,7 +64,11 @@ func TestParseManifestErrors(t *testing.T) {
 		want []string // each error's text, in order
 	}{
 		{name: "unknown top-level key", yaml: "project: p\nversion: 2\noperations: []\n",
-			want: []string{`opsrunner.yaml:2:1: version: unknown key "version" (known keys: project, operations, listeners, env)`}},
+			want: []string{`opsrunner.yaml:2:1: version: unknown key "version" (known keys: project, operations, listeners, egress`}},
+		{name: "egress not a list", yaml: "project: p\negress: api.example.com\n",
+			want: []string{`opsrunner.yaml:2:9: egress: expected a list, got a scalar`}},
+		{name: "egress entry not a string", yaml: "project: p\negress:\n  - api.example.com\n  - {host: x}\n",
+			want: []string{`opsrunner.yaml:4:5: egress[1]: expected a string, got a mapping`}},
 		{name: "unknown operation key", yaml: "project: p\noperations:\n  - name: a\n    scirpt: a.js\n",
 			want: []string{`opsrunner.yaml:4:5: operations[0].scirpt: unknown key "scirpt"`}},
 		{name: "wrong case suggests", yaml: "project: p\noperations:\n  - name: a\n    onsuccess: [b]\n",

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/dop251/goja"
+
+	"github.com/opsrunner/opsrunner/egress"
 )
 
 // Manifest is the parsed opsrunner.yaml of a project. Field names follow the
@@ -15,6 +17,9 @@ type Manifest struct {
 	Project    string      `yaml:"project" json:"project"`
 	Operations []Operation `yaml:"operations" json:"operations"`
 	Listeners  []Listener  `yaml:"listeners,omitempty" json:"listeners,omitempty"`
+	// Egress lists where the project's fetch may connect (egress.ParsePolicy
+	// gives the forms of an entry); empty means nowhere.
+	Egress []string `yaml:"egress,omitempty" json:"egress,omitempty"`
 	// Env are settings scripts read as env.NAME: not secret (they are in
 	// the bundle); secrets are set over the API instead.
 	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
@@ -180,6 +185,9 @@ type Project struct {
 	Files map[string][]byte
 	// Programs holds each script file compiled once, by bundle path.
 	Programs map[string]*goja.Program
+	// Egress is the manifest's egress list, parsed once by Load (never nil
+	// then). A Project built by hand may leave it nil, which allows nothing.
+	Egress *egress.Policy
 
 	// Lookup indexes built by Load; nil for a Project built by hand, in
 	// which case the lookup methods scan the manifest.

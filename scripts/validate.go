@@ -1,12 +1,15 @@
 package scripts
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/opsrunner/opsrunner/egress"
 )
 
 // Bounds checked at deploy.
@@ -98,6 +101,20 @@ func (v *validator) validate(name string) {
 			seen[l.Name] = i
 		}
 		v.listener(i)
+	}
+	v.checkEgress()
+}
+
+// checkEgress reports each bad entry of the egress list at its own position.
+func (v *validator) checkEgress() {
+	for i, e := range v.m.Egress {
+		_, err := egress.ParsePolicy([]string{e})
+		var ee *egress.EntryError
+		if errors.As(err, &ee) {
+			v.errf(fmt.Sprintf("egress[%d]", i), "entry %q %s", e, ee.Reason)
+		} else if err != nil {
+			v.errf(fmt.Sprintf("egress[%d]", i), "%v", err)
+		}
 	}
 }
 
