@@ -47,7 +47,7 @@ func NewVault(key []byte, st Storage) (*Vault, error) {
 
 // Set seals value and stores it as project's secret name, replacing any
 // earlier value. A bad project name, secret name or value is an error
-// wrapping ErrInvalid that says which rule it breaks. The project need not
+// matching ErrInvalid that says which rule it breaks. The project need not
 // be deployed. It blocks until the secret is stored.
 func (v *Vault) Set(ctx context.Context, project, name string, value []byte) error {
 	if err := checkProject(project); err != nil {
@@ -122,7 +122,7 @@ func (v *Vault) Delete(ctx context.Context, project, name string) error {
 // checkProject applies the project name rule (scripts.ValidProjectName).
 func checkProject(project string) error {
 	if err := scripts.ValidProjectName(project); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+		return &ruleError{msg: err.Error()}
 	}
 	return nil
 }
