@@ -22,6 +22,7 @@ import (
 	"github.com/opsrunner/opsrunner/cluster"
 	"github.com/opsrunner/opsrunner/runtime"
 	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/secrets"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/opsrunner/opsrunner/triggers"
 	"github.com/redis/go-redis/v9"
@@ -51,8 +52,9 @@ type Agent struct {
 	kinds     brokerKinds
 	view      clusterView
 	states    stateCache
-	redis     *redis.Client // nil without a cluster
-	jobs      *jobs         // the cluster's async queue; nil without a cluster
+	redis     *redis.Client  // nil without a cluster
+	jobs      *jobs          // the cluster's async queue; nil without a cluster
+	vault     *secrets.Vault // project secrets, sealed in the store
 
 	projects atomic.Pointer[map[string]*scripts.Project]
 	deployMu sync.Mutex // serialises deploys, rollbacks and state changes
@@ -121,6 +123,13 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a.cfg.AgentID = cfg.AgentID // openState may have taken a kept one
+	if a.vault, err = openVault(cfg, a.store, log); err != nil {
+		if a.brokerLn != nil {
+			a.brokerLn.Close()
+		}
+		a.closeState()
+		return nil, err
+	}
 	if a.redis != nil {
 		a.jobs = newJobs(a.redis, cfg.AgentID)
 	}

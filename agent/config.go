@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/opsrunner/opsrunner/secrets"
 )
 
 // Config is an agent's configuration. The zero value is not usable; start
@@ -69,6 +71,10 @@ type Config struct {
 	// RunDurability is RunDurabilitySync (empty means it) or
 	// RunDurabilityBatched.
 	RunDurability string `yaml:"run_durability"`
+	// SecretsKey is the base64 of the 32-byte key project secrets are
+	// sealed with; empty means the key file in DataDir, generated on the
+	// first start. Every agent of a cluster needs the same key.
+	SecretsKey string `yaml:"secrets_key"`
 
 	// generatedID is the AgentID Defaults made up; a single agent keeps it
 	// in its data dir and uses the kept one on later starts (keepAgentID).
@@ -232,6 +238,7 @@ var envVars = []struct {
 	{"OPSRUNNER_EGRESS_DENY", func(c *Config, v string) error { c.Egress.Deny = splitList(v); return nil }},
 	{"OPSRUNNER_EGRESS_CA_FILES", func(c *Config, v string) error { c.Egress.CAFiles = splitList(v); return nil }},
 	{"OPSRUNNER_RUN_DURABILITY", func(c *Config, v string) error { c.RunDurability = v; return nil }},
+	{"OPSRUNNER_SECRETS_KEY", func(c *Config, v string) error { c.SecretsKey = v; return nil }},
 }
 
 // splitList reads a comma-separated variable.
@@ -322,6 +329,11 @@ func (c *Config) Validate() error {
 	case RunDurabilitySync, RunDurabilityBatched:
 	default:
 		errs = append(errs, fmt.Errorf("run_durability must be %s or %s, got %q", RunDurabilitySync, RunDurabilityBatched, c.RunDurability))
+	}
+	if c.SecretsKey != "" {
+		if _, err := secrets.ParseKey(c.SecretsKey); err != nil {
+			errs = append(errs, fmt.Errorf("secrets_key: %w", err))
+		}
 	}
 	if c.RedisURL != "" {
 		if _, err := url.Parse(c.RedisURL); err != nil {

@@ -49,6 +49,24 @@ type Backend interface {
 	Ready(ctx context.Context) error
 	// Metrics serves the Prometheus exposition.
 	Metrics() http.Handler
+
+	SecretsBackend
+}
+
+// SecretsBackend keeps project secrets: the secrets endpoints write and
+// list them, webhook signatures read them. A project need not be deployed
+// to have secrets. Errors wrap secrets.ErrInvalid for a name or value the
+// rules refuse and store.ErrNotFound for an unset secret.
+type SecretsBackend interface {
+	// PutSecret sets (or replaces) a project's secret.
+	PutSecret(ctx context.Context, project, name string, value []byte) error
+	// Secrets lists a project's secrets by name, never with values.
+	Secrets(ctx context.Context, project string) ([]store.SecretInfo, error)
+	// DeleteSecret deletes a project's secret.
+	DeleteSecret(ctx context.Context, project, name string) error
+	// Secret returns a project's secret in plain text; ok is false when
+	// it is not set.
+	Secret(ctx context.Context, project, name string) (value string, ok bool, err error)
 }
 
 // Invocation is a webhook call handed to the backend.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -39,10 +40,9 @@ func (s *server) webhook(c *echo.Context) error {
 		return newError(http.StatusBadRequest, CodeBadRequest, "read body: "+err.Error(), nil)
 	}
 	if op.Webhook != nil && op.Webhook.SecretEnv != "" {
-		secret := s.opts.Getenv(op.Webhook.SecretEnv)
-		if secret == "" {
-			return newError(http.StatusServiceUnavailable, CodeUnavailable,
-				fmt.Sprintf("webhook secret %s is not set on this agent", op.Webhook.SecretEnv), nil)
+		secret, err := s.webhookSecret(r.Context(), p.Name, op.Webhook.SecretEnv)
+		if err != nil {
+			return err
 		}
 		if err := triggers.VerifySignature([]byte(secret), body, r.Header.Get(triggers.SignatureHeader)); err != nil {
 			return newError(http.StatusUnauthorized, CodeUnauthorized, err.Error(), nil)
@@ -81,6 +81,26 @@ func (s *server) webhook(c *echo.Context) error {
 		return err
 	}
 	return runError(run)
+}
+
+// webhookSecret returns the HMAC secret a webhook's secretEnv names: the
+// project's secret of that name when it is set, else the agent's
+// environment variable; 503 when neither is set. A secret that cannot be
+// read (another agent's key) is a 500 the agent logs: the caller is told
+// nothing about it.
+func (s *server) webhookSecret(ctx context.Context, project, name string) (string, error) {
+	secret, ok, err := s.b.Secret(ctx, project, name)
+	if err != nil {
+		return "", fmt.Errorf("webhook secret: %w", err)
+	}
+	if ok {
+		return secret, nil
+	}
+	if secret := s.opts.Getenv(name); secret != "" {
+		return secret, nil
+	}
+	return "", newError(http.StatusServiceUnavailable, CodeUnavailable,
+		fmt.Sprintf("webhook secret %s is not set: neither a secret of project %s nor an environment variable of this agent", name, project), nil)
 }
 
 // bodyError answers a request body the event cannot be built from: 400,

@@ -44,6 +44,7 @@ var (
 	bucketDeadLetters = []byte("deadletters") // id → JSON DeadLetter
 	bucketIdempotency = []byte("idempotency") // key → JSON idemRecord
 	bucketCounters    = []byte("counters")    // key → count (8 bytes) expiry (8 bytes, Unix ns)
+	bucketSecrets     = []byte("secrets")     // project → bucket: name → packSecret
 )
 
 // Bolt is a Store in one bbolt file, for a single agent. It is safe for
@@ -134,7 +135,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketProjects, bucketBundles, bucketStates, bucketRuns,
-			bucketRunIndex, bucketDeadLetters, bucketIdempotency, bucketCounters} {
+			bucketRunIndex, bucketDeadLetters, bucketIdempotency, bucketCounters, bucketSecrets} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -805,6 +806,101 @@ func unpackCounter(v []byte) (n, expires int64, ok bool) {
 		return 0, 0, false
 	}
 	return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), true
+}
+
+// --- secrets ---
+
+// PutSecret implements SecretStore in its own transaction (not through the
+// run buffer): it blocks until the secret is on disk.
+func (s *Bolt) PutSecret(ctx context.Context, project, name string, sealed []byte, updatedAt time.Time) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketSecrets).CreateBucketIfNotExists([]byte(project))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(name), packSecret(sealed, updatedAt))
+	})
+	if err != nil {
+		return fmt.Errorf("put secret %s of project %s: %w", name, project, err)
+	}
+	return nil
+}
+
+// Secret implements SecretStore.
+func (s *Bolt) Secret(ctx context.Context, project, name string) ([]byte, time.Time, error) {
+	var (
+		sealed    []byte
+		updatedAt time.Time
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := secretsOf(tx, project)
+		if b == nil || b.Get([]byte(name)) == nil {
+			return ErrNotFound
+		}
+		var err error
+		sealed, updatedAt, err = unpackSecret(b.Get([]byte(name)))
+		sealed = bytes.Clone(sealed) // valid only inside the transaction
+		return err
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("secret %s of project %s: %w", name, project, err)
+	}
+	return sealed, updatedAt, nil
+}
+
+// Secrets implements SecretStore: sorted by name (bbolt keeps keys in
+// byte order).
+func (s *Bolt) Secrets(ctx context.Context, project string) ([]SecretInfo, error) {
+	out := []SecretInfo{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := secretsOf(tx, project)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			_, updatedAt, err := unpackSecret(v)
+			if err != nil {
+				return fmt.Errorf("secret %s: %w", k, err)
+			}
+			out = append(out, SecretInfo{Name: string(k), UpdatedAt: updatedAt})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list secrets of project %s: %w", project, err)
+	}
+	return out, nil
+}
+
+// DeleteSecret implements SecretStore; a project's bucket goes with its
+// last secret.
+func (s *Bolt) DeleteSecret(ctx context.Context, project, name string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := secretsOf(tx, project)
+		if b == nil || b.Get([]byte(name)) == nil {
+			return ErrNotFound
+		}
+		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		if k, _ := b.Cursor().First(); k == nil {
+			return tx.Bucket(bucketSecrets).DeleteBucket([]byte(project))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete secret %s of project %s: %w", name, project, err)
+	}
+	return nil
+}
+
+// secretsOf returns the bucket of project's secrets, nil when it has none
+// (bbolt refuses an empty bucket name: "" has none either).
+func secretsOf(tx *bolt.Tx, project string) *bolt.Bucket {
+	if project == "" {
+		return nil
+	}
+	return tx.Bucket(bucketSecrets).Bucket([]byte(project))
 }
 
 // --- retention ---

@@ -503,6 +503,68 @@ func (r *Redis) ClaimIdempotencyKey(ctx context.Context, key string, claim Claim
 	return Claim{}, false, errors.New("claim idempotency key: binding keeps expiring")
 }
 
+// --- secrets ---
+// A project's secrets are one hash, project:{name}:secrets, of name →
+// packSecret. Every call goes to Redis (nothing is cached), so every agent
+// sees a change as soon as the call that made it returns.
+
+// PutSecret implements SecretStore with HSET.
+func (r *Redis) PutSecret(ctx context.Context, project, name string, sealed []byte, updatedAt time.Time) error {
+	if err := r.c.HSet(ctx, r.projectKey(project, "secrets"), name, packSecret(sealed, updatedAt)).Err(); err != nil {
+		return fmt.Errorf("put secret %s of project %s: %w", name, project, err)
+	}
+	return nil
+}
+
+// Secret implements SecretStore with HGET.
+func (r *Redis) Secret(ctx context.Context, project, name string) ([]byte, time.Time, error) {
+	v, err := r.c.HGet(ctx, r.projectKey(project, "secrets"), name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		err = ErrNotFound
+	}
+	var (
+		sealed    []byte
+		updatedAt time.Time
+	)
+	if err == nil {
+		sealed, updatedAt, err = unpackSecret(v)
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("secret %s of project %s: %w", name, project, err)
+	}
+	return sealed, updatedAt, nil
+}
+
+// Secrets implements SecretStore with HGETALL, sorted by name.
+func (r *Redis) Secrets(ctx context.Context, project string) ([]SecretInfo, error) {
+	all, err := r.c.HGetAll(ctx, r.projectKey(project, "secrets")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list secrets of project %s: %w", project, err)
+	}
+	out := make([]SecretInfo, 0, len(all))
+	for name, v := range all {
+		_, updatedAt, err := unpackSecret([]byte(v))
+		if err != nil {
+			return nil, fmt.Errorf("list secrets of project %s: secret %s: %w", project, name, err)
+		}
+		out = append(out, SecretInfo{Name: name, UpdatedAt: updatedAt})
+	}
+	slices.SortFunc(out, func(a, b SecretInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// DeleteSecret implements SecretStore with HDEL.
+func (r *Redis) DeleteSecret(ctx context.Context, project, name string) error {
+	n, err := r.c.HDel(ctx, r.projectKey(project, "secrets"), name).Result()
+	if err == nil && n == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("delete secret %s of project %s: %w", name, project, err)
+	}
+	return nil
+}
+
 // --- retention ---
 
 // Sweep implements Store: it deletes runs older than MaxAge (by StartedAt) or

@@ -1,13 +1,15 @@
 // Package store persists what an agent must remember: project versions,
-// listener and binding states, run history, dead letters and idempotency
-// keys. One interface, two implementations: bbolt for a single agent and
+// listener and binding states, run history, dead letters, idempotency
+// keys and sealed project secrets. One interface, two implementations: bbolt for a single agent and
 // Redis for a cluster.
 package store
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -55,12 +57,56 @@ type Store interface {
 	// blocks until the count is durable.
 	Increment(ctx context.Context, key string, ttl time.Duration) (int64, error)
 
+	SecretStore
+
 	// Sweep deletes runs and dead letters past their retention.
 	Sweep(ctx context.Context, now time.Time) error
 	// Flush makes buffered writes durable.
 	Flush(ctx context.Context) error
 	// Close flushes and releases the store. Idempotent.
 	Close() error
+}
+
+// SecretStore keeps project secrets as the sealed (encrypted) bytes it is
+// given: it never sees a secret in plain text (package secrets seals and
+// opens them). Secrets are kept until deleted, never swept. Every method
+// blocks until its read or write is done, and a write is durable when it
+// returns; nothing is cached, so in a cluster every agent sees a change at
+// once. Safe for concurrent use.
+type SecretStore interface {
+	// PutSecret stores (inserts or replaces) a project's sealed secret.
+	PutSecret(ctx context.Context, project, name string, sealed []byte, updatedAt time.Time) error
+	// Secret returns a sealed secret and when it was set; an error
+	// wrapping ErrNotFound when it is not set.
+	Secret(ctx context.Context, project, name string) (sealed []byte, updatedAt time.Time, err error)
+	// Secrets lists a project's secrets by name (never their values); an
+	// empty list when it has none.
+	Secrets(ctx context.Context, project string) ([]SecretInfo, error)
+	// DeleteSecret deletes a secret; an error wrapping ErrNotFound when it
+	// is not set.
+	DeleteSecret(ctx context.Context, project, name string) error
+}
+
+// SecretInfo names a stored secret: what listings show instead of values.
+type SecretInfo struct {
+	Name      string    `json:"name"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// packSecret is a stored secret: its update time (Unix nanoseconds, 8
+// bytes big-endian) then the sealed bytes. Both stores keep this form.
+func packSecret(sealed []byte, updatedAt time.Time) []byte {
+	v := make([]byte, 8, 8+len(sealed))
+	binary.BigEndian.PutUint64(v, uint64(updatedAt.UnixNano()))
+	return append(v, sealed...)
+}
+
+// unpackSecret reads what packSecret wrote; sealed aliases v.
+func unpackSecret(v []byte) (sealed []byte, updatedAt time.Time, err error) {
+	if len(v) < 8 {
+		return nil, time.Time{}, fmt.Errorf("corrupt stored secret: %d bytes", len(v))
+	}
+	return v[8:], time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(), nil
 }
 
 // Claim is what an idempotency key is bound to: the run of the first

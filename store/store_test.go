@@ -357,3 +357,34 @@ func TestBoltSweepsManyRunsInChunks(t *testing.T) {
 		}
 	}
 }
+
+// A secret survives a reopen of the store file.
+func TestBoltSecretSurvivesReopen(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "opsrunner.db")
+	s, err := store.OpenBolt(path, store.BoltOptions{FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 1, 12, 0, 0, 1, time.UTC)
+	if err := s.PutSecret(t.Context(), "shop", "API_KEY", []byte("sealed"), at); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBoltAt(t, path)
+	if got, updated, err := s.Secret(t.Context(), "shop", "API_KEY"); err != nil || string(got) != "sealed" || !updated.Equal(at) {
+		t.Fatalf("after reopen: %q, %v, %v", got, updated, err)
+	}
+}
+
+func openBoltAt(t *testing.T, path string) *store.Bolt {
+	t.Helper()
+	s, err := store.OpenBolt(path, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}

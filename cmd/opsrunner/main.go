@@ -63,6 +63,7 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 		newListeners(),
 		newMembers(),
 		newSend(getenv),
+		newSecrets(),
 		newVersion(),
 	)
 	return root

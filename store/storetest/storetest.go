@@ -54,6 +54,8 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("DeadLetters", func(t *testing.T) { t.Parallel(); testDeadLetters(t, newStore(t)) })
 	t.Run("IdempotencyKeys", func(t *testing.T) { t.Parallel(); testIdempotency(t, newStore(t)) })
 	t.Run("Counters", func(t *testing.T) { t.Parallel(); testCounters(t, newStore(t)) })
+	t.Run("Secrets", func(t *testing.T) { t.Parallel(); testSecrets(t, newStore(t)) })
+	t.Run("SecretsPerProject", func(t *testing.T) { t.Parallel(); testSecretsPerProject(t, newStore(t)) })
 	t.Run("Watch", func(t *testing.T) { t.Parallel(); testWatch(t, newStore(t)) })
 	t.Run("CloseIdempotent", func(t *testing.T) { t.Parallel(); testClose(t, newStore(t)) })
 }
