@@ -20,6 +20,7 @@ import (
 	"github.com/opsrunner/opsrunner/api"
 	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/cluster"
+	"github.com/opsrunner/opsrunner/egress"
 	"github.com/opsrunner/opsrunner/runtime"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/secrets"
@@ -55,6 +56,7 @@ type Agent struct {
 	redis     *redis.Client  // nil without a cluster
 	jobs      *jobs          // the cluster's async queue; nil without a cluster
 	vault     *secrets.Vault // project secrets, sealed in the store
+	egress    *egress.Client // the HTTP client of fetch
 
 	projects atomic.Pointer[map[string]*scripts.Project]
 	deployMu sync.Mutex // serialises deploys, rollbacks and state changes
@@ -98,6 +100,9 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	var err error
+	if a.egress, err = newEgress(cfg.Egress); err != nil {
+		return nil, err
+	}
 	if cfg.EmbeddedBroker() {
 		if a.brokerLn, err = net.Listen("tcp", cfg.EmbeddedBrokerAddr); err != nil {
 			return nil, fmt.Errorf("embedded broker listen %s: %w", cfg.EmbeddedBrokerAddr, err)
@@ -163,6 +168,8 @@ func (a *Agent) newEngine(cfg Config, log *slog.Logger) *runtime.Engine {
 		Dispatcher:  dispatcher{a},
 		Sender:      sender{a},
 		Workers:     a.workers,
+		Fetcher:     fetcher{a.egress},
+		Secrets:     a,
 		MemoryLimit: cfg.MemoryLimit,
 		Logger:      log,
 	})
@@ -226,6 +233,9 @@ func (a *Agent) closeState() {
 	}
 	if a.engine != nil {
 		a.engine.Close()
+	}
+	if a.egress != nil {
+		a.egress.Close()
 	}
 }
 

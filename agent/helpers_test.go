@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -31,6 +32,13 @@ const requestTimeout = 2 * time.Minute
 // adjusts the configuration first.
 func startAgent(t testing.TB, mutate func(*agent.Config)) *testAgent {
 	t.Helper()
+	return startLoggedAgent(t, mutate, nil)
+}
+
+// startLoggedAgent is startAgent with the agent's log going to log (nil:
+// discarded).
+func startLoggedAgent(t testing.TB, mutate func(*agent.Config), log *slog.Logger) *testAgent {
+	t.Helper()
 	cfg := agent.Defaults()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.EmbeddedBrokerAddr = "127.0.0.1:0"
@@ -44,7 +52,7 @@ func startAgent(t testing.TB, mutate func(*agent.Config)) *testAgent {
 	if cfg.AgentID == "" { // mutate asks for the id Defaults made up
 		cfg.AgentID = madeUp
 	}
-	a, err := agent.New(cfg, nil)
+	a, err := agent.New(cfg, log)
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}

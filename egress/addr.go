@@ -20,7 +20,7 @@ func DefaultDeny() []netip.Prefix {
 
 // ParsePrefixes parses address ranges ("169.254.0.0/16") and single
 // addresses ("10.1.2.3", "::1") as for the agent configuration key
-// egress_deny. The error names the first bad item.
+// egress.deny. The error names the first bad item.
 func ParsePrefixes(s []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(s))
 	for _, item := range s {

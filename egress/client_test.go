@@ -268,7 +268,7 @@ func TestHugeBodyStopsAtTheBound(t *testing.T) {
 
 	_, err := c.Do(t.Context(), pol, egress.Request{URL: up.URL + "/endless"})
 	wantError(t, err, egress.BodyTooLarge, "127.0.0.1",
-		"fetch to 127.0.0.1: the response body is over the 64 KiB limit (fetch_max_body_bytes)")
+		"fetch to 127.0.0.1: the response body is over the 64 KiB limit (egress.max_body_bytes)")
 	waitFor(t, done, "the server to see the endless body refused")
 
 	_, err = c.Do(t.Context(), pol, egress.Request{URL: up.URL + "/declared"})
@@ -353,7 +353,7 @@ func TestDNSRebinding(t *testing.T) {
 	}
 	_, err = c.Do(t.Context(), policy(t, "meta.test", "169.254.0.0/16"), egress.Request{URL: "http://meta.test/latest/meta-data/"})
 	wantError(t, err, egress.NotAllowed, "meta.test",
-		"fetch to meta.test (169.254.169.254) is not allowed: 169.254.169.254 is in 169.254.0.0/16, which the agent denies to every project (egress_deny)")
+		"fetch to meta.test (169.254.169.254) is not allowed: 169.254.169.254 is in 169.254.0.0/16, which the agent denies to every project (egress.deny)")
 	if n := up.conns.Load(); n != 0 {
 		t.Fatalf("the server saw %d connections", n)
 	}
@@ -385,7 +385,7 @@ func TestRedirectLoopStopsAtTheBound(t *testing.T) {
 	})
 	pol := policy(t, "localhost")
 	_, err := newClient(t, egress.Config{}).Do(t.Context(), pol, egress.Request{URL: up.URL})
-	wantError(t, err, egress.TooManyRedirects, "127.0.0.1", "fetch to 127.0.0.1: more than 5 redirects (the limit is fetch_max_redirects)")
+	wantError(t, err, egress.TooManyRedirects, "127.0.0.1", "fetch to 127.0.0.1: more than 5 redirects (the limit is egress.max_redirects)")
 	if n := up.requests.Load(); n != 6 {
 		t.Fatalf("the server saw %d requests, want the first and 5 redirects", n)
 	}

@@ -15,9 +15,9 @@ import (
 // Agent configuration keys that messages name, so that a script author can
 // tell the administrator which bound to raise.
 const (
-	keyDeny         = "egress_deny"
-	keyMaxBody      = "fetch_max_body_bytes"
-	keyMaxRedirects = "fetch_max_redirects"
+	keyDeny         = "egress.deny"
+	keyMaxBody      = "egress.max_body_bytes"
+	keyMaxRedirects = "egress.max_redirects"
 )
 
 // Kind says which way a request failed.

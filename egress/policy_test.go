@@ -192,7 +192,7 @@ func TestAddressRule(t *testing.T) {
 		{[]string{"localhost:9000", "localhost:9001"}, "http://localhost:9001/", "127.0.0.1", ""},
 		{[]string{"api.example.com", "127.0.0.0/8"}, "http://api.example.com/", "127.0.0.1", ""},
 		// The deny list wins over everything the policy lists.
-		{[]string{"meta.example", "169.254.0.0/16"}, "http://meta.example/", "169.254.169.254", "169.254.169.254 is in 169.254.0.0/16, which the agent denies to every project (egress_deny)"},
+		{[]string{"meta.example", "169.254.0.0/16"}, "http://meta.example/", "169.254.169.254", "169.254.169.254 is in 169.254.0.0/16, which the agent denies to every project (egress.deny)"},
 		{[]string{"169.254.169.254"}, "http://169.254.169.254/", "169.254.169.254", "denies to every project"},
 		{[]string{"meta.example", "fe80::/10"}, "http://meta.example/", "fe80::1", "denies"},
 		// NAT64 and 6to4 addresses are checked as the IPv4 address they reach.

@@ -1,0 +1,197 @@
+package agent_test
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opsrunner/opsrunner/agent"
+)
+
+// reachProject is a project whose webhook "call" fetches event.body.url
+// with the secret API_KEY as a bearer token and returns what it got.
+func reachProject(t *testing.T, egress string) []byte {
+	t.Helper()
+	return bundle(t, map[string]string{
+		"opsrunner.yaml": `project: reach
+egress: [` + egress + `]
+env:
+  GREETING: hello
+operations:
+  - name: call
+    script: call.js
+    timeout: 20s
+    webhook:
+      path: call
+`,
+		"call.js": `async function handle(event) {
+	log.info("calling with key " + secrets.API_KEY);
+	try {
+		const resp = await fetch(event.body.url, {headers: {Authorization: "Bearer " + secrets.API_KEY}});
+		const data = await resp.json();
+		return {status: resp.status, data, greeting: env.GREETING};
+	} catch (e) {
+		return {error: e.name + ": " + e.message};
+	}
+}`,
+	})
+}
+
+func callReach(t *testing.T, ta *testAgent, url string) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"url": url})
+	r := ta.do(t, http.MethodPost, "/hooks/reach/call", "application/json", body, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("webhook: %d %s", r.Status, r.Body)
+	}
+	return r.json(t)
+}
+
+func TestAScriptCallsAnAllowedServiceWithASecret(t *testing.T) {
+	t.Parallel()
+	const key = "sk-reach-test-5f1e2d"
+	var gotAuth atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth.Store(r.Header.Get("Authorization"))
+		fmt.Fprint(w, `{"price": 42}`)
+	}))
+	t.Cleanup(up.Close)
+	var logs strings.Builder
+	var logMu sync.Mutex
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ta := startLoggedAgent(t, func(c *agent.Config) { c.DataDir = dir }, log)
+	ta.mustDeploy(t, "reach", reachProject(t, `"127.0.0.1"`))
+	if r := ta.do(t, http.MethodPut, "/api/v1/projects/reach/secrets/API_KEY", "", []byte(key), nil); r.Status != http.StatusNoContent {
+		t.Fatalf("set secret: %d %s", r.Status, r.Body)
+	}
+
+	got := callReach(t, ta, up.URL+"/price")
+	if got["status"] != 200.0 || got["greeting"] != "hello" || fmt.Sprint(got["data"]) != "map[price:42]" {
+		t.Fatalf("answer %v", got)
+	}
+	if gotAuth.Load() != "Bearer "+key {
+		t.Fatalf("upstream saw Authorization %q", gotAuth.Load())
+	}
+
+	// The value is nowhere in what the agent wrote: run records, logs, files.
+	runs := ta.do(t, http.MethodGet, "/api/v1/runs?operation=call&limit=10", "", nil, nil)
+	if !strings.Contains(string(runs.Body), "calling with key ***") {
+		t.Fatalf("run record lacks the redacted log line: %s", runs.Body)
+	}
+	ta.stop()
+	written := []string{string(runs.Body), logs.String()}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(path)
+			written = append(written, string(b))
+		}
+		return nil
+	})
+	for _, w := range written {
+		if strings.Contains(w, key) {
+			t.Fatalf("the secret's value is in what the agent wrote: %.300q", w)
+		}
+	}
+}
+
+func TestAFetchOutsideEgressFailsBeforeConnecting(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(up.Close)
+	ta := startAgent(t, nil)
+	ta.mustDeploy(t, "reach", reachProject(t, `"api.example.com"`))
+
+	got := callReach(t, ta, up.URL)
+	want := "TypeError: fetch to 127.0.0.1 is not allowed: add it to egress in opsrunner.yaml"
+	if msg, _ := got["error"].(string); !strings.HasPrefix(msg, "TypeError: fetch to 127.0.0.1") || !strings.Contains(msg, "egress in opsrunner.yaml") {
+		t.Fatalf("answer %v, want an error like %q", got, want)
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the upstream saw %d requests", hits.Load())
+	}
+}
+
+func TestTheAgentDenyListBeatsTheProjectsEgress(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(up.Close)
+	ta := startAgent(t, func(c *agent.Config) { c.Egress.Deny = []string{"127.0.0.0/8"} })
+	ta.mustDeploy(t, "reach", reachProject(t, `"localhost"`))
+
+	port := up.URL[strings.LastIndex(up.URL, ":"):]
+	got := callReach(t, ta, "http://localhost"+port)
+	if msg, _ := got["error"].(string); !strings.Contains(msg, "not allowed") || !strings.Contains(msg, "egress.deny") {
+		t.Fatalf("answer %v, want a refusal naming egress.deny", got)
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the upstream saw %d requests", hits.Load())
+	}
+}
+
+func TestASecretSetOnOneAgentIsReadOnAnother(t *testing.T) {
+	rds, b := clusterServices(t)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	sameKey := func(c *agent.Config) { c.SecretsKey = base64.StdEncoding.EncodeToString(key) }
+	a1 := clusterAgent(t, "a1", rds.URL, 2, b, sameKey)
+	a2 := clusterAgent(t, "a2", rds.URL, 2, b, sameKey)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"auth": %q}`, r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(up.Close)
+	a1.mustDeploy(t, "reach", reachProject(t, `"127.0.0.1"`))
+	if r := a1.do(t, http.MethodPut, "/api/v1/projects/reach/secrets/API_KEY", "", []byte("set-on-a1"), nil); r.Status != http.StatusNoContent {
+		t.Fatalf("set secret: %d %s", r.Status, r.Body)
+	}
+	waitForProject(t, a2, "reach")
+	got := callReach(t, a2, up.URL)
+	if fmt.Sprint(got["data"]) != "map[auth:Bearer set-on-a1]" {
+		t.Fatalf("a2's run got %v", got)
+	}
+	// A change needs no redeploy.
+	if r := a1.do(t, http.MethodPut, "/api/v1/projects/reach/secrets/API_KEY", "", []byte("changed-on-a1"), nil); r.Status != http.StatusNoContent {
+		t.Fatalf("change secret: %d %s", r.Status, r.Body)
+	}
+	if got := callReach(t, a2, up.URL); fmt.Sprint(got["data"]) != "map[auth:Bearer changed-on-a1]" {
+		t.Fatalf("after the change a2's run got %v", got)
+	}
+}
+
+// waitForProject waits until ta serves the project's webhook.
+func waitForProject(t *testing.T, ta *testAgent, project string) {
+	t.Helper()
+	for range 200 {
+		r := ta.do(t, http.MethodGet, "/api/v1/projects/"+project, "", nil, nil)
+		if r.Status == http.StatusOK {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("project %s never reached agent %s", project, ta.URL)
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
