@@ -35,7 +35,12 @@ operations:
     timeout: 20s
     webhook:
       path: call
+  - name: leak
+    script: leak.js
+    webhook:
+      path: leak
 `,
+		"leak.js": `function handle() { throw new Error("rejected key " + secrets.API_KEY); }`,
 		"call.js": `async function handle(event) {
 	log.info("calling with key " + secrets.API_KEY);
 	try {
@@ -86,13 +91,19 @@ func TestAScriptCallsAnAllowedServiceWithASecret(t *testing.T) {
 		t.Fatalf("upstream saw Authorization %q", gotAuth.Load())
 	}
 
-	// The value is nowhere in what the agent wrote: run records, logs, files.
-	runs := ta.do(t, http.MethodGet, "/api/v1/runs?operation=call&limit=10", "", nil, nil)
-	if !strings.Contains(string(runs.Body), "calling with key ***") {
-		t.Fatalf("run record lacks the redacted log line: %s", runs.Body)
+	failed := ta.do(t, http.MethodPost, "/hooks/reach/leak", "application/json", []byte(`{}`), nil)
+	if failed.Status != http.StatusInternalServerError || !strings.Contains(string(failed.Body), "rejected key ***") {
+		t.Fatalf("failing webhook: %d %s; want 500 with the key redacted", failed.Status, failed.Body)
+	}
+
+	// The value is nowhere in what the agent wrote: answers, run records,
+	// logs, files.
+	runs := ta.do(t, http.MethodGet, "/api/v1/runs?limit=10", "", nil, nil)
+	if !strings.Contains(string(runs.Body), "calling with key ***") || !strings.Contains(string(runs.Body), "rejected key ***") {
+		t.Fatalf("run records lack the redacted log line or error: %s", runs.Body)
 	}
 	ta.stop()
-	written := []string{string(runs.Body), logs.String()}
+	written := []string{string(failed.Body), string(runs.Body), logs.String()}
 	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			b, _ := os.ReadFile(path)

@@ -221,3 +221,14 @@ func equalJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+func TestANestedOperationsPromiseIsAwaitedByItsCaller(t *testing.T) {
+	e := newEngine(t, Config{})
+	p := newProject(t, "p",
+		op{name: "main", src: `async function handle() { const v = await RunOperation("Slow", true); return v + 1; }`},
+		op{name: "Slow", src: `async function handle() { await sleep(10); return 41; }`})
+	res := e.Run(context.Background(), Invocation{Project: p, Operation: "main", Trigger: TriggerWebhook})
+	if res.Err != nil || res.value() != 42.0 {
+		t.Fatalf("result %v, err %v; want 42", res.value(), res.Err)
+	}
+}
