@@ -24,6 +24,12 @@ import (
 // with the secret API_KEY as a bearer token and returns what it got.
 func reachProject(t *testing.T, egress string) []byte {
 	t.Helper()
+	return reachProjectTimeout(t, egress, "20s")
+}
+
+// reachProjectTimeout is reachProject with the given operation timeout.
+func reachProjectTimeout(t *testing.T, egress, timeout string) []byte {
+	t.Helper()
 	return bundle(t, map[string]string{
 		"opsrunner.yaml": `project: reach
 egress: [` + egress + `]
@@ -32,7 +38,7 @@ env:
 operations:
   - name: call
     script: call.js
-    timeout: 20s
+    timeout: ` + timeout + `
     webhook:
       path: call
   - name: leak
