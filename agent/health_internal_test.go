@@ -92,7 +92,7 @@ func TestStuckWorkerMakesAgentUnreadyUntilItFrees(t *testing.T) {
 		t.Fatalf("idle agent not ready: %d %s", code, msg)
 	}
 	p, _ := a.Project("stall")
-	if err := a.slots.Acquire(context.Background()); err != nil {
+	if err := a.workers.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	live := a.startRun(a.newRun(newRunID(), p, "op", "webhook"), p, "op")
@@ -119,7 +119,7 @@ func TestStuckWorkerMakesAgentUnreadyUntilItFrees(t *testing.T) {
 	}
 
 	live.end(nil)
-	a.slots.Release()
+	a.workers.Release()
 	if code, msg := readyz(t, a); code != http.StatusOK {
 		t.Errorf("readyz once the worker freed: %d %s", code, msg)
 	}
