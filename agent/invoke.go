@@ -178,7 +178,7 @@ func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocati
 	live := a.startRun(run, inv.Project, inv.Operation)
 	res := a.engine.Run(ctx, inv)
 	run = finish(run, res)
-	run = withResult(run, res.JSON, keep)
+	run = withResult(run, res.Redact(res.JSON), keep) // what is kept shows no secret
 	var resp *triggers.Response
 	if run.Status == store.StatusSucceeded && inv.Trigger == "webhook" {
 		r, err := triggers.ShapeResponse(res.JSON)

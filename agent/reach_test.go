@@ -45,7 +45,12 @@ operations:
     script: leak.js
     webhook:
       path: leak
+  - name: echo
+    script: echo.js
+    webhook:
+      path: echo
 `,
+		"echo.js": `function handle() { return {key: secrets.API_KEY}; }`,
 		"leak.js": `function handle() { throw new Error("rejected key " + secrets.API_KEY); }`,
 		"call.js": `async function handle(event) {
 	log.info("calling with key " + secrets.API_KEY);
@@ -102,9 +107,18 @@ func TestAScriptCallsAnAllowedServiceWithASecret(t *testing.T) {
 		t.Fatalf("failing webhook: %d %s; want 500 with the key redacted", failed.Status, failed.Body)
 	}
 
-	// The value is nowhere in what the agent wrote: answers, run records,
-	// logs, files.
+	queued := ta.do(t, http.MethodPost, "/hooks/reach/echo", "application/json", []byte(`{}`), map[string]string{"Prefer": "respond-async"})
+	if queued.Status != http.StatusAccepted {
+		t.Fatalf("async webhook: %d %s", queued.Status, queued.Body)
+	}
+	waitForRuns(t, ta, "echo", 1)
+
+	// The value is nowhere in what the agent wrote: answers, run records
+	// (the kept result of the async run among them), logs, files.
 	runs := ta.do(t, http.MethodGet, "/api/v1/runs?limit=10", "", nil, nil)
+	if !strings.Contains(string(runs.Body), `"result":{"key":"***"}`) {
+		t.Fatalf("the async run's kept result is not there redacted: %s", runs.Body)
+	}
 	if !strings.Contains(string(runs.Body), "calling with key ***") || !strings.Contains(string(runs.Body), "rejected key ***") {
 		t.Fatalf("run records lack the redacted log line or error: %s", runs.Body)
 	}
@@ -211,4 +225,25 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// waitForRuns waits until n runs of operation have finished.
+func waitForRuns(t *testing.T, ta *testAgent, operation string, n int) {
+	t.Helper()
+	for range 400 {
+		var page struct{ Runs []struct{ Status string } }
+		r := ta.do(t, http.MethodGet, "/api/v1/runs?operation="+operation, "", nil, nil)
+		_ = json.Unmarshal(r.Body, &page)
+		done := 0
+		for _, run := range page.Runs {
+			if run.Status != "running" {
+				done++
+			}
+		}
+		if done >= n {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%d runs of %s did not finish", n, operation)
 }

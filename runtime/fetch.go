@@ -66,6 +66,24 @@ func installFetch(v *vm) error {
 	return nil
 }
 
+// Why a fetch's context ended, besides the operation's limit.
+var (
+	errFetchAborted = errors.New("fetch aborted")
+	errFetchTimeout = errors.New("fetch timed out")
+)
+
+// fetchCall is one fetch in flight.
+type fetchCall struct {
+	req        FetchRequest
+	project    *scripts.Project
+	timeout    time.Duration // 0: none but the operation's
+	done, fail goja.Callable
+	opCtx      context.Context // the top-level operation's
+	ctx        context.Context
+	abort      context.CancelCauseFunc
+	start      time.Time
+}
+
 // jsFetch is host.fetch(method, url, headerPairs, body, timeoutMs, done,
 // fail): it starts the request on a goroutine and returns its id (for
 // host.abort). done(status, statusText, headerPairs, url, redirected,
@@ -73,16 +91,6 @@ func installFetch(v *vm) error {
 // "abort", "timeout" or "error".
 func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
-	req := FetchRequest{Method: call.Argument(0).String(), URL: call.Argument(1).String(), Header: v.headerPairs(call.Argument(2))}
-	switch b := call.Argument(3).Export().(type) {
-	case nil:
-	case string:
-		req.Body = []byte(b)
-	case goja.ArrayBuffer:
-		req.Body = append([]byte(nil), b.Bytes()...)
-	}
-	done, _ := goja.AssertFunction(call.Argument(5))
-	fail, _ := goja.AssertFunction(call.Argument(6))
 	f := r.e.cfg.Fetcher
 	if f == nil {
 		v.throwType("fetch is not available on this agent")
@@ -91,51 +99,74 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 	if l.pending >= maxPending {
 		v.throwRange("too many timers and fetches pending in one run (at most %d)", maxPending)
 	}
+	c := &fetchCall{req: v.fetchRequest(call), project: fr.project, start: time.Now()}
+	c.done, _ = goja.AssertFunction(call.Argument(5))
+	c.fail, _ = goja.AssertFunction(call.Argument(6))
 	// The top-level operation's context: a nested operation may return
 	// before the request ends, and the operation's limit covers it all.
-	opCtx := r.opContext(r.frames[0])
-	ctx, cancel := context.WithCancel(opCtx)
-	timeout := call.Argument(4)
-	byTimeout := present(timeout)
-	if byTimeout {
-		ctx, cancel = context.WithTimeout(ctx, delayOf(timeout))
+	c.opCtx = r.opContext(r.frames[0])
+	c.ctx, c.abort = context.WithCancelCause(c.opCtx)
+	if t := call.Argument(4); present(t) {
+		c.timeout = max(delayOf(t), time.Nanosecond)
 	}
 	l.nextID++
 	id := l.nextID
 	if l.aborts == nil {
-		l.aborts = make(map[int64]context.CancelFunc)
+		l.aborts = make(map[int64]context.CancelCauseFunc)
 	}
-	l.aborts[id] = cancel
+	l.aborts[id] = c.abort
 	enqueue := l.register()
-	project := fr.project
-	start := time.Now()
 	go func() {
-		resp, err := f.Fetch(ctx, project, req)
-		aborted := ctx.Err() != nil && !byTimeout
+		ctx := c.ctx
+		if c.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeoutCause(ctx, c.timeout, errFetchTimeout)
+			defer cancel()
+		}
+		resp, err := f.Fetch(ctx, c.project, c.req)
+		cause := context.Cause(ctx)
 		enqueue(func() error {
 			delete(l.aborts, id)
-			cancel()
-			r.logFetch(req, resp, err, time.Since(start))
-			if opCtx.Err() != nil {
-				// The operation's limit ended the request: the limit's
-				// interrupt ends the operation, not a catchable error.
-				return r.interruptTop()
-			}
-			if err != nil {
-				kind := "error"
-				switch {
-				case errors.Is(err, context.DeadlineExceeded) && byTimeout:
-					kind, err = "timeout", fmt.Errorf("fetch to %s: no response within the %s timeout", hostOf(req.URL), delayOf(timeout))
-				case aborted && errors.Is(err, context.Canceled):
-					kind = "abort"
-				}
-				_, jerr := fail(goja.Undefined(), v.rt.ToValue(kind), v.rt.ToValue(err.Error()))
-				return jerr
-			}
-			return v.fetched(r, done, resp)
+			return v.fetchEnded(r, c, resp, err, cause)
 		})
 	}()
 	return v.rt.ToValue(id)
+}
+
+// fetchRequest reads host.fetch's request arguments (checked by fetch.js).
+func (v *vm) fetchRequest(call goja.FunctionCall) FetchRequest {
+	req := FetchRequest{Method: call.Argument(0).String(), URL: call.Argument(1).String(), Header: v.headerPairs(call.Argument(2))}
+	switch b := call.Argument(3).Export().(type) {
+	case string:
+		req.Body = []byte(b)
+	case goja.ArrayBuffer:
+		req.Body = append([]byte(nil), b.Bytes()...)
+	}
+	return req
+}
+
+// fetchEnded settles a fetch on the run's loop: its log line, then done or
+// fail; cause is why its context ended, if it did.
+func (v *vm) fetchEnded(r *run, c *fetchCall, resp *FetchResponse, err error, cause error) error {
+	c.abort(nil)
+	r.logFetch(c.req, resp, err, time.Since(c.start))
+	if c.opCtx.Err() != nil {
+		// The operation's limit ended the request: the limit's interrupt
+		// ends the operation, not a catchable error.
+		return r.interruptTop()
+	}
+	if err == nil {
+		return v.fetched(r, c.done, resp)
+	}
+	kind := "error"
+	switch {
+	case errors.Is(cause, errFetchTimeout):
+		kind, err = "timeout", fmt.Errorf("fetch to %s: no response within the %s timeout", hostOf(c.req.URL), c.timeout)
+	case errors.Is(cause, errFetchAborted):
+		kind = "abort"
+	}
+	_, jerr := c.fail(goja.Undefined(), v.rt.ToValue(kind), v.rt.ToValue(err.Error()))
+	return jerr
 }
 
 // fetched resolves a fetch with its response (done's arguments).
@@ -157,8 +188,8 @@ func (v *vm) fetched(r *run, done goja.Callable, resp *FetchResponse) error {
 func (v *vm) jsAbortFetch(call goja.FunctionCall) goja.Value {
 	r, _ := v.active()
 	if r.loop != nil {
-		if cancel, ok := r.loop.aborts[call.Argument(0).ToInteger()]; ok {
-			cancel()
+		if abort, ok := r.loop.aborts[call.Argument(0).ToInteger()]; ok {
+			abort(errFetchAborted)
 		}
 	}
 	return goja.Undefined()

@@ -194,3 +194,30 @@ func TestResponseAndHeadersAsScriptsBuildThem(t *testing.T) {
 		t.Fatalf("result %v, err %v; want %v", res.value(), res.Err, want)
 	}
 }
+
+func TestAnUnhandledFetchFailureIsLocatedAtTheFetchCall(t *testing.T) {
+	e := newEngine(t, Config{Fetcher: plainFetcher{}})
+	res := runOne(t, e, `async function handle() {
+	const p = fetch("http://127.0.0.1:1/x");
+	await sleep(200);
+	return 1;
+}`, nil)
+	se := scriptErr(t, res.Err)
+	if se.Line != 2 || !strings.Contains(se.Message, "TypeError: fetch to 127.0.0.1:1") {
+		t.Fatalf("error %q at %s:%d:%d, want the fetch call's line 2", se.Message, se.File, se.Line, se.Column)
+	}
+}
+
+func TestAnAbortWinsOverATimeoutNotYetReached(t *testing.T) {
+	url := upstream(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	e := newEngine(t, Config{Fetcher: plainFetcher{}})
+	res := runOne(t, e, `async function handle(event) {
+		const c = new AbortController();
+		const p = fetch(event.url, {signal: c.signal, timeout: 10000});
+		setTimeout(() => c.abort(), 10);
+		try { await p; } catch (e) { return e.name; }
+	}`, map[string]any{"url": url})
+	if res.Err != nil || res.value() != "AbortError" {
+		t.Fatalf("result %v, err %v; want AbortError", res.value(), res.Err)
+	}
+}

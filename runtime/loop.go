@@ -41,7 +41,7 @@ type loop struct {
 
 	pending int // callbacks registered and not yet run or cancelled
 	timers  map[int64]*timer
-	aborts  map[int64]context.CancelFunc // fetches in flight, by id
+	aborts  map[int64]context.CancelCauseFunc // fetches in flight, by id
 	nextID  int64
 }
 
@@ -103,8 +103,8 @@ func (r *run) endLoop() {
 	for _, t := range l.timers {
 		t.t.Stop()
 	}
-	for _, cancel := range l.aborts {
-		cancel()
+	for _, abort := range l.aborts {
+		abort(errFetchAborted)
 	}
 	r.mu.Lock()
 	r.loop = nil

@@ -175,6 +175,9 @@ function fetch(input, init) {
 			if (signal[timeoutOf] !== undefined && (timeout === undefined || signal[timeoutOf] < timeout)) timeout = signal[timeoutOf];
 		}
 		if (timeout !== undefined && !(timeout >= 0)) throw new TE('fetch: timeout must be a number of milliseconds');
+		// Made here, so that it locates the script's fetch call: a failure
+		// comes back from the loop, where no script frame is on the stack.
+		const failure = new TE('fetch failed');
 		return new Promise((resolve, reject) => {
 			const done = (status, statusText, pairs, finalURL, redirected, buf) => {
 				const r = new Response(undefined, {status: status < 200 ? 200 : status, statusText: statusText, headers: pairs});
@@ -187,8 +190,9 @@ function fetch(input, init) {
 			};
 			const fail = (kind, message) => {
 				if (kind === 'abort' && signal) return reject(signal.reason);
-				if (kind === 'timeout') return reject(namedError('TimeoutError', message));
-				reject(new TE(message));
+				if (kind === 'timeout') failure.name = 'TimeoutError';
+				failure.message = message;
+				reject(failure);
 			};
 			const id = host.fetch(method, url, Array.from(headers.entries()), body, timeout, done, fail);
 			if (signal) signal.addEventListener('abort', () => host.abort(id));
