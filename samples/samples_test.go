@@ -13,8 +13,9 @@ import (
 func TestSamplesLoad(t *testing.T) {
 	t.Parallel()
 	want := map[string]struct{ ops, hooks, listeners []string }{
-		"hello":  {ops: []string{"hello"}, hooks: []string{"hello"}},
-		"orders": {ops: []string{"Validate Order", "Price Order", "Record Order", "Report Failure"}, hooks: []string{"orders"}},
+		"hello":   {ops: []string{"hello"}, hooks: []string{"hello"}},
+		"orders":  {ops: []string{"Validate Order", "Price Order", "Record Order", "Report Failure"}, hooks: []string{"orders"}},
+		"pricing": {ops: []string{"Price Order"}, hooks: []string{"price"}},
 		"jms-orders": {
 			ops:       []string{"1. JMS Listen", "2. Business Logic", "3. JMS Acknowledge (Rollback)", "4. JMS Acknowledge (Commit)", "Customer Logic", "Send Order"},
 			hooks:     []string{"send"},

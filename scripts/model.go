@@ -69,7 +69,8 @@ func (o *Operation) EffectiveTimeout() time.Duration {
 type Webhook struct {
 	// Path defaults to the operation name, URL-path-escaped.
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
-	// SecretEnv names the agent environment variable holding the HMAC secret.
+	// SecretEnv names the HMAC key that signs requests: the project secret
+	// of that name when it is set, else the agent's environment variable.
 	SecretEnv string `yaml:"secretEnv,omitempty" json:"secretEnv,omitempty"`
 }
 

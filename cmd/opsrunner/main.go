@@ -1,6 +1,6 @@
 // Command opsrunner is the agent (serve), the embedded broker on its own
 // (broker) and a client of the agent's HTTP API (deploy, invoke, runs,
-// listeners, members, send).
+// listeners, members, send, secrets).
 package main
 
 import (
