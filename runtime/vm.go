@@ -188,35 +188,8 @@ func newVM(e *Engine) (v *vm, err error) {
 	}
 	v.noop, _ = goja.AssertFunction(noop)
 
-	fns := map[string]func(goja.FunctionCall) goja.Value{
-		"RunOperation": v.jsRunOperation,
-		"Acknowledge":  v.jsAcknowledge,
-		"SendMessage":  v.jsSendMessage,
-		"Get":          v.jsGet,
-		"RaiseError":   v.jsRaiseError,
-		"GetLastError": v.jsGetLastError,
-		"setTimeout":   v.jsSetTimeout,
-		"clearTimeout": v.jsClearTimeout,
-		"sleep":        v.jsSleep,
-	}
-	for name, fn := range fns {
-		if err := g.Set(name, fn); err != nil {
-			return nil, fmt.Errorf("new runtime: bind %s: %w", name, err)
-		}
-	}
-	logObj, consoleObj := rt.NewObject(), rt.NewObject()
-	for _, lvl := range []string{"info", "warn", "error", "debug"} {
-		fn := v.logger(lvl)
-		_ = logObj.Set(lvl, fn)
-		_ = consoleObj.Set(lvl, fn)
-	}
-	_ = consoleObj.Set("log", v.logger("info"))
-	_ = g.Set("log", logObj)
-	_ = g.Set("console", consoleObj)
-	for name, get := range map[string]func(goja.FunctionCall) goja.Value{"$vars": v.jsVars, "env": v.jsEnv, "secrets": v.jsSecrets} {
-		if err := g.DefineAccessorProperty(name, rt.ToValue(get), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
-			return nil, fmt.Errorf("new runtime: %s: %w", name, err)
-		}
+	if err := bindHost(v); err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
 	}
 	if err := installFetch(v); err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
@@ -254,6 +227,43 @@ func newVM(e *Engine) (v *vm, err error) {
 		v.globalNames = count
 	}
 	return v, nil
+}
+
+// bindHost defines the host API's globals: the functions, log and
+// console, and the accessors of $vars, env and secrets.
+func bindHost(v *vm) error {
+	rt, g := v.rt, v.rt.GlobalObject()
+	fns := map[string]func(goja.FunctionCall) goja.Value{
+		"RunOperation": v.jsRunOperation,
+		"Acknowledge":  v.jsAcknowledge,
+		"SendMessage":  v.jsSendMessage,
+		"Get":          v.jsGet,
+		"RaiseError":   v.jsRaiseError,
+		"GetLastError": v.jsGetLastError,
+		"setTimeout":   v.jsSetTimeout,
+		"clearTimeout": v.jsClearTimeout,
+		"sleep":        v.jsSleep,
+	}
+	for name, fn := range fns {
+		if err := g.Set(name, fn); err != nil {
+			return fmt.Errorf("bind %s: %w", name, err)
+		}
+	}
+	logObj, consoleObj := rt.NewObject(), rt.NewObject()
+	for _, lvl := range []string{"info", "warn", "error", "debug"} {
+		fn := v.logger(lvl)
+		_ = logObj.Set(lvl, fn)
+		_ = consoleObj.Set(lvl, fn)
+	}
+	_ = consoleObj.Set("log", v.logger("info"))
+	_ = g.Set("log", logObj)
+	_ = g.Set("console", consoleObj)
+	for name, get := range map[string]func(goja.FunctionCall) goja.Value{"$vars": v.jsVars, "env": v.jsEnv, "secrets": v.jsSecrets} {
+		if err := g.DefineAccessorProperty(name, rt.ToValue(get), nil, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // installJSONParse replaces json.parse by v.jsonParse, with the built-in's
