@@ -11,14 +11,14 @@
 // alternating their order (this machine is shared and one leg's figure can
 // swing by a third between runs); the program prints each round's req/s,
 // p50 and p99 latency, non-2xx answers (any is a failure: the run stops),
-// socket errors (wrk's timeouts, printed with a warning), CPU per request
-// and RSS, and then the medians of the rounds' opsrunner/Go and
-// opsrunner/Node.js ratios with their spread. Before measuring, one request
-// to each server must be answered 200 with the expected body (a server that
-// cannot reach the upstream may answer 200 with an error), and each leg
-// must have called the upstream once per answer. With -cpuprofile the
-// opsrunner legs run in this process instead, to be profiled. Run by
-// `make bench`.
+// socket errors (wrk's timeouts, 10 s by default, printed with a warning),
+// CPU per request and RSS, and then the medians of the rounds'
+// opsrunner/Go and opsrunner/Node.js ratios with their spread. Before
+// measuring, one request to each server must be answered 200 with the
+// expected body (a server that cannot reach the upstream may answer 200
+// with an error), and each leg must have called the upstream once per
+// answer. With -cpuprofile the opsrunner legs run in this process instead,
+// to be profiled. Run by `make bench`.
 package main
 
 import (
@@ -52,6 +52,7 @@ func parseFlags() options {
 	flag.DurationVar(&o.duration, "d", 10*time.Second, "wrk duration per leg and round")
 	flag.IntVar(&o.conns, "c", 200, "wrk connections")
 	flag.IntVar(&o.threads, "t", 2, "wrk threads")
+	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "wrk's request timeout (its default, 2s, would leave a slow server's slowest answers out of its p99)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every leg; the ratios reported are their medians")
 	durability := flag.String("durability", "sync,batched", "run durability modes to measure, comma-separated (sync, batched): one opsrunner leg each")
 	flag.StringVar(&o.agentBin, "agent", "", "opsrunner binary to run (default: go build ./cmd/opsrunner into a temporary directory)")
@@ -235,7 +236,7 @@ func measureRound(ctx context.Context, l *leg, o options, i int, up *upstream) (
 
 // measure loads l for d (l's duration when zero). It fails on any non-2xx
 // answer, or when the server did not call the upstream for each request
-// answered; socket errors (wrk's 2 s timeout, most likely) are counted and
+// answered; socket errors (wrk's -timeout, most likely) are counted and
 // printed, not fatal, since they are what an overloaded server shows.
 func measure(ctx context.Context, l *leg, ld load, d time.Duration, up *upstream) (measurement, error) {
 	cpu0, calls0 := cpuTime(l.pid()), up.calls.Load()
@@ -259,8 +260,8 @@ func measure(ctx context.Context, l *leg, ld load, d time.Duration, up *upstream
 }
 
 func printHeader(o options, nodeVersion string) {
-	fmt.Printf("I/O-bound webhook benchmark: wrk -t%d -c%d -d%s POST; each request → GET upstream (answers after %s, ~1 KiB JSON) → {\"price\": %v}; %d rounds, %d cores\n",
-		o.threads, o.conns, o.duration, upstreamDelay, wantPrice, o.rounds, runtime.NumCPU())
+	fmt.Printf("I/O-bound webhook benchmark: wrk -t%d -c%d -d%s --timeout %s POST; each request → GET upstream (answers after %s, ~1 KiB JSON) → {\"price\": %v}; %d rounds, %d cores\n",
+		o.threads, o.conns, o.duration, o.timeout, upstreamDelay, wantPrice, o.rounds, runtime.NumCPU())
 	fmt.Println("  go handler: net/http, one shared http.Client (keep-alive, MaxIdleConnsPerHost 256), JSON decoded into a struct")
 	if nodeVersion != "" {
 		fmt.Printf("  node http: Node.js %s, one process (single-threaded), http.createServer + built-in fetch, global dispatcher as it comes (undici: keep-alive, no per-origin connection cap)\n", nodeVersion)
@@ -284,7 +285,7 @@ func printRound(i int, l *leg, width int) {
 		i+1, width, l.name, m.rps, m.p50, m.p99, m.non2xx, m.sockErrs, m.cpu.Round(time.Microsecond).String()+"/req", mib(m.rss))
 	if m.sockErrs > 0 {
 		fmt.Printf("    WARNING %s: %s", l.name, reSockErrs.Find(m.rawOutput))
-		fmt.Println(" (a timeout is a request unanswered after wrk's 2 s, left out of the latencies)")
+		fmt.Println(" (a timeout is a request unanswered within -timeout, left out of the latencies)")
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 type load struct {
 	conns, threads int
 	duration       time.Duration
-	script         string // wrk's Lua script, which makes each request a POST of requestBody
+	timeout        time.Duration // wrk's: a request unanswered this long is a socket error, left out of the latencies
+	script         string        // wrk's Lua script, which makes each request a POST of requestBody
 }
 
 // requestBody is what each webhook request posts (the servers ignore it).
@@ -56,7 +57,7 @@ func runWrk(ctx context.Context, url string, l load, d time.Duration) (wrkResult
 		d = l.duration
 	}
 	out, err := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(l.threads), "-c", strconv.Itoa(l.conns),
-		"-d", d.String(), "--latency", "-s", l.script, url).CombinedOutput()
+		"-d", d.String(), "--timeout", l.timeout.String(), "--latency", "-s", l.script, url).CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk %s: %v\n%s", url, err, out)
 	}
