@@ -44,6 +44,7 @@ bench: test-deps build
 	GOGC=400 $(GO) test -run '^$$' -bench WebhookHandler -benchtime 2s ./agent/
 	$(GO) run ./bench/brokerbench
 	$(GO) run ./bench/webhookbench
+	$(GO) run ./bench/iobench
 	$(GO) run ./bench/listenerbench
 	$(GO) run ./bench/isolationbench
 
