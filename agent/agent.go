@@ -168,6 +168,7 @@ func (a *Agent) newEngine(cfg Config, log *slog.Logger) *runtime.Engine {
 		Dispatcher:  dispatcher{a},
 		Sender:      sender{a},
 		Workers:     a.workers,
+		MaxIdle:     cfg.MaxInflight, // each run in progress may hold a runtime
 		Fetcher:     fetcher{a.egress},
 		Secrets:     a,
 		MemoryLimit: cfg.MemoryLimit,

@@ -232,3 +232,27 @@ func TestANestedOperationsPromiseIsAwaitedByItsCaller(t *testing.T) {
 		t.Fatalf("result %v, err %v; want 42", res.value(), res.Err)
 	}
 }
+
+func TestThePoolKeepsTheRuntimesABurstNeededThenTrimsThem(t *testing.T) {
+	e := newEngine(t, Config{Runtimes: 2, MaxIdle: 40, NoPrewarm: true})
+	p := newProject(t, "p", op{name: "main", src: `async function handle() { await sleep(50); return 1; }`})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.Run(context.Background(), Invocation{Project: p, Operation: "main", Trigger: TriggerWebhook})
+		}()
+	}
+	wg.Wait()
+	if n := len(e.pool); n != 20 {
+		t.Fatalf("after a burst of 20 waiting runs the pool holds %d idle runtimes, want 20 (building one costs ~8 ms)", n)
+	}
+	e.lowIdle.Store(int64(len(e.pool))) // as if no run took one for a trim period
+	for range 10 {
+		e.trim()
+	}
+	if n := len(e.pool); n != 2 {
+		t.Fatalf("after trims with no run, the pool holds %d, want Runtimes (2)", n)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opsrunner/opsrunner/scripts"
@@ -75,6 +76,13 @@ type Config struct {
 	// means max(4, 2×GOMAXPROCS); size it to at least the number of
 	// concurrent runs (workers).
 	Runtimes int
+	// MaxIdle is how many idle runtimes the pool may hold after a burst:
+	// runs that wait (fetch, timers) each hold a runtime, so a burst of
+	// them needs that many, and building one costs ~8 ms of CPU. Beyond
+	// Runtimes, idle runtimes are dropped a few at a time while they stay
+	// unused (trimPeriod). 0 means Runtimes; size it to the runs in
+	// progress (max_inflight).
+	MaxIdle int
 	// NoPrewarm disables the background building; runtimes are then built
 	// on first use.
 	NoPrewarm bool
@@ -190,6 +198,8 @@ type Engine struct {
 	warmStop chan struct{} // closed by Close
 	warmDone chan struct{} // closed when the warming goroutine ends
 	refill   chan struct{} // a runtime was discarded: build a replacement
+	// lowIdle is the fewest idle runtimes seen since the last trim.
+	lowIdle atomic.Int64
 
 	closeOnce sync.Once
 }
@@ -215,10 +225,11 @@ func New(cfg Config) *Engine {
 	if cfg.Runtimes <= 0 {
 		cfg.Runtimes = max(4, 2*goruntime.GOMAXPROCS(0))
 	}
+	cfg.MaxIdle = max(cfg.MaxIdle, cfg.Runtimes)
 	e := &Engine{
 		cfg:      cfg,
 		log:      lg,
-		pool:     make(chan *vm, cfg.Runtimes),
+		pool:     make(chan *vm, cfg.MaxIdle),
 		warmStop: make(chan struct{}),
 		warmDone: make(chan struct{}),
 		refill:   make(chan struct{}, 1),
@@ -232,11 +243,33 @@ func New(cfg Config) *Engine {
 	return e
 }
 
+// trimPeriod is how often idle runtimes beyond Config.Runtimes are
+// trimmed.
+const trimPeriod = 10 * time.Second
+
+// trim drops half of the idle runtimes beyond Config.Runtimes that no run
+// took since the last trim (lowIdle is the fewest idle seen meanwhile):
+// under steady load the pool keeps what runs use.
+func (e *Engine) trim() {
+	excess := min(int(e.lowIdle.Load()), len(e.pool)) - e.cfg.Runtimes
+	for n := (excess + 1) / 2; n > 0; n-- {
+		select {
+		case <-e.pool:
+		default:
+			n = 0
+		}
+	}
+	e.lowIdle.Store(int64(len(e.pool)))
+}
+
 // prewarm fills the pool with n new runtimes, one at a time, then builds
-// one more each time a discarded runtime is reported on e.refill, until
+// one more each time a discarded runtime is reported on e.refill, and
+// trims the idle runtimes beyond Config.Runtimes every trimPeriod, until
 // Close. It runs on a goroutine owned by the Engine.
 func (e *Engine) prewarm(n int) {
 	defer close(e.warmDone)
+	tick := time.NewTicker(trimPeriod)
+	defer tick.Stop()
 	for {
 		for ; n > 0; n-- {
 			select {
@@ -259,6 +292,8 @@ func (e *Engine) prewarm(n int) {
 			return
 		case <-e.refill:
 			n = 1
+		case <-tick.C:
+			e.trim()
 		}
 	}
 }
@@ -287,6 +322,9 @@ func (e *Engine) Close() {
 func (e *Engine) getVM() (*vm, error) {
 	select {
 	case v := <-e.pool:
+		if n := int64(len(e.pool)); n < e.lowIdle.Load() {
+			e.lowIdle.Store(n) // a race here only trims a little more or less
+		}
 		return v, nil
 	default:
 		return newVM(e)
