@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -169,18 +170,21 @@ func (v *vm) fetchEnded(r *run, c *fetchCall, resp *FetchResponse, err error, ca
 	return jerr
 }
 
-// fetched resolves a fetch with its response (done's arguments).
+// fetched resolves a fetch with its response: done(status, statusText,
+// names, values, url, redirected, body), the header names lower-case and
+// each one's values joined with ", " (as Headers.get gives them).
 func (v *vm) fetched(r *run, done goja.Callable, resp *FetchResponse) error {
 	r.allocated.Add(uint64(len(resp.Body)))
-	var pairs []any
+	names := make([]any, 0, len(resp.Header))
+	values := make([]any, 0, len(resp.Header))
 	for k, vals := range resp.Header {
-		for _, val := range vals {
-			pairs = append(pairs, []any{k, val})
-		}
+		names = append(names, strings.ToLower(k))
+		values = append(values, strings.Join(vals, ", "))
 	}
-	_, err := done(goja.Undefined(), v.rt.ToValue(resp.Status), v.rt.ToValue(resp.StatusText),
-		v.rt.ToValue(pairs), v.rt.ToValue(resp.URL), v.rt.ToValue(resp.Redirected),
-		v.rt.ToValue(v.rt.NewArrayBuffer(resp.Body)))
+	rt := v.rt
+	_, err := done(goja.Undefined(), rt.ToValue(resp.Status), rt.ToValue(resp.StatusText),
+		rt.NewArray(names...), rt.NewArray(values...), rt.ToValue(resp.URL), rt.ToValue(resp.Redirected),
+		rt.ToValue(rt.NewArrayBuffer(resp.Body)))
 	return err
 }
 

@@ -158,6 +158,24 @@ class AbortController {
 	}
 }
 
+// received builds the Response of a fetch from what Go read: names are
+// lower-case and each value joined already, so nothing is checked again.
+function received(status, statusText, names, values, finalURL, redirected, buf) {
+	const h = Object.create(Headers.prototype), m = new NativeMap();
+	for (let i = 0; i < names.length; i++) m.set(names[i], values[i]);
+	h[store] = m;
+	const r = Object.create(Response.prototype);
+	r.status = status;
+	r.statusText = statusText;
+	r.headers = h;
+	r.url = finalURL;
+	r.redirected = redirected;
+	r.type = 'basic';
+	r[bodyOf] = buf;
+	r.bodyUsed = false;
+	return r;
+}
+
 function fetch(input, init) {
 	try {
 		init = init === undefined || init === null ? {} : init;
@@ -179,15 +197,8 @@ function fetch(input, init) {
 		// comes back from the loop, where no script frame is on the stack.
 		const failure = new TE('fetch failed');
 		return new Promise((resolve, reject) => {
-			const done = (status, statusText, pairs, finalURL, redirected, buf) => {
-				const r = new Response(undefined, {status: status < 200 ? 200 : status, statusText: statusText, headers: pairs});
-				r.status = status;
-				r.url = finalURL;
-				r.redirected = redirected;
-				r.type = 'basic';
-				r[bodyOf] = buf;
-				resolve(r);
-			};
+			const done = (status, statusText, names, values, finalURL, redirected, buf) =>
+				resolve(received(status, statusText, names, values, finalURL, redirected, buf));
 			const fail = (kind, message) => {
 				if (kind === 'abort' && signal) return reject(signal.reason);
 				if (kind === 'timeout') failure.name = 'TimeoutError';
