@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -85,8 +86,8 @@ type fetchCall struct {
 	start      time.Time
 }
 
-// jsFetch is host.fetch(method, url, headerPairs, body, timeoutMs, done,
-// fail): it starts the request on a goroutine and returns its id (for
+// jsFetch is host.fetch(method, url, headerNames, headerValues, body,
+// timeoutMs, done, fail): it starts the request on a goroutine and returns its id (for
 // host.abort). done(status, statusText, headerPairs, url, redirected,
 // arrayBuffer) or fail(kind, message) is called on the run's loop; kind is
 // "abort", "timeout" or "error".
@@ -101,13 +102,13 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 		v.throwRange("too many timers and fetches pending in one run (at most %d)", maxPending)
 	}
 	c := &fetchCall{req: v.fetchRequest(call), project: fr.project, start: time.Now()}
-	c.done, _ = goja.AssertFunction(call.Argument(5))
-	c.fail, _ = goja.AssertFunction(call.Argument(6))
+	c.done, _ = goja.AssertFunction(call.Argument(6))
+	c.fail, _ = goja.AssertFunction(call.Argument(7))
 	// The top-level operation's context: a nested operation may return
 	// before the request ends, and the operation's limit covers it all.
 	c.opCtx = r.opContext(r.frames[0])
 	c.ctx, c.abort = context.WithCancelCause(c.opCtx)
-	if t := call.Argument(4); present(t) {
+	if t := call.Argument(5); present(t) {
 		c.timeout = max(delayOf(t), time.Nanosecond)
 	}
 	l.nextID++
@@ -136,8 +137,9 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 
 // fetchRequest reads host.fetch's request arguments (checked by fetch.js).
 func (v *vm) fetchRequest(call goja.FunctionCall) FetchRequest {
-	req := FetchRequest{Method: call.Argument(0).String(), URL: call.Argument(1).String(), Header: v.headerPairs(call.Argument(2))}
-	switch b := call.Argument(3).Export().(type) {
+	req := FetchRequest{Method: call.Argument(0).String(), URL: call.Argument(1).String(),
+		Header: v.header(call.Argument(2), call.Argument(3))}
+	switch b := call.Argument(4).Export().(type) {
 	case string:
 		req.Body = []byte(b)
 	case goja.ArrayBuffer:
@@ -199,15 +201,19 @@ func (v *vm) jsAbortFetch(call goja.FunctionCall) goja.Value {
 	return goja.Undefined()
 }
 
-// headerPairs reads [[name, value], ...] (already checked by fetch.js).
-func (v *vm) headerPairs(val goja.Value) http.Header {
-	h := http.Header{}
-	pairs, _ := val.Export().([]any)
-	for _, p := range pairs {
-		kv, ok := p.([]any)
-		if ok && len(kv) == 2 {
-			h.Add(fmt.Sprint(kv[0]), fmt.Sprint(kv[1]))
-		}
+// header reads parallel arrays of header names and values (checked by
+// fetch.js).
+func (v *vm) header(names, values goja.Value) http.Header {
+	n, _ := names.(*goja.Object)
+	vals, _ := values.(*goja.Object)
+	if n == nil || vals == nil {
+		return http.Header{}
+	}
+	count := int(n.Get("length").ToInteger())
+	h := make(http.Header, count)
+	for i := range count {
+		k := strconv.Itoa(i)
+		h.Add(n.Get(k).String(), vals.Get(k).String())
 	}
 	return h
 }

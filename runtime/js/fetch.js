@@ -205,7 +205,9 @@ function fetch(input, init) {
 				failure.message = message;
 				reject(failure);
 			};
-			const id = host.fetch(method, url, Array.from(headers.entries()), body, timeout, done, fail);
+			const names = [], values = [];
+			headers[store].forEach((v, k) => { names.push(k); values.push(v); });
+			const id = host.fetch(method, url, names, values, body, timeout, done, fail);
 			if (signal) signal.addEventListener('abort', () => host.abort(id));
 		});
 	} catch (e) {
