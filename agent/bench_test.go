@@ -18,7 +18,7 @@ import (
 // of opsrunner's guarantees, the ceiling of a JS run per request. Both run with the garbage collector
 // set as `opsrunner serve` sets it.
 func BenchmarkWebhookHandler(b *testing.B) {
-	agent.TuneGC()
+	agent.TuneGC(0)
 	b.Run("bare echo", func(b *testing.B) { benchHandler(b, baseline.EchoHandler(), baseline.EchoPath) })
 	b.Run("pooled goja", func(b *testing.B) { benchHandler(b, baseline.GojaHandler(), baseline.EchoPath) })
 

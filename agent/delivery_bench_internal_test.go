@@ -21,7 +21,7 @@ func (benchAcker) Send(string, []byte, map[string]string) error { return nil }
 // history, metrics). ns/op is the agent's share of a listener message;
 // triggers' BenchmarkHandle is the lifecycle's around it.
 func BenchmarkListenerDelivery(b *testing.B) {
-	TuneGC()
+	TuneGC(0)
 	a := serveInternal(b, "bench")
 	// The agent's CPU, not the disk's: with run_durability sync every
 	// commit would wait for an fsync of its run records.

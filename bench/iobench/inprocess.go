@@ -34,7 +34,7 @@ func startInProcess(dir, mode, upstreamURL string) (*leg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	agent.TuneGC() // as `opsrunner serve` does
+	agent.TuneGC(0) // as `opsrunner serve` does
 	cfg := agent.Defaults()
 	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir, cfg.AgentID, cfg.RunDurability = filepath.Join(dir, "agent-inprocess-"+mode), "iobench-"+mode, mode

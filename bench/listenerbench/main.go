@@ -114,7 +114,7 @@ func main() {
 	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
 	engineLeg := flag.Bool("engine", false, "also measure a bare consumer that runs the script through opsrunner's engine (pooled hardened runtimes, time limits, the listener's event) without the listener's lifecycle (dedup, claim, run record, settlement): it splits the agent's gap to the goja probe into the engine's share and the lifecycle's")
 	flag.Parse()
-	agent.TuneGC() // as `opsrunner serve` does
+	agent.TuneGC(0) // as `opsrunner serve` does
 	var counts []int
 	for _, c := range strings.Split(*consumerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))

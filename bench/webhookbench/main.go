@@ -38,7 +38,7 @@ func main() {
 	withProbe := flag.Bool("probe", true, "also measure a pooled goja handler without opsrunner's guarantees (baseline.GojaHandler), the ceiling of a JS run per request")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process during the first opsrunner measurement to `file`")
 	flag.Parse()
-	agent.TuneGC() // as `opsrunner serve` does
+	agent.TuneGC(0) // as `opsrunner serve` does
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: install it with `make test-deps` (Debian package wrk)")
 	}

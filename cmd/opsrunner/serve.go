@@ -39,7 +39,7 @@ OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 				h = slog.NewJSONHandler(os.Stderr, nil)
 			}
 			log := slog.New(h)
-			agent.TuneGC()
+			agent.TuneGC(cfg.MemoryLimit)
 			a, err := agent.New(cfg, log)
 			if err != nil {
 				return err
