@@ -158,7 +158,7 @@ func (g grant) allowsAny(action string) bool {
 // it to the projects the token may read.
 type need struct {
 	action  string
-	project projectOf // nil: a list of every project
+	project projectOf // nil: the request names no project
 	list    bool
 }
 

@@ -1,30 +1,40 @@
 package api
 
 import (
+	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 
 	"github.com/labstack/echo/v5"
 )
 
 // peerProxy forwards webhooks to other agents: over HTTPS, with its own
-// transport, when agents serve TLS; over plain HTTP otherwise. The zero
-// value proxies over plain HTTP with the default transport.
+// transport, when agents serve TLS; over plain HTTP otherwise.
 type peerProxy struct {
 	scheme    string
-	transport http.RoundTripper
+	transport http.RoundTripper // nil: http.DefaultTransport
 }
 
-// newProxy returns the proxy to other agents; tlsCfg non-nil means they
-// serve HTTPS and are checked with it.
-func newProxy(tlsCfg *tls.Config) peerProxy {
-	if tlsCfg == nil {
+// newProxy returns the proxy to other agents; peerTLS non-nil means they
+// serve HTTPS, each connection configured by peerTLS(host).
+func newProxy(peerTLS func(host string) *tls.Config) peerProxy {
+	if peerTLS == nil {
 		return peerProxy{scheme: "http"}
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = tlsCfg
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		d := tls.Dialer{NetDialer: dialer, Config: peerTLS(host)}
+		return d.DialContext(ctx, network, addr)
+	}
 	return peerProxy{scheme: "https", transport: t}
 }
 

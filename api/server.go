@@ -31,10 +31,11 @@ type Options struct {
 	// MetricsToken, when set, is a bearer token GET /metrics needs (an
 	// admin token does too); empty leaves /metrics open.
 	MetricsToken string
-	// ProxyTLS, when set, makes webhooks proxied to another agent go over
-	// HTTPS with this client configuration (agents serving TLS); nil
-	// proxies over plain HTTP.
-	ProxyTLS *tls.Config
+	// PeerTLS, when set, makes webhooks proxied to another agent go over
+	// HTTPS (agents serving TLS): each connection to a peer uses the
+	// client configuration it returns for the peer's host; nil proxies
+	// over plain HTTP.
+	PeerTLS func(host string) *tls.Config
 	// MaxBodyBytes bounds webhook bodies; 0 means 1 MiB.
 	MaxBodyBytes int64
 	// Bundle limits for deploys.
@@ -58,7 +59,7 @@ func New(b Backend, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{b: b, opts: opts, needs: map[string]need{}, proxy: newProxy(opts.ProxyTLS)}
+	s := &server{b: b, opts: opts, needs: map[string]need{}, proxy: newProxy(opts.PeerTLS)}
 	// No catch-all 404 routes (ours or the ones a group with middleware
 	// adds): the router answers a path it knows under another method with
 	// 405, which a catch-all would turn into 404. HEAD is answered as GET
