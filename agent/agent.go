@@ -6,7 +6,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -69,6 +68,7 @@ type Agent struct {
 	active activeRuns
 
 	handler  http.Handler // the HTTP API and webhooks
+	certs    *certFiles   // the HTTP server's TLS certificate; nil: plain HTTP
 	httpLn   net.Listener
 	brokerLn net.Listener
 	ready    chan struct{}
@@ -87,12 +87,12 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, started: time.Now().UTC(), ready: make(chan struct{})}
 	empty := map[string]*scripts.Project{}
 	a.projects.Store(&empty)
-	a.handler = api.New(a, api.Options{
-		Tokens:       cfg.Tokens,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Bundle:       scripts.Limits{MaxBundleBytes: cfg.MaxBundleBytes},
-		Logger:       log,
-	})
+	opts, optsErr := a.serveOptions(cfg) // tokens, metrics token, TLS
+	if optsErr != nil {
+		return nil, optsErr
+	}
+	opts.MaxBodyBytes, opts.Bundle, opts.Logger = cfg.MaxBodyBytes, scripts.Limits{MaxBundleBytes: cfg.MaxBundleBytes}, log
+	a.handler = api.New(a, opts)
 	a.bgCtx, a.bgCancel = context.WithCancel(context.Background())
 	a.metrics = newMetrics()
 
@@ -273,7 +273,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
 	wg.Go(func() {
-		if err := srv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.serveHTTP(srv); err != nil {
 			errs <- fmt.Errorf("http: %w", err)
 			cancel()
 		}
@@ -291,7 +291,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 
 	a.startMaintenance(ctx, &wg)
 
-	a.log.Info("opsrunner listening", "http", "http://"+a.httpLn.Addr().String(), "agent", a.cfg.AgentID, "workers", a.cfg.Workers, "data", a.cfg.DataDir)
+	a.log.Info("opsrunner listening", "http", a.httpScheme()+"://"+a.httpLn.Addr().String(), "agent", a.cfg.AgentID, "workers", a.cfg.Workers, "data", a.cfg.DataDir)
 	close(a.ready)
 	<-ctx.Done()
 

@@ -52,8 +52,18 @@ type Config struct {
 	Egress EgressConfig `yaml:"egress"`
 	// Connections are named broker connections projects refer to.
 	Connections map[string]Connection `yaml:"connections"`
-	// Tokens, when any is set, are the bearer tokens management calls need.
-	Tokens []string `yaml:"tokens"`
+	// Tokens, when any is set, are the bearer tokens management calls
+	// need, each with its scopes (see Token); none leaves the API open.
+	Tokens []Token `yaml:"tokens"`
+	// MetricsToken, when set, is a bearer token GET /metrics needs (an
+	// admin token does too); empty leaves /metrics open.
+	MetricsToken string `yaml:"metrics_token"`
+	// TLSCertFile and TLSKeyFile, when set (both), make the HTTP server
+	// serve HTTPS with this PEM certificate (its chain after it) and key,
+	// read again when either file changes; other agents are then reached
+	// over HTTPS too.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// MaxBodyBytes bounds webhook bodies (413 beyond); 0 means 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxBundleBytes bounds uploaded bundles; 0 means 10 MiB.
@@ -239,6 +249,10 @@ var envVars = []struct {
 	{"OPSRUNNER_EGRESS_CA_FILES", func(c *Config, v string) error { c.Egress.CAFiles = splitList(v); return nil }},
 	{"OPSRUNNER_RUN_DURABILITY", func(c *Config, v string) error { c.RunDurability = v; return nil }},
 	{"OPSRUNNER_SECRETS_KEY", func(c *Config, v string) error { c.SecretsKey = v; return nil }},
+	{"OPSRUNNER_TOKENS", func(c *Config, v string) error { c.Tokens = adminTokens(splitList(v)); return nil }},
+	{"OPSRUNNER_METRICS_TOKEN", func(c *Config, v string) error { c.MetricsToken = v; return nil }},
+	{"OPSRUNNER_TLS_CERT_FILE", func(c *Config, v string) error { c.TLSCertFile = v; return nil }},
+	{"OPSRUNNER_TLS_KEY_FILE", func(c *Config, v string) error { c.TLSKeyFile = v; return nil }},
 }
 
 // splitList reads a comma-separated variable.
@@ -335,6 +349,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("secrets_key: %w", err))
 		}
 	}
+	errs = append(errs, c.validateServing()...)
 	if c.RedisURL != "" {
 		if _, err := url.Parse(c.RedisURL); err != nil {
 			errs = append(errs, fmt.Errorf("redis_url: %w", err))

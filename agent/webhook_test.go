@@ -310,7 +310,7 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 }
 
 func TestManagementNeedsTokenWhenConfigured(t *testing.T) {
-	ta := startAgent(t, func(c *agent.Config) { c.Tokens = []string{"tok"} })
+	ta := startAgent(t, func(c *agent.Config) { c.Tokens = []agent.Token{agent.AdminToken("tok")} })
 	if r := ta.do(t, "GET", "/api/v1/projects", "", nil, nil); r.Status != http.StatusUnauthorized || r.errorCode(t) != "unauthorized" {
 		t.Fatalf("without token: %d %s", r.Status, r.Body)
 	}

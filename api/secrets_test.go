@@ -200,7 +200,7 @@ func TestSecretsEndpointsRefuseBadInput(t *testing.T) {
 func TestSecretsEndpointsNeedTheToken(t *testing.T) {
 	t.Parallel()
 	b := newSecretsBackend(t)
-	h := api.New(b, api.Options{Tokens: []string{"t0ken"}})
+	h := api.New(b, api.Options{Tokens: []api.Token{api.NewToken("t0ken", api.ScopeAdmin)}})
 	for _, r := range []struct{ method, path string }{
 		{http.MethodPut, "/api/v1/projects/shop/secrets/KEY"},
 		{http.MethodGet, "/api/v1/projects/shop/secrets"},

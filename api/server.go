@@ -2,7 +2,7 @@ package api
 
 import (
 	"bytes"
-	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,8 +25,17 @@ import (
 
 // Options configure the HTTP layer. Zero values mean the documented defaults.
 type Options struct {
-	// Tokens, when non-empty, are the bearer tokens management calls need.
-	Tokens []string
+	// Tokens, when non-empty, are the bearer tokens /api/v1 calls need,
+	// each with the scopes it holds; empty leaves /api/v1 open.
+	Tokens []Token
+	// MetricsToken, when set, is a bearer token GET /metrics needs (an
+	// admin token does too); empty leaves /metrics open.
+	MetricsToken string
+	// PeerTLS, when set, makes webhooks proxied to another agent go over
+	// HTTPS (agents serving TLS): each connection to a peer uses the
+	// client configuration it returns for the peer's host; nil proxies
+	// over plain HTTP.
+	PeerTLS func(host string) *tls.Config
 	// MaxBodyBytes bounds webhook bodies; 0 means 1 MiB.
 	MaxBodyBytes int64
 	// Bundle limits for deploys.
@@ -50,7 +59,7 @@ func New(b Backend, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{b: b, opts: opts}
+	s := &server{b: b, opts: opts, needs: map[string]need{}, proxy: newProxy(opts.PeerTLS)}
 	// No catch-all 404 routes (ours or the ones a group with middleware
 	// adds): the router answers a path it knows under another method with
 	// 405, which a catch-all would turn into 404. HEAD is answered as GET
@@ -68,32 +77,56 @@ func New(b Backend, opts Options) http.Handler {
 
 	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
-	e.GET("/metrics", func(c *echo.Context) error { b.Metrics().ServeHTTP(c.Response(), c.Request()); return nil })
+	e.GET("/metrics", func(c *echo.Context) error { b.Metrics().ServeHTTP(c.Response(), c.Request()); return nil }, s.metricsAuth)
 	e.POST("/hooks/:project/:path", s.webhook)
 
 	v1 := e.Group("/api/v1", s.auth)
-	v1.PUT("/projects/:project", s.deploy)
-	v1.GET("/projects", s.projects)
-	v1.GET("/projects/:project", s.project)
-	v1.POST("/projects/:project/rollback", s.rollback)
-	v1.PUT("/projects/:project/secrets/:name", s.putSecret)
-	v1.GET("/projects/:project/secrets", s.listSecrets)
-	v1.DELETE("/projects/:project/secrets/:name", s.deleteSecret)
-	v1.PUT("/projects/:project/operations/:operation", s.replaceScript)
-	v1.GET("/listeners", s.listeners)
-	v1.PUT("/listeners/:id/state", s.listenerState)
-	v1.PUT("/listeners/:id/operations/:operation/state", s.bindingState)
-	v1.GET("/runs", s.runs)
-	v1.GET("/runs/:id", s.run)
-	v1.GET("/deadletters", s.deadLetters)
-	v1.POST("/deadletters/:id/replay", s.replay)
-	v1.GET("/cluster/members", s.members)
+	for _, r := range s.routes() {
+		v1.Add(r.method, r.path, r.handler)
+		s.needs[r.method+" /api/v1"+r.path] = r.need
+	}
 	return e
 }
 
 type server struct {
 	b    Backend
 	opts Options
+	// needs maps "METHOD /api/v1/path" to what a token needs to call it.
+	needs map[string]need
+	proxy peerProxy
+}
+
+// route is one /api/v1 endpoint and what a token needs to call it.
+type route struct {
+	method, path string
+	handler      echo.HandlerFunc
+	need         need
+}
+
+// routes is the management API. Each route says which scope a token needs
+// (see Scope): deploy on the project for what changes it, run for what
+// starts a run, read for what reads it; lists need read on some project and
+// show only the projects the token reads; admin does everything.
+func (s *server) routes() []route {
+	get, put, post, del := http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete
+	return []route{
+		{put, "/projects/:project", s.deploy, needs(ActionDeploy, pathProject)},
+		{get, "/projects", s.projects, readsAList},
+		{get, "/projects/:project", s.project, needs(ActionRead, pathProject)},
+		{post, "/projects/:project/rollback", s.rollback, needs(ActionDeploy, pathProject)},
+		{put, "/projects/:project/secrets/:name", s.putSecret, needs(ActionDeploy, pathProject)},
+		{get, "/projects/:project/secrets", s.listSecrets, needs(ActionRead, pathProject)},
+		{del, "/projects/:project/secrets/:name", s.deleteSecret, needs(ActionDeploy, pathProject)},
+		{put, "/projects/:project/operations/:operation", s.replaceScript, needs(ActionDeploy, pathProject)},
+		{get, "/listeners", s.listeners, readsAList},
+		{put, "/listeners/:id/state", s.listenerState, needs(ActionDeploy, listenerProject)},
+		{put, "/listeners/:id/operations/:operation/state", s.bindingState, needs(ActionDeploy, listenerProject)},
+		{get, "/runs", s.runs, need{action: ActionRead, project: queryProject, list: true}},
+		{get, "/runs/:id", s.run, needs(ActionRead, runProject)},
+		{get, "/deadletters", s.deadLetters, readsAList},
+		{post, "/deadletters/:id/replay", s.replay, needs(ActionRun, deadLetterProject)},
+		{get, "/cluster/members", s.members, anyToken},
+	}
 }
 
 // routeNotFound answers a path no route has, under any method.
@@ -112,25 +145,6 @@ func methodNotAllowed(c *echo.Context) error {
 	}
 	return newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
 		fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow), nil)
-}
-
-// auth checks the bearer token when tokens are configured.
-func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		if len(s.opts.Tokens) == 0 {
-			return next(c)
-		}
-		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-		if ok {
-			for _, t := range s.opts.Tokens {
-				if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-					return next(c)
-				}
-			}
-		}
-		c.Response().Header().Set("WWW-Authenticate", "Bearer")
-		return newError(http.StatusUnauthorized, CodeUnauthorized, "a valid bearer token is required", nil)
-	}
 }
 
 func (s *server) ready(c *echo.Context) error {
@@ -235,6 +249,7 @@ func (s *server) projects(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ps = filterReadable(c, ps, func(p store.ProjectInfo) string { return p.Name })
 	if ps == nil {
 		ps = []store.ProjectInfo{}
 	}
@@ -289,6 +304,7 @@ func (s *server) listeners(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ls = filterReadable(c, ls, func(l ListenerView) string { return l.Project })
 	if ls == nil {
 		ls = []ListenerView{}
 	}
@@ -356,17 +372,21 @@ func (s *server) runs(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if runs == nil {
-		runs = []store.Run{}
-	}
-	out := map[string]any{"runs": runs}
+	out := map[string]any{}
 	limit := f.Limit
 	if limit == 0 {
 		limit = 100
 	}
 	if len(runs) == limit {
+		// The page goes on after the last run the store read, shown or not:
+		// a token that reads some projects gets shorter pages, not gaps.
 		out["next"] = runs[len(runs)-1].ID
 	}
+	runs = filterReadable(c, runs, func(r store.Run) string { return r.Project })
+	if runs == nil {
+		runs = []store.Run{}
+	}
+	out["runs"] = runs
 	return c.JSON(http.StatusOK, out)
 }
 
@@ -429,6 +449,7 @@ func (s *server) deadLetters(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	dls = filterReadable(c, dls, func(d store.DeadLetter) string { return d.Project })
 	if dls == nil {
 		dls = []store.DeadLetter{}
 	}

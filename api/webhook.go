@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v5"
@@ -27,7 +25,7 @@ func (s *server) webhook(c *echo.Context) error {
 	}
 	if r.Header.Get(proxiedHeader) == "" {
 		if target := s.b.ProxyTarget(); target != "" {
-			proxy(c, target)
+			s.proxy.serve(c, target)
 			return nil
 		}
 	}
@@ -145,17 +143,3 @@ func preferAsync(values []string) bool {
 // proxiedHeader marks a webhook forwarded by another agent: it is served
 // where it lands (one hop at most).
 const proxiedHeader = "X-Opsrunner-Proxied-By"
-
-// proxy forwards the request to the agent at target.
-func proxy(c *echo.Context, target string) {
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(&url.URL{Scheme: "http", Host: target})
-			pr.Out.Header.Set(proxiedHeader, c.Request().Host)
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			errorHandler(c, newError(http.StatusBadGateway, CodeUnavailable, "proxy to "+target+": "+err.Error(), nil))
-		},
-	}
-	rp.ServeHTTP(c.Response(), c.Request())
-}

@@ -3,27 +3,62 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 )
 
-// client talks to an agent's HTTP API.
+// client talks to an agent's HTTP API: over http:// or https:// as
+// --server says, sending --token as the bearer token.
 type client struct {
 	base  string
 	token string
 	http  *http.Client
+	err   error // a --ca-file that does not load; returned by every call
+}
+
+// addClientFlags adds the client's flags besides --server and --token to
+// root: --ca-file (env OPSRUNNER_CA_FILE), the CA certificates an agent
+// serving HTTPS with a private CA is checked against.
+func addClientFlags(root *cobra.Command, getenv func(string) string) {
+	root.PersistentFlags().String("ca-file", getenv("OPSRUNNER_CA_FILE"),
+		"PEM file of the CA certificates to trust for an https:// --server, instead of the system's (env OPSRUNNER_CA_FILE)")
 }
 
 func newClient(cmd *cobra.Command) *client {
 	server, _ := cmd.Flags().GetString("server")
 	token, _ := cmd.Flags().GetString("token")
-	return &client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{Timeout: 5 * time.Minute}}
+	caFile, _ := cmd.Flags().GetString("ca-file") // "" when the flag is not there
+	c := &client{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{Timeout: 5 * time.Minute}}
+	if caFile != "" {
+		c.http.Transport, c.err = caTransport(caFile)
+	}
+	return c
+}
+
+// caTransport is a transport that trusts the CA certificates of caFile
+// (and no others).
+func caTransport(caFile string) (http.RoundTripper, error) {
+	data, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return t, nil
 }
 
 // apiError is the agent's JSON error shape.
@@ -58,6 +93,9 @@ func (e *apiError) Error() string {
 
 // do sends a request and returns the response; non-2xx answers become errors.
 func (c *client) do(ctx context.Context, method, path, contentType string, body io.Reader, header http.Header) (*http.Response, []byte, error) {
+	if c.err != nil {
+		return nil, nil, c.err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, nil, err
@@ -72,7 +110,11 @@ func (c *client) do(ctx context.Context, method, path, contentType string, body 
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
-	if err != nil {
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &cve):
+		return nil, nil, fmt.Errorf("the agent at %s: %w (a private CA? give its certificate with --ca-file)", c.base, err)
+	case err != nil:
 		return nil, nil, fmt.Errorf("cannot reach the agent at %s: %w (is `opsrunner serve` running? set --server)", c.base, err)
 	}
 	defer resp.Body.Close()

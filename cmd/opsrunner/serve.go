@@ -58,6 +58,8 @@ OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 	f.String("agent-id", "", "this agent's id (env OPSRUNNER_AGENT_ID; default hostname + random suffix)")
 	f.Int("workers", 0, "runs executing JavaScript at once (env OPSRUNNER_WORKERS; default number of cores)")
 	f.Int("max-inflight", 0, "runs in progress, waiting ones included (env OPSRUNNER_MAX_INFLIGHT; default 1000)")
+	f.String("tls-cert-file", "", "PEM certificate (chain after it): serve HTTPS, reloaded when the file changes (env OPSRUNNER_TLS_CERT_FILE)")
+	f.String("tls-key-file", "", "PEM key of --tls-cert-file (env OPSRUNNER_TLS_KEY_FILE)")
 	f.BoolVar(&jsonLogs, "log-json", false, "log JSON lines instead of text")
 	return cmd
 }
@@ -72,6 +74,8 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 		"broker-url":           &cfg.BrokerURL,
 		"redis-url":            &cfg.RedisURL,
 		"agent-id":             &cfg.AgentID,
+		"tls-cert-file":        &cfg.TLSCertFile,
+		"tls-key-file":         &cfg.TLSKeyFile,
 	}
 	for name, dst := range str {
 		if f.Changed(name) {
