@@ -101,7 +101,6 @@ func TestClientWithScopedTokensOverHTTPS(t *testing.T) {
 	server := "https://" + a.HTTPAddr()
 	run := func(env map[string]string, args ...string) (string, error) {
 		root := newRoot(func(k string) string { return env[k] })
-		addClientFlags(root, func(k string) string { return env[k] })
 		var out bytes.Buffer
 		root.SetOut(&out)
 		root.SetErr(&out)

@@ -54,6 +54,7 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 	token := getenv("OPSRUNNER_TOKEN")
 	root.PersistentFlags().String("server", server, "agent URL (env OPSRUNNER_SERVER)")
 	root.PersistentFlags().String("token", token, "bearer token for management calls (env OPSRUNNER_TOKEN)")
+	addClientFlags(root, getenv)
 	root.AddCommand(
 		newServe(getenv),
 		newBroker(),
