@@ -170,6 +170,7 @@ func (a *Agent) newEngine(cfg Config, log *slog.Logger) *runtime.Engine {
 		Workers:     a.workers,
 		Fetcher:     fetcher{a.egress},
 		Secrets:     a,
+		Confine:     a.confine,
 		MemoryLimit: cfg.MemoryLimit,
 		Logger:      log,
 	})
