@@ -6,6 +6,7 @@ import (
 
 	"github.com/opsrunner/opsrunner/destpattern"
 	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/triggers"
 )
 
 // confinement returns the destination patterns project is confined to;
@@ -47,4 +48,17 @@ func (a *Agent) checkConfinedListeners(p *scripts.Project) error {
 		}
 	}
 	return nil
+}
+
+// listenerConfined reports whether spec's destination is inside its
+// project's confinement. A version stored before the agent's configuration
+// confined the project loads all the same, but a listener outside the
+// confinement is not started: that is logged as an error each time the
+// listeners are applied.
+func (a *Agent) listenerConfined(spec triggers.ListenerSpec) bool {
+	err := a.checkConfinedListener(spec.Project, &spec.Listener)
+	if err != nil {
+		a.log.Error("listener not started", "listener", spec.ID, "version", spec.Version, "error", err)
+	}
+	return err == nil
 }

@@ -1,9 +1,13 @@
 package agent_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opsrunner/opsrunner/agent"
@@ -78,6 +82,59 @@ func TestSendMessageOutsideTheProjectsDestinationsThrows(t *testing.T) {
 	r = ta.do(t, http.MethodPost, "/hooks/shop/send", "application/json", body, nil)
 	if want := `["sent /queue/orders.out","sent /queue/billing.in"]`; r.Status != http.StatusOK || string(r.Body) != want {
 		t.Fatalf("shop: %d %s, want %s", r.Status, r.Body, want)
+	}
+}
+
+// lockedBuffer is a log destination tests can read while the agent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A version deployed before the agent confined its project still loads at
+// start, but its listener outside the confinement is not started (an
+// error in the log, a status saying why), and a rollback to such a
+// version is refused.
+func TestAConfinementSetLaterStopsTheListenersOutsideIt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	before := startAgent(t, func(c *agent.Config) { c.DataDir = dir })
+	before.mustDeploy(t, "orders", listenerProject(t, "orders", "/queue/billing.in"))
+	before.stop()
+
+	var logs lockedBuffer
+	ta := startLoggedAgent(t, func(c *agent.Config) { c.DataDir = dir; confineOrders(c) }, slog.New(slog.NewTextHandler(&logs, nil)))
+	ls, err := ta.Listeners(context.Background(), "")
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("listeners %+v, %v", ls, err)
+	}
+	if ls[0].Status != "on (outside the project's destinations)" {
+		t.Fatalf("listener status %q, want it off for being outside the destinations", ls[0].Status)
+	}
+	if l := logs.String(); !strings.Contains(l, "listener not started") || !strings.Contains(l, `destination \"/queue/billing.in\" is outside`) {
+		t.Fatalf("log:\n%s\nwant the listener not started, with why", l)
+	}
+	// The project itself is live: its webhook runs.
+	if r := ta.do(t, http.MethodPost, "/hooks/orders/send", "application/json", []byte(`{}`), nil); r.Status != http.StatusOK {
+		t.Fatalf("webhook of the loaded project: %d %s", r.Status, r.Body)
+	}
+
+	ta.mustDeploy(t, "orders", listenerProject(t, "orders", "/queue/orders.in"))
+	r := ta.do(t, http.MethodPost, "/api/v1/projects/orders/rollback", "application/json", []byte(`{"version":1}`), nil)
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `rollback orders to version 1: listener \"in\": destination \"/queue/billing.in\" is outside`) {
+		t.Fatalf("rollback: %d %s, want 400 naming the listener", r.Status, r.Body)
 	}
 }
 
