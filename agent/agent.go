@@ -171,6 +171,7 @@ func (a *Agent) newEngine(cfg Config, log *slog.Logger) *runtime.Engine {
 		MaxIdle:     cfg.MaxInflight, // each run in progress may hold a runtime
 		Fetcher:     fetcher{a.egress},
 		Secrets:     a,
+		Confine:     a.confine,
 		MemoryLimit: cfg.MemoryLimit,
 		Logger:      log,
 	})

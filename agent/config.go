@@ -9,15 +9,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opsrunner/opsrunner/destpattern"
+	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/secrets"
 )
 
@@ -85,6 +89,9 @@ type Config struct {
 	// sealed with; empty means the key file in DataDir, generated on the
 	// first start. Every agent of a cluster needs the same key.
 	SecretsKey string `yaml:"secrets_key"`
+	// Projects are rules an administrator sets for some projects, by
+	// project name; a project not listed has none.
+	Projects map[string]ProjectConfig `yaml:"projects"`
 
 	// generatedID is the AgentID Defaults made up; a single agent keeps it
 	// in its data dir and uses the kept one on later starts (keepAgentID).
@@ -104,6 +111,17 @@ type EgressConfig struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxRedirects bounds the redirects followed; 0 means 5, -1 none.
 	MaxRedirects int `yaml:"max_redirects"`
+}
+
+// ProjectConfig is what the agent imposes on one project.
+type ProjectConfig struct {
+	// Destinations, when any is given, confine the project: its listeners
+	// (checked at deploy) and its scripts' SendMessage calls may use only
+	// the destinations that match one of these patterns, in which "*"
+	// matches any characters (package destpattern). Empty means
+	// unconfined. Dead-letter and retry copies are the broker's own and
+	// are not confined.
+	Destinations []string `yaml:"destinations"`
 }
 
 // RunRetention bounds run history.
@@ -355,6 +373,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("redis_url: %w", err))
 		}
 	}
+	errs = append(errs, c.validateProjects()...)
 	if c.Connections == nil {
 		c.Connections = map[string]Connection{}
 	}
@@ -385,6 +404,23 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateProjects checks the projects section: project names and their
+// destination patterns.
+func (c *Config) validateProjects() []error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(c.Projects)) {
+		if err := scripts.ValidProjectName(name); err != nil {
+			errs = append(errs, fmt.Errorf("projects: %w", err))
+		}
+		for i, p := range c.Projects[name].Destinations {
+			if err := destpattern.Valid(p); err != nil {
+				errs = append(errs, fmt.Errorf("projects.%s.destinations[%d]: %w", name, i, err))
+			}
+		}
+	}
+	return errs
 }
 
 // EmbeddedBroker reports whether this agent starts the embedded broker.

@@ -21,7 +21,7 @@ func (a *Agent) Deploy(ctx context.Context, project string, files map[string][]b
 }
 
 func (a *Agent) deployLocked(ctx context.Context, project string, files map[string][]byte, note string) (store.ProjectVersion, error) {
-	p, err := scripts.Load(project, 0, files, a.deployOptions())
+	p, err := scripts.Load(project, 0, files, a.deployOptions(project))
 	if err != nil {
 		return store.ProjectVersion{}, err
 	}
@@ -71,6 +71,10 @@ func (a *Agent) Rollback(ctx context.Context, project string, version int) (stor
 	if err != nil {
 		return store.ProjectVersion{}, fmt.Errorf("rollback %s to version %d: %w", project, version, err)
 	}
+	if err := a.checkConfinedListeners(p); err != nil {
+		return store.ProjectVersion{}, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest,
+			Message: fmt.Sprintf("rollback %s to version %d: %v", project, version, err)}
+	}
 	if err := a.store.SetActiveVersion(ctx, project, version); err != nil {
 		return store.ProjectVersion{}, fmt.Errorf("rollback %s: %w", project, err)
 	}
@@ -105,11 +109,15 @@ func (a *Agent) loadOptions() scripts.LoadOptions {
 	return scripts.LoadOptions{CheckListener: a.checkListener}
 }
 
-// deployOptions checks a new version: what loadOptions checks, and checks
-// added since versions were stored, which must not stop those loading.
-func (a *Agent) deployOptions() scripts.LoadOptions {
+// deployOptions checks a new version of project: what loadOptions checks,
+// and checks added since versions were stored, which must not stop those
+// loading: selectors, and the destinations the agent confines project to.
+func (a *Agent) deployOptions(project string) scripts.LoadOptions {
 	return scripts.LoadOptions{CheckListener: func(l *scripts.Listener) error {
 		if err := a.checkListener(l); err != nil {
+			return err
+		}
+		if err := a.checkConfinedListener(project, l); err != nil {
 			return err
 		}
 		return a.checkSelector(l)

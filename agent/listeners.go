@@ -104,7 +104,7 @@ func (a *Agent) applyListeners() {
 	ctx := context.Background()
 	var enabled []triggers.ListenerSpec
 	for _, e := range a.specs(ctx) {
-		if e.enabled && a.placed(&e.spec.Listener) && a.anyBindingEnabled(ctx, e.spec) {
+		if e.enabled && a.placed(&e.spec.Listener) && a.anyBindingEnabled(ctx, e.spec) && a.listenerConfined(e.spec) {
 			enabled = append(enabled, e.spec)
 		}
 	}
@@ -144,6 +144,8 @@ func (a *Agent) Listeners(ctx context.Context, q string) ([]api.ListenerView, er
 				v.Status = "on (no operation enabled)"
 			} else if !a.placed(&e.spec.Listener) {
 				v.Status = "on (placed on another agent)"
+			} else if a.checkConfinedListener(e.spec.Project, &l) != nil {
+				v.Status = "on (outside the project's destinations)"
 			} else if s, ok := status[e.spec.ID]; ok && s != "listening" {
 				v.Status = "on (" + s + ")"
 			}

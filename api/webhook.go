@@ -29,6 +29,11 @@ func (s *server) webhook(c *echo.Context) error {
 			return nil
 		}
 	}
+	if op.Webhook != nil && op.Webhook.TokenSecret != "" {
+		if err := s.webhookToken(c, p.Name, op.Webhook.TokenSecret); err != nil {
+			return err
+		}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -168,7 +168,8 @@ func notJSON(val goja.Value) string {
 }
 
 // resolve finds the operation a RunOperation reference names: a name in
-// own, "project/name", or the seed's "<TAG>Operations/name</TAG>".
+// own, "project/name", or the seed's "<TAG>Operations/name</TAG>". Another
+// project's operation is found only when that project exports it to own.
 func (r *run) resolve(own *scripts.Project, ref string) (*scripts.Project, *scripts.Operation, error) {
 	ref = strings.TrimSpace(ref)
 	if strings.HasPrefix(ref, "<TAG>") && strings.HasSuffix(ref, "</TAG>") {
@@ -191,10 +192,24 @@ func (r *run) resolve(own *scripts.Project, ref string) (*scripts.Project, *scri
 			}
 		}
 		if op := findOperation(p, name); op != nil {
+			if err := exported(own, p, op); err != nil {
+				return nil, nil, err
+			}
 			return p, op, nil
 		}
 	}
 	return nil, nil, fmt.Errorf("unknown operation %q", ref)
+}
+
+// exported returns nil when a script of caller may run op of p: p is the
+// caller itself, or p's manifest exports op to the caller; else an error
+// naming both projects and the export that would allow the call.
+func exported(caller, p *scripts.Project, op *scripts.Operation) error {
+	if p.Name == caller.Name || p.ExportsTo(op.Name, caller.Name) {
+		return nil
+	}
+	return fmt.Errorf("project %q does not export operation %q to project %q: add {operation: %s, to: [%s]} to exports in %s's %s",
+		p.Name, op.Name, caller.Name, op.Name, caller.Name, p.Name, scripts.ManifestFile)
 }
 
 // jsAcknowledge is Acknowledge(action, messageId?).
@@ -284,6 +299,11 @@ func (v *vm) jsSendMessage(call goja.FunctionCall) goja.Value {
 		opt("replyTo", "reply-to", str)
 		opt("type", "type", str)
 		opt("ackTimeout", "JBXAcknowledgmentTimeout", func(val goja.Value) string { return strconv.FormatInt(val.ToInteger(), 10) })
+	}
+	if c := r.e.cfg.Confine; c != nil {
+		if err := c(fr.project.Name, dest); err != nil {
+			v.throw("SendMessage: %v", err)
+		}
 	}
 	var err error
 	switch {

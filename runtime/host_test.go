@@ -17,6 +17,7 @@ import (
 func TestRunOperation(t *testing.T) {
 	t.Parallel()
 	other := newProject(t, "billing", op{name: "Charge", src: `function handle(e) { return "charged " + e.amount }`})
+	other.Manifest.Exports = []scripts.Export{{Operation: "Charge", To: []string{"orders"}}}
 	disp := &fakeDispatcher{}
 	e := newEngine(t, Config{Projects: projectSet{"billing": other}, Dispatcher: disp})
 	tests := []struct {

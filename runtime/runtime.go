@@ -54,6 +54,13 @@ type Config struct {
 	// Secrets reads the `secrets` of scripts; nil: every name reads
 	// undefined.
 	Secrets Secrets
+	// Confine, when set, is asked before each SendMessage of a script of
+	// project (in a delivery or outside one) whether it may send to
+	// destination; its error, which should name the destination and what
+	// is allowed, is thrown to the script as a catchable Error and nothing
+	// is sent. It is called on the script's goroutine, must be
+	// goroutine-safe and should not block. nil allows every destination.
+	Confine func(project, destination string) error
 	// MaxCallStackSize bounds JS call depth; 0 means 512.
 	MaxCallStackSize int
 	// MemoryLimit is the Go heap size (bytes) above which running scripts are

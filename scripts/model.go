@@ -23,6 +23,19 @@ type Manifest struct {
 	// Env are settings scripts read as env.NAME: not secret (they are in
 	// the bundle); secrets are set over the API instead.
 	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	// Exports are the operations other projects may RunOperation; without
+	// an export, only the project's own operations can call them.
+	Exports []Export `yaml:"exports,omitempty" json:"exports,omitempty"`
+}
+
+// Export lets other projects call one of the project's operations with
+// RunOperation("project/Operation").
+type Export struct {
+	// Operation names an operation of this project.
+	Operation string `yaml:"operation" json:"operation"`
+	// To lists the projects that may call it, by name; "*" stands for any
+	// project.
+	To []string `yaml:"to" json:"to"`
 }
 
 // Operation types.
@@ -72,6 +85,10 @@ type Webhook struct {
 	// SecretEnv names the HMAC key that signs requests: the project secret
 	// of that name when it is set, else the agent's environment variable.
 	SecretEnv string `yaml:"secretEnv,omitempty" json:"secretEnv,omitempty"`
+	// TokenSecret names the project secret a request's
+	// "Authorization: Bearer <token>" must equal; empty means no token is
+	// required.
+	TokenSecret string `yaml:"tokenSecret,omitempty" json:"tokenSecret,omitempty"`
 }
 
 // Listener ack modes.

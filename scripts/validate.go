@@ -87,6 +87,7 @@ func (v *validator) validate(name string) {
 	}
 	v.cycles()
 	v.env()
+	v.exports()
 	seen := map[string]int{}
 	for i := range m.Listeners {
 		l := &m.Listeners[i]
@@ -188,6 +189,7 @@ func (v *validator) operation(i int, hooks map[string]string) {
 	if o.Webhook.SecretEnv != "" && !envNameRE.MatchString(o.Webhook.SecretEnv) {
 		v.errf(f+".webhook.secretEnv", "secretEnv %q is not a valid environment variable name", o.Webhook.SecretEnv)
 	}
+	v.tokenSecret(f+".webhook.tokenSecret", o.Webhook.TokenSecret)
 }
 
 // checkSegment accepts one URL path segment that needs no escaping.

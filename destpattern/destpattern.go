@@ -1,0 +1,78 @@
+// Package destpattern matches broker destinations against patterns in which
+// "*" stands for any run of characters ("/queue/orders.*" matches
+// "/queue/orders.in" and "/queue/orders.eu.in"; "*" alone matches every
+// destination). Every other character matches itself. Its functions are
+// pure and safe from any goroutine.
+package destpattern
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxLength bounds a pattern, in bytes.
+const MaxLength = 1024
+
+// Wildcard is the character that matches any run of characters.
+const Wildcard = '*'
+
+// Valid returns nil when pattern may be used: "*" alone, or a destination
+// starting with "/" (such as "/queue/orders.*"), valid UTF-8 without
+// control characters, at most MaxLength bytes. Its error says what is wrong.
+func Valid(pattern string) error {
+	switch {
+	case pattern == "":
+		return errors.New("destination pattern is empty")
+	case len(pattern) > MaxLength:
+		return fmt.Errorf("destination pattern %.40q… is %d bytes long; at most %d", pattern, len(pattern), MaxLength)
+	case !utf8.ValidString(pattern):
+		return fmt.Errorf("destination pattern %q is not valid UTF-8", pattern)
+	case strings.IndexFunc(pattern, unicode.IsControl) >= 0:
+		return fmt.Errorf("destination pattern %q holds control characters", pattern)
+	case pattern[0] != '/' && pattern[0] != Wildcard:
+		return fmt.Errorf("destination pattern %q must start with \"/\" (as /queue/orders.*) or be \"*\"", pattern)
+	}
+	return nil
+}
+
+// Match reports whether dest matches pattern, where each "*" matches any
+// run of characters, "/" and "." included, or none. It takes time
+// proportional to len(pattern)×len(dest) at worst and allocates nothing.
+// Match does not check that pattern is Valid.
+func Match(pattern, dest string) bool {
+	p, d := 0, 0
+	star, mark := -1, 0 // the last "*" seen in pattern, and where in dest it began to match
+	for d < len(dest) {
+		switch {
+		case p < len(pattern) && pattern[p] == Wildcard:
+			star, mark = p, d
+			p++
+		case p < len(pattern) && pattern[p] == dest[d]:
+			p++
+			d++
+		case star >= 0:
+			// Let the last "*" take one more byte and retry what follows it.
+			mark++
+			p, d = star+1, mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == Wildcard {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// MatchAny reports whether dest matches one of patterns.
+func MatchAny(patterns []string, dest string) bool {
+	for _, p := range patterns {
+		if Match(p, dest) {
+			return true
+		}
+	}
+	return false
+}
