@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/opsrunner/opsrunner/internal/glob"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,35 +73,7 @@ func (s Scope) allows(action, project string) bool {
 		return true
 	}
 	a, pattern, _ := strings.Cut(string(s), ":")
-	return a == action && globMatch(pattern, project)
-}
-
-// globMatch reports whether name matches pattern, whose "*" matches any
-// run of characters (none included); other characters match themselves.
-// It backtracks only to the last star, so it takes O(len(pattern) ×
-// len(name)) at worst.
-func globMatch(pattern, name string) bool {
-	p, n := 0, 0
-	star, mark := -1, 0 // the last star seen and where its match ends so far
-	for n < len(name) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, n
-			p++
-		case p < len(pattern) && pattern[p] == name[n]:
-			p++
-			n++
-		case star >= 0:
-			mark++
-			p, n = star+1, mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
+	return a == action && glob.Match(pattern, project)
 }
 
 // Token is a bearer token the API accepts: the SHA-256 digest of its value

@@ -8,6 +8,7 @@ package destpattern
 import (
 	"errors"
 	"fmt"
+	"github.com/opsrunner/opsrunner/internal/glob"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -42,30 +43,7 @@ func Valid(pattern string) error {
 // run of characters, "/" and "." included, or none. It takes time
 // proportional to len(pattern)×len(dest) at worst and allocates nothing.
 // Match does not check that pattern is Valid.
-func Match(pattern, dest string) bool {
-	p, d := 0, 0
-	star, mark := -1, 0 // the last "*" seen in pattern, and where in dest it began to match
-	for d < len(dest) {
-		switch {
-		case p < len(pattern) && pattern[p] == Wildcard:
-			star, mark = p, d
-			p++
-		case p < len(pattern) && pattern[p] == dest[d]:
-			p++
-			d++
-		case star >= 0:
-			// Let the last "*" take one more byte and retry what follows it.
-			mark++
-			p, d = star+1, mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == Wildcard {
-		p++
-	}
-	return p == len(pattern)
-}
+func Match(pattern, dest string) bool { return glob.Match(pattern, dest) }
 
 // MatchAny reports whether dest matches one of patterns.
 func MatchAny(patterns []string, dest string) bool {

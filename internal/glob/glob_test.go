@@ -1,13 +1,13 @@
-package api
+package glob
 
 import (
 	"strings"
 	"testing"
 )
 
-// A scope's "*" matches any characters of a project name, none included;
+// "*" matches any characters, none included;
 // everything else matches itself.
-func TestGlobMatch(t *testing.T) {
+func TestMatch(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		pattern, name string
@@ -30,14 +30,14 @@ func TestGlobMatch(t *testing.T) {
 		{"**", "x", true},
 		{"s.o", "sxo", false}, // '.' is not a wildcard
 	} {
-		if got := globMatch(tc.pattern, tc.name); got != tc.want {
-			t.Errorf("globMatch(%q, %q) = %v; want %v", tc.pattern, tc.name, got, tc.want)
+		if got := Match(tc.pattern, tc.name); got != tc.want {
+			t.Errorf("Match(%q, %q) = %v; want %v", tc.pattern, tc.name, got, tc.want)
 		}
 	}
 }
 
-// FuzzGlobMatch: the matcher agrees with a plain recursive definition.
-func FuzzGlobMatch(f *testing.F) {
+// FuzzMatch: the matcher agrees with a plain recursive definition.
+func FuzzMatch(f *testing.F) {
 	f.Add("a*b*c", "axxbyyc")
 	f.Add("*-prod", "shop-prod")
 	f.Add("**a", "ba")
@@ -45,8 +45,8 @@ func FuzzGlobMatch(f *testing.F) {
 		if len(pattern) > 12 || len(name) > 24 {
 			return // the reference is exponential
 		}
-		if got, want := globMatch(pattern, name), refMatch(pattern, name); got != want {
-			t.Fatalf("globMatch(%q, %q) = %v; want %v", pattern, name, got, want)
+		if got, want := Match(pattern, name), refMatch(pattern, name); got != want {
+			t.Fatalf("Match(%q, %q) = %v; want %v", pattern, name, got, want)
 		}
 	})
 }
