@@ -6,12 +6,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"github.com/opsrunner/opsrunner/internal/glob"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v5"
+	"github.com/opsrunner/opsrunner/internal/glob"
 	"github.com/opsrunner/opsrunner/store"
 )
 

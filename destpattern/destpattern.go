@@ -8,10 +8,11 @@ package destpattern
 import (
 	"errors"
 	"fmt"
-	"github.com/opsrunner/opsrunner/internal/glob"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/opsrunner/opsrunner/internal/glob"
 )
 
 // MaxLength bounds a pattern, in bytes.
