@@ -90,9 +90,9 @@ func ParseUsers(data []byte) ([]User, error) {
 	var users []User
 	if err := dec.Decode(&users); err != nil {
 		if len(bytes.TrimSpace(data)) == 0 {
-			return nil, errors.New("users file is empty")
+			return nil, errors.New("no users")
 		}
-		return nil, fmt.Errorf("users file: %w", err)
+		return nil, fmt.Errorf("parse users: %w", err)
 	}
 	if err := CheckUsers(users); err != nil {
 		return nil, err

@@ -63,6 +63,9 @@ func checkDestination(dest string, maxBytes int) error {
 	if name == "" {
 		return protoErr("destination %q has no name after its prefix", dest)
 	}
+	if !strings.Contains(name, "..") {
+		return nil
+	}
 	for seg := range strings.SplitSeq(name, "/") {
 		if seg == ".." {
 			return protoErr("destination %q has a .. segment", dest)
