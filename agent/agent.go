@@ -71,7 +71,10 @@ type Agent struct {
 	certs    *certFiles   // the HTTP server's TLS certificate; nil: plain HTTP
 	httpLn   net.Listener
 	brokerLn net.Listener
-	ready    chan struct{}
+	// brokerUsers are the embedded broker's users: broker_users and the
+	// agent's own (nil without broker_users: an open broker on loopback).
+	brokerUsers []broker.User
+	ready       chan struct{}
 }
 
 // New builds an agent from cfg (validated here). It opens the store and
@@ -114,6 +117,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			c.URL = bound
 			cfg.Connections["default"] = c
 		}
+		a.brokerUsers = embeddedBrokerUsers(cfg, a.brokerLn.Addr().String())
 	}
 	if a.conns, err = connConfigs(cfg); err != nil {
 		if a.brokerLn != nil {
@@ -322,9 +326,11 @@ func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *
 		return nil, nil
 	}
 	brk, err := broker.New(broker.Config{
-		Addr:    a.cfg.EmbeddedBrokerAddr,
-		DataDir: filepath.Join(a.cfg.DataDir, "broker"),
-		Logger:  a.log.With("component", "broker"),
+		Addr:          a.cfg.EmbeddedBrokerAddr,
+		DataDir:       filepath.Join(a.cfg.DataDir, "broker"),
+		Users:         a.brokerUsers,
+		MaxFrameBytes: a.cfg.BrokerMaxFrameBytes,
+		Logger:        a.log.With("component", "broker"),
 	})
 	if err != nil {
 		a.brokerLn.Close()

@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/destpattern"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/secrets"
@@ -36,6 +37,12 @@ type Config struct {
 	AdvertiseAddr      string `yaml:"advertise_addr"`
 	DataDir            string `yaml:"data_dir"`
 	EmbeddedBrokerAddr string `yaml:"embedded_broker_addr"`
+	// BrokerUsers are the embedded broker's users and their permissions.
+	// Without any, it accepts any login and may listen only on a loopback
+	// address (Validate refuses another).
+	BrokerUsers []BrokerUser `yaml:"broker_users"`
+	// BrokerMaxFrameBytes bounds a frame the embedded broker takes; 0 means 4 MiB.
+	BrokerMaxFrameBytes int `yaml:"broker_max_frame_bytes"`
 	// BrokerURL, when set, is the "default" connection and no embedded broker starts.
 	BrokerURL string `yaml:"broker_url"`
 	// BrokerTLSCAFile, BrokerTLSCertFile and BrokerTLSKeyFile are the
@@ -200,6 +207,11 @@ func (c Connection) tlsConfig(u BrokerURL) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// BrokerUser is one user of the embedded broker (broker_users): login,
+// passcode (plain or a bcrypt hash "$2…"), and the destination patterns it
+// may read (SUBSCRIBE) and write (SEND), '*' matching any characters.
+type BrokerUser = broker.User
+
 // Run durability settings.
 const (
 	// RunDurabilitySync: a webhook answers, and a listener delivery
@@ -254,6 +266,9 @@ var envVars = []struct {
 	{"OPSRUNNER_HTTP_ADDR", func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
 	{"OPSRUNNER_DATA_DIR", func(c *Config, v string) error { c.DataDir = v; return nil }},
 	{"OPSRUNNER_EMBEDDED_BROKER_ADDR", func(c *Config, v string) error { c.EmbeddedBrokerAddr = v; return nil }},
+	{"OPSRUNNER_BROKER_MAX_FRAME_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxFrameBytes = n })},
+	// broker_users as YAML, e.g. [{login: app, passcode: "$2a$…", read: ["*"], write: ["*"]}]
+	{"OPSRUNNER_BROKER_USERS", func(c *Config, v string) (err error) { c.BrokerUsers, err = broker.ParseUsers([]byte(v)); return err }},
 	{"OPSRUNNER_BROKER_URL", func(c *Config, v string) error { c.BrokerURL = v; return nil }},
 	{"OPSRUNNER_BROKER_TLS_CA_FILE", func(c *Config, v string) error { c.BrokerTLSCAFile = v; return nil }},
 	{"OPSRUNNER_BROKER_TLS_CERT_FILE", func(c *Config, v string) error { c.BrokerTLSCertFile = v; return nil }},
@@ -374,6 +389,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateProjects()...)
+	errs = append(errs, c.validateBrokerUsers()...)
 	if c.Connections == nil {
 		c.Connections = map[string]Connection{}
 	}
@@ -419,6 +435,28 @@ func (c *Config) validateProjects() []error {
 				errs = append(errs, fmt.Errorf("projects.%s.destinations[%d]: %w", name, i, err))
 			}
 		}
+	}
+	return errs
+}
+
+// validateBrokerUsers checks broker_users and broker_max_frame_bytes, and
+// refuses an embedded broker without users on an address other machines
+// reach.
+func (c *Config) validateBrokerUsers() []error {
+	var errs []error
+	if c.BrokerMaxFrameBytes < 0 {
+		errs = append(errs, fmt.Errorf("broker_max_frame_bytes must not be negative, got %d", c.BrokerMaxFrameBytes))
+	}
+	if err := broker.CheckUsers(c.BrokerUsers); err != nil {
+		errs = append(errs, fmt.Errorf("broker_users: %w", err))
+	}
+	switch {
+	case !c.EmbeddedBroker():
+		if len(c.BrokerUsers) > 0 {
+			errs = append(errs, errors.New("broker_users are the embedded broker's users, and no embedded broker runs (broker_url is set or embedded_broker_addr is empty)"))
+		}
+	case len(c.BrokerUsers) == 0 && !broker.IsLoopback(c.EmbeddedBrokerAddr):
+		errs = append(errs, fmt.Errorf("embedded_broker_addr %s is not a loopback address and broker_users is empty: anyone who reaches it could read and send every message; configure broker_users or bind it to 127.0.0.1", c.EmbeddedBrokerAddr))
 	}
 	return errs
 }

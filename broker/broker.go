@@ -29,48 +29,58 @@ import (
 const ServerName = "opsrunner/1"
 
 // Config configures a Broker. The zero value is a usable memory-only broker
-// with the defaults documented on each field.
+// with the defaults documented on each field. Every limit is answered with
+// an ERROR frame before the connection closes.
 type Config struct {
-	Addr             string        // listen address for ListenAndServe, e.g. "127.0.0.1:61613"
-	DataDir          string        // bbolt journal directory; "" = memory only (persistent messages then do not survive restart)
-	Login, Passcode  string        // optional; when Login != "" CONNECT must match
-	MaxFrameBytes    int           // 0 → 4 MiB
-	MaxHeaders       int           // 0 → 128
-	MaxHeaderBytes   int           // 0 → 8 KiB per header line
-	DefaultPrefetch  int           // per subscription when the client names none, 0 → 1000; requests are capped at 100000
-	HeartBeat        time.Duration // server's desired heart-beat both ways, 0 → 10s
-	MaxDeliveries    int           // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
-	MaxMemoryBytes   int64         // persistent bodies held in memory across queues before they are read back from disk on dispatch; 0 → 64 MiB
-	MaxOutboundBytes int           // per-connection outbound buffer; consumers above it are throttled, a client at twice it is disconnected; 0 → 8 MiB
-	Logger           *slog.Logger  // nil → discard
+	Addr    string // listen address for ListenAndServe, e.g. "127.0.0.1:61613"
+	DataDir string // bbolt journal directory; "" = memory only (persistent messages then do not survive restart)
+	// Users may connect, each with its passcode, and subscribe to (read)
+	// and send to (write) the destinations its patterns match. With none,
+	// any login is accepted, and Serve refuses a listener that is not on a
+	// loopback address.
+	Users               []User
+	ConnectTimeout      time.Duration // from TCP accept to a CONNECT frame; 0 → 10s
+	MaxConnections      int           // connections at once; 0 → 10000
+	MaxFrameBytes       int           // 0 → 4 MiB
+	MaxHeaders          int           // 0 → 128
+	MaxHeaderBytes      int           // per header line; 0 → 64 KiB
+	MaxHeaderTotalBytes int           // all header lines of a frame; 0 → 256 KiB
+	MaxDestinationBytes int           // 0 → 1024
+	DefaultPrefetch     int           // per subscription when the client names none, 0 → 1000; requests are capped at 100000
+	// HeartBeat is the shortest heart-beat interval the broker agrees to,
+	// both ways: it heart-beats as often as a client asks and expects
+	// heart-beats as often as a client offers, but not more often than
+	// this. 0 → 1s.
+	HeartBeat        time.Duration
+	MaxDeliveries    int          // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
+	MaxMemoryBytes   int64        // persistent bodies held in memory across queues before they are read back from disk on dispatch; 0 → 64 MiB
+	MaxOutboundBytes int          // per-connection outbound buffer; consumers above it are throttled, a client at twice it is disconnected; 0 → 8 MiB
+	Logger           *slog.Logger // nil → discard
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = 4 << 20
-	}
-	if c.MaxHeaders <= 0 {
-		c.MaxHeaders = 128
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = 8 << 10
-	}
-	if c.DefaultPrefetch <= 0 {
-		c.DefaultPrefetch = 1000
-	}
-	if c.HeartBeat <= 0 {
-		c.HeartBeat = 10 * time.Second
-	}
-	if c.MaxMemoryBytes <= 0 {
-		c.MaxMemoryBytes = 64 << 20
-	}
-	if c.MaxOutboundBytes <= 0 {
-		c.MaxOutboundBytes = 8 << 20
-	}
+	setDefault(&c.ConnectTimeout, 10*time.Second)
+	setDefault(&c.MaxConnections, 10000)
+	setDefault(&c.MaxFrameBytes, 4<<20)
+	setDefault(&c.MaxHeaders, 128)
+	setDefault(&c.MaxHeaderBytes, 64<<10)
+	setDefault(&c.MaxHeaderTotalBytes, 256<<10)
+	setDefault(&c.MaxDestinationBytes, 1024)
+	setDefault(&c.DefaultPrefetch, 1000)
+	setDefault(&c.HeartBeat, time.Second)
+	setDefault(&c.MaxMemoryBytes, 64<<20)
+	setDefault(&c.MaxOutboundBytes, 8<<20)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return c
+}
+
+// setDefault replaces a zero or negative *v with def.
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // DeadLetterDestination names the queue that receives messages of dest that
@@ -88,6 +98,7 @@ func DeadLetterDestination(dest string) string {
 type Broker struct {
 	cfg     Config
 	log     *slog.Logger
+	auth    *authenticator
 	journal *journal // nil when memory only
 	bootID  string
 
@@ -96,6 +107,7 @@ type Broker struct {
 	durables map[string]*durableSub // by durable key
 	topics   map[string]map[*queue]struct{}
 	conns    map[*conn]struct{}
+	refusing int // connections being refused (over MaxConnections)
 	seq      uint64
 	memBytes int64
 	closed   bool
@@ -108,14 +120,19 @@ type Broker struct {
 	done      chan struct{}
 }
 
-// New opens the journal in cfg.DataDir (when set) and recovers persisted
-// messages and durable subscriptions. It does not listen; call Serve or
-// ListenAndServe.
+// New checks cfg.Users, opens the journal in cfg.DataDir (when set) and
+// recovers persisted messages and durable subscriptions. It does not
+// listen; call Serve or ListenAndServe.
 func New(cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
+	auth, err := newAuthenticator(cfg.Users)
+	if err != nil {
+		return nil, fmt.Errorf("broker users: %w", err)
+	}
 	b := &Broker{
 		cfg:       cfg,
 		log:       cfg.Logger,
+		auth:      auth,
 		bootID:    strconv.FormatInt(time.Now().UnixNano(), 36),
 		queues:    map[string]*queue{},
 		durables:  map[string]*durableSub{},
@@ -152,8 +169,13 @@ func (b *Broker) ListenAndServe(ctx context.Context) error {
 
 // Serve accepts STOMP connections on ln until ctx ends or Close is called,
 // then closes ln. It blocks and returns nil on a clean stop. When ctx ends,
-// the broker is closed as by Close.
+// the broker is closed as by Close. A broker without users refuses (closes
+// ln and returns an error) a listener not on a loopback address.
 func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
+	if err := b.checkListener(ln.Addr()); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -202,11 +224,36 @@ func (b *Broker) serveConn(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
+	if len(b.conns) >= b.cfg.MaxConnections {
+		b.refuseConn(nc)
+		return
+	}
 	b.conns[c] = struct{}{}
 	b.wg.Add(2)
 	b.mu.Unlock()
 	go func() { defer b.wg.Done(); c.writeLoop() }()
 	go func() { defer b.wg.Done(); c.readLoop() }()
+}
+
+// refuseConn answers nc, over MaxConnections, with an ERROR frame on a
+// goroutine of b.wg. Called with b.mu held; it unlocks it.
+func (b *Broker) refuseConn(nc net.Conn) {
+	if b.refusing >= maxRefusing {
+		b.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	b.refusing++
+	b.wg.Add(1)
+	b.mu.Unlock()
+	b.log.Warn("broker: refusing a connection: too many connections", "remote", nc.RemoteAddr(), "max", b.cfg.MaxConnections)
+	go func() {
+		defer b.wg.Done()
+		refuse(nc, fmt.Sprintf("too many connections: the broker accepts %d", b.cfg.MaxConnections))
+		b.mu.Lock()
+		b.refusing--
+		b.mu.Unlock()
+	}()
 }
 
 // Addr returns the address of the last listener given to Serve, or nil

@@ -163,7 +163,7 @@ func TestConnectNegotiation(t *testing.T) {
 
 func TestProtocolErrors(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, Config{MaxFrameBytes: 1024, MaxHeaders: 8, MaxHeaderBytes: 128, Login: "u", Passcode: "p"})
+	b := startBroker(t, Config{MaxFrameBytes: 1024, MaxHeaders: 8, MaxHeaderBytes: 128, Users: []User{{Login: "u", Passcode: "p", Read: []string{"*"}, Write: []string{"*"}}}})
 	const hello = "CONNECT\naccept-version:1.2\nlogin:u\npasscode:p\n\n\x00"
 	tests := []struct {
 		name, input, want string

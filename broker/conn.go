@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -23,6 +24,9 @@ type conn struct {
 	b  *Broker
 	nc net.Conn
 
+	// set by the reader on CONNECT, read-only after
+	grant *grant // what the client may do; nil = everything
+
 	// guarded by b.mu
 	version   string
 	clientID  string
@@ -30,7 +34,9 @@ type conn struct {
 	acks      map[string]*delivery
 	ackSeq    uint64
 	txs       map[string][]*frame.Frame
-	readAfter atomic.Int64 // read deadline in ns; 0 = none
+	connectBy time.Time    // read deadline until CONNECT
+	connected atomic.Bool  // CONNECTED sent; readAfter applies
+	readAfter atomic.Int64 // read deadline in ns after CONNECT; 0 = none
 
 	wmu      sync.Mutex // guards the outbound queue below
 	out      []*frame.Frame
@@ -40,6 +46,7 @@ type conn struct {
 	linger   bool          // DISCONNECT with a pending receipt: the writer closes
 	hbSend   time.Duration // writer heart-beat interval; 0 = none
 	signal   chan struct{} // cap 1: outbound queue changed
+	readDone chan struct{} // closed when the reader has stopped
 	dead     chan struct{}
 	killOnce sync.Once
 }
@@ -47,11 +54,13 @@ type conn struct {
 func newConn(b *Broker, nc net.Conn) *conn {
 	return &conn{
 		b: b, nc: nc,
-		subs:   map[string]*subscription{},
-		acks:   map[string]*delivery{},
-		txs:    map[string][]*frame.Frame{},
-		signal: make(chan struct{}, 1),
-		dead:   make(chan struct{}),
+		subs:      map[string]*subscription{},
+		acks:      map[string]*delivery{},
+		txs:       map[string][]*frame.Frame{},
+		connectBy: time.Now().Add(b.cfg.ConnectTimeout),
+		signal:    make(chan struct{}, 1),
+		readDone:  make(chan struct{}),
+		dead:      make(chan struct{}),
 	}
 }
 
@@ -132,6 +141,7 @@ func (c *conn) writeLoop() {
 		c.wmu.Unlock()
 		if len(out) == 0 {
 			if closing {
+				c.closeWhenRead()
 				return
 			}
 			if interval > 0 {
@@ -178,11 +188,32 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// deadlineReader sets the read deadline before every read of the connection.
+// closeWhenRead half-closes the connection, so that the client reads EOF
+// after the frames written, and waits (at most lingerTimeout) for the
+// reader to stop: closing a socket with unread input resets it, and the
+// client could lose the last frames (an ERROR) to the reset.
+func (c *conn) closeWhenRead() {
+	if !halfClose(c.nc) {
+		return
+	}
+	t := time.NewTimer(lingerTimeout)
+	defer t.Stop()
+	select {
+	case <-c.readDone:
+	case <-c.dead:
+	case <-t.C:
+	}
+}
+
+// deadlineReader sets the read deadline before every read of the
+// connection: CONNECT must come within ConnectTimeout of the TCP accept,
+// then each frame or heart-beat within readAfter of the previous one.
 type deadlineReader struct{ c *conn }
 
 func (r deadlineReader) Read(p []byte) (int, error) {
-	if d := time.Duration(r.c.readAfter.Load()); d > 0 {
+	if !r.c.connected.Load() {
+		_ = r.c.nc.SetReadDeadline(r.c.connectBy)
+	} else if d := time.Duration(r.c.readAfter.Load()); d > 0 {
 		_ = r.c.nc.SetReadDeadline(time.Now().Add(d))
 	} else {
 		_ = r.c.nc.SetReadDeadline(time.Time{})
@@ -190,47 +221,59 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 	return r.c.nc.Read(p)
 }
 
+// readLoop reads and applies the client's frames until the client
+// disconnects, goes silent or breaks the protocol; a protocol error is
+// answered with an ERROR frame, and what the client still sends is read
+// and discarded until it closes (drain).
 func (c *conn) readLoop() {
 	defer c.cleanup()
-	c.readAfter.Store(int64(max(3*c.b.cfg.HeartBeat, 10*time.Second))) // until CONNECT
 	fr := newFrameReader(deadlineReader{c}, c.b.cfg)
-	connected := false
+	f, err := c.readFrames(fr)
+	if err == nil {
+		return
+	}
+	c.fail(err, f)
+	c.drain()
+}
+
+// readFrames applies frames until the client stops (nil error) or fails:
+// then it returns the error to answer and the frame that caused it, if any.
+func (c *conn) readFrames(fr *frameReader) (*frame.Frame, error) {
 	for {
 		f, err := fr.read()
 		if err != nil {
 			var pe *protocolError
-			if errors.As(err, &pe) {
-				c.fail(pe.msg, nil)
+			var ne net.Error
+			switch {
+			case errors.As(err, &pe):
+				return nil, err
+			case !c.connected.Load() && errors.As(err, &ne) && ne.Timeout():
+				return nil, protoErr("no CONNECT frame within %s", c.b.cfg.ConnectTimeout)
 			}
-			return
+			return nil, nil // the client went away or stopped heart-beating
 		}
 		if f == nil {
 			continue
 		}
-		if !connected {
+		if !c.connected.Load() {
 			if f.Command != frame.CONNECT && f.Command != frame.STOMP {
-				c.fail("expected CONNECT, got "+f.Command, f)
-				return
+				return f, protoErr("expected CONNECT, got %s", f.Command)
 			}
 			if err := c.connect(f); err != nil {
-				c.fail(err.Error(), f)
-				return
+				return f, err
 			}
-			connected = true
 			fr.unescape = c.version != "1.0"
 			continue
 		}
 		if f.Command == frame.CONNECT || f.Command == frame.STOMP {
-			c.fail("already connected", f)
-			return
+			return f, protoErr("already connected")
 		}
 		stop, err := c.handle(f)
 		if err != nil {
-			c.fail(err.Error(), f)
-			return
+			return f, err
 		}
 		if stop {
-			return
+			return nil, nil
 		}
 		if c.b.journal != nil {
 			c.b.journal.waitRoom()
@@ -238,23 +281,37 @@ func (c *conn) readLoop() {
 	}
 }
 
-// fail sends an ERROR frame and closes the connection after it.
-func (c *conn) fail(msg string, f *frame.Frame) {
-	e := frame.New(frame.ERROR, frame.Message, msg, frame.ContentType, "text/plain")
+// drain reads and discards what the client still sends after an ERROR
+// frame, for at most lingerTimeout and twice MaxFrameBytes (8 MiB at
+// least), so that the close does not reset a connection the client is
+// still writing an oversized frame to: it would see ECONNRESET instead of
+// the ERROR.
+func (c *conn) drain() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.nc, int64(max(2*c.b.cfg.MaxFrameBytes, 8<<20)))
+}
+
+// fail sends an ERROR frame saying err and closes the connection after
+// it. f, when not nil, is the frame that failed: its receipt is named.
+func (c *conn) fail(err error, f *frame.Frame) {
+	var headers []string
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		headers = pe.headers
+	}
 	if f != nil {
 		if r, ok := f.Header.Contains(frame.Receipt); ok {
-			e.Header.Add(frame.ReceiptId, r)
+			headers = append(headers[:len(headers):len(headers)], frame.ReceiptId, r)
 		}
 	}
-	e.Body = []byte(msg)
-	e.Header.Add(frame.ContentLength, strconv.Itoa(len(e.Body)))
-	c.send(e)
+	c.send(errorFrame(err.Error(), headers...))
 	c.closeAfterFlush()
 }
 
 // cleanup runs when the reader stops: subscriptions end, unacknowledged
 // messages go back to their queues, open transactions are discarded.
 func (c *conn) cleanup() {
+	close(c.readDone)
 	b := c.b
 	b.mu.Lock()
 	delete(b.conns, c)
@@ -284,8 +341,10 @@ func (c *conn) cleanup() {
 
 var supportedVersions = []string{"1.0", "1.1", "1.2"}
 
-func (c *conn) connect(f *frame.Frame) error {
-	b := c.b
+// negotiate returns the highest version of accept-version the broker
+// speaks; the error names the supported ones in a version header, as the
+// specification shows.
+func negotiate(f *frame.Frame) (string, error) {
 	version := ""
 	accept := f.Header.Get(frame.AcceptVersion)
 	if accept == "" {
@@ -298,11 +357,26 @@ func (c *conn) connect(f *frame.Frame) error {
 		}
 	}
 	if version == "" {
-		return fmt.Errorf("supported protocol versions are %s", strings.Join(supportedVersions, ","))
+		list := strings.Join(supportedVersions, ",")
+		return "", &protocolError{msg: "supported protocol versions are " + list, headers: []string{frame.Version, list}}
 	}
-	if b.cfg.Login != "" && (f.Header.Get(frame.Login) != b.cfg.Login || f.Header.Get(frame.Passcode) != b.cfg.Passcode) {
-		return errors.New("access refused: bad login or passcode")
+	return version, nil
+}
+
+// connect authenticates a CONNECT or STOMP frame and answers CONNECTED.
+// It blocks for a bcrypt check the first time a passcode is seen.
+func (c *conn) connect(f *frame.Frame) error {
+	b := c.b
+	version, err := negotiate(f)
+	if err != nil {
+		return err
 	}
+	g, err := b.auth.authenticate(f.Header.Get(frame.Login), f.Header.Get(frame.Passcode))
+	if err != nil {
+		b.log.Info("broker: access refused", "login", f.Header.Get(frame.Login), "remote", c.nc.RemoteAddr())
+		return err
+	}
+	c.grant = g
 	var cx, cy time.Duration
 	if hb, ok := f.Header.Contains(frame.HeartBeat); ok && version != "1.0" {
 		var err error
@@ -324,6 +398,7 @@ func (c *conn) connect(f *frame.Frame) error {
 		c.hbSend = max(cy, s)
 	}
 	c.wmu.Unlock()
+	c.connected.Store(true)
 	ms := strconv.FormatInt(s.Milliseconds(), 10)
 	cf := frame.New(frame.CONNECTED,
 		frame.Version, version,
@@ -335,6 +410,22 @@ func (c *conn) connect(f *frame.Frame) error {
 	}
 	c.send(cf)
 	return nil
+}
+
+// destination returns the destination of f, a SEND or SUBSCRIBE, once it
+// is a valid one (checkDestination) the client has permission p on.
+func (c *conn) destination(f *frame.Frame, p Permission) (string, error) {
+	dest, err := required(f, frame.Destination)
+	if err != nil {
+		return "", err
+	}
+	if err := checkDestination(dest, c.b.cfg.MaxDestinationBytes); err != nil {
+		return "", err
+	}
+	if !c.grant.allows(p, dest) {
+		return "", protoErr("access denied: user %q has no %s permission on %s", c.grant.login, p, dest)
+	}
+	return dest, nil
 }
 
 func required(f *frame.Frame, name string) (string, error) {
@@ -359,10 +450,14 @@ func (c *conn) handle(f *frame.Frame) (stop bool, err error) {
 			if !open {
 				return false, protoErr("unknown transaction %q", tx)
 			}
-			if f.Command != frame.SEND {
-				if _, err := c.findDelivery(f); err != nil {
-					return false, err
-				}
+			var err error
+			if f.Command == frame.SEND {
+				_, err = c.destination(f, Write)
+			} else {
+				_, err = c.findDelivery(f)
+			}
+			if err != nil {
+				return false, err
 			}
 			c.txs[tx] = append(ops, f)
 			break
@@ -415,7 +510,7 @@ func (c *conn) handle(f *frame.Frame) (stop bool, err error) {
 		}
 		done = func(err error) {
 			if err != nil {
-				c.fail("journal write failed: "+err.Error(), f)
+				c.fail(fmt.Errorf("journal write failed: %w", err), f)
 				return
 			}
 			c.send(frame.New(frame.RECEIPT, frame.ReceiptId, r))
@@ -434,12 +529,8 @@ func (c *conn) handle(f *frame.Frame) (stop bool, err error) {
 func (c *conn) apply(f *frame.Frame, bt *batch) error {
 	b := c.b
 	if f.Command == frame.SEND {
-		dest, err := required(f, frame.Destination)
-		if err != nil {
+		if _, err := c.destination(f, Write); err != nil {
 			return err
-		}
-		if strings.IndexByte(dest, 0) >= 0 {
-			return protoErr("bad destination")
 		}
 		b.publish(b.newEntry(f), bt)
 		return nil
@@ -489,9 +580,16 @@ func (c *conn) findDelivery(f *frame.Frame) (*delivery, error) {
 		return nil, protoErr("%s frame needs an id or message-id header", f.Command)
 	}
 	if sid, ok := f.Header.Contains(frame.Subscription); ok {
-		if s := c.subs[sid]; s != nil {
-			if d := s.byMsgID[mid]; d != nil {
-				return d, nil
+		s := c.subs[sid]
+		if s == nil {
+			return nil, protoErr("%s for unknown subscription %q", f.Command, sid)
+		}
+		if d := s.byMsgID[mid]; d != nil {
+			return d, nil
+		}
+		for _, other := range c.subs {
+			if other.byMsgID[mid] != nil {
+				return nil, protoErr("%s: message-id %q was delivered to subscription %q, not %q", f.Command, mid, other.id, sid)
 			}
 		}
 	} else {
@@ -522,7 +620,7 @@ func (c *conn) prefetch(f *frame.Frame) int {
 
 func (c *conn) subscribe(f *frame.Frame, bt *batch) error {
 	b := c.b
-	dest, err := required(f, frame.Destination)
+	dest, err := c.destination(f, Read)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,12 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 )
 
-// errProtocol marks input the broker answers with an ERROR frame.
-type protocolError struct{ msg string }
+// protocolError marks input the broker answers with an ERROR frame; headers
+// are extra key, value pairs for that frame.
+type protocolError struct {
+	msg     string
+	headers []string
+}
 
 func (e *protocolError) Error() string { return e.msg }
 
@@ -20,22 +24,30 @@ func protoErr(format string, args ...any) error {
 	return &protocolError{msg: fmt.Sprintf(format, args...)}
 }
 
-// frameReader reads client frames with bounds on frame size, header count and
-// header line length. go-stomp's frame.Reader has none (it allocates whatever
-// content-length says, up to 4 GiB), so the broker parses frames itself into
-// frame.Frame values; frame.Writer still writes them.
+// frameReader reads client frames with bounds on frame size, header count,
+// header line length and total header size. go-stomp's frame.Reader has none
+// (it allocates whatever content-length says, up to 4 GiB), so the broker
+// parses frames itself into frame.Frame values; frame.Writer still writes them.
 type frameReader struct {
 	r          *bufio.Reader
 	maxFrame   int
 	maxHeaders int
+	maxLine    int  // bytes of one header line, EOL excluded
+	maxHeader  int  // bytes of all header lines of a frame, the command's included
 	unescape   bool // STOMP 1.1+ header escaping, set after CONNECT
 }
 
+// readBufferBytes is the size of a connection's read buffer; longer header
+// lines are gathered in a separate slice, up to the line limit.
+const readBufferBytes = 8 << 10
+
 func newFrameReader(r io.Reader, cfg Config) *frameReader {
 	return &frameReader{
-		r:          bufio.NewReaderSize(r, cfg.MaxHeaderBytes+2),
+		r:          bufio.NewReaderSize(r, readBufferBytes),
 		maxFrame:   cfg.MaxFrameBytes,
 		maxHeaders: cfg.MaxHeaders,
+		maxLine:    cfg.MaxHeaderBytes,
+		maxHeader:  cfg.MaxHeaderTotalBytes,
 	}
 }
 
@@ -46,11 +58,20 @@ var clientCommands = map[string]bool{
 }
 
 // readLine returns one line without its EOL; it fails on lines longer than
-// the reader's buffer (MaxHeaderBytes).
+// maxLine. A line longer than the read buffer is copied into a slice of its
+// own, which grows no further than the limit.
 func (fr *frameReader) readLine() ([]byte, error) {
 	line, err := fr.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		return nil, protoErr("header line too long")
+		long := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) && len(long) <= fr.maxLine+1 {
+			line, err = fr.r.ReadSlice('\n')
+			long = append(long, line...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, protoErr("header line too long: over %d bytes", fr.maxLine)
+		}
+		line = long
 	}
 	if err != nil {
 		return nil, err
@@ -58,6 +79,9 @@ func (fr *frameReader) readLine() ([]byte, error) {
 	line = line[:len(line)-1]
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
+	}
+	if len(line) > fr.maxLine {
+		return nil, protoErr("header line too long: over %d bytes", fr.maxLine)
 	}
 	return line, nil
 }
@@ -72,6 +96,7 @@ func (fr *frameReader) read() (*frame.Frame, error) {
 		return nil, nil
 	}
 	budget := fr.maxFrame - len(line)
+	headerBudget := fr.maxHeader - len(line) - 1
 	cmd := string(line)
 	if !clientCommands[cmd] {
 		if len(cmd) > 32 {
@@ -91,6 +116,9 @@ func (fr *frameReader) read() (*frame.Frame, error) {
 		}
 		if budget -= len(line) + 1; budget < 0 {
 			return nil, protoErr("frame larger than %d bytes", fr.maxFrame)
+		}
+		if headerBudget -= len(line) + 1; headerBudget < 0 {
+			return nil, protoErr("headers larger than %d bytes", fr.maxHeader)
 		}
 		if f.Header.Len() >= fr.maxHeaders {
 			return nil, protoErr("more than %d headers", fr.maxHeaders)

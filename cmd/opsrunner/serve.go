@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
 	"github.com/opsrunner/opsrunner/broker"
@@ -97,23 +98,50 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 }
 
 func newBroker() *cobra.Command {
-	var addr, dataDir string
+	var addr, dataDir, usersFile string
+	var cfg broker.Config
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run the embedded STOMP 1.2 broker on its own",
-		Args:  cobra.NoArgs,
+		Long: `Run the embedded STOMP broker on its own. Without --users any login is
+accepted, and the broker listens only on a loopback address.
+
+The users file is a YAML list, as the agent's broker_users:
+  - login: app
+    passcode: "$2a$10$..."        # plain, or a bcrypt hash
+    read: ["/queue/orders.*"]     # SUBSCRIBE; '*' matches any characters
+    write: ["/queue/orders.in"]   # SEND`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			b, err := broker.New(broker.Config{Addr: addr, DataDir: dataDir, Logger: log})
+			if usersFile != "" {
+				data, err := os.ReadFile(usersFile)
+				if err != nil {
+					return fmt.Errorf("read users file: %w", err)
+				}
+				if cfg.Users, err = broker.ParseUsers(data); err != nil {
+					return fmt.Errorf("%s: %w", usersFile, err)
+				}
+			}
+			if len(cfg.Users) == 0 && !broker.IsLoopback(addr) {
+				return fmt.Errorf("--addr %s is not a loopback address: a broker without --users may only listen on loopback", addr)
+			}
+			cfg.Addr, cfg.DataDir, cfg.Logger = addr, dataDir, log
+			b, err := broker.New(cfg)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			log.Info("broker listening", "addr", "stomp://"+addr, "data", dataDir)
+			log.Info("broker listening", "addr", "stomp://"+addr, "data", dataDir, "users", len(cfg.Users))
 			return b.ListenAndServe(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:61613", "listen address")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "./data/broker", "journal directory (empty: memory only)")
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:61613", "listen address")
+	f.StringVar(&dataDir, "data-dir", "./data/broker", "journal directory (empty: memory only)")
+	f.StringVar(&usersFile, "users", "", "YAML file of the users and their permissions (default: none, any login accepted on loopback only)")
+	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted")
+	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "connections at once")
+	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "time from TCP accept to the CONNECT frame")
 	return cmd
 }
