@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,8 +98,24 @@ func warmUp(t *testing.T, a *agent) int64 {
 }
 
 // callCanary calls the canary's webhook and waits at most within.
+// callCanary calls the canary's webhook within the given time, as a
+// well-behaved client does: a 503 with Retry-After (the agent has
+// max_inflight runs in progress) is tried again after the time it says.
 func callCanary(a *agent, within time.Duration) result {
-	return post(a, "/hooks/canary/op", within)
+	start := time.Now()
+	for {
+		r := post(a, "/hooks/canary/op", within-time.Since(start))
+		retry, err := strconv.Atoi(r.header.Get("Retry-After"))
+		if r.err != nil || r.status != http.StatusServiceUnavailable || err != nil {
+			r.took = time.Since(start)
+			return r
+		}
+		wait := min(time.Duration(retry)*time.Second, within-time.Since(start))
+		if wait <= 0 {
+			return r
+		}
+		time.Sleep(wait)
+	}
 }
 
 // stormTally counts the storm's outcomes: "<status> <code>" of each
