@@ -13,8 +13,13 @@ COPY --from=build /out/opsrunner /usr/local/bin/opsrunner
 COPY --from=build /src/samples /samples
 USER nonroot:nonroot
 WORKDIR /home/nonroot
+# The embedded broker listens inside the container only: a broker reachable
+# from elsewhere needs users. To publish it, give them and bind it to all
+# addresses, e.g.
+#   -e OPSRUNNER_EMBEDDED_BROKER_ADDR=0.0.0.0:61613
+#   -e OPSRUNNER_BROKER_USERS='[{login: app, passcode: "$2a$10$...", read: ["*"], write: ["*"]}]'
 ENV OPSRUNNER_HTTP_ADDR=0.0.0.0:8080 \
-    OPSRUNNER_EMBEDDED_BROKER_ADDR=0.0.0.0:61613 \
+    OPSRUNNER_EMBEDDED_BROKER_ADDR=127.0.0.1:61613 \
     OPSRUNNER_DATA_DIR=/home/nonroot/data
 EXPOSE 8080 61613
 ENTRYPOINT ["/usr/local/bin/opsrunner"]
