@@ -71,6 +71,9 @@ type Agent struct {
 	certs    *certFiles   // the HTTP server's TLS certificate; nil: plain HTTP
 	httpLn   net.Listener
 	brokerLn net.Listener
+	// brokerWSLn is the embedded broker's WebSocket listener, set by
+	// startBroker when broker_ws_addr is.
+	brokerWSLn net.Listener
 	// brokerUsers are the embedded broker's users: broker_users and the
 	// agent's own (nil without broker_users: an open broker on loopback).
 	brokerUsers []broker.User
@@ -338,12 +341,23 @@ func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *
 		a.shutdownState()
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
+	wsSrv, err := a.startBrokerWS(brk, cancel, wg, errs)
+	if err != nil {
+		_ = brk.Close()
+		a.brokerLn.Close()
+		a.httpLn.Close()
+		a.shutdownState()
+		return nil, err
+	}
 	wg.Go(func() {
 		// A broker closed by the shutdown before it served reports so:
 		// that is no failure.
 		if err := brk.Serve(context.WithoutCancel(ctx), a.brokerLn); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("embedded broker: %w", err)
 			cancel()
+		}
+		if wsSrv != nil { // the WebSocket listener stops with the broker
+			_ = wsSrv.Close()
 		}
 	})
 	a.log.Info("embedded broker listening", "addr", "stomp://"+a.brokerLn.Addr().String())

@@ -43,6 +43,10 @@ type Config struct {
 	BrokerUsers []BrokerUser `yaml:"broker_users"`
 	// BrokerMaxFrameBytes bounds a frame the embedded broker takes; 0 means 4 MiB.
 	BrokerMaxFrameBytes int `yaml:"broker_max_frame_bytes"`
+	// BrokerWSAddr, when set, is where the embedded broker also serves
+	// STOMP over WebSocket, at /stomp; empty means no WebSocket listener.
+	// The loopback rule of EmbeddedBrokerAddr applies to it too.
+	BrokerWSAddr string `yaml:"broker_ws_addr"`
 	// BrokerURL, when set, is the "default" connection and no embedded broker starts.
 	BrokerURL string `yaml:"broker_url"`
 	// BrokerTLSCAFile, BrokerTLSCertFile and BrokerTLSKeyFile are the
@@ -267,6 +271,7 @@ var envVars = []struct {
 	{"OPSRUNNER_DATA_DIR", func(c *Config, v string) error { c.DataDir = v; return nil }},
 	{"OPSRUNNER_EMBEDDED_BROKER_ADDR", func(c *Config, v string) error { c.EmbeddedBrokerAddr = v; return nil }},
 	{"OPSRUNNER_BROKER_MAX_FRAME_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxFrameBytes = n })},
+	{"OPSRUNNER_BROKER_WS_ADDR", func(c *Config, v string) error { c.BrokerWSAddr = v; return nil }},
 	// broker_users as YAML, e.g. [{login: app, passcode: "$2a$…", read: ["*"], write: ["*"]}]
 	{"OPSRUNNER_BROKER_USERS", func(c *Config, v string) (err error) { c.BrokerUsers, err = broker.ParseUsers([]byte(v)); return err }},
 	{"OPSRUNNER_BROKER_URL", func(c *Config, v string) error { c.BrokerURL = v; return nil }},
@@ -458,7 +463,21 @@ func (c *Config) validateBrokerUsers() []error {
 	case len(c.BrokerUsers) == 0 && !broker.IsLoopback(c.EmbeddedBrokerAddr):
 		errs = append(errs, fmt.Errorf("embedded_broker_addr %s is not a loopback address and broker_users is empty: anyone who reaches it could read and send every message; configure broker_users or bind it to 127.0.0.1", c.EmbeddedBrokerAddr))
 	}
-	return errs
+	return append(errs, c.validateBrokerWS()...)
+}
+
+// validateBrokerWS checks broker_ws_addr: it needs the embedded broker,
+// and, like embedded_broker_addr, users unless it is a loopback address.
+func (c *Config) validateBrokerWS() []error {
+	switch {
+	case c.BrokerWSAddr == "":
+		return nil
+	case !c.EmbeddedBroker():
+		return []error{errors.New("broker_ws_addr serves the embedded broker over WebSocket, and no embedded broker runs (broker_url is set or embedded_broker_addr is empty)")}
+	case len(c.BrokerUsers) == 0 && !broker.IsLoopback(c.BrokerWSAddr):
+		return []error{fmt.Errorf("broker_ws_addr %s is not a loopback address and broker_users is empty: anyone who reaches it could read and send every message; configure broker_users or bind it to 127.0.0.1", c.BrokerWSAddr)}
+	}
+	return nil
 }
 
 // EmbeddedBroker reports whether this agent starts the embedded broker.

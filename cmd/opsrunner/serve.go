@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -98,7 +102,7 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 }
 
 func newBroker() *cobra.Command {
-	var addr, dataDir, usersFile string
+	var addr, wsAddr, dataDir, usersFile string
 	var cfg broker.Config
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -132,8 +136,26 @@ The users file is a YAML list, as the agent's broker_users:
 				return err
 			}
 			defer b.Close()
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			wsErr := make(chan error, 1)
+			if wsAddr != "" {
+				stop, err := serveBrokerWS(b, wsAddr, len(cfg.Users) > 0, log, func(err error) { wsErr <- err; cancel() })
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			log.Info("broker listening", "addr", "stomp://"+addr, "data", dataDir, "users", len(cfg.Users))
-			return b.ListenAndServe(cmd.Context())
+			if err := b.ListenAndServe(ctx); err != nil {
+				return err
+			}
+			select {
+			case err := <-wsErr:
+				return err
+			default:
+				return nil
+			}
 		},
 	}
 	f := cmd.Flags()
@@ -143,5 +165,29 @@ The users file is a YAML list, as the agent's broker_users:
 	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted")
 	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "connections at once")
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "time from TCP accept to the CONNECT frame")
+	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://ADDR/stomp (empty: off)")
 	return cmd
+}
+
+// serveBrokerWS serves b's WebSocket handler at /stomp on addr, in the
+// background, until the returned stop is called; a failure to serve is
+// given to failed. Without users, addr must be a loopback address.
+func serveBrokerWS(b *broker.Broker, addr string, users bool, log *slog.Logger, failed func(error)) (stop func(), err error) {
+	if !users && !broker.IsLoopback(addr) {
+		return nil, fmt.Errorf("--ws-addr %s is not a loopback address: a broker without --users may only listen on loopback", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("websocket listen %s: %w", addr, err)
+	}
+	srv := agent.NewBrokerWSServer(b, log)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			failed(fmt.Errorf("websocket: %w", err))
+		}
+	}()
+	log.Info("broker websocket listening", "addr", "ws://"+ln.Addr().String()+agent.BrokerWSPath)
+	return func() { _ = srv.Close(); <-done }, nil
 }
