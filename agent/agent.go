@@ -109,18 +109,8 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if a.egress, err = newEgress(cfg.Egress); err != nil {
 		return nil, err
 	}
-	if cfg.EmbeddedBroker() {
-		if a.brokerLn, err = net.Listen("tcp", cfg.EmbeddedBrokerAddr); err != nil {
-			return nil, fmt.Errorf("embedded broker listen %s: %w", cfg.EmbeddedBrokerAddr, err)
-		}
-		// The default connection is the embedded broker at its bound address
-		// (the configured one may have been port 0).
-		bound := "stomp://" + a.brokerLn.Addr().String()
-		if c := cfg.Connections["default"]; c.URL == "stomp://"+cfg.EmbeddedBrokerAddr {
-			c.URL = bound
-			cfg.Connections["default"] = c
-		}
-		a.brokerUsers = embeddedBrokerUsers(cfg, a.brokerLn.Addr().String())
+	if err := a.listenBroker(&cfg); err != nil {
+		return nil, err
 	}
 	if a.conns, err = connConfigs(cfg); err != nil {
 		if a.brokerLn != nil {
@@ -165,6 +155,26 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// listenBroker opens the embedded broker's listener, when the agent runs
+// one, and points the default connection at its bound address (the
+// configured one may have been port 0).
+func (a *Agent) listenBroker(cfg *Config) error {
+	if !cfg.EmbeddedBroker() {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.EmbeddedBrokerAddr)
+	if err != nil {
+		return fmt.Errorf("embedded broker listen %s: %w", cfg.EmbeddedBrokerAddr, err)
+	}
+	a.brokerLn = ln
+	if c := cfg.Connections["default"]; c.URL == "stomp://"+cfg.EmbeddedBrokerAddr {
+		c.URL = "stomp://" + ln.Addr().String()
+		cfg.Connections["default"] = c
+	}
+	a.brokerUsers = embeddedBrokerUsers(*cfg, ln.Addr().String())
+	return nil
 }
 
 // newEngine returns the script runtime of the agent.
