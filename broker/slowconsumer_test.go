@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"net"
 	"runtime"
+	"strconv"
 	"testing"
+
+	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 )
 
 // liveHeap is the bytes of the process's heap that are reachable, after two
@@ -116,5 +120,61 @@ func TestSlowConsumersAreBoundedAndReleased(t *testing.T) {
 	t.Logf("after they closed: heap %d MiB above idle", left>>20)
 	if left > heapSlack {
 		t.Errorf("heap %d MiB above idle after the consumers closed, want at most %d MiB", left>>20, heapSlack>>20)
+	}
+}
+
+// A consumer that stops reading pauses delivery to itself: a queue keeps
+// its messages, and they all arrive, in order, once it reads again; a
+// non-durable topic subscriber loses its oldest undelivered messages and
+// still gets the newest.
+func TestSlowConsumerPausesAndResumes(t *testing.T) {
+	t.Parallel()
+	const n = 1500 // 15 MiB of 10 KiB messages, far past MaxPendingBytes and what the sockets take (4 MiB by default on Linux)
+	for _, tc := range []struct {
+		dest    string
+		allKept bool
+	}{
+		{dest: "/queue/slow.resume", allKept: true},
+		{dest: "/topic/slow.resume", allKept: false},
+	} {
+		t.Run(tc.dest, func(t *testing.T) {
+			t.Parallel()
+			b := startBroker(t, Config{MaxPendingBytes: 64 << 10})
+			r := dialRaw(t, b)
+			_ = r.nc.(*net.TCPConn).SetReadBuffer(16 << 10)
+			r.connect("1.2")
+			r.write("SUBSCRIBE\nid:1\ndestination:" + tc.dest + "\nack:auto\nreceipt:s\n\n\x00")
+			if f := r.read(); f == nil || f.Command != frame.RECEIPT {
+				t.Fatalf("want RECEIPT, got %v", f)
+			}
+			c := dial(t, b)
+			body := bytes.Repeat([]byte("r"), 10<<10)
+			for i := range n {
+				must(t, c.Send(tc.dest, "text/plain", body, stomp.SendOpt.Header("n", strconv.Itoa(i))))
+			}
+			send(t, c, "/queue/slow.sync", "applied") // with a receipt: every send is applied
+			if s, ok := b.QueueStats(tc.dest); ok && s.Pending == 0 {
+				t.Errorf("queue %s has nothing pending: delivery did not pause", tc.dest)
+			}
+			got, last := 0, -1
+			for last < n-1 {
+				f := r.read()
+				if f == nil {
+					t.Fatalf("disconnected after %d messages", got)
+				}
+				i, _ := strconv.Atoi(f.Header.Get("n"))
+				if i <= last {
+					t.Fatalf("message %d after %d", i, last)
+				}
+				if tc.allKept && i != last+1 {
+					t.Fatalf("message %d after %d: queue messages were lost", i, last)
+				}
+				got, last = got+1, i
+			}
+			if !tc.allKept && got == n {
+				t.Errorf("the slow topic subscriber got all %d messages: none was discarded", n)
+			}
+			t.Logf("%s: %d of %d messages delivered", tc.dest, got, n)
+		})
 	}
 }
