@@ -339,11 +339,12 @@ func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *
 		return nil, nil
 	}
 	brk, err := broker.New(broker.Config{
-		Addr:          a.cfg.EmbeddedBrokerAddr,
-		DataDir:       filepath.Join(a.cfg.DataDir, "broker"),
-		Users:         a.brokerUsers,
-		MaxFrameBytes: a.cfg.BrokerMaxFrameBytes,
-		Logger:        a.log.With("component", "broker"),
+		Addr:            a.cfg.EmbeddedBrokerAddr,
+		DataDir:         filepath.Join(a.cfg.DataDir, "broker"),
+		Users:           a.brokerUsers,
+		MaxFrameBytes:   a.cfg.BrokerMaxFrameBytes,
+		MaxPendingBytes: a.cfg.BrokerMaxPendingBytes,
+		Logger:          a.log.With("component", "broker"),
 	})
 	if err != nil {
 		a.brokerLn.Close()

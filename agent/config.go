@@ -47,6 +47,10 @@ type Config struct {
 	// STOMP over WebSocket, at /stomp; empty means no WebSocket listener.
 	// The loopback rule of EmbeddedBrokerAddr applies to it too.
 	BrokerWSAddr string `yaml:"broker_ws_addr"`
+	// BrokerMaxPendingBytes bounds the bytes queued for writing to one
+	// connection of the embedded broker; past it, delivery to that
+	// connection pauses until it reads. 0 means 4 MiB.
+	BrokerMaxPendingBytes int `yaml:"broker_max_pending_bytes"`
 	// BrokerURL, when set, is the "default" connection and no embedded broker starts.
 	BrokerURL string `yaml:"broker_url"`
 	// BrokerTLSCAFile, BrokerTLSCertFile and BrokerTLSKeyFile are the
@@ -272,6 +276,7 @@ var envVars = []struct {
 	{"OPSRUNNER_EMBEDDED_BROKER_ADDR", func(c *Config, v string) error { c.EmbeddedBrokerAddr = v; return nil }},
 	{"OPSRUNNER_BROKER_MAX_FRAME_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxFrameBytes = n })},
 	{"OPSRUNNER_BROKER_WS_ADDR", func(c *Config, v string) error { c.BrokerWSAddr = v; return nil }},
+	{"OPSRUNNER_BROKER_MAX_PENDING_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxPendingBytes = n })},
 	// broker_users as YAML, e.g. [{login: app, passcode: "$2a$…", read: ["*"], write: ["*"]}]
 	{"OPSRUNNER_BROKER_USERS", func(c *Config, v string) (err error) { c.BrokerUsers, err = broker.ParseUsers([]byte(v)); return err }},
 	{"OPSRUNNER_BROKER_URL", func(c *Config, v string) error { c.BrokerURL = v; return nil }},
@@ -451,6 +456,9 @@ func (c *Config) validateBrokerUsers() []error {
 	var errs []error
 	if c.BrokerMaxFrameBytes < 0 {
 		errs = append(errs, fmt.Errorf("broker_max_frame_bytes must not be negative, got %d", c.BrokerMaxFrameBytes))
+	}
+	if c.BrokerMaxPendingBytes < 0 {
+		errs = append(errs, fmt.Errorf("broker_max_pending_bytes must not be negative, got %d", c.BrokerMaxPendingBytes))
 	}
 	if err := broker.CheckUsers(c.BrokerUsers); err != nil {
 		errs = append(errs, fmt.Errorf("broker_users: %w", err))

@@ -51,11 +51,21 @@ type Config struct {
 	// both ways: it heart-beats as often as a client asks and expects
 	// heart-beats as often as a client offers, but not more often than
 	// this. 0 → 1s.
-	HeartBeat        time.Duration
-	MaxDeliveries    int          // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
-	MaxMemoryBytes   int64        // persistent bodies held in memory across queues before they are read back from disk on dispatch; 0 → 64 MiB
-	MaxOutboundBytes int          // per-connection outbound buffer; consumers above it are throttled, a client at twice it is disconnected; 0 → 8 MiB
-	Logger           *slog.Logger // nil → discard
+	HeartBeat      time.Duration
+	MaxDeliveries  int   // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
+	MaxMemoryBytes int64 // persistent bodies held in memory across queues before they are read back from disk on dispatch; 0 → 64 MiB
+	// MaxPendingBytes bounds the bytes queued for writing to one
+	// connection, frames handed to the socket and not yet taken by it
+	// included. At it, delivery to the connection's subscriptions pauses
+	// (queue messages stay queued, on disk past MaxMemoryBytes, or go to
+	// other consumers) and resumes once the connection has read down to
+	// half of it; a client with twice it plus a frame queued (it sends and
+	// does not read) is disconnected. It also bounds the undelivered
+	// messages of a non-durable topic subscription: past it, the oldest
+	// (lowest priority first) are discarded, as ActiveMQ's pending message
+	// limit strategy does, with a warning logged. 0 → 4 MiB.
+	MaxPendingBytes int
+	Logger          *slog.Logger // nil → discard
 }
 
 func (c Config) withDefaults() Config {
@@ -69,7 +79,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.DefaultPrefetch, 1000)
 	setDefault(&c.HeartBeat, time.Second)
 	setDefault(&c.MaxMemoryBytes, 64<<20)
-	setDefault(&c.MaxOutboundBytes, 8<<20)
+	setDefault(&c.MaxPendingBytes, 4<<20)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -110,6 +120,7 @@ type Broker struct {
 	refusing int // connections being refused (over MaxConnections)
 	seq      uint64
 	memBytes int64
+	wbufs    sync.Pool // *bufio.Writer of writeBufferSize, used by connection writers while they write
 	closed   bool
 
 	addr      atomic.Pointer[net.Addr]

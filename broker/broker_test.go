@@ -624,7 +624,7 @@ func TestHeartBeats(t *testing.T) {
 
 func TestSlowConsumerDoesNotStallOthers(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, Config{MaxOutboundBytes: 64 << 10})
+	b := startBroker(t, Config{MaxPendingBytes: 64 << 10})
 	// a consumer that never reads
 	r := dialRaw(t, b)
 	r.connect("1.2")

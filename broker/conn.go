@@ -1,7 +1,7 @@
 package broker
 
 import (
-	"bytes"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -73,8 +73,10 @@ func frameSize(f *frame.Frame) int {
 	return n
 }
 
-// send queues f for the writer without blocking. A client whose unread
-// output exceeds twice MaxOutboundBytes is disconnected.
+// send queues f for the writer without blocking. A client with more than
+// twice MaxPendingBytes plus a frame queued (delivery stops at
+// MaxPendingBytes, so only frames it provokes, such as receipts, get it
+// there) is disconnected.
 func (c *conn) send(f *frame.Frame) {
 	c.wmu.Lock()
 	if c.closing {
@@ -83,7 +85,7 @@ func (c *conn) send(f *frame.Frame) {
 	}
 	c.out = append(c.out, f)
 	c.outBytes += frameSize(f)
-	over := c.outBytes > 2*c.b.cfg.MaxOutboundBytes
+	over := c.outBytes > 2*c.b.cfg.MaxPendingBytes+c.b.cfg.MaxFrameBytes
 	c.wmu.Unlock()
 	select {
 	case c.signal <- struct{}{}:
@@ -95,12 +97,12 @@ func (c *conn) send(f *frame.Frame) {
 	}
 }
 
-// throttled reports whether c's outbound buffer is full; the writer then
-// re-dispatches once it has drained.
+// throttled reports whether c has MaxPendingBytes or more queued; the
+// writer then re-dispatches (kick) once it has written down to half.
 func (c *conn) throttled() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.outBytes >= c.b.cfg.MaxOutboundBytes {
+	if c.outBytes >= c.b.cfg.MaxPendingBytes {
 		c.needKick = true
 		return true
 	}
@@ -128,10 +130,16 @@ func (c *conn) kill() {
 
 func (c *conn) writeTimeout() time.Duration { return max(3*c.b.cfg.HeartBeat, 30*time.Second) }
 
+// writeBufferSize is the buffer a connection's writer borrows from the
+// broker's pool while it writes: an idle connection holds none.
+const writeBufferSize = 64 << 10
+
+// writeLoop owns the connection's writes: it takes what send queued, writes
+// it and heart-beats, until the connection dies or closes after a flush.
 func (c *conn) writeLoop() {
 	defer c.kill()
-	var buf bytes.Buffer
-	fw := frame.NewWriter(&buf)
+	var to sink // where fw writes: the borrowed buffer of the moment
+	fw := frame.NewWriter(&to)
 	hb := time.NewTimer(time.Hour)
 	defer hb.Stop()
 	for {
@@ -139,53 +147,97 @@ func (c *conn) writeLoop() {
 		out, closing, interval := c.out, c.closing, c.hbSend
 		c.out = nil
 		c.wmu.Unlock()
-		if len(out) == 0 {
-			if closing {
-				c.closeWhenRead()
+		if len(out) > 0 {
+			if c.write(fw, &to, out) != nil {
 				return
 			}
-			if interval > 0 {
-				hb.Reset(interval)
-			}
-			select {
-			case <-c.signal:
-				continue
-			case <-c.dead:
-				return
-			case <-hb.C:
-				if interval == 0 {
-					continue
-				}
-				_ = fw.Write(nil) // heart-beat EOL
-			}
-		} else {
-			size := 0
-			for _, f := range out {
-				size += frameSize(f)
-				_ = fw.Write(f) // writes to a bytes.Buffer do not fail
-			}
-			c.wmu.Lock()
-			c.outBytes -= size
-			kick := c.needKick && c.outBytes < c.b.cfg.MaxOutboundBytes/2
-			if kick {
-				c.needKick = false
-			}
-			c.wmu.Unlock()
-			if kick {
-				c.b.kick(c) // the writer holds no lock here
-			}
+			c.written(out)
+			continue
 		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
-		if _, err := c.nc.Write(buf.Bytes()); err != nil {
+		if closing {
+			c.closeWhenRead()
 			return
 		}
-		if buf.Cap() > 1<<20 {
-			buf = bytes.Buffer{}
-			fw = frame.NewWriter(&buf)
-		} else {
-			buf.Reset()
+		if interval > 0 {
+			hb.Reset(interval)
+		}
+		select {
+		case <-c.signal:
+		case <-c.dead:
+			return
+		case <-hb.C:
+			if interval > 0 && c.write(fw, &to, nil) != nil {
+				return
+			}
 		}
 	}
+}
+
+// write writes frames to the socket through a buffer borrowed from the
+// broker's pool, or a heart-beat when frames is empty. Each socket write
+// has writeTimeout: a client that reads nothing for that long is dropped.
+func (c *conn) write(fw *frame.Writer, to *sink, frames []*frame.Frame) error {
+	bw, _ := c.b.wbufs.Get().(*bufio.Writer)
+	if bw == nil {
+		bw = bufio.NewWriterSize(nil, writeBufferSize)
+	}
+	bw.Reset(deadlineWriter{c})
+	to.w = bw
+	err := writeFrames(fw, frames)
+	if err == nil {
+		err = bw.Flush()
+	}
+	to.w = nil
+	bw.Reset(nil) // keeps no reference to c in the pool
+	c.b.wbufs.Put(bw)
+	return err
+}
+
+func writeFrames(fw *frame.Writer, frames []*frame.Frame) error {
+	if len(frames) == 0 {
+		return fw.Write(nil) // heart-beat EOL
+	}
+	for _, f := range frames {
+		if err := fw.Write(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// written accounts frames the socket has taken, and re-dispatches to c's
+// subscriptions when they were paused and c is down to half of
+// MaxPendingBytes.
+func (c *conn) written(frames []*frame.Frame) {
+	size := 0
+	for _, f := range frames {
+		size += frameSize(f)
+	}
+	c.wmu.Lock()
+	c.outBytes -= size
+	kick := c.needKick && c.outBytes <= c.b.cfg.MaxPendingBytes/2
+	if kick {
+		c.needKick = false
+	}
+	c.wmu.Unlock()
+	if kick {
+		c.b.kick(c) // the writer holds no lock here
+	}
+}
+
+// sink is an io.Writer that forwards to w. A frame.Writer writes through
+// it, so that the buffer under it can be borrowed per write.
+type sink struct{ w io.Writer }
+
+func (s *sink) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+// deadlineWriter sets the write deadline before every write to the
+// connection, so that a client that reads slowly but steadily stays.
+type deadlineWriter struct{ c *conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.c.nc.SetWriteDeadline(time.Now().Add(w.c.writeTimeout()))
+	return w.c.nc.Write(p)
 }
 
 // closeWhenRead half-closes the connection, so that the client reads EOF
@@ -729,13 +781,7 @@ func (b *Broker) removeDurable(ds *durableSub, bt *batch) {
 	delete(b.durables, ds.key)
 	delete(b.topics[ds.topic], ds.q)
 	ds.q.removed = true
-	for p := range ds.q.levels {
-		for el := ds.q.levels[p].Front(); el != nil; el = el.Next() {
-			b.drop(el.Value.(*entry), bt)
-		}
-		ds.q.levels[p].Init()
-	}
-	ds.q.pending = 0
+	b.clear(ds.q, bt)
 	if b.journal != nil {
 		bt.ops = append(bt.ops, jop{bucket: bucketSubs, del: true, key: []byte(ds.key)})
 	}
@@ -785,12 +831,10 @@ func (b *Broker) endSub(s *subscription, bt *batch) {
 		b.giveBack(ds[i], bt)
 	}
 	if q.ephemeral {
-		for p := range q.levels {
-			for el := q.levels[p].Front(); el != nil; el = el.Next() {
-				b.drop(el.Value.(*entry), bt)
-			}
-			q.levels[p].Init()
+		b.clear(q, bt)
+		if q.discarded > 0 {
+			b.log.Warn("broker: slow topic subscriber ended", "destination", q.dest, "subscription", s.id,
+				"remote", c.nc.RemoteAddr(), "discarded", q.discarded)
 		}
-		q.pending = 0
 	}
 }

@@ -53,6 +53,7 @@ type queue struct {
 	dest      string
 	levels    [10]list.List // FIFO per priority
 	pending   int
+	bytes     int // body bytes of the pending entries
 	inflight  int
 	consumers []*subscription
 	rr        int
@@ -60,16 +61,38 @@ type queue struct {
 	durable   *durableSub
 	ephemeral bool
 	removed   bool
+	discarded int // ephemeral queues: entries discarded past MaxPendingBytes
 }
 
 func (q *queue) pushBack(e *entry) {
 	e.elem = q.levels[e.priority].PushBack(e)
 	q.pending++
+	q.bytes += e.size
 }
 
 func (q *queue) pushFront(e *entry) {
 	e.elem = q.levels[e.priority].PushFront(e)
 	q.pending++
+	q.bytes += e.size
+}
+
+// remove takes the pending entry e out of q.
+func (q *queue) remove(e *entry) {
+	q.levels[e.priority].Remove(e.elem)
+	e.elem = nil
+	q.pending--
+	q.bytes -= e.size
+}
+
+// clear drops every pending entry of q.
+func (b *Broker) clear(q *queue, bt *batch) {
+	for p := range q.levels {
+		for el := q.levels[p].Front(); el != nil; el = el.Next() {
+			b.drop(el.Value.(*entry), bt)
+		}
+		q.levels[p].Init()
+	}
+	q.pending, q.bytes = 0, 0
 }
 
 // durableSub is a durable topic subscription, alive while its subscriber is away.
@@ -229,7 +252,31 @@ func (b *Broker) publish(e *entry, bt *batch) {
 		b.persist(q, c, bt)
 		b.account(c)
 		q.pushBack(c)
+		if q.ephemeral {
+			b.trim(q, bt)
+		}
 		bt.touch(q)
+	}
+}
+
+// trim discards the oldest pending entries of an ephemeral (non-durable
+// topic subscription) queue, lowest priority first, while it holds more
+// than MaxPendingBytes: a subscriber that does not keep up loses messages
+// rather than growing the broker's memory. The newest entry always stays.
+func (b *Broker) trim(q *queue, bt *batch) {
+	for p := 0; p < len(q.levels) && q.bytes > b.cfg.MaxPendingBytes && q.pending > 1; p++ {
+		l := &q.levels[p]
+		for l.Len() > 0 && q.bytes > b.cfg.MaxPendingBytes && q.pending > 1 {
+			e := l.Front().Value.(*entry)
+			q.remove(e)
+			b.drop(e, bt)
+			if q.discarded == 0 && len(q.consumers) > 0 {
+				s := q.consumers[0]
+				b.log.Warn("broker: slow topic subscriber: discarding its oldest messages",
+					"destination", q.dest, "subscription", s.id, "remote", s.c.nc.RemoteAddr(), "max_pending_bytes", b.cfg.MaxPendingBytes)
+			}
+			q.discarded++
+		}
 	}
 }
 
@@ -256,13 +303,10 @@ func (b *Broker) take(q *queue, s *subscription, now int64, bt *batch) *entry {
 			next := el.Next()
 			e := el.Value.(*entry)
 			if e.expires > 0 && e.expires <= now {
-				l.Remove(el)
-				q.pending--
+				q.remove(e)
 				b.drop(e, bt)
 			} else if s.sel == nil || s.sel.matches(e.header) {
-				l.Remove(el)
-				q.pending--
-				e.elem = nil
+				q.remove(e)
 				return e
 			}
 			el = next
