@@ -131,7 +131,7 @@ func TestOpenEmbeddedBrokerOnlyOnLoopback(t *testing.T) {
 func TestBrokerUsersConfig(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "opsrunner.yaml")
-	yaml := "broker_max_frame_bytes: 1048576\nbroker_users:\n" +
+	yaml := "broker_max_frame_bytes: 1048576\nbroker_max_pending_bytes: 65536\nbroker_users:\n" +
 		"  - login: app\n    passcode: s3cret\n    read: ['/queue/orders.*']\n    write: ['/queue/orders.in']\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -140,18 +140,19 @@ func TestBrokerUsersConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.BrokerMaxFrameBytes != 1<<20 || len(cfg.BrokerUsers) != 1 || cfg.BrokerUsers[0].Write[0] != "/queue/orders.in" {
+	if cfg.BrokerMaxFrameBytes != 1<<20 || cfg.BrokerMaxPendingBytes != 65536 || len(cfg.BrokerUsers) != 1 || cfg.BrokerUsers[0].Write[0] != "/queue/orders.in" {
 		t.Errorf("loaded %d, %+v", cfg.BrokerMaxFrameBytes, cfg.BrokerUsers)
 	}
 	env := map[string]string{
-		"OPSRUNNER_BROKER_USERS":           `[{login: ops, passcode: pw, read: ["*"]}]`,
-		"OPSRUNNER_BROKER_MAX_FRAME_BYTES": "2048",
+		"OPSRUNNER_BROKER_USERS":             `[{login: ops, passcode: pw, read: ["*"]}]`,
+		"OPSRUNNER_BROKER_MAX_FRAME_BYTES":   "2048",
+		"OPSRUNNER_BROKER_MAX_PENDING_BYTES": "4096",
 	}
 	cfg, err = agent.Load(path, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.BrokerMaxFrameBytes != 2048 || len(cfg.BrokerUsers) != 1 || cfg.BrokerUsers[0].Login != "ops" {
+	if cfg.BrokerMaxFrameBytes != 2048 || cfg.BrokerMaxPendingBytes != 4096 || len(cfg.BrokerUsers) != 1 || cfg.BrokerUsers[0].Login != "ops" {
 		t.Errorf("from the environment: %d, %+v", cfg.BrokerMaxFrameBytes, cfg.BrokerUsers)
 	}
 
@@ -172,6 +173,7 @@ func TestBrokerUsersConfig(t *testing.T) {
 			c.BrokerUsers = []agent.BrokerUser{{Login: "a", Passcode: "p"}}
 		}, "no embedded broker runs"},
 		{"negative frame bound", func(c *agent.Config) { c.BrokerMaxFrameBytes = -1 }, "broker_max_frame_bytes"},
+		{"negative pending bound", func(c *agent.Config) { c.BrokerMaxPendingBytes = -1 }, "broker_max_pending_bytes"},
 		{"open on every interface", func(c *agent.Config) { c.EmbeddedBrokerAddr = ":61613" }, "not a loopback address"},
 	}
 	for _, tc := range tests {

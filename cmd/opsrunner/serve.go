@@ -164,6 +164,7 @@ The users file is a YAML list, as the agent's broker_users:
 	f.StringVar(&usersFile, "users", "", "YAML file of the users and their permissions (default: none, any login accepted on loopback only)")
 	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted")
 	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "connections at once")
+	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "bytes queued for one connection before delivery to it pauses")
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "time from TCP accept to the CONNECT frame")
 	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://ADDR/stomp (empty: off)")
 	return cmd
