@@ -37,9 +37,11 @@ func (s *Slots) Acquire(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	if s.Free() > 0 {
-		s.stamp()
+	if s.TryAcquire() {
+		return nil
 	}
+	// ctx.Done is reached only when the pool is full: a context makes its
+	// Done channel on first use, which a free slot need not pay for.
 	select {
 	case s.ch <- struct{}{}:
 		s.stamp()
