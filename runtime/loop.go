@@ -50,8 +50,8 @@ func newLoop() *loop {
 }
 
 // register reserves a pending callback and returns the function that
-// queues it; that function must be called once, from any goroutine. After
-// the run has ended it does nothing.
+// queues it; that function must be called once, from any goroutine. Once
+// the operation has ended (endLoop), what it queues is never run.
 func (l *loop) register() (enqueue func(func() error)) {
 	l.pending++
 	return func(cb func() error) {
