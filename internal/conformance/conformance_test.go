@@ -3,6 +3,7 @@ package conformance
 import (
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/go-stomp/stomp/v3"
@@ -15,12 +16,15 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // brokers are the implementations under test; each starts once per binary.
 var brokers = []struct {
-	kind  string
-	start func(testing.TB) *testenv.Broker
+	name, kind string
+	start      func(testing.TB) *testenv.Broker
 }{
-	{brokercaps.Embedded, testenv.Embedded},
-	{brokercaps.ActiveMQ, testenv.ActiveMQ},
-	{brokercaps.RabbitMQ, testenv.RabbitMQ},
+	{brokercaps.Embedded, brokercaps.Embedded, testenv.Embedded},
+	// The embedded broker with users, logged in as one allowed everything:
+	// authentication changes nothing else.
+	{"embedded-with-users", brokercaps.Embedded, testenv.EmbeddedWithUsers},
+	{brokercaps.ActiveMQ, brokercaps.ActiveMQ, testenv.ActiveMQ},
+	{brokercaps.RabbitMQ, brokercaps.RabbitMQ, testenv.RabbitMQ},
 }
 
 // behaviours run in parallel on a shared broker, each on its own destinations.
@@ -54,7 +58,7 @@ var restarts = []struct {
 
 func TestBrokers(t *testing.T) {
 	for _, br := range brokers {
-		t.Run(br.kind, func(t *testing.T) {
+		t.Run(br.name, func(t *testing.T) {
 			t.Parallel()
 			b := br.start(t)
 			e := env{b: b, caps: brokercaps.For(br.kind)}
@@ -360,4 +364,21 @@ func testCommitSurvivesKill9(t *testing.T, e env) {
 		t.Fatalf("after crash %s gave %q first, want second (input was acked by the commit)", in, got.Body)
 	}
 	expectNone(t, rest, "the message acked by a committed transaction came back after kill -9")
+}
+
+// With users, a wrong passcode and an unknown login are refused with the
+// ERROR clients know (message:access refused), as RabbitMQ's and
+// ActiveMQ's brokers refuse them.
+func TestEmbeddedWithUsersRefusesWrongLogins(t *testing.T) {
+	b := testenv.EmbeddedWithUsers(t)
+	for _, login := range [][2]string{{testenv.EmbeddedLogin, "wrong"}, {"nobody", testenv.EmbeddedPasscode}, {"", ""}} {
+		c, err := stomp.Dial("tcp", b.Addr, stomp.ConnOpt.Login(login[0], login[1]), stomp.ConnOpt.Host(b.Host), testenv.QuietLogs())
+		if err == nil {
+			c.MustDisconnect()
+			t.Fatalf("login %q/%q was accepted", login[0], login[1])
+		}
+		if !strings.Contains(err.Error(), "access refused") {
+			t.Errorf("login %q/%q: %v, want access refused", login[0], login[1], err)
+		}
+	}
 }

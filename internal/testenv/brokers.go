@@ -256,7 +256,7 @@ type sharedBroker struct {
 }
 
 var sharedBrokers struct {
-	embedded, activemq, rabbitmq sharedBroker
+	embedded, embeddedAuth, activemq, rabbitmq sharedBroker
 }
 
 func (s *sharedBroker) get(t testing.TB, service string, start func() (*Broker, error)) *Broker {
@@ -277,12 +277,50 @@ func Embedded(t testing.TB) *Broker {
 	return sharedBrokers.embedded.get(t, "embedded broker", StartEmbedded)
 }
 
+// EmbeddedWithUsers returns the binary's shared embedded broker with
+// authentication on (StartEmbeddedWithUsers), starting it on first use.
+func EmbeddedWithUsers(t testing.TB) *Broker {
+	t.Helper()
+	return sharedBrokers.embeddedAuth.get(t, "embedded broker", StartEmbeddedWithUsers)
+}
+
+// Users of the embedded broker StartEmbeddedWithUsers starts: the one its
+// Broker logs in as (passcode stored as a bcrypt hash, the path a real
+// deployment takes), and one that may only read /queue/public.*.
+const (
+	EmbeddedLogin    = "conformance"
+	EmbeddedPasscode = "conformance-pass"
+	// embeddedPasscodeHash is bcrypt(EmbeddedPasscode), cost 4.
+	embeddedPasscodeHash = "$2a$04$WSPpcy5SsPxmf5KrLySvA.MxyA8mLfvi1ZhznJrX8yNKC1mrIdJrq"
+)
+
+// StartEmbeddedWithUsers is StartEmbedded with broker users: its Broker
+// logs in as EmbeddedLogin, which may read and write everything.
+func StartEmbeddedWithUsers() (*Broker, error) {
+	return startEmbedded(func(b *Broker) ([]string, error) {
+		users := filepath.Join(b.Dir, "users.yaml")
+		text := fmt.Sprintf("- {login: %s, passcode: %q, read: [\"*\"], write: [\"*\"]}\n"+
+			"- {login: reader, passcode: reader-pass, read: [\"/queue/public.*\"]}\n", EmbeddedLogin, embeddedPasscodeHash)
+		if err := os.WriteFile(users, []byte(text), 0o600); err != nil {
+			return nil, fmt.Errorf("write users file: %w", err)
+		}
+		b.Login, b.Passcode = EmbeddedLogin, EmbeddedPasscode
+		return []string{"--users", users}, nil
+	})
+}
+
 // StartEmbedded starts a private embedded broker process on a free port with
 // its own data directory. The binary is `opsrunner broker --addr --data-dir`
 // built from cmd/opsrunner once per process; while that command does not
 // exist, a tiny main (brokerd_main.go) around package broker is built
 // instead. StopAll stops the broker and removes its data at exit.
 func StartEmbedded() (*Broker, error) {
+	return startEmbedded(nil)
+}
+
+// startEmbedded starts an embedded broker process; extra, when not nil,
+// prepares b and returns more arguments for it.
+func startEmbedded(extra func(b *Broker) ([]string, error)) (*Broker, error) {
 	bin, err := embeddedBinary()
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker: %w", err)
@@ -293,9 +331,15 @@ func StartEmbedded() (*Broker, error) {
 	}
 	b.startLimit = 30 * time.Second
 	dataDir := filepath.Join(b.Dir, "data")
+	var more []string
+	if extra != nil {
+		if more, err = extra(b); err != nil {
+			return nil, err
+		}
+	}
 	b.launch = func() (*exec.Cmd, error) {
 		args := append(append([]string{}, bin[1:]...), "--addr", b.Addr, "--data-dir", dataDir)
-		return exec.Command(bin[0], args...), nil
+		return exec.Command(bin[0], append(args, more...)...), nil
 	}
 	if err := b.Start(); err != nil {
 		return nil, err
