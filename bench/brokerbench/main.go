@@ -32,11 +32,12 @@ func main() {
 	n := flag.Int("n", 20000, "messages per leg")
 	size := flag.Int("size", 200, "body bytes")
 	prefetch := flag.Int("prefetch", 1000, "consumer prefetch")
-	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, activemq, rabbitmq)")
+	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, embedded-users: with broker users and a bcrypt login, activemq, rabbitmq)")
 	flag.Parse()
 
 	starters := map[string]func() (*testenv.Broker, error){
 		testenv.KindEmbedded: testenv.StartEmbedded,
+		"embedded-users":     testenv.StartEmbeddedWithUsers,
 		testenv.KindActiveMQ: testenv.StartActiveMQ,
 		testenv.KindRabbitMQ: testenv.StartRabbitMQ,
 	}
