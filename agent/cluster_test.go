@@ -58,6 +58,18 @@ type membersView struct {
 	}
 }
 
+// selfID is the id of the agent's own entry in its members view, once its
+// first heartbeat has put it there.
+func (ta *testAgent) selfID(t *testing.T) string {
+	t.Helper()
+	var m membersView
+	waitFor(t, 10*time.Second, func() bool {
+		m = ta.members(t)
+		return len(m.Members) > 0
+	})
+	return m.Members[0].ID
+}
+
 func (ta *testAgent) members(t *testing.T) membersView {
 	t.Helper()
 	var m membersView

@@ -447,7 +447,7 @@ func TestAgentKeepsTheIDItMadeUp(t *testing.T) {
 	dir := t.TempDir()
 	madeUp := func(c *agent.Config) { c.DataDir = dir; c.AgentID = "" }
 	first := startAgent(t, madeUp)
-	id := first.members(t).Members[0].ID
+	id := first.selfID(t)
 	if id == "" || id == "test-agent" {
 		t.Fatalf("first start: id %q", id)
 	}
@@ -490,7 +490,7 @@ listeners:
 	first.stop()
 
 	again := startAgent(t, madeUp)
-	if got := again.members(t).Members[0].ID; got != id {
+	if got := again.selfID(t); got != id {
 		t.Fatalf("second start: id %q, want the kept %q", got, id)
 	}
 	publish(again, `{"n":1}`, `{"n":2}`)
