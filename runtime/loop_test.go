@@ -256,3 +256,14 @@ func TestThePoolKeepsTheRuntimesABurstNeededThenTrimsThem(t *testing.T) {
 		t.Fatalf("after trims with no run, the pool holds %d, want Runtimes (2)", n)
 	}
 }
+
+func TestARejectionLeftByAFailedOperationDoesNotFailTheNext(t *testing.T) {
+	e := newEngine(t, Config{})
+	p := newProject(t, "p",
+		op{name: "first", onFailure: []string{"second"}, src: `function handle() { Promise.reject(new Error("left over")); throw new Error("first failed"); }`},
+		op{name: "second", src: `async function handle() { await sleep(1); return 2; }`})
+	res := e.Run(context.Background(), Invocation{Project: p, Operation: "first", Trigger: TriggerWebhook})
+	if len(res.Steps) != 2 || res.Steps[1].Status != store.StatusSucceeded {
+		t.Fatalf("steps %+v: the onFailure operation should succeed", res.Steps)
+	}
+}

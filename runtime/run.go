@@ -601,6 +601,7 @@ func (r *run) execOp(fr *frame, settle bool) (goja.Value, *failure) {
 func (r *run) await(ret goja.Value, err error) error {
 	defer r.endLoop()
 	if err != nil {
+		r.unhandled = r.unhandled[:0] // the operation failed anyway: none reaches the next
 		return err
 	}
 	if err := r.drain(); err != nil {
