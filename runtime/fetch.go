@@ -87,10 +87,10 @@ type fetchCall struct {
 }
 
 // jsFetch is host.fetch(method, url, headerNames, headerValues, body,
-// timeoutMs, done, fail): it starts the request on a goroutine and returns its id (for
-// host.abort). done(status, statusText, headerPairs, url, redirected,
-// arrayBuffer) or fail(kind, message) is called on the run's loop; kind is
-// "abort", "timeout" or "error".
+// timeoutMs, done, fail): it starts the request on a goroutine owned by the
+// run's loop (it ends with the operation's context, or at host.abort(id))
+// and returns its id. done (see fetched) or fail(kind, message) is called
+// on the run's loop; kind is "abort", "timeout" or "error".
 func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
 	f := r.e.cfg.Fetcher
