@@ -234,17 +234,33 @@ func TestANestedOperationsPromiseIsAwaitedByItsCaller(t *testing.T) {
 }
 
 func TestThePoolKeepsTheRuntimesABurstNeededThenTrimsThem(t *testing.T) {
-	e := newEngine(t, Config{Runtimes: 2, MaxIdle: 40, NoPrewarm: true})
-	p := newProject(t, "p", op{name: "main", src: `async function handle() { await sleep(50); return 1; }`})
+	// The memory watchdog reads the whole process's heap: another test's
+	// allocation could make it interrupt these runs (whose runtimes are
+	// then dropped), so its limit is out of reach here.
+	// All 20 runs wait until all 20 are in progress (the barrier), so that
+	// each holds a runtime of its own: 20 are built.
+	e := newEngine(t, Config{Runtimes: 2, MaxIdle: 40, NoPrewarm: true, MemoryLimit: 1 << 40, Sender: &barrier{n: 20}})
+	p := newProject(t, "p", op{name: "main", timeout: 20 * time.Second, src: `async function handle() {
+		SendMessage("/queue/b", "arrive");
+		for (;;) {
+			try { SendMessage("/queue/b", "check"); return 1; } catch (e) { await sleep(5); }
+		}
+	}`})
 	var wg sync.WaitGroup
+	var failed atomic.Int32
 	for range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.Run(context.Background(), Invocation{Project: p, Operation: "main", Trigger: TriggerWebhook})
+			if res := e.Run(context.Background(), Invocation{Project: p, Operation: "main", Trigger: TriggerWebhook}); res.Err != nil {
+				failed.Add(1)
+			}
 		}()
 	}
 	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d runs failed", failed.Load())
+	}
 	if n := len(e.pool); n != 20 {
 		t.Fatalf("after a burst of 20 waiting runs the pool holds %d idle runtimes, want 20 (building one costs ~8 ms)", n)
 	}
