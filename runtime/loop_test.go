@@ -181,6 +181,18 @@ func TestAWaitingRunHoldsNoWorker(t *testing.T) {
 	const runs = 50
 	workers := newCountingWorkers(2)
 	e := newEngine(t, Config{Workers: workers, Sender: &barrier{n: runs}})
+	if failed := burst(t, e, runs); failed > 0 {
+		t.Fatalf("%d of %d runs failed: waiting runs held their workers", failed, runs)
+	}
+	if workers.held.Load() != 0 || workers.max.Load() > 2 {
+		t.Fatalf("workers held: %d at the end, %d at most (of 2)", workers.held.Load(), workers.max.Load())
+	}
+}
+
+// burst runs n runs at once that each wait until all n are in progress:
+// the engine's Sender must be a &barrier{n: n}. It returns how many failed.
+func burst(t *testing.T, e *Engine, n int) int32 {
+	t.Helper()
 	p := newProject(t, "p", op{name: "main", timeout: 20 * time.Second, src: `async function handle() {
 		SendMessage("/queue/b", "arrive");
 		for (;;) {
@@ -189,7 +201,7 @@ func TestAWaitingRunHoldsNoWorker(t *testing.T) {
 	}`})
 	var wg sync.WaitGroup
 	var failed atomic.Int32
-	for range runs {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -199,12 +211,7 @@ func TestAWaitingRunHoldsNoWorker(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d runs failed: waiting runs held their workers", failed.Load(), runs)
-	}
-	if workers.held.Load() != 0 || workers.max.Load() > 2 {
-		t.Fatalf("workers held: %d at the end, %d at most (of 2)", workers.held.Load(), workers.max.Load())
-	}
+	return failed.Load()
 }
 
 func hasLog(res Result, s string) bool {
@@ -240,26 +247,8 @@ func TestThePoolKeepsTheRuntimesABurstNeededThenTrimsThem(t *testing.T) {
 	// All 20 runs wait until all 20 are in progress (the barrier), so that
 	// each holds a runtime of its own: 20 are built.
 	e := newEngine(t, Config{Runtimes: 2, MaxIdle: 40, NoPrewarm: true, MemoryLimit: 1 << 40, Sender: &barrier{n: 20}})
-	p := newProject(t, "p", op{name: "main", timeout: 20 * time.Second, src: `async function handle() {
-		SendMessage("/queue/b", "arrive");
-		for (;;) {
-			try { SendMessage("/queue/b", "check"); return 1; } catch (e) { await sleep(5); }
-		}
-	}`})
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if res := e.Run(context.Background(), Invocation{Project: p, Operation: "main", Trigger: TriggerWebhook}); res.Err != nil {
-				failed.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d runs failed", failed.Load())
+	if failed := burst(t, e, 20); failed > 0 {
+		t.Fatalf("%d runs failed", failed)
 	}
 	if n := len(e.pool); n != 20 {
 		t.Fatalf("after a burst of 20 waiting runs the pool holds %d idle runtimes, want 20 (building one costs ~8 ms)", n)
