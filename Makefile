@@ -1,6 +1,7 @@
 # opsrunner — build, test, bench.
 #   make test        vet + the whole test suite with -race (installs test services first)
-#   make test-deps   apt-get the services integration tests start: Redis 7, ActiveMQ 5.17, RabbitMQ (+stomp), wrk
+#   make test-deps   apt-get what integration tests start: Redis 7, ActiveMQ 5.17, RabbitMQ (+stomp), wrk,
+#                    python3-stomp (a third-party STOMP client), Chromium (console tests)
 #   make bench       benchmarks, each against a baseline measured in the same run
 #                    (isolationbench: what a worker process per project would cost)
 #   make fuzz        a short run of every fuzz target
@@ -9,7 +10,7 @@ GO       ?= go
 PKGS     ?= ./...
 TESTFLAGS?= -race -count=1 -timeout 30m
 FUZZTIME ?= 20s
-APT_PKGS := redis-server activemq rabbitmq-server wrk
+APT_PKGS := redis-server activemq rabbitmq-server wrk python3-stomp chromium
 
 .PHONY: all build test test-deps test-cluster vet bench fuzz clean
 
