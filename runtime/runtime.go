@@ -207,6 +207,9 @@ type Engine struct {
 	refill   chan struct{} // a runtime was discarded: build a replacement
 	// lowIdle is the fewest idle runtimes seen since the last trim.
 	lowIdle atomic.Int64
+	// plans holds how runtimes are hardened (harden.go), recorded by the
+	// first one built.
+	plans hardenPlans
 
 	closeOnce sync.Once
 }

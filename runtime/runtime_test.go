@@ -328,39 +328,72 @@ func TestPrewarm(t *testing.T) {
 	})
 }
 
-// TestBuiltinsFrozen: every intrinsic reachable from the global object, and
-// the hidden iterator, generator and async prototypes, is frozen; global
-// bindings are fixed; the global object itself stays extensible.
+// frozenCheck lists the intrinsics reachable from the global object, and
+// from the hidden iterator, generator and async prototypes, that are not
+// frozen, and the global bindings that are not fixed.
+const frozenCheck = `(function() {
+	const notFrozen = [], seen = new Set([globalThis]), queue = [];
+	const visit = (v, path) => {
+		if ((typeof v !== "object" && typeof v !== "function") || v === null || seen.has(v)) return;
+		seen.add(v); queue.push([v, path]);
+	};
+	for (const k of Reflect.ownKeys(globalThis)) {
+		const d = Object.getOwnPropertyDescriptor(globalThis, k);
+		if (d.configurable || d.writable) notFrozen.push("global " + String(k));
+		visit(d.value, String(k));
+	}
+	const generator = Object.getPrototypeOf((function*(){})()); // its function's own prototype: skip it
+	const hidden = [[][Symbol.iterator](), new Map().entries(), new Set().values(), ""[Symbol.iterator](),
+		/x/[Symbol.matchAll](""), generator, (function*(){}), (async function(){})];
+	hidden.forEach((h, i) => visit(Object.getPrototypeOf(h), "hidden" + i));
+	while (queue.length) {
+		const [o, path] = queue.pop();
+		if (!Object.isFrozen(o)) notFrozen.push(path);
+		visit(Object.getPrototypeOf(o), path + ".__proto__");
+		for (const k of Reflect.ownKeys(o)) {
+			const d = Object.getOwnPropertyDescriptor(o, k);
+			visit(d.value, path + "." + String(k)); visit(d.get, path + ".get " + String(k)); visit(d.set, path + ".set " + String(k));
+		}
+	}
+	return [notFrozen.slice(0, 5), seen.size > 500, Object.isExtensible(globalThis)];
+})()`
+
+// overrideCheck: objects may still assign the properties frozen prototypes
+// hold (the override mistake avoided), the prototypes themselves may not,
+// and the global Set (also the host's Set(name, value)) constructs a Set.
+const overrideCheck = `(function() {
+	class E extends Error { constructor(m) { super(m); this.name = "E"; } }
+	const o = {}; o.toString = () => "mine"; o.constructor = 1;
+	let threw = false;
+	try { Array.prototype.constructor = null; } catch (e) { threw = e instanceof TypeError; }
+	return [new E("x").name, String(o), o.constructor, threw, new Set([1, 2]).size,
+		Object.getOwnPropertyDescriptor(Object.prototype, "toString").enumerable];
+})()`
+
+// TestBuiltinsFrozen: every runtime is hardened (harden.go), the first
+// one of an engine walking with descriptors and recording its plan, the
+// next ones following that plan: each has every intrinsic frozen, the
+// global bindings fixed, the global object extensible, and overriding
+// working.
 func TestBuiltinsFrozen(t *testing.T) {
 	t.Parallel()
-	e := newEngine(t, Config{})
-	res := runOne(t, e, `function handle() {
-		const notFrozen = [], seen = new Set([globalThis]), queue = [];
-		const visit = (v, path) => {
-			if ((typeof v !== "object" && typeof v !== "function") || v === null || seen.has(v)) return;
-			seen.add(v); queue.push([v, path]);
-		};
-		for (const k of Reflect.ownKeys(globalThis)) {
-			const d = Object.getOwnPropertyDescriptor(globalThis, k);
-			if (d.configurable || d.writable) notFrozen.push("global " + String(k));
-			visit(d.value, String(k));
+	e := newEngine(t, Config{NoPrewarm: true})
+	for i, kind := range []string{"recording", "following the plan", "following it again"} {
+		v, err := newVM(e)
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
 		}
-		const generator = Object.getPrototypeOf((function*(){})()); // its function's own prototype: skip it
-		const hidden = [[][Symbol.iterator](), new Map().entries(), new Set().values(), ""[Symbol.iterator](),
-			/x/[Symbol.matchAll](""), generator, (function*(){}), (async function(){})];
-		hidden.forEach((h, i) => visit(Object.getPrototypeOf(h), "hidden" + i));
-		while (queue.length) {
-			const [o, path] = queue.pop();
-			if (!Object.isFrozen(o)) notFrozen.push(path);
-			visit(Object.getPrototypeOf(o), path + ".__proto__");
-			for (const k of Reflect.ownKeys(o)) {
-				const d = Object.getOwnPropertyDescriptor(o, k);
-				visit(d.value, path + "." + String(k)); visit(d.get, path + ".get " + String(k)); visit(d.set, path + ".set " + String(k));
-			}
+		if i > 0 && e.plans.get() == nil {
+			t.Fatal("no plan recorded")
 		}
-		return [notFrozen.slice(0, 5), seen.size > 500, Object.isExtensible(globalThis)];
-	}`, nil)
-	if res.Err != nil || !reflect.DeepEqual(res.value(), []any{[]any{}, true, true}) {
-		t.Fatalf("got %#v, %v", res.value(), res.Err)
+		got, err := v.rt.RunString(frozenCheck)
+		if err != nil || !reflect.DeepEqual(got.Export(), []any{[]any{}, true, true}) {
+			t.Fatalf("%s: got %#v, %v", kind, got, err)
+		}
+		got, err = v.rt.RunString(overrideCheck)
+		want := []any{"E", "mine", int64(1), true, int64(2), false}
+		if err != nil || !reflect.DeepEqual(got.Export(), want) {
+			t.Fatalf("%s: got %#v, %v; want %#v", kind, got.Export(), err, want)
+		}
 	}
 }

@@ -68,93 +68,6 @@ type vm struct {
 // hidden from script stacks.
 const internalPrefix = "opsrunner:"
 
-// hardenSrc runs once per runtime, after the host API is installed. It
-// replaces the built-in Set constructor by one that is also the host's
-// Set(name, value), then freezes every intrinsic reachable from the global
-// object (and the hidden iterator/generator prototypes) so that a chain
-// cannot change what the next chain sees. Properties that scripts commonly
-// shadow on their own objects (constructor, toString, name, message, ...)
-// become accessors whose setter defines an own property on the receiver,
-// which avoids the "override mistake" of frozen prototypes. Finally each
-// global binding present now becomes non-writable and non-configurable.
-const hardenSrc = `(function(host) {
-'use strict';
-const O = Object, R = Reflect;
-const getDesc = O.getOwnPropertyDescriptor, define = O.defineProperty, freeze = O.freeze;
-const getProto = O.getPrototypeOf, ownKeys = R.ownKeys, hasOwn = O.prototype.hasOwnProperty;
-const NativeSet = globalThis.Set, construct = R.construct, setVar = host.setVar;
-function Set(name, value) {
-	if (new.target) return construct(NativeSet, arguments, new.target);
-	return setVar(name, value);
-}
-Set.prototype = NativeSet.prototype;
-define(globalThis, 'Set', {value: Set, writable: true, enumerable: false, configurable: true});
-
-const overridable = ['constructor', 'toString', 'toLocaleString', 'valueOf', 'hasOwnProperty',
-	'isPrototypeOf', 'propertyIsEnumerable', 'name', 'message'];
-// Index loops and parallel arrays below, not for-of or destructuring:
-// iterators made up a third of a runtime's build time (then ~14 ms).
-function enableOverride(obj, prop) {
-	const d = getDesc(obj, prop);
-	if (!d || !('value' in d) || !d.configurable) return;
-	const value = d.value;
-	const acc = {
-		get() { return value; },
-		set(v) {
-			if (this === obj) throw new TypeError("Cannot assign to read only property '" + prop + "' of a built-in object");
-			if (hasOwn.call(this, prop)) { this[prop] = v; return; }
-			define(this, prop, {value: v, writable: true, enumerable: true, configurable: true});
-		},
-	};
-	define(obj, prop, {
-		get: acc.get, set: acc.set,
-		enumerable: d.enumerable, configurable: false,
-	});
-}
-const seen = new NativeSet();
-const queue = [], queueIsProto = [];
-function visit(v, isProto) {
-	if ((typeof v !== 'object' && typeof v !== 'function') || v === null || seen.has(v)) return;
-	seen.add(v);
-	queue.push(v);
-	queueIsProto.push(isProto);
-}
-const g = globalThis;
-seen.add(g); // the global object stays extensible: reset removes what a chain adds
-let keys = ownKeys(g);
-for (let i = 0; i < keys.length; i++) {
-	const d = getDesc(g, keys[i]);
-	if ('value' in d) visit(d.value, false); else { visit(d.get, false); visit(d.set, false); }
-}
-const hidden = [
-	[][Symbol.iterator](), new Map().entries(), new NativeSet().values(), ''[Symbol.iterator](),
-	/x/[Symbol.matchAll](''), (function*(){})(), (function*(){}), (async function(){}),
-];
-for (let i = 0; i < hidden.length; i++) { let p = getProto(hidden[i]); while (p) { visit(p, true); p = getProto(p); } }
-while (queue.length) {
-	const obj = queue.pop(), isProto = queueIsProto.pop();
-	if (isProto) for (let i = 0; i < overridable.length; i++) enableOverride(obj, overridable[i]);
-	visit(getProto(obj), true);
-	const okeys = ownKeys(obj);
-	for (let i = 0; i < okeys.length; i++) {
-		const key = okeys[i], d = getDesc(obj, key);
-		if ('value' in d) visit(d.value, key === 'prototype'); else { visit(d.get, false); visit(d.set, false); }
-	}
-	freeze(obj);
-}
-keys = ownKeys(g);
-for (let i = 0; i < keys.length; i++) {
-	const key = keys[i], d = getDesc(g, key);
-	if (!d.configurable) continue;
-	if ('value' in d) define(g, key, {value: d.value, writable: false, enumerable: d.enumerable, configurable: false});
-	else define(g, key, {get: d.get, set: d.set, enumerable: d.enumerable, configurable: false});
-}
-})`
-
-// hardenProgram is compiled once per process and shared (a *goja.Program is
-// immutable and safe to share).
-var hardenProgram = goja.MustCompile(internalPrefix+"harden", hardenSrc, true)
-
 func newVM(e *Engine) (v *vm, err error) {
 	defer func() {
 		if x := recover(); x != nil {
@@ -203,15 +116,8 @@ func newVM(e *Engine) (v *vm, err error) {
 	v.msgCommit = rt.ToValue(v.jsMessageCommit)
 	v.msgRollbk = rt.ToValue(v.jsMessageRollback)
 
-	host := rt.NewObject()
-	_ = host.Set("setVar", v.jsSet)
-	harden, err := rt.RunProgram(hardenProgram)
-	if err != nil {
-		return nil, fmt.Errorf("new runtime: harden: %w", err)
-	}
-	hardenFn, _ := goja.AssertFunction(harden)
-	if _, err := hardenFn(goja.Undefined(), host); err != nil {
-		return nil, fmt.Errorf("new runtime: harden: %w", err)
+	if err := harden(v); err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
 	}
 	v.baseline = make(map[string]struct{})
 	for _, k := range g.GetOwnPropertyNames() {
