@@ -5,6 +5,8 @@
 #   make bench       benchmarks, each against a baseline measured in the same run
 #                    (isolationbench: what a worker process per project would cost)
 #   make fuzz        a short run of every fuzz target
+#   make cluster-demo a local cluster: Redis, the standalone broker, three agents (Ctrl-C stops all)
+#   make samples     deploy every sample project to a running agent (SERVER=..., default OPSRUNNER_SERVER or :8080)
 
 GO       ?= go
 PKGS     ?= ./...
@@ -12,7 +14,7 @@ TESTFLAGS?= -race -count=1 -timeout 30m
 FUZZTIME ?= 20s
 APT_PKGS := redis-server activemq rabbitmq-server wrk python3-stomp chromium
 
-.PHONY: all build test test-deps test-cluster vet bench fuzz clean
+.PHONY: all build test test-deps test-cluster vet bench fuzz clean cluster-demo samples
 
 all: build
 
@@ -59,6 +61,19 @@ fuzz:
 	GO=$(GO) .ci/fuzz FuzzEncodeJSON ./runtime/ $(FUZZTIME)
 	GO=$(GO) .ci/fuzz FuzzShapeResponse ./triggers/ $(FUZZTIME)
 	GO=$(GO) .ci/fuzz FuzzReadFrame ./internal/stompc/ $(FUZZTIME)
+
+# Runs until Ctrl-C; the demo stops its processes itself (see cmd/clusterdemo).
+cluster-demo: build
+	$(GO) build -o bin/clusterdemo ./cmd/clusterdemo
+	bin/clusterdemo -opsrunner bin/opsrunner
+
+# Deploys each folder of samples/ to the agent at $(SERVER) (or OPSRUNNER_SERVER).
+samples: build
+	@for d in samples/*/; do \
+	  [ -f "$$d/opsrunner.yaml" ] || continue; \
+	  echo "deploy $$d"; \
+	  bin/opsrunner $(if $(SERVER),--server $(SERVER)) deploy "$$d" || exit 1; \
+	done
 
 clean:
 	rm -rf bin

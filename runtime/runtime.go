@@ -1,6 +1,6 @@
 // Package runtime runs operation chains: it executes the compiled JavaScript
 // of a project's operations in pooled, sandboxed goja runtimes, with the host
-// API of DESIGN's "Script API", per-operation time limits (covering module
+// API of docs/writing-operations.md, per-operation time limits (covering module
 // evaluation, the handler, Promise jobs and the encoding of the result), a
 // bounded call stack, a bound on any single allocation (guard.go) and a
 // process-wide memory watchdog that interrupts the run that grew.

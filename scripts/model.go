@@ -11,8 +11,9 @@ import (
 	"github.com/opsrunner/opsrunner/egress"
 )
 
-// Manifest is the parsed opsrunner.yaml of a project. Field names follow the
-// Contract section of DESIGN.md; unknown keys are errors.
+// Manifest is the parsed opsrunner.yaml of a project. Its keys are the
+// users' contract, each documented in docs/manifest.md (a test checks the
+// table against these yaml tags); unknown keys are errors.
 type Manifest struct {
 	Project    string      `yaml:"project" json:"project"`
 	Operations []Operation `yaml:"operations" json:"operations"`

@@ -85,7 +85,7 @@ func copyHeaders(h iter.Seq2[string, string], drop map[string]bool) map[string]s
 }
 
 // EventFor returns the script event of a delivery (or of anything that
-// carries a message), DESIGN's message event:
+// carries a message), as docs/writing-operations.md describes it:
 // {messageId, destination, body, properties, headers, redelivered,
 // deliveryCount}. body is a json.RawMessage when the content-type says
 // JSON: the runtime parses it, and gives the text when it does not parse.
