@@ -244,12 +244,22 @@ func (c *conformance) checkErrorBody(what string, rec *httptest.ResponseRecorder
 	}
 }
 
+// notCalledYet names the operations (by operationId) that
+// TestOpenAPIAnswersMatch does not call yet, each with the reason: a route
+// described before its calls are written goes here, not unchecked. Keep
+// it empty.
+var notCalledYet = map[string]string{}
+
 // checkEverySuccess fails for each operation of the spec whose success
-// was never validated.
+// was never validated, unless notCalledYet names it.
 func (c *conformance) checkEverySuccess() {
 	c.t.Helper()
 	for path, item := range c.doc.Paths.Map() {
 		for method, op := range item.Operations() {
+			if why, ok := notCalledYet[op.OperationID]; ok {
+				c.t.Logf("%s %s (%s) is not called: %s", method, path, op.OperationID, why)
+				continue
+			}
 			ok := false
 			for code := range op.Responses.Map() {
 				ok = ok || strings.HasPrefix(code, "2") && c.answered[op.OperationID+" "+code]
