@@ -128,11 +128,13 @@ func (g grant) allowsAny(action string) bool {
 // need is what a token must hold to call a route: action on the project
 // the request acts on. An empty action lets any valid token in. A list
 // that names no project needs action on some project; its handler filters
-// it to the projects the token may read.
+// it to the projects the token may read. An open route needs no token at
+// all.
 type need struct {
 	action  string
 	project projectOf // nil: the request names no project
 	list    bool
+	open    bool
 }
 
 // projectOf finds the project a request acts on; "" when it cannot say
@@ -144,6 +146,11 @@ var (
 	anyToken   = need{}
 	adminOnly  = need{action: string(ScopeAdmin)}
 	readsAList = need{action: ActionRead, list: true}
+	// open is the need of GET /api/v1/openapi.json: the API's description
+	// holds no project's data and is the repository's own file, and the
+	// tools that read it (generators, API browsers) read it before they
+	// have a token.
+	open = need{open: true}
 )
 
 func needs(action string, project projectOf) need { return need{action: action, project: project} }
@@ -246,13 +253,17 @@ func forbidden(scope string) error {
 }
 
 // auth guards /api/v1: with tokens configured, a request needs a valid
-// bearer token (401) holding what its route needs (403). The route's need
-// comes from the route table; a route missing from it needs admin.
+// bearer token (401) holding what its route needs (403), unless its route
+// is open. The route's need comes from the route table; a route missing
+// from it needs admin.
 func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		if len(s.opts.Tokens) == 0 {
 			c.Set(grantKey, allGrant)
 			return next(c)
+		}
+		if s.routeNeed(c).open {
+			return next(c) // no grant: the handler reads nothing of a project
 		}
 		g, ok := authenticate(c.Request(), s.opts.Tokens)
 		if !ok {
@@ -266,16 +277,23 @@ func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// authorize checks g against the need of the request's route.
-func (s *server) authorize(c *echo.Context, g grant) error {
+// routeNeed is the need of the request's route in the route table; a
+// route missing from it needs admin.
+func (s *server) routeNeed(c *echo.Context) need {
 	ri := c.RouteInfo()
 	n, ok := s.needs[ri.Method+" "+ri.Path]
 	if !ok && ri.Method == http.MethodHead {
 		n, ok = s.needs[http.MethodGet+" "+ri.Path]
 	}
 	if !ok {
-		n = adminOnly
+		return adminOnly
 	}
+	return n
+}
+
+// authorize checks g against the need of the request's route.
+func (s *server) authorize(c *echo.Context, g grant) error {
+	n := s.routeNeed(c)
 	switch {
 	case n.action == "" || g.allowsAll(n.action):
 		return nil

@@ -126,6 +126,7 @@ func (s *server) routes() []route {
 		{get, "/deadletters", s.deadLetters, readsAList},
 		{post, "/deadletters/:id/replay", s.replay, needs(ActionRun, deadLetterProject)},
 		{get, "/cluster/members", s.members, anyToken},
+		{get, "/openapi.json", s.openAPI, open},
 	}
 }
 
