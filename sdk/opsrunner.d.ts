@@ -330,8 +330,8 @@ declare const console: opsrunner.Logger & { log(...args: unknown[]): void };
 
 /**
  * Makes an HTTP request to a host the manifest's `egress` allows and
- * resolves with the whole response, its body read. Every failure is a
- * rejected Promise: a TypeError naming the host (refused by egress,
+ * resolves with the whole response, its body read (so that a Response never
+ * holds a connection). It never throws: every failure is a rejected Promise: a TypeError naming the host (refused by egress,
  * connection refused, DNS, TLS, body over the limit...), an Error named
  * "TimeoutError" (the `timeout` or AbortSignal.timeout passed), or the
  * abort reason. `input` is an absolute http(s) URL, or an object whose
@@ -368,7 +368,7 @@ declare class Response {
   /** The reason phrase ("Not Found"); may be "". */
   readonly statusText: string;
   readonly headers: Headers;
-  /** The final URL, after redirects. */
+  /** The final URL, after redirects, without its fragment. */
   readonly url: string;
   /** At least one redirect was followed. */
   readonly redirected: boolean;
@@ -376,12 +376,12 @@ declare class Response {
   readonly type: "basic" | "default";
   /** The body has been read: a second read rejects with a TypeError. */
   readonly bodyUsed: boolean;
-  /** The body decoded as UTF-8. */
+  /** The body decoded as UTF-8 (invalid bytes become U+FFFD). */
   text(): Promise<string>;
   /** JSON.parse of text(); rejects when the body is not JSON. */
   json(): Promise<any>;
   arrayBuffer(): Promise<ArrayBuffer>;
-  /** A copy whose body can be read on its own; throws once the body has been read. */
+  /** A copy whose body can be read on its own; throws a TypeError once the body has been read. */
   clone(): Response;
 }
 
@@ -413,7 +413,7 @@ declare class AbortSignal {
 
 /**
  * Calls callback(...args) after ms milliseconds (missing, NaN or negative:
- * 0), within the operation's time limit. Returns an id for clearTimeout. An
+ * 0; at most 2^31-1), within the operation's time limit. Returns an id for clearTimeout. An
  * exception the callback throws fails the operation.
  */
 declare function setTimeout<A extends any[]>(callback: (...args: A) => void, ms?: number, ...args: A): number;
@@ -425,13 +425,17 @@ declare function clearTimeout(id: number | undefined): void;
 declare function sleep(ms: number): Promise<void>;
 
 /**
- * The manifest's `env` of the running operation's project: a frozen object.
- * A name not in the manifest reads undefined.
+ * The manifest's `env` of the running operation's project: a frozen object,
+ * so Object.keys(env) lists the names. A name not in the manifest reads
+ * undefined (the type says string for convenience).
  */
 declare const env: Readonly<Record<string, string>>;
 
 /**
  * The project's secrets (set with `opsrunner secrets set`, never in the
- * bundle): secrets.NAME is undefined when unset. Read-only; lists no names.
+ * bundle): reading secrets.NAME fetches that secret once per run; an unset
+ * one is undefined, and `"NAME" in secrets` tells whether it is set. The
+ * object is read-only and lists no names: Object.keys(secrets) is []. Every
+ * value read is replaced by *** in the run's logs, errors and result.
  */
 declare const secrets: Readonly<Record<string, string | undefined>>;
