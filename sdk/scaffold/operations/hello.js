@@ -1,7 +1,8 @@
 // Answers POST /hooks/{{project}}/hello with {message: "hello, <name>"}.
 // The types come from opsrunner.d.ts (see jsconfig.json): an editor
-// completes event, ctx and the globals (log, fetch, RunOperation, ...) and
-// flags mistakes; `npx tsc -p jsconfig.json` checks the same.
+// completes event, ctx and the globals (log, fetch, RunOperation and the
+// rest) and flags mistakes; `npx -p typescript tsc -p jsconfig.json`
+// checks the same.
 
 /**
  * @param {opsrunner.WebhookEvent} event the request; body is parsed when it is JSON
