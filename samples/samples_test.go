@@ -6,7 +6,6 @@ package samples
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -136,6 +135,7 @@ func startAgent(t *testing.T) string {
 	t.Helper()
 	cfg := agent.Defaults()
 	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.AgentID, cfg.ShutdownTimeout = "samples-test", agent.Duration(5*time.Second)
 	a, err := agent.New(cfg, nil)
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
@@ -145,14 +145,21 @@ func startAgent(t *testing.T) string {
 	go func() { done <- a.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent stopped with: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent stopped with: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("agent did not stop within 20s")
 		}
 	})
 	select {
 	case <-a.Started():
 	case err := <-done:
 		t.Fatalf("agent stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent not ready within 10s")
 	}
 	return "http://" + a.HTTPAddr()
 }
@@ -296,7 +303,7 @@ func shellWords(t *testing.T, line string) []string {
 		words = append(words, cur.String())
 	}
 	if len(words) == 0 {
-		t.Fatal(fmt.Sprintf("empty command line %q", line))
+		t.Fatalf("empty command line %q", line)
 	}
 	return words
 }
