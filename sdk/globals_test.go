@@ -194,3 +194,24 @@ func TestLogAndConsoleAreDeclaredAsTheRuntimeMakesThem(t *testing.T) {
 		t.Errorf("console has %v, the declarations give it %v", got, console)
 	}
 }
+
+func TestAFilterSeesAMessageEventAndNoDelivery(t *testing.T) {
+	files := map[string][]byte{
+		scripts.ManifestFile: []byte("project: probe\noperations:\n  - name: probe\n    script: filter.js\n"),
+		"filter.js": []byte(`function filter(event, ctx) {
+  return typeof event.messageId === "string" && ctx.trigger === "listener" && ctx.message === undefined;
+}
+`),
+	}
+	p, err := scripts.Load("probe", 1, files, scripts.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := runtime.New(runtime.Config{NoPrewarm: true})
+	t.Cleanup(e.Close)
+	d := delivery{triggers.Message{ID: "m-1", Destination: "/queue/in", Attempt: 1, Body: []byte("x")}}
+	ok, err := e.Filter(context.Background(), p, "filter.js", triggers.EventFor(d))
+	if err != nil || !ok {
+		t.Fatalf("filter = %v, %v: want a message event and a ctx without message, as opsrunner.Filter declares", ok, err)
+	}
+}

@@ -175,10 +175,12 @@ declare namespace opsrunner {
   type Handler<E = Event, C extends Context = Context> = (event: E, ctx: C) => unknown;
 
   /**
-   * A listener's filter script: `function filter(event, ctx)`; a falsy
-   * result (or a failure) refuses the message, which is rolled back.
+   * A listener's filter script: `function filter(event, ctx)`, run before
+   * the operations; a falsy result (or a Promise of one, or a failure)
+   * refuses the message, which is rolled back. Its ctx has trigger
+   * "listener" and no message (the delivery is not the filter's to settle).
    */
-  type Filter = (event: MessageEvent, ctx: ListenerContext) => boolean | Promise<boolean>;
+  type Filter = (event: MessageEvent, ctx: Context) => unknown;
 
   /** The options of SendMessage. */
   interface SendOptions {

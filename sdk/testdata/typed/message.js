@@ -21,5 +21,5 @@ function handle(event, ctx) {
 
 /** @type {opsrunner.Filter} */
 function filter(event, ctx) {
-  return event.headers["x-kind"] === "order" && ctx.message.id !== "";
+  return event.headers["x-kind"] === "order" && ctx.trigger === "listener";
 }
