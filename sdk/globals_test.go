@@ -215,3 +215,15 @@ func TestAFilterSeesAMessageEventAndNoDelivery(t *testing.T) {
 		t.Fatalf("filter = %v, %v: want a message event and a ctx without message, as opsrunner.Filter declares", ok, err)
 	}
 }
+
+func TestEveryTriggerOfTheRuntimeIsDeclared(t *testing.T) {
+	m := regexp.MustCompile(`type Trigger = ([^;]+);`).FindStringSubmatch(sdk.Declarations())
+	if m == nil {
+		t.Fatal("opsrunner.d.ts declares no opsrunner.Trigger")
+	}
+	for _, trigger := range []string{runtime.TriggerWebhook, runtime.TriggerListener, runtime.TriggerOperation, "schedule"} {
+		if !strings.Contains(m[1], `"`+trigger+`"`) {
+			t.Errorf("opsrunner.Trigger (%s) lacks %q", m[1], trigger)
+		}
+	}
+}
