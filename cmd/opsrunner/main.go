@@ -66,6 +66,8 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 		newSend(getenv),
 		newSecrets(),
 		newVersion(),
+		newTypes(),
+		newInit(),
 	)
 	return root
 }

@@ -1,5 +1,9 @@
 // The work done with the message data; its event is the order. Throwing
 // makes the caller fail, which rolls the message back.
+/**
+ * @param {{id: string, qty: number} | null | undefined} order the order jms-listen.js passes
+ * @param {opsrunner.ListenerContext} ctx
+ */
 function handle(order, ctx) {
   if (!order || !order.id) {
     RaiseError("order without id");

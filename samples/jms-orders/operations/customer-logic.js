@@ -1,5 +1,9 @@
 // Variation 3: the script decides when to commit or roll back, by running
 // the acknowledge operations itself (the listener's ackMode is explicit).
+/**
+ * @param {opsrunner.MessageEvent} event
+ * @param {opsrunner.ListenerContext} ctx
+ */
 function handle(event, ctx) {
   var order;
   try {

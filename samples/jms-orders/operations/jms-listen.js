@@ -2,6 +2,10 @@
 // business logic; if that throws, this operation fails and the chain's
 // onFailure rolls the message back (redelivered, dead-lettered after 3
 // attempts). On success the chain's onSuccess commits it.
+/**
+ * @param {opsrunner.MessageEvent} event
+ * @param {opsrunner.ListenerContext} ctx
+ */
 function handle(event, ctx) {
   var order = typeof event.body === "string" ? JSON.parse(event.body) : event.body;
   log.info("received " + event.messageId + " (attempt " + event.deliveryCount + ") on " + event.destination);

@@ -1,5 +1,9 @@
 // Webhook helper for trying the listeners: puts the request body on a queue
 // (?queue=/queue/orders.v3 picks the variation 3 queue; default /queue/orders).
+/**
+ * @param {opsrunner.WebhookEvent} event
+ * @param {opsrunner.Context} ctx
+ */
 function handle(event, ctx) {
   var q = (event.query && event.query.queue) || "/queue/orders";
   if (Array.isArray(q)) {

@@ -1,4 +1,8 @@
 // Prices the items the calling operation put in the chain's variables.
+/**
+ * @param {opsrunner.WebhookEvent} event
+ * @param {opsrunner.Context} ctx
+ */
 function handle(event, ctx) {
   var items = $vars.items || [];
   var total = 0;

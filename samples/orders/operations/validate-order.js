@@ -1,5 +1,9 @@
 // Validates the order in the webhook body, prices it through another
 // operation and answers {orderId, total, status}.
+/**
+ * @param {opsrunner.WebhookEvent} event
+ * @param {opsrunner.Context} ctx
+ */
 function handle(event, ctx) {
   var order = event.body;
   if (!order || typeof order !== "object") {

@@ -3,7 +3,15 @@
 // 400. A pricing service that is unreachable, slow or answers an error
 // fails the run with an error saying which (the caller gets a 500 naming
 // the run; the run history keeps the error).
+
+/**
+ * An order as the webhook receives it, once checkOrder() found nothing wrong.
+ * @typedef {{id: string, customer?: string, items: {sku: string, qty: number}[]}} Order
+ */
+
+/** @param {opsrunner.WebhookEvent} event */
 async function handle(event) {
+  /** @type {Order} */
   const order = event.body;
   const problem = checkOrder(order);
   if (problem) {
@@ -25,6 +33,7 @@ async function handle(event) {
 }
 
 // checkOrder says what is wrong with an order, or "" when nothing is.
+/** @param {any} order the request body, as received */
 function checkOrder(order) {
   if (!order || typeof order.id !== "string" || order.id === "") {
     return "an order needs an id";
@@ -43,6 +52,10 @@ function checkOrder(order) {
 // requestQuote asks the pricing service for the prices of the order's
 // items. The API key is a project secret: opsrunner redacts its value from
 // the run's logs and errors, and it never appears in the bundle.
+/**
+ * @param {Order} order
+ * @returns {Promise<{currency: string, prices: Record<string, number | undefined>}>}
+ */
 async function requestQuote(order) {
   const key = secrets.PRICING_KEY;
   if (key === undefined) {
@@ -56,7 +69,7 @@ async function requestQuote(order) {
       body: JSON.stringify({ items: order.items.map((i) => ({ sku: i.sku, qty: i.qty })) }),
       timeout: Number(env.PRICING_TIMEOUT_MS) || 3000,
     });
-  } catch (e) {
+  } catch (/** @type {any} */ e) {
     // A TimeoutError when the service is slow; a TypeError naming the host
     // when it cannot be reached (refused, DNS, TLS, not in egress).
     const what = e.name === "TimeoutError" ? "did not answer in time" : "could not be reached";
