@@ -172,9 +172,6 @@ func scrape(t *testing.T, ta *testAgent) map[string]*dto.MetricFamily {
 	if r.Status != http.StatusOK {
 		t.Fatalf("/metrics: %d %s", r.Status, r.Body)
 	}
-	if os.Getenv("DUMP") != "" {
-		t.Logf("%s", r.Body)
-	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(bytes.NewReader(r.Body))
 	if err != nil {
