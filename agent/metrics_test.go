@@ -246,30 +246,39 @@ func dashboardMetrics(t *testing.T) []string {
 			Title   string
 			Targets []struct{ Expr string }
 		}
+		Templating struct {
+			List []struct{ Name, Type, Query string }
+		}
 	}
 	if err := json.Unmarshal(data, &dash); err != nil {
 		t.Fatalf("dashboard: %v", err)
 	}
+	var queries []string
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			queries = append(queries, target.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if v.Type == "query" { // label_values(opsrunner_..., label)
+			queries = append(queries, v.Query)
+		}
+	}
 	name := regexp.MustCompile(`\bopsrunner_[a-z_]+`)
 	var names []string
-	for _, p := range dash.Panels {
-		if len(p.Targets) == 0 {
-			continue
+	for _, q := range queries {
+		found := name.FindAllString(q, -1)
+		if len(found) == 0 {
+			t.Errorf("query %q names no opsrunner series", q)
 		}
-		for _, target := range p.Targets {
-			found := name.FindAllString(target.Expr, -1)
-			if len(found) == 0 {
-				t.Errorf("panel %q: query %q names no opsrunner series", p.Title, target.Expr)
+		for _, n := range found {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(n, suffix); ok && strings.HasSuffix(base, "_seconds") {
+					n = base
+				}
 			}
-			for _, n := range found {
-				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-					if base, ok := strings.CutSuffix(n, suffix); ok && strings.HasSuffix(base, "_seconds") {
-						n = base
-					}
-				}
-				if !slices.Contains(names, n) {
-					names = append(names, n)
-				}
+			if !slices.Contains(names, n) {
+				names = append(names, n)
 			}
 		}
 	}
