@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"testing"
@@ -9,6 +13,7 @@ import (
 	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // projectOf builds a project with operations ops and listeners ls.
@@ -86,5 +91,50 @@ func TestBusiestCapsTheDestinations(t *testing.T) {
 	}
 	if got := busiest(all, 10); len(got.kept) != 4 {
 		t.Fatalf("under the cap every destination is kept: %+v", got.kept)
+	}
+}
+
+// Dead letters are counted at most once per TTL whatever the scrape rate;
+// a failed count keeps the last counts; letters of projects not deployed
+// are one series, and a deployed project without any shows 0.
+func TestDeadLetterCountsAreCachedAndBounded(t *testing.T) {
+	queries := 0
+	var fail error
+	c := &deadLetterCollector{
+		count: func(context.Context) (map[string]int, error) {
+			queries++
+			return map[string]int{"a": 2, "gone": 1, "also-gone": 4}, fail
+		},
+		deployed: func() map[string]*scripts.Project {
+			return map[string]*scripts.Project{"a": projectOf("a", nil, nil), "b": projectOf("b", nil, nil)}
+		},
+		log: slog.New(slog.DiscardHandler),
+	}
+	gauges := func() map[string]float64 {
+		ch := make(chan prometheus.Metric, 10)
+		c.Collect(ch)
+		close(ch)
+		out := map[string]float64{}
+		for m := range ch {
+			var pb dto.Metric
+			if err := m.Write(&pb); err != nil {
+				t.Fatal(err)
+			}
+			out[labelMap(&pb)["project"]] = pb.GetGauge().GetValue()
+		}
+		return out
+	}
+	want := map[string]float64{"a": 2, "b": 0, "": 5}
+	if got := gauges(); !maps.Equal(got, want) {
+		t.Fatalf("gauges = %v, want %v", got, want)
+	}
+	gauges()
+	if queries != 1 {
+		t.Fatalf("%d queries for two scrapes within the TTL, want 1", queries)
+	}
+	c.counted = c.counted.Add(-deadLetterCountTTL) // the TTL has passed
+	fail = errors.New("store down")
+	if got := gauges(); queries != 2 || !maps.Equal(got, want) {
+		t.Fatalf("after a failed count: %d queries, gauges %v; want 2 and the last counts", queries, got)
 	}
 }
