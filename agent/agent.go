@@ -100,7 +100,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	opts.MaxBodyBytes, opts.Bundle, opts.Logger = cfg.MaxBodyBytes, scripts.Limits{MaxBundleBytes: cfg.MaxBundleBytes}, log
 	a.handler = api.New(a, opts)
 	a.bgCtx, a.bgCancel = context.WithCancel(context.Background())
-	a.metrics = newMetrics()
+	a.metrics = newMetrics(a)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -118,7 +118,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
-	if a.redis, a.store, a.coord, err = openState(&cfg, log); err != nil {
+	if a.redis, a.store, a.coord, err = openState(&cfg, log, a.metrics.observeFlush); err != nil {
 		if a.brokerLn != nil {
 			a.brokerLn.Close()
 		}
@@ -217,13 +217,14 @@ func (a *Agent) newListeners(cfg Config, log *slog.Logger) *triggers.Manager {
 
 // openState opens the store and coordinator: bbolt and local without Redis.
 // With bbolt, an agent id that Defaults made up is replaced by the one kept
-// in the data dir (see keepAgentID).
-func openState(cfg *Config, log *slog.Logger) (*redis.Client, store.Store, cluster.Coordinator, error) {
+// in the data dir (see keepAgentID), and onFlush is told of its writes.
+func openState(cfg *Config, log *slog.Logger, onFlush func(runs int, took time.Duration, err error)) (*redis.Client, store.Store, cluster.Coordinator, error) {
 	if cfg.RedisURL != "" {
 		return openRedis(*cfg)
 	}
 	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "opsrunner.db"), store.BoltOptions{
 		Retention: store.Retention{MaxRuns: cfg.RunRetention.MaxRuns, MaxAge: time.Duration(cfg.RunRetention.MaxAge)},
+		OnFlush:   onFlush,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open store: %w", err)
@@ -352,6 +353,7 @@ func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *
 		a.shutdownState()
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
+	a.metrics.broker.Store(brk)
 	wsSrv, err := a.startBrokerWS(brk, cancel, wg, errs)
 	if err != nil {
 		_ = brk.Close()

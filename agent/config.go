@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/url"
 	"os"
@@ -107,6 +108,11 @@ type Config struct {
 	// Projects are rules an administrator sets for some projects, by
 	// project name; a project not listed has none.
 	Projects map[string]ProjectConfig `yaml:"projects"`
+	// LogFormat is LogFormatText (empty means it) or LogFormatJSON.
+	LogFormat string `yaml:"log_format"`
+	// LogLevel is the least level logged: debug, info (empty means it),
+	// warn or error.
+	LogLevel string `yaml:"log_level"`
 
 	// generatedID is the AgentID Defaults made up; a single agent keeps it
 	// in its data dir and uses the kept one on later starts (keepAgentID).
@@ -231,6 +237,37 @@ const (
 	RunDurabilityBatched = "batched"
 )
 
+// Log formats (log_format).
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
+// logLevels are the values of log_level.
+var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// NewLogger returns a logger writing to w in format (log_format: text or
+// json; empty means text) the records of level and above (log_level:
+// debug, info, warn or error; empty means info). An unknown value is an
+// error naming the key and the values it takes.
+func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	lvl := slog.LevelInfo
+	if level != "" {
+		var ok bool
+		if lvl, ok = logLevels[level]; !ok {
+			return nil, fmt.Errorf("log_level must be debug, info, warn or error, got %q", level)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "", LogFormatText:
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case LogFormatJSON:
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log_format must be %s or %s, got %q", LogFormatText, LogFormatJSON, format)
+}
+
 // Duration reads "10s" style values.
 type Duration time.Duration
 
@@ -296,6 +333,8 @@ var envVars = []struct {
 	{"OPSRUNNER_METRICS_TOKEN", func(c *Config, v string) error { c.MetricsToken = v; return nil }},
 	{"OPSRUNNER_TLS_CERT_FILE", func(c *Config, v string) error { c.TLSCertFile = v; return nil }},
 	{"OPSRUNNER_TLS_KEY_FILE", func(c *Config, v string) error { c.TLSKeyFile = v; return nil }},
+	{"OPSRUNNER_LOG_FORMAT", func(c *Config, v string) error { c.LogFormat = v; return nil }},
+	{"OPSRUNNER_LOG_LEVEL", func(c *Config, v string) error { c.LogLevel = v; return nil }},
 }
 
 // splitList reads a comma-separated variable.
@@ -391,6 +430,9 @@ func (c *Config) Validate() error {
 		if _, err := secrets.ParseKey(c.SecretsKey); err != nil {
 			errs = append(errs, fmt.Errorf("secrets_key: %w", err))
 		}
+	}
+	if _, err := NewLogger(io.Discard, c.LogFormat, c.LogLevel); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateServing()...)
 	if c.RedisURL != "" {

@@ -50,11 +50,33 @@ func TestLoadLayersDefaultsYAMLAndEnvironment(t *testing.T) {
 			t.Fatalf("OPSRUNNER_BROKER_URL must replace the embedded broker: %+v", c.Connections)
 		}
 	})
+	t.Run("log_format and log_level: the environment overrides the file", func(t *testing.T) {
+		p := write("log_format: json\nlog_level: warn\n")
+		c, err := Load(p, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.LogFormat != "json" || c.LogLevel != "warn" {
+			t.Fatalf("from the file: format %q level %q", c.LogFormat, c.LogLevel)
+		}
+		c, err = Load(p, env(map[string]string{"OPSRUNNER_LOG_FORMAT": "text", "OPSRUNNER_LOG_LEVEL": "debug"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.LogFormat != "text" || c.LogLevel != "debug" {
+			t.Fatalf("from the environment: format %q level %q", c.LogFormat, c.LogLevel)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	})
 	for name, tc := range map[string]struct {
 		file string
 		env  map[string]string
 		want string
 	}{
+		"unknown log format": {file: "log_format: xml\n", want: `log_format must be text or json, got "xml"`},
+		"unknown log level":  {env: map[string]string{"OPSRUNNER_LOG_LEVEL": "verbose"}, want: `log_level must be debug, info, warn or error, got "verbose"`},
 		"unknown YAML key":   {file: "colour: blue\n", want: "colour"},
 		"bad number":         {env: map[string]string{"OPSRUNNER_CLUSTER_SIZE": "three"}, want: "OPSRUNNER_CLUSTER_SIZE"},
 		"bad duration":       {file: "shutdown_timeout: soon\n", want: "soon"},
@@ -92,5 +114,43 @@ func TestParseBrokerURL(t *testing.T) {
 		if _, err := ParseBrokerURL(bad); err == nil {
 			t.Errorf("%s: want an error", bad)
 		}
+	}
+}
+
+// NewLogger writes the format log_format names, from the level log_level
+// names up.
+func TestNewLoggerFormatsAndLevels(t *testing.T) {
+	for _, tc := range []struct {
+		format, level string
+		want          []string // substrings of the output, in order
+		not           string
+	}{
+		{"", "", []string{"level=INFO msg=info"}, "msg=debug"},
+		{"text", "debug", []string{"level=DEBUG msg=debug", "level=INFO msg=info"}, ""},
+		{"json", "warn", []string{`"level":"WARN","msg":"warn"`}, `"msg":"info"`},
+		{"json", "error", []string{`"level":"ERROR","msg":"error"`}, `"msg":"warn"`},
+	} {
+		t.Run(tc.format+"/"+tc.level, func(t *testing.T) {
+			var out strings.Builder
+			log, err := NewLogger(&out, tc.format, tc.level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Debug("debug")
+			log.Info("info")
+			log.Warn("warn")
+			log.Error("error")
+			rest := out.String()
+			for _, w := range tc.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("output lacks %q (in order): %s", w, out.String())
+				}
+				rest = rest[i+len(w):]
+			}
+			if tc.not != "" && strings.Contains(out.String(), tc.not) {
+				t.Errorf("output has %q below the level: %s", tc.not, out.String())
+			}
+		})
 	}
 }

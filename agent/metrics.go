@@ -2,46 +2,103 @@ package agent
 
 import (
 	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
 
+	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metrics are the agent's Prometheus series, on a registry of its own.
+// metrics are the agent's Prometheus series, on a registry of its own
+// (docs/operations.md lists them). Names follow Prometheus conventions:
+// the opsrunner_ prefix, _total on counters, base units in the name.
+//
+// Label sets are bounded. trigger, status and outcome take a few fixed
+// values. project, operation and listener name only what is deployed:
+// their series are removed at the scrape after a project is deleted or
+// redeployed without them (prunedVecs). Broker destinations are capped
+// (maxBrokerDestinations).
 type metrics struct {
-	reg      *prometheus.Registry
+	// reg is the registry /metrics serves; other files of the agent
+	// register their own collectors on it.
+	reg *prometheus.Registry
+	// runs counts finished runs by project, operation, trigger and
+	// status; duration observes them by project and trigger.
 	runs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	outcomes *prometheus.CounterVec
+	// outcomes counts run records settled by a delivery, by outcome only
+	// (kept from the first version, for its dashboards); deliveries
+	// counts the same by project, listener and outcome.
+	outcomes   *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	// flush observes the store's group commits (bbolt only).
+	flush prometheus.Histogram
+	// broker is the embedded broker whose destinations are reported; nil
+	// until it starts, and when none runs.
+	broker atomic.Pointer[broker.Broker]
 }
 
-func newMetrics() *metrics {
+// runDurationBuckets span half a millisecond to about two minutes.
+var runDurationBuckets = prometheus.ExponentialBuckets(0.0005, 4, 10)
+
+// newMetrics returns the agent's series, the gauges reading a's state on
+// each scrape.
+func newMetrics(a *Agent) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "opsrunner_runs_total", Help: "Runs finished, by trigger and status.",
-		}, []string{"trigger", "status"}),
+			Name: "opsrunner_runs_total", Help: "Runs finished, by project, operation, trigger and status.",
+		}, []string{"project", "operation", "trigger", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "opsrunner_run_duration_seconds", Help: "Run durations, by trigger.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}, []string{"trigger"}),
+			Name: "opsrunner_run_duration_seconds", Help: "Run durations, by project and trigger.",
+			Buckets: runDurationBuckets,
+		}, []string{"project", "trigger"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "opsrunner_delivery_outcomes_total", Help: "Delivery settlements, by outcome.",
+			Name: "opsrunner_delivery_outcomes_total", Help: "Operations' settlements of listener deliveries, by outcome.",
 		}, []string{"outcome"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "opsrunner_listener_deliveries_total",
+			Help: "Operations' settlements of listener deliveries, by project, listener and outcome.",
+		}, []string{"project", "listener", "outcome"}),
+		flush: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "opsrunner_store_flush_duration_seconds", Help: "Writes of buffered runs to the bbolt store (group commits, fsync included).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+		}),
 	}
-	m.reg.MustRegister(m.runs, m.duration, m.outcomes,
+	m.reg.MustRegister(
+		&prunedVecs{deployed: a.deployed, vecs: []prunedVec{
+			{vec: m.runs, operation: "operation"},
+			{vec: m.duration},
+			{vec: m.deliveries, listener: "listener"},
+		}},
+		m.outcomes, m.flush,
+		&stateCollector{a: a},
+		&deadLetterCollector{count: a.countDeadLetters, deployed: a.deployed, log: a.log},
+		&brokerCollector{broker: &m.broker},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
+// observe counts a finished run, and its delivery's settlement when it
+// has an outcome.
 func (m *metrics) observe(r store.Run) {
 	if r.Outcome != "" {
 		m.outcomes.WithLabelValues(r.Outcome).Inc()
+		// A listener's id is "<project>/<listener name>".
+		listener := strings.TrimPrefix(r.Listener, r.Project+"/")
+		m.deliveries.WithLabelValues(r.Project, listener, r.Outcome).Inc()
 	}
-	m.runs.WithLabelValues(r.Trigger, r.Status).Inc()
-	m.duration.WithLabelValues(r.Trigger).Observe(r.DurationMs / 1000)
+	m.runs.WithLabelValues(r.Project, r.Operation, r.Trigger, r.Status).Inc()
+	m.duration.WithLabelValues(r.Project, r.Trigger).Observe(r.DurationMs / 1000)
+}
+
+// observeFlush is the store's flush hook (store.BoltOptions.OnFlush).
+func (m *metrics) observeFlush(_ int, took time.Duration, _ error) {
+	m.flush.Observe(took.Seconds())
 }
 
 // Metrics serves the Prometheus exposition (api.Backend).

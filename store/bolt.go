@@ -32,6 +32,11 @@ type BoltOptions struct {
 	// and less than 8192). PutRun writes through itself when 4×MaxBatch runs
 	// wait.
 	MaxBatch int
+	// OnFlush, when set, is told of each write of buffered runs (a group
+	// commit): how many runs it wrote, how long the write took, its fsync
+	// included, and its error. It is called on the writing goroutine and
+	// must return quickly; nil means nobody is told.
+	OnFlush func(runs int, took time.Duration, err error)
 }
 
 // Bucket names.
@@ -604,6 +609,7 @@ func (s *Bolt) writeBatch() error {
 	if need := len(batch) * flushBytesPerRun; cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
+	began := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		runs, index := tx.Bucket(bucketRuns), tx.Bucket(bucketRunIndex)
 		runs.FillPercent, index.FillPercent = 0.9, 0.9
@@ -634,6 +640,9 @@ func (s *Bolt) writeBatch() error {
 		}
 		return nil
 	})
+	if s.opts.OnFlush != nil {
+		s.opts.OnFlush(len(batch), time.Since(began), err)
+	}
 	clear(ids) // keep no run IDs alive
 	s.flushIDs = ids[:0]
 	if cap(buf) <= maxKeptFlushBuf {

@@ -17,7 +17,6 @@ import (
 
 func newServe(getenv func(string) string) *cobra.Command {
 	var configPath string
-	var jsonLogs bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run an agent: API, webhooks, listeners (embedded defaults)",
@@ -29,21 +28,14 @@ Configuration comes from a YAML file (--config or OPSRUNNER_CONFIG), then
 OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				configPath = getenv("OPSRUNNER_CONFIG")
-			}
-			cfg, err := agent.Load(configPath, getenv)
+			cfg, err := serveConfig(cmd, configPath, getenv)
 			if err != nil {
 				return err
 			}
-			if err := applyServeFlags(cmd, &cfg); err != nil {
+			log, err := agent.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			if err != nil {
 				return err
 			}
-			var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
-			if jsonLogs {
-				h = slog.NewJSONHandler(os.Stderr, nil)
-			}
-			log := slog.New(h)
 			agent.TuneGC(cfg.MemoryLimit)
 			a, err := agent.New(cfg, log)
 			if err != nil {
@@ -65,8 +57,49 @@ OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 	f.Int("max-inflight", 0, "runs in progress, waiting ones included (env OPSRUNNER_MAX_INFLIGHT; default 1000)")
 	f.String("tls-cert-file", "", "PEM certificate (chain after it): serve HTTPS, reloaded when the file changes (env OPSRUNNER_TLS_CERT_FILE)")
 	f.String("tls-key-file", "", "PEM key of --tls-cert-file (env OPSRUNNER_TLS_KEY_FILE)")
-	f.BoolVar(&jsonLogs, "log-json", false, "log JSON lines instead of text")
+	addLogFlags(cmd, " (env OPSRUNNER_LOG_FORMAT; default text)", " (env OPSRUNNER_LOG_LEVEL; default info)")
 	return cmd
+}
+
+// addLogFlags adds --log-format, --log-level and --log-json (an alias of
+// --log-format json) to cmd; envFormat and envLevel end their help.
+func addLogFlags(cmd *cobra.Command, envFormat, envLevel string) {
+	f := cmd.Flags()
+	f.String("log-format", "", "log lines as text or json"+envFormat)
+	f.String("log-level", "", "least level logged: debug, info, warn or error"+envLevel)
+	f.Bool("log-json", false, "log JSON lines: --log-format json")
+}
+
+// logFlags returns the log format and level cmd's flags set, "" for
+// those not set; --log-json is --log-format json.
+func logFlags(cmd *cobra.Command) (format, level string, err error) {
+	f := cmd.Flags()
+	format, _ = f.GetString("log-format")
+	level, _ = f.GetString("log-level")
+	if json, _ := f.GetBool("log-json"); json {
+		if f.Changed("log-format") && format != agent.LogFormatJSON {
+			return "", "", fmt.Errorf("--log-json is --log-format json, and --log-format is %q: give one of them", format)
+		}
+		format = agent.LogFormatJSON
+	}
+	return format, level, nil
+}
+
+// serveConfig is the configuration serve runs with: defaults, then the
+// YAML file (configPath, else OPSRUNNER_CONFIG), the environment, and the
+// flags set on cmd, each overriding the one before.
+func serveConfig(cmd *cobra.Command, configPath string, getenv func(string) string) (agent.Config, error) {
+	if configPath == "" {
+		configPath = getenv("OPSRUNNER_CONFIG")
+	}
+	cfg, err := agent.Load(configPath, getenv)
+	if err != nil {
+		return cfg, err
+	}
+	if err := applyServeFlags(cmd, &cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 // applyServeFlags overrides cfg with the flags the user set.
@@ -87,6 +120,16 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 			v, _ := f.GetString(name)
 			*dst = v
 		}
+	}
+	format, level, err := logFlags(cmd)
+	if err != nil {
+		return err
+	}
+	if format != "" {
+		cfg.LogFormat = format
+	}
+	if level != "" {
+		cfg.LogLevel = level
 	}
 	ints := map[string]*int{"cluster-size": &cfg.ClusterSize, "workers": &cfg.Workers, "max-inflight": &cfg.MaxInflight}
 	for name, dst := range ints {
@@ -117,7 +160,14 @@ The users file is a YAML list, as the agent's broker_users:
     write: ["/queue/orders.in"]   # SEND`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			format, level, err := logFlags(cmd)
+			if err != nil {
+				return err
+			}
+			log, err := agent.NewLogger(os.Stderr, format, level)
+			if err != nil {
+				return fmt.Errorf("--log-format/--log-level: %w", err)
+			}
 			if usersFile != "" {
 				data, err := os.ReadFile(usersFile)
 				if err != nil {
@@ -167,6 +217,7 @@ The users file is a YAML list, as the agent's broker_users:
 	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "bytes queued for one connection before delivery to it pauses")
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "time from TCP accept to the CONNECT frame")
 	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://ADDR/stomp (empty: off)")
+	addLogFlags(cmd, " (default text)", " (default info)")
 	return cmd
 }
 
