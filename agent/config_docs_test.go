@@ -126,8 +126,9 @@ func envVarsInCode(t *testing.T, root string) map[string]bool {
 // flagDefiner matches pflag's methods that define a flag.
 var flagDefiner = regexp.MustCompile(`^(String|Int|Int64|Uint|Uint64|Bool|Duration|Float64|StringSlice|StringArray|IntSlice)(Var)?P?$`)
 
-// cliFlags returns the flags `opsrunner serve` defines (in newServe) and
-// the persistent flags of the root command, which every command takes.
+// cliFlags returns the flags `opsrunner serve` defines (in newServe and
+// addLogFlags, which serve and broker share) and the persistent flags of
+// the root command, which every command takes.
 func cliFlags(t *testing.T, dir string) map[string]bool {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
@@ -148,7 +149,7 @@ func cliFlags(t *testing.T, dir string) map[string]bool {
 			if !ok {
 				continue
 			}
-			serve := fn.Name.Name == "newServe"
+			serve := fn.Name.Name == "newServe" || fn.Name.Name == "addLogFlags"
 			ast.Inspect(fn, func(n ast.Node) bool {
 				call, ok := n.(*ast.CallExpr)
 				if !ok {
