@@ -74,8 +74,13 @@ func (a *Agent) uninstallLocked(project string) {
 	a.applyListeners()
 }
 
-// DeleteDeadLetter deletes a stored dead letter without replaying it.
+// DeleteDeadLetter deletes a stored dead letter without replaying it; an
+// error wrapping store.ErrNotFound when there is none (the store's delete
+// does not say).
 func (a *Agent) DeleteDeadLetter(ctx context.Context, id string) error {
+	if _, err := a.store.DeadLetter(ctx, id); err != nil {
+		return fmt.Errorf("delete dead letter %s: %w", id, err)
+	}
 	if err := a.store.DeleteDeadLetter(ctx, id); err != nil {
 		return fmt.Errorf("delete dead letter %s: %w", id, err)
 	}

@@ -93,9 +93,8 @@ func (o *runsOptions) list(cmd *cobra.Command, c *client) error {
 		if err := c.getJSON(cmd.Context(), path, &page); err != nil {
 			return err
 		}
-		var fresh []store.Run
-		for i := len(page.Runs) - 1; i >= 0; i-- {
-			r := page.Runs[i]
+		var fresh []store.Run // newest first, as the API lists them
+		for _, r := range page.Runs {
 			if (o.trigger == "" || r.Trigger == o.trigger) && seen[r.ID] != r.Status {
 				seen[r.ID] = r.Status
 				fresh = append(fresh, r)
@@ -115,31 +114,28 @@ func (o *runsOptions) list(cmd *cobra.Command, c *client) error {
 	}
 }
 
-// printRuns prints a batch of runs: a JSON page (one JSON line per run
-// when following), or rows of t, made from the first batch.
+// printRuns prints a batch of runs (newest first): a JSON page like the
+// API's, or oldest first one JSON line per run when following, or rows
+// of t, made from the first batch, oldest first.
 func (o *runsOptions) printRuns(cmd *cobra.Command, t **runTable, runs []store.Run) error {
 	out := cmd.OutOrStdout()
-	switch {
-	case o.out.json() && o.follow:
-		enc := json.NewEncoder(out)
-		for _, r := range runs {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	case o.out.json():
+	if o.out.json() && !o.follow {
 		if runs == nil {
 			runs = []store.Run{}
 		}
 		return writeJSON(out, map[string]any{"runs": runs})
 	}
-	if *t == nil {
+	if *t == nil && !o.out.json() {
 		*t = newRunTable(runs)
 		(*t).header(out)
 	}
-	for _, r := range runs {
-		(*t).row(out, r)
+	enc := json.NewEncoder(out)
+	for i := len(runs) - 1; i >= 0; i-- {
+		if !o.out.json() {
+			(*t).row(out, runs[i])
+		} else if err := enc.Encode(runs[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
