@@ -27,7 +27,9 @@ func TestDeleteProjectReachesEveryAgent(t *testing.T) {
 		"op.js": "function handle() { return 1; }\n",
 	}
 	a.mustDeploy(t, "gone", bundle(t, files))
-	hook := func(ta *testAgent) int { return ta.do(t, "POST", "/hooks/gone/op", "application/json", []byte(`{}`), nil).Status }
+	hook := func(ta *testAgent) int {
+		return ta.do(t, "POST", "/hooks/gone/op", "application/json", []byte(`{}`), nil).Status
+	}
 	listed := func(ta *testAgent) bool {
 		return strings.Contains(string(ta.do(t, "GET", "/api/v1/listeners", "", nil, nil).Body), `"gone/in"`)
 	}
