@@ -401,6 +401,31 @@ func TestCLIManagement(t *testing.T) {
 		a.fails(t, "unknown command", "deadletters", "bogus")
 	})
 
+	t.Run("secrets, members and version print text or JSON", func(t *testing.T) {
+		value := filepath.Join(a.dirs, "api-key")
+		os.WriteFile(value, []byte("s3cret"), 0o600)
+		a.ok(t, "secrets", "set", "shop", "API_KEY", "--from-file", value)
+		if out := a.ok(t, "secrets", "list", "shop"); !strings.Contains(out, "NAME") || !strings.Contains(out, "API_KEY") {
+			t.Fatalf("secrets list:\n%s", out)
+		}
+		var secrets struct{ Secrets []struct{ Name string } }
+		a.okJSON(t, &secrets, "secrets", "list", "shop")
+		if len(secrets.Secrets) != 1 || secrets.Secrets[0].Name != "API_KEY" {
+			t.Fatalf("secrets list -o json: %+v", secrets)
+		}
+		a.ok(t, "secrets", "rm", "shop", "API_KEY")
+		var members struct{ Leader string }
+		a.okJSON(t, &members, "members")
+		if out := a.ok(t, "members", "-o", "table"); !strings.Contains(out, "AGENT") {
+			t.Fatalf("members -o table (the older name of text):\n%s", out)
+		}
+		var v buildVersion
+		a.okJSON(t, &v, "version")
+		if v.Version == "" || v.Go == "" {
+			t.Fatalf("version -o json: %+v", v)
+		}
+	})
+
 	t.Run("projects delete", func(t *testing.T) {
 		a.fails(t, "add --yes", "projects", "delete", "shop")
 		a.ok(t, "projects", "show", "shop")
