@@ -10,16 +10,19 @@ import (
 	"github.com/opsrunner/opsrunner/store"
 )
 
+// CodeNotImplemented: the server's Backend cannot do what the route asks (501).
+const CodeNotImplemented = "not_implemented"
+
 // ManageBackend is what the management endpoints beyond deploy and
-// listing need: deleting a project, reading and deleting one dead letter,
-// and what a client needs to know of the agent. Methods are goroutine-safe
+// listing need: deleting a project, deleting one dead letter, and what a
+// client needs to know of the agent. (GET /api/v1/deadletters/{id} needs
+// the Backend to be a DeadLetterReader too.) Methods are goroutine-safe
 // and honour ctx; "not there" is an error wrapping store.ErrNotFound.
 type ManageBackend interface {
 	// DeleteProject deletes every version of a project and stops its
 	// listeners and webhooks on every agent (runs in flight finish). Its
 	// runs, dead letters and secrets are kept.
 	DeleteProject(ctx context.Context, project string) error
-	DeadLetterReader
 	// DeleteDeadLetter deletes a stored dead letter without replaying it.
 	DeleteDeadLetter(ctx context.Context, id string) error
 	// Info describes the agent answering.
@@ -59,10 +62,14 @@ func (s *server) deleteProject(c *echo.Context) error {
 }
 
 // deadLetter serves GET /api/v1/deadletters/{id}: the dead letter with
-// its body and headers.
+// its body and headers; 501 from a Backend that is no DeadLetterReader.
 func (s *server) deadLetter(c *echo.Context) error {
 	id := param(c, "id")
-	dl, err := s.b.DeadLetter(c.Request().Context(), id)
+	r, ok := s.b.(DeadLetterReader)
+	if !ok {
+		return newError(http.StatusNotImplemented, CodeNotImplemented, "this server cannot read one dead letter; list them instead", nil)
+	}
+	dl, err := r.DeadLetter(c.Request().Context(), id)
 	if err != nil {
 		return deadLetterError(id, err)
 	}
