@@ -160,7 +160,11 @@ func runText(w io.Writer, r store.Run) {
 		}
 	}
 	field("run", r.ID)
-	field("project", fmt.Sprintf("%s (version %d)", r.Project, r.Version))
+	project := r.Project
+	if r.Version > 0 {
+		project += fmt.Sprintf(" (version %d)", r.Version)
+	}
+	field("project", project)
 	field("operation", r.Operation)
 	field("trigger", r.Trigger)
 	field("status", r.Status)

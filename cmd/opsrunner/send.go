@@ -47,18 +47,7 @@ takes it in the URL (stomp://user:pass@host:port).`,
 			if err != nil {
 				return err
 			}
-			// The environment's TLS files are defaults for a TLS broker
-			// only: a plain --broker given over a TLS environment stays plain.
-			if u, err := agent.ParseBrokerURL(brokerURL); err == nil && u.TLS {
-				for _, f := range []struct {
-					v   *string
-					env string
-				}{{&tlsCA, "OPSRUNNER_BROKER_TLS_CA_FILE"}, {&tlsCert, "OPSRUNNER_BROKER_TLS_CERT_FILE"}, {&tlsKey, "OPSRUNNER_BROKER_TLS_KEY_FILE"}} {
-					if *f.v == "" {
-						*f.v = getenv(f.env)
-					}
-				}
-			}
+			tlsFromEnv(getenv, brokerURL, &tlsCA, &tlsCert, &tlsKey)
 			cc, err := agent.Connection{URL: brokerURL, Host: host, TLSCAFile: tlsCA, TLSCertFile: tlsCert, TLSKeyFile: tlsKey}.ConnConfig("send")
 			if err != nil {
 				return fmt.Errorf("broker %s: %w", brokerURL, err)
@@ -76,16 +65,9 @@ takes it in the URL (stomp://user:pass@host:port).`,
 				return err
 			}
 			defer conn.Disconnect()
-			var sendOpts []func(*frame.Frame) error
-			for _, kv := range headers {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return fmt.Errorf("--header wants k=v, got %q", kv)
-				}
-				sendOpts = append(sendOpts, stomp.SendOpt.Header(k, v))
-			}
-			if persistent {
-				sendOpts = append(sendOpts, stomp.SendOpt.Header("persistent", "true"))
+			sendOpts, err := sendHeaders(headers, persistent)
+			if err != nil {
+				return err
 			}
 			el, err := sendAll(conn, dest, contentType, payload, sendOpts, count, cmd.ErrOrStderr())
 			if err != nil {
@@ -185,4 +167,37 @@ func sendAll(conn *stomp.Conn, dest, contentType string, payload []byte, opts []
 		fmt.Fprintln(progress)
 	}
 	return el, nil
+}
+
+// sendHeaders are the send options of --header K=V and --persistent.
+func sendHeaders(headers []string, persistent bool) ([]func(*frame.Frame) error, error) {
+	var opts []func(*frame.Frame) error
+	for _, kv := range headers {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--header wants k=v, got %q", kv)
+		}
+		opts = append(opts, stomp.SendOpt.Header(k, v))
+	}
+	if persistent {
+		opts = append(opts, stomp.SendOpt.Header("persistent", "true"))
+	}
+	return opts, nil
+}
+
+// tlsFromEnv fills the TLS files not given as flags from the environment,
+// for a TLS broker only: a plain --broker given over a TLS environment
+// stays plain.
+func tlsFromEnv(getenv func(string) string, brokerURL string, ca, cert, key *string) {
+	if u, err := agent.ParseBrokerURL(brokerURL); err != nil || !u.TLS {
+		return
+	}
+	for _, f := range []struct {
+		v   *string
+		env string
+	}{{ca, "OPSRUNNER_BROKER_TLS_CA_FILE"}, {cert, "OPSRUNNER_BROKER_TLS_CERT_FILE"}, {key, "OPSRUNNER_BROKER_TLS_KEY_FILE"}} {
+		if *f.v == "" {
+			*f.v = getenv(f.env)
+		}
+	}
 }
