@@ -240,7 +240,8 @@ func (a *Agent) watch(ctx context.Context, changes <-chan store.Change) {
 	}
 }
 
-// reloadProject installs project's active version if it is not the live one.
+// reloadProject installs project's active version if it is not the live
+// one, and takes the project off this agent when the store has it no more.
 func (a *Agent) reloadProject(ctx context.Context, name string) {
 	infos, err := a.store.Projects(ctx)
 	if err != nil {
@@ -253,6 +254,7 @@ func (a *Agent) reloadProject(ctx context.Context, name string) {
 			return
 		}
 	}
+	a.uninstall(ctx, name) // deleted
 }
 
 func (a *Agent) reloadAll(ctx context.Context) {
@@ -264,6 +266,7 @@ func (a *Agent) reloadAll(ctx context.Context) {
 	for _, info := range infos {
 		a.ensureVersion(ctx, info)
 	}
+	a.uninstallMissing(ctx, infos)
 	a.applyListeners()
 }
 

@@ -107,6 +107,20 @@ func (b *scopeBackend) DeadLetter(_ context.Context, id string) (store.DeadLette
 	return store.DeadLetter{}, fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
 }
 
+func (b *scopeBackend) DeleteDeadLetter(_ context.Context, id string) error {
+	b.change("delete dead letter " + id)
+	return nil
+}
+
+func (b *scopeBackend) DeleteProject(_ context.Context, project string) error {
+	b.change("delete project " + project)
+	return nil
+}
+
+func (b *scopeBackend) Info(context.Context) (api.Info, error) {
+	return api.Info{Version: "test", Agent: "a1", BrokerAddr: "127.0.0.1:61613"}, nil
+}
+
 func (b *scopeBackend) ReplayDeadLetter(_ context.Context, id string) error {
 	b.change("replay " + id)
 	return nil
@@ -194,7 +208,7 @@ func gzipBundle(t *testing.T) string {
 // deploy:s* and run:s*, so it acts on shop and not on blog. Lists need a
 // read scope on some project (read:* names that) and hold only the projects
 // the token reads (TestListsShowOnlyReadableProjects). Cluster members
-// need only a valid token; the API's description needs none.
+// and the agent's info need only a valid token; the API's description needs none.
 func TestEveryEndpointChecksItsScope(t *testing.T) {
 	t.Parallel()
 	bundle := gzipBundle(t)
@@ -211,6 +225,8 @@ func TestEveryEndpointChecksItsScope(t *testing.T) {
 		{endpoint{"GET", "/api/v1/projects", "", ""}, "read:*", [5]int{200, 200, 403, 403, 200}},
 		{endpoint{"GET", "/api/v1/projects/shop", "", ""}, "read:shop", [5]int{200, 200, 403, 403, 200}},
 		{endpoint{"GET", "/api/v1/projects/blog", "", ""}, "read:blog", [5]int{200, 403, 403, 403, 403}},
+		{endpoint{"DELETE", "/api/v1/projects/shop", "", ""}, "deploy:shop", [5]int{204, 403, 204, 403, 204}},
+		{endpoint{"DELETE", "/api/v1/projects/blog", "", ""}, "deploy:blog", [5]int{204, 403, 403, 403, 403}},
 		{endpoint{"POST", "/api/v1/projects/shop/rollback", `{"version": 1}`, "application/json"}, "deploy:shop", [5]int{200, 403, 200, 403, 200}},
 		{endpoint{"PUT", "/api/v1/projects/shop/secrets/KEY", "v", "text/plain"}, "deploy:shop", [5]int{204, 403, 204, 403, 204}},
 		{endpoint{"GET", "/api/v1/projects/shop/secrets", "", ""}, "read:shop", [5]int{200, 200, 403, 403, 200}},
@@ -226,10 +242,15 @@ func TestEveryEndpointChecksItsScope(t *testing.T) {
 		{endpoint{"GET", "/api/v1/runs/run-shop", "", ""}, "read:shop", [5]int{200, 200, 403, 403, 200}},
 		{endpoint{"GET", "/api/v1/runs/run-blog", "", ""}, "read:blog", [5]int{200, 403, 403, 403, 403}},
 		{endpoint{"GET", "/api/v1/deadletters", "", ""}, "read:*", [5]int{200, 200, 403, 403, 200}},
+		{endpoint{"GET", "/api/v1/deadletters/dl-shop", "", ""}, "read:shop", [5]int{200, 200, 403, 403, 200}},
+		{endpoint{"GET", "/api/v1/deadletters/dl-blog", "", ""}, "read:blog", [5]int{200, 403, 403, 403, 403}},
+		{endpoint{"DELETE", "/api/v1/deadletters/dl-shop", "", ""}, "deploy:shop", [5]int{204, 403, 204, 403, 204}},
+		{endpoint{"DELETE", "/api/v1/deadletters/dl-blog", "", ""}, "deploy:blog", [5]int{204, 403, 403, 403, 403}},
 		{endpoint{"POST", "/api/v1/deadletters/dl-shop/replay", "", ""}, "run:shop", [5]int{202, 403, 403, 202, 202}},
 		{endpoint{"POST", "/api/v1/deadletters/dl-blog/replay", "", ""}, "run:blog", [5]int{202, 403, 403, 403, 403}},
 		{endpoint{"GET", "/api/v1/cluster/members", "", ""}, "", [5]int{200, 200, 200, 200, 200}},
 		{endpoint{"GET", "/api/v1/openapi.json", "", ""}, "", [5]int{200, 200, 200, 200, 200}},
+		{endpoint{"GET", "/api/v1/info", "", ""}, "", [5]int{200, 200, 200, 200, 200}},
 	}
 
 	h, b := newScopeServer(t, api.Options{})

@@ -370,6 +370,9 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	runID := webhookCalls(c)
 	runCalls(c, runID)
 	deadLetterCalls(c)
+	deleteCalls(c)
+	c.do(specCall{method: "GET", path: "/api/v1/info", token: readerToken, want: 200})
+	c.do(specCall{method: "GET", path: "/api/v1/info", want: 401})
 	c.do(specCall{method: "GET", path: "/api/v1/cluster/members", token: adminToken, want: 200})
 	c.do(specCall{method: "GET", path: "/api/v1/cluster/members", want: 401})
 	c.checkErrorBody("an unknown path", c.serve(specCall{method: "GET", path: "/api/v1/nowhere", token: adminToken}, 404))
@@ -540,31 +543,61 @@ func runCalls(c *conformance, runID string) {
 // deadLetterCalls has shop's publish webhook send a message that its
 // listener's operation fails, waits for its dead letter, and replays it.
 func deadLetterCalls(c *conformance) {
-	t := c.t
 	c.do(specCall{method: "POST", path: "/hooks/shop/publish", want: 204})
-	var page struct {
-		DeadLetters []struct {
-			ID string `json:"id"`
-		} `json:"deadLetters"`
-	}
 	list := specCall{method: "GET", path: "/api/v1/deadletters?listener=shop/in", token: adminToken, want: 200}
-	deadline := time.Now().Add(time.Minute) // a bound for a hang, not a speed
-	for len(page.DeadLetters) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the published message was not dead-lettered within a minute")
-		}
-		time.Sleep(20 * time.Millisecond)
-		if err := json.Unmarshal(c.serve(list, 200).Body.Bytes(), &page); err != nil {
-			t.Fatal(err)
-		}
-	}
+	first := c.waitDeadLetter(list, "")
 	c.do(list)
 	c.do(specCall{method: "GET", path: "/api/v1/deadletters", token: readerToken, want: 200})
 	c.do(specCall{method: "GET", path: "/api/v1/deadletters", want: 401})
-	replay := "/api/v1/deadletters/" + page.DeadLetters[0].ID + "/replay"
+	c.do(specCall{method: "GET", path: "/api/v1/deadletters/" + first, token: adminToken, want: 200})
+	c.do(specCall{method: "GET", path: "/api/v1/deadletters/no-such-letter", token: adminToken, want: 404})
+	replay := "/api/v1/deadletters/" + first + "/replay"
 	c.do(specCall{method: "POST", path: replay, token: readerToken, want: 403})
 	c.do(specCall{method: "POST", path: replay, token: adminToken, want: 202})
 	c.do(specCall{method: "POST", path: "/api/v1/deadletters/no-such-letter/replay", token: adminToken, want: 404})
+	// The replayed message fails again: a second dead letter, dropped.
+	second := "/api/v1/deadletters/" + c.waitDeadLetter(list, first)
+	c.do(specCall{method: "DELETE", path: second, token: readerToken, want: 403})
+	c.do(specCall{method: "DELETE", path: second, token: adminToken, want: 204})
+	c.do(specCall{method: "DELETE", path: second, token: adminToken, want: 404})
+}
+
+// waitDeadLetter polls list until it holds a dead letter other than
+// except, and returns its id.
+func (c *conformance) waitDeadLetter(list specCall, except string) string {
+	t := c.t
+	deadline := time.Now().Add(time.Minute) // a bound for a hang, not a speed
+	for {
+		var page struct {
+			DeadLetters []struct {
+				ID string `json:"id"`
+			} `json:"deadLetters"`
+		}
+		if err := json.Unmarshal(c.serve(list, 200).Body.Bytes(), &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range page.DeadLetters {
+			if d.ID != except {
+				return d.ID
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no dead letter within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deleteCalls deploys a project of one webhook and deletes it.
+func deleteCalls(c *conformance) {
+	gone := bundleOf(c.t, map[string]string{
+		"opsrunner.yaml": "project: gone\noperations:\n  - {name: echo, script: echo.js, webhook: {path: echo}}\n",
+		"echo.js":        shopFiles["echo.js"],
+	})
+	c.do(specCall{method: "PUT", path: "/api/v1/projects/gone", token: adminToken, contentType: "application/gzip", body: gone, want: 201})
+	c.do(specCall{method: "DELETE", path: "/api/v1/projects/gone", token: readerToken, want: 403})
+	c.do(specCall{method: "DELETE", path: "/api/v1/projects/gone", token: adminToken, want: 204})
+	c.do(specCall{method: "DELETE", path: "/api/v1/projects/gone", token: adminToken, want: 404})
 }
 
 // docs/api.md's table of endpoints lists exactly the spec's operations.

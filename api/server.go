@@ -113,6 +113,7 @@ func (s *server) routes() []route {
 		{put, "/projects/:project", s.deploy, needs(ActionDeploy, pathProject)},
 		{get, "/projects", s.projects, readsAList},
 		{get, "/projects/:project", s.project, needs(ActionRead, pathProject)},
+		{del, "/projects/:project", s.deleteProject, needs(ActionDeploy, pathProject)},
 		{post, "/projects/:project/rollback", s.rollback, needs(ActionDeploy, pathProject)},
 		{put, "/projects/:project/secrets/:name", s.putSecret, needs(ActionDeploy, pathProject)},
 		{get, "/projects/:project/secrets", s.listSecrets, needs(ActionRead, pathProject)},
@@ -124,9 +125,12 @@ func (s *server) routes() []route {
 		{get, "/runs", s.runs, need{action: ActionRead, project: queryProject, list: true}},
 		{get, "/runs/:id", s.run, needs(ActionRead, runProject)},
 		{get, "/deadletters", s.deadLetters, readsAList},
+		{get, "/deadletters/:id", s.deadLetter, needs(ActionRead, deadLetterProject)},
+		{del, "/deadletters/:id", s.deleteDeadLetter, needs(ActionDeploy, deadLetterProject)},
 		{post, "/deadletters/:id/replay", s.replay, needs(ActionRun, deadLetterProject)},
 		{get, "/cluster/members", s.members, anyToken},
 		{get, "/openapi.json", s.openAPI, open},
+		{get, "/info", s.info, anyToken},
 	}
 }
 

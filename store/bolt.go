@@ -300,6 +300,30 @@ func (s *Bolt) SetActiveVersion(ctx context.Context, name string, version int) e
 	return nil
 }
 
+// DeleteProject implements Store; it blocks until the deletion is durable.
+func (s *Bolt) DeleteProject(ctx context.Context, name string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m, ok, err := getMeta(tx, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("project %s: %w", name, ErrNotFound)
+		}
+		for _, v := range m.Versions {
+			if err := tx.Bucket(bucketBundles).Delete(bundleKey(name, v.Version)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketProjects).Delete([]byte(name))
+	})
+	if err != nil {
+		return fmt.Errorf("delete project: %w", err)
+	}
+	s.hub.publish(Change{Kind: ChangeProject, Key: name})
+	return nil
+}
+
 // --- states ---
 
 // State implements Store.

@@ -235,6 +235,31 @@ func (r *Redis) SetActiveVersion(ctx context.Context, name string, version int) 
 	return r.publish(ctx, Change{Kind: ChangeProject, Key: name})
 }
 
+// DeleteProject implements Store and announces a ChangeProject. The name
+// leaves the project set first, so a listing made meanwhile does not show
+// a project without versions.
+func (r *Redis) DeleteProject(ctx context.Context, name string) error {
+	removed, err := r.c.SRem(ctx, r.key("projects"), name).Result()
+	if err != nil {
+		return fmt.Errorf("delete project %s: %w", name, err)
+	}
+	if removed == 0 {
+		return fmt.Errorf("delete project: project %s: %w", name, ErrNotFound)
+	}
+	versions, err := r.c.HKeys(ctx, r.projectKey(name, "versions")).Result()
+	if err != nil {
+		return fmt.Errorf("delete project %s: %w", name, err)
+	}
+	keys := []string{r.projectKey(name, "versions"), r.projectKey(name, "active"), r.projectKey(name, "seq")}
+	for _, v := range versions {
+		keys = append(keys, r.projectKey(name, "bundle:"+v))
+	}
+	if err := r.c.Del(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("delete project %s: %w", name, err)
+	}
+	return r.publish(ctx, Change{Kind: ChangeProject, Key: name})
+}
+
 // --- states ---
 
 // State implements Store.

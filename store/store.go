@@ -28,6 +28,11 @@ type Store interface {
 	Projects(ctx context.Context) ([]ProjectInfo, error)
 	// SetActiveVersion makes an existing version the live one (rollback).
 	SetActiveVersion(ctx context.Context, name string, version int) error
+	// DeleteProject deletes a project's versions and bundles and announces
+	// a ChangeProject; an error wrapping ErrNotFound when it has none. Its
+	// runs, dead letters, secrets and listener states are kept. A project
+	// deployed again after it starts over at version 1.
+	DeleteProject(ctx context.Context, name string) error
 
 	// State returns a stored on/off state; ok is false when none was stored.
 	State(ctx context.Context, key string) (enabled bool, ok bool, err error)

@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +34,7 @@ type client struct {
 // serving HTTPS with a private CA is checked against.
 func addClientFlags(root *cobra.Command, getenv func(string) string) {
 	root.PersistentFlags().String("ca-file", getenv("OPSRUNNER_CA_FILE"),
-		"PEM file of the CA certificates to trust for an https:// --server, instead of the system's (env OPSRUNNER_CA_FILE)")
+		"PEM `FILE` of the CA certificates to trust for an https:// --server, instead of the system's (env OPSRUNNER_CA_FILE)")
 }
 
 func newClient(cmd *cobra.Command) *client {
@@ -69,26 +72,56 @@ type apiError struct {
 	Details any    `json:"details"`
 }
 
+// Error is the agent's message, its status and code, then its details:
+// located problems as file:line:col lines, other details (a hint, the
+// run, the valid values) as "key: value" lines.
 func (e *apiError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (%d %s)", e.Message, e.Status, e.Code)
-	if list, ok := e.Details.([]any); ok {
-		for _, d := range list {
-			if m, ok := d.(map[string]any); ok {
+	switch d := e.Details.(type) {
+	case []any:
+		for _, item := range d {
+			if m, ok := item.(map[string]any); ok {
 				b.WriteString("\n  ")
-				b.WriteString(fmt.Sprint(m["file"]))
-				if l, ok := m["line"]; ok {
-					fmt.Fprintf(&b, ":%v:%v", l, m["column"])
-				}
-				fmt.Fprintf(&b, ": %v", m["message"])
+				writeLocated(&b, m)
 			}
 		}
-	} else if m, ok := e.Details.(map[string]any); ok {
-		if id, ok := m["runId"]; ok {
+	case map[string]any:
+		if id, ok := d["runId"]; ok {
 			fmt.Fprintf(&b, "\n  run %v", id)
+		}
+		if h, ok := d["hint"]; ok {
+			fmt.Fprintf(&b, "\n  hint: %v", h)
+		}
+		keys := slices.Sorted(maps.Keys(d))
+		for _, k := range keys {
+			if k != "runId" && k != "hint" {
+				fmt.Fprintf(&b, "\n  %s: %v", k, detailValue(d[k]))
+			}
 		}
 	}
 	return b.String()
+}
+
+// writeLocated writes one located problem: file:line:col: message.
+func writeLocated(b *strings.Builder, m map[string]any) {
+	b.WriteString(fmt.Sprint(m["file"]))
+	if l, ok := m["line"]; ok {
+		fmt.Fprintf(b, ":%v:%v", l, m["column"])
+	}
+	fmt.Fprintf(b, ": %v", m["message"])
+}
+
+// detailValue shows a list as comma-separated values.
+func detailValue(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ", ")
+	}
+	return fmt.Sprint(v)
 }
 
 // do sends a request and returns the response; non-2xx answers become errors.
@@ -143,12 +176,27 @@ func (c *client) getJSON(ctx context.Context, path string, v any) error {
 	return json.Unmarshal(data, v)
 }
 
-func printJSON(w io.Writer, data []byte) {
-	var buf bytes.Buffer
-	if json.Indent(&buf, data, "", "  ") == nil {
-		buf.WriteByte('\n')
-		w.Write(buf.Bytes())
-		return
+// printJSON writes the API's JSON answer indented.
+func printJSON(w io.Writer, data []byte) { _ = writeJSON(w, data) }
+
+// send is do for a request whose answer is JSON (or empty): it returns
+// the answer's bytes.
+func (c *client) send(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
 	}
-	w.Write(data)
+	_, data, err := c.do(ctx, method, path, contentType, r, nil)
+	return data, err
+}
+
+// apiPath joins /api/v1 and escaped path segments.
+func apiPath(segments ...string) string {
+	var b strings.Builder
+	b.WriteString("/api/v1")
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
 }

@@ -4,57 +4,108 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/opsrunner/opsrunner/agent"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/spf13/cobra"
 )
 
+// deployResult is one folder's deploy, as -o json lists them.
+type deployResult struct {
+	Dir     string `json:"dir"`
+	Project string `json:"project,omitempty"`
+	Version int    `json:"version,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
 func newDeploy() *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
-		Use:   "deploy DIR",
-		Short: "Deploy a project folder (opsrunner.yaml at its root) as a new version",
+		Use:   "deploy DIR...",
+		Short: "Deploy project folders (opsrunner.yaml at the root of each) as new versions",
+		Long: `Deploy uploads each folder as a new version of its project (the manifest's
+project key, or --project for a single folder). Every folder is reported;
+a folder that fails (with file:line:col for script and manifest errors)
+does not stop the others, and the command then exits non-zero.`,
 		Example: `  opsrunner deploy samples/hello
-  opsrunner deploy ./orders --server http://agent:8080`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			bundle, err := scripts.BundleDir(args[0])
-			if err != nil {
-				return err
-			}
-			if name == "" {
-				if name, err = projectName(args[0]); err != nil {
-					return err
-				}
-			}
-			c := newClient(cmd)
-			_, data, err := c.do(cmd.Context(), http.MethodPut, "/api/v1/projects/"+url.PathEscape(name), "application/gzip", bytes.NewReader(bundle), nil)
-			if err != nil {
-				return err
-			}
-			var v store.ProjectVersion
-			if err := json.Unmarshal(data, &v); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deployed %s version %d\n", v.Project, v.Version)
-			return nil
-		},
+  opsrunner deploy samples/*
+  opsrunner deploy ./orders --project orders-test --server http://agent:8080`,
+		Args: cobra.MinimumNArgs(1),
 	}
-	cmd.Flags().StringVar(&name, "project", "", "project name (default: the manifest's `project`)")
+	o := addOutput(cmd)
+	cmd.Flags().StringVar(&name, "project", "", "deploy as project `NAME` (one folder only; default: the manifest's project key)")
+	cmd.RunE = func(cmd *cobra.Command, dirs []string) error {
+		if name != "" && len(dirs) > 1 {
+			return fmt.Errorf("--project names one project; %d folders given", len(dirs))
+		}
+		c := newClient(cmd)
+		var results []deployResult
+		var errs []error
+		for _, dir := range dirs {
+			r, err := deployDir(cmd, c, dir, name)
+			results = append(results, r)
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+				if len(dirs) > 1 && !o.json() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", dir, err)
+				}
+			case !o.json():
+				fmt.Fprintf(cmd.OutOrStdout(), "deployed %s version %d\n", r.Project, r.Version)
+			}
+		}
+		if o.json() {
+			if err := writeJSON(cmd.OutOrStdout(), map[string]any{"deploys": results}); err != nil {
+				return err
+			}
+		}
+		switch {
+		case len(errs) == 0:
+			return nil
+		case len(dirs) == 1:
+			return errs[0]
+		}
+		return fmt.Errorf("%d of %d folders failed to deploy", len(errs), len(dirs))
+	}
 	return cmd
+}
+
+// deployDir deploys one folder. On failure the result holds the error's
+// text too (the API's message and located problems), for -o json.
+func deployDir(cmd *cobra.Command, c *client, dir, name string) (deployResult, error) {
+	r := deployResult{Dir: dir, Project: name}
+	fail := func(err error) (deployResult, error) { r.Error = err.Error(); return r, err }
+	bundle, err := scripts.BundleDir(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if r.Project == "" {
+		if r.Project, err = projectName(dir); err != nil {
+			return fail(err)
+		}
+	}
+	data, err := c.send(cmd.Context(), http.MethodPut, apiPath("projects", r.Project), "application/gzip", bundle)
+	if err != nil {
+		return fail(err)
+	}
+	var v store.ProjectVersion
+	if err := json.Unmarshal(data, &v); err != nil {
+		return fail(fmt.Errorf("read deploy answer: %w", err))
+	}
+	r.Version = v.Version
+	return r, nil
 }
 
 // projectName reads the `project` key of DIR/opsrunner.yaml.
 func projectName(dir string) (string, error) {
-	data, err := os.ReadFile(dir + "/opsrunner.yaml")
+	data, err := os.ReadFile(filepath.Join(dir, "opsrunner.yaml"))
 	if err != nil {
 		return "", fmt.Errorf("%s is not a project folder: %w", dir, err)
 	}
@@ -76,53 +127,66 @@ func newInvoke() *cobra.Command {
 		Example: `  opsrunner invoke hello/hello --data '{"name":"Ada"}'
   opsrunner invoke orders/orders --data @order.json --async`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			project, path, ok := strings.Cut(args[0], "/")
-			if !ok || project == "" || path == "" {
-				return fmt.Errorf("want PROJECT/PATH, got %q", args[0])
-			}
-			body, err := readData(data)
-			if err != nil {
-				return err
-			}
-			h := http.Header{}
-			if async {
-				h.Set("Prefer", "respond-async")
-			}
-			if key != "" {
-				h.Set("Idempotency-Key", key)
-			}
-			for _, kv := range headers {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return fmt.Errorf("--header wants k=v, got %q", kv)
-				}
-				h.Add(k, v)
-			}
-			// A body that is not JSON goes as text: the agent refuses
-			// malformed JSON sent as application/json.
-			contentType := "application/json"
-			if len(body) > 0 && !json.Valid(body) {
-				contentType = "text/plain; charset=utf-8"
-			}
-			c := newClient(cmd)
-			resp, out, err := c.do(cmd.Context(), http.MethodPost, "/hooks/"+url.PathEscape(project)+"/"+url.PathEscape(path), contentType, bytes.NewReader(body), h)
-			if err != nil {
-				return err
-			}
-			if async {
-				fmt.Fprintf(cmd.OutOrStdout(), "queued run %s (%s)\n", resp.Header.Get("X-Opsrunner-Run"), resp.Header.Get("Location"))
-				return nil
-			}
-			printJSON(cmd.OutOrStdout(), out)
-			return nil
-		},
 	}
-	cmd.Flags().StringVar(&data, "data", "", "request body: JSON text, or @file")
+	o := addOutput(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		project, path, ok := strings.Cut(args[0], "/")
+		if !ok || project == "" || path == "" {
+			return fmt.Errorf("want PROJECT/PATH, got %q", args[0])
+		}
+		body, err := readData(data)
+		if err != nil {
+			return err
+		}
+		h, err := invokeHeaders(async, key, headers)
+		if err != nil {
+			return err
+		}
+		// A body that is not JSON goes as text: the agent refuses
+		// malformed JSON sent as application/json.
+		contentType := "application/json"
+		if len(body) > 0 && !json.Valid(body) {
+			contentType = "text/plain; charset=utf-8"
+		}
+		c := newClient(cmd)
+		resp, out, err := c.do(cmd.Context(), http.MethodPost, "/hooks/"+url.PathEscape(project)+"/"+url.PathEscape(path), contentType, bytes.NewReader(body), h)
+		if err != nil {
+			return err
+		}
+		if async {
+			queued := map[string]string{"runId": resp.Header.Get("X-Opsrunner-Run"), "location": resp.Header.Get("Location")}
+			return o.print(cmd, queued, func(w io.Writer) {
+				fmt.Fprintf(w, "queued run %s (%s)\n", queued["runId"], queued["location"])
+			})
+		}
+		printJSON(cmd.OutOrStdout(), out) // the webhook's answer, JSON or not, whatever -o says
+		return nil
+	}
+	cmd.Flags().StringVar(&data, "data", "", "request body: `JSON` text, or @FILE")
 	cmd.Flags().BoolVar(&async, "async", false, "queue the run (Prefer: respond-async) and print its id")
-	cmd.Flags().StringVar(&key, "idempotency-key", "", "Idempotency-Key header")
-	cmd.Flags().StringArrayVar(&headers, "header", nil, "extra header k=v (repeatable)")
+	cmd.Flags().StringVar(&key, "idempotency-key", "", "Idempotency-Key header `KEY`")
+	cmd.Flags().StringArrayVar(&headers, "header", nil, "extra header `K=V` (repeatable)")
 	return cmd
+}
+
+// invokeHeaders are the headers of an invoke: Prefer, Idempotency-Key and
+// the --header ones.
+func invokeHeaders(async bool, key string, headers []string) (http.Header, error) {
+	h := http.Header{}
+	if async {
+		h.Set("Prefer", "respond-async")
+	}
+	if key != "" {
+		h.Set("Idempotency-Key", key)
+	}
+	for _, kv := range headers {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--header wants k=v, got %q", kv)
+		}
+		h.Add(k, v)
+	}
+	return h, nil
 }
 
 func readData(s string) ([]byte, error) {
@@ -130,73 +194,6 @@ func readData(s string) ([]byte, error) {
 		return os.ReadFile(name)
 	}
 	return []byte(s), nil
-}
-
-func newRuns() *cobra.Command {
-	var operation, status, messageID, outcome string
-	var limit int
-	var follow bool
-	cmd := &cobra.Command{
-		Use:   "runs [RUN-ID]",
-		Short: "List recent runs, or show one",
-		Example: `  opsrunner runs
-  opsrunner runs --status failed
-  opsrunner runs --outcome dead_lettered
-  opsrunner runs --follow
-  opsrunner runs 01JD...`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := newClient(cmd)
-			if len(args) == 1 {
-				_, data, err := c.do(cmd.Context(), http.MethodGet, "/api/v1/runs/"+url.PathEscape(args[0]), "", nil, nil)
-				if err != nil {
-					return err
-				}
-				printJSON(cmd.OutOrStdout(), data)
-				return nil
-			}
-			q := url.Values{}
-			for k, v := range map[string]string{"operation": operation, "status": status, "messageId": messageID, "outcome": outcome} {
-				if v != "" {
-					q.Set(k, v)
-				}
-			}
-			q.Set("limit", fmt.Sprint(limit))
-			seen := map[string]string{}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tPROJECT\tOPERATION\tTRIGGER\tSTATUS\tOUTCOME\tMS\tSTARTED\tERROR")
-			for {
-				var page struct{ Runs []store.Run }
-				if err := c.getJSON(cmd.Context(), "/api/v1/runs?"+q.Encode(), &page); err != nil {
-					return err
-				}
-				for i := len(page.Runs) - 1; i >= 0; i-- {
-					r := page.Runs[i]
-					if seen[r.ID] == r.Status {
-						continue
-					}
-					seen[r.ID] = r.Status
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\n", r.ID, r.Project, r.Operation, r.Trigger, r.Status, r.Outcome, r.DurationMs, r.StartedAt.Local().Format(time.TimeOnly), firstLine(r.Error))
-				}
-				w.Flush()
-				if !follow {
-					return nil
-				}
-				select {
-				case <-cmd.Context().Done():
-					return nil
-				case <-time.After(time.Second):
-				}
-			}
-		},
-	}
-	cmd.Flags().StringVar(&operation, "operation", "", "only runs of this operation")
-	cmd.Flags().StringVar(&status, "status", "", "only runs with this status (running, succeeded, failed, timed_out)")
-	cmd.Flags().StringVar(&messageID, "message-id", "", "only runs of this broker message")
-	cmd.Flags().StringVar(&outcome, "outcome", "", "only runs of deliveries settled so (committed, rolled_back, dead_lettered, skipped_duplicate, refused)")
-	cmd.Flags().IntVar(&limit, "limit", 20, "how many runs")
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new runs until interrupted")
-	return cmd
 }
 
 func firstLine(s string) string {
@@ -207,68 +204,6 @@ func firstLine(s string) string {
 	return s
 }
 
-func newListeners() *cobra.Command {
-	var q string
-	cmd := &cobra.Command{
-		Use:   "listeners [list|enable|disable] [LISTENER-ID [OPERATION]]",
-		Short: "List listeners, or turn a listener or one of its operations on or off",
-		Example: `  opsrunner listeners --q orders
-  opsrunner listeners disable orders/orders-in
-  opsrunner listeners enable orders/orders-in "Process Order"`,
-		Args: cobra.MaximumNArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c := newClient(cmd)
-			verb := "list"
-			if len(args) > 0 {
-				verb = args[0]
-			}
-			switch verb {
-			case "list":
-				var out struct {
-					Listeners []struct {
-						ID, Destination, Status string
-						Enabled                 bool
-						Operations              []struct {
-							Name    string
-							Enabled bool
-						}
-					}
-				}
-				if err := c.getJSON(cmd.Context(), "/api/v1/listeners?q="+url.QueryEscape(q), &out); err != nil {
-					return err
-				}
-				w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "LISTENER\tDESTINATION\tSTATUS")
-				for _, l := range out.Listeners {
-					fmt.Fprintf(w, "%s\t%s\t%s\n", l.ID, l.Destination, l.Status)
-					for _, op := range l.Operations {
-						fmt.Fprintf(w, "  └ %s\t\t%s\n", op.Name, onOff(op.Enabled))
-					}
-				}
-				return w.Flush()
-			case "enable", "disable":
-				if len(args) < 2 {
-					return fmt.Errorf("%s needs a LISTENER-ID (project/listener)", verb)
-				}
-				path := "/api/v1/listeners/" + url.PathEscape(args[1])
-				if len(args) == 3 {
-					path += "/operations/" + url.PathEscape(args[2])
-				}
-				body := fmt.Sprintf(`{"enabled": %t}`, verb == "enable")
-				if _, _, err := c.do(cmd.Context(), http.MethodPut, path+"/state", "application/json", strings.NewReader(body), nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%sd %s\n", verb, strings.Join(args[1:], " → "))
-				return nil
-			default:
-				return fmt.Errorf("unknown listeners command %q (list, enable, disable)", verb)
-			}
-		},
-	}
-	cmd.Flags().StringVar(&q, "q", "", "filter by activity, operation or status (case-insensitive)")
-	return cmd
-}
-
 func onOff(b bool) string {
 	if b {
 		return "on"
@@ -277,32 +212,27 @@ func onOff(b bool) string {
 }
 
 func newMembers() *cobra.Command {
-	var output string
 	cmd := &cobra.Command{
 		Use:   "members",
 		Short: "Show cluster members, leader, quorum, and runs in progress and stuck per agent",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, data, err := newClient(cmd).do(cmd.Context(), http.MethodGet, "/api/v1/cluster/members", "", nil, nil)
-			if err != nil {
-				return err
-			}
-			switch output {
-			case "json":
-				printJSON(cmd.OutOrStdout(), data)
-				return nil
-			case "table":
-				return printMembers(cmd, data)
-			default:
-				return fmt.Errorf("unknown output %q (table, json)", output)
-			}
-		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	o := addOutput(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		data, err := newClient(cmd).send(cmd.Context(), http.MethodGet, apiPath("cluster", "members"), "", nil)
+		if err != nil {
+			return err
+		}
+		var v membersView
+		if err := json.Unmarshal(data, &v); err != nil {
+			return fmt.Errorf("read members: %w", err)
+		}
+		return o.print(cmd, data, v.text)
+	}
 	return cmd
 }
 
-// membersView is what printMembers reads of GET /api/v1/cluster/members.
+// membersView is what the text of members reads of GET /api/v1/cluster/members.
 type membersView struct {
 	Leader          string
 	LeaderNodeState string
@@ -319,19 +249,13 @@ type membersView struct {
 	}
 }
 
-// printMembers prints the leader and quorum, then a table of the agents:
-// STUCK counts runs past their time limit plus a grace, which hold a worker.
-func printMembers(cmd *cobra.Command, data []byte) error {
-	var v membersView
-	if err := json.Unmarshal(data, &v); err != nil {
-		return fmt.Errorf("read members: %w", err)
-	}
-	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "leader: %s (%s)  quorum: %d of %d live, %d required\n", v.Leader, v.LeaderNodeState, v.Quorum.Live, v.Quorum.Size, v.Quorum.Required)
+// text prints the leader and quorum, then a table of the agents: STUCK
+// counts runs past their time limit plus a grace, which hold a worker.
+func (v membersView) text(w io.Writer) {
+	fmt.Fprintf(w, "leader: %s (%s)  quorum: %d of %d live, %d required\n", v.Leader, v.LeaderNodeState, v.Quorum.Live, v.Quorum.Size, v.Quorum.Required)
 	if v.Redis != "" {
-		fmt.Fprintf(out, "redis: %s\n", v.Redis)
+		fmt.Fprintf(w, "redis: %s\n", v.Redis)
 	}
-	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "AGENT\tADDRESS\tLEADER\tWORKERS\tBUSY\tRUNNING\tSTUCK\tVERSION\tLAST SEEN")
 	for _, m := range v.Members {
 		leader := ""
@@ -339,17 +263,5 @@ func printMembers(cmd *cobra.Command, data []byte) error {
 			leader = "*"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", m.ID, m.Address, leader, m.Capacity, m.InFlight, m.Running, m.StuckRuns, m.Version, m.LastSeen.Local().Format(time.TimeOnly))
-	}
-	return w.Flush()
-}
-
-func newVersion() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "opsrunner", agent.Version)
-		},
 	}
 }

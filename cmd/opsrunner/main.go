@@ -1,6 +1,7 @@
 // Command opsrunner is the agent (serve), the embedded broker on its own
 // (broker) and a client of the agent's HTTP API (deploy, invoke, runs,
-// listeners, members, send, secrets).
+// listeners, members, projects, deadletters, scripts, secrets) and of its
+// broker (send).
 package main
 
 import (
@@ -11,12 +12,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/opsrunner/opsrunner/agent"
 	"github.com/spf13/cobra"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// An agent's heartbeat and /api/v1/info name this build too.
+	agent.Version = thisBuild().String()
 	root := newRoot(os.Getenv)
 	root.SetContext(ctx)
 	if err := root.Execute(); err != nil {
@@ -52,8 +56,8 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 		server = "http://127.0.0.1:8080"
 	}
 	token := getenv("OPSRUNNER_TOKEN")
-	root.PersistentFlags().String("server", server, "agent URL (env OPSRUNNER_SERVER)")
-	root.PersistentFlags().String("token", token, "bearer token for management calls (env OPSRUNNER_TOKEN)")
+	root.PersistentFlags().String("server", server, "agent `URL` (env OPSRUNNER_SERVER)")
+	root.PersistentFlags().String("token", token, "bearer `TOKEN` for management calls (env OPSRUNNER_TOKEN)")
 	addClientFlags(root, getenv)
 	root.AddCommand(
 		newServe(getenv),
@@ -65,7 +69,10 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 		newMembers(),
 		newSend(getenv),
 		newSecrets(),
-		newVersion(),
+		newProjects(),
+		newDeadLetters(),
+		newScripts(),
+		newVersion(thisBuild()),
 		newTypes(),
 		newInit(),
 	)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/opsrunner/opsrunner/store"
@@ -65,7 +64,7 @@ func newSecretsSet() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&fromFile, "from-file", "", "read the value from this file, as is")
+	cmd.Flags().StringVar(&fromFile, "from-file", "", "read the value from `FILE`, as is")
 	return cmd
 }
 
@@ -96,36 +95,28 @@ func secretValue(cmd *cobra.Command, fromFile string) ([]byte, error) {
 }
 
 func newSecretsList() *cobra.Command {
-	var output string
 	cmd := &cobra.Command{
 		Use:   "list PROJECT",
 		Short: "List a project's secrets: names and update times, never values",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("unknown output %q (table, json)", output)
-			}
-			_, data, err := newClient(cmd).do(cmd.Context(), http.MethodGet, secretPath(args[0], ""), "", nil, nil)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				printJSON(cmd.OutOrStdout(), data)
-				return nil
-			}
-			var list struct{ Secrets []store.SecretInfo }
-			if err := json.Unmarshal(data, &list); err != nil {
-				return fmt.Errorf("read secrets: %w", err)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+	}
+	o := addOutput(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		data, err := newClient(cmd).send(cmd.Context(), http.MethodGet, secretPath(args[0], ""), "", nil)
+		if err != nil {
+			return err
+		}
+		var list struct{ Secrets []store.SecretInfo }
+		if err := json.Unmarshal(data, &list); err != nil {
+			return fmt.Errorf("read secrets: %w", err)
+		}
+		return o.print(cmd, data, func(w io.Writer) {
 			fmt.Fprintln(w, "NAME\tUPDATED")
 			for _, s := range list.Secrets {
 				fmt.Fprintf(w, "%s\t%s\n", s.Name, s.UpdatedAt.Local().Format(time.DateTime))
 			}
-			return w.Flush()
-		},
+		})
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	return cmd
 }
 

@@ -41,6 +41,7 @@ func ctx(t *testing.T) context.Context { return t.Context() }
 // Run runs the conformance suite against stores made by newStore.
 func Run(t *testing.T, newStore NewStore) {
 	t.Run("ProjectVersions", func(t *testing.T) { t.Parallel(); testProjects(t, newStore(t)) })
+	t.Run("DeleteProject", func(t *testing.T) { t.Parallel(); testDeleteProject(t, newStore(t)) })
 	t.Run("States", func(t *testing.T) { t.Parallel(); testStates(t, newStore(t)) })
 	t.Run("RunRoundTrip", func(t *testing.T) { t.Parallel(); testRunRoundTrip(t, newStore(t)) })
 	t.Run("RunBatchRoundTrip", func(t *testing.T) { t.Parallel(); testRunBatchRoundTrip(t, newStore(t)) })
@@ -140,6 +141,58 @@ func testProjects(t *testing.T, s store.Store) {
 	projects, _ = s.Projects(c)
 	if projects[1].ActiveVersion != 4 {
 		t.Fatalf("active after new deploy = %d, want 4", projects[1].ActiveVersion)
+	}
+}
+
+// DeleteProject removes every version of one project, announces it, and
+// leaves other projects alone; a project deployed again starts at 1.
+func testDeleteProject(t *testing.T, s store.Store) {
+	c := ctx(t)
+	for _, name := range []string{"orders", "orders", "billing"} {
+		if _, err := s.SaveProjectVersion(c, name, []byte(name+"-bundle"), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var changes <-chan store.Change
+	if w, ok := s.(store.Watcher); ok {
+		changes = w.Watch(c)
+	}
+	if err := s.DeleteProject(c, "orders"); err != nil {
+		t.Fatalf("DeleteProject(orders): %v", err)
+	}
+	if changes != nil {
+		select {
+		case got := <-changes:
+			if want := (store.Change{Kind: store.ChangeProject, Key: "orders"}); got != want {
+				t.Fatalf("change = %+v, want %+v", got, want)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("DeleteProject not announced within 2s")
+		}
+	}
+	for _, v := range []int{0, 1, 2} {
+		if _, _, err := s.ProjectVersion(c, "orders", v); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("ProjectVersion(orders, %d) after delete: err = %v, want ErrNotFound", v, err)
+		}
+	}
+	projects, err := s.Projects(c)
+	if err != nil || len(projects) != 1 || projects[0].Name != "billing" {
+		t.Fatalf("Projects after delete = %+v, %v; want billing only", projects, err)
+	}
+	if _, bundle, err := s.ProjectVersion(c, "billing", 1); err != nil || string(bundle) != "billing-bundle" {
+		t.Fatalf("billing after deleting orders = %q, %v", bundle, err)
+	}
+	for _, name := range []string{"orders", "nope"} {
+		if err := s.DeleteProject(c, name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("DeleteProject(%s) of no project: err = %v, want ErrNotFound", name, err)
+		}
+	}
+	pv, err := s.SaveProjectVersion(c, "orders", []byte("again"), "")
+	if err != nil || pv.Version != 1 {
+		t.Fatalf("deploy after delete = %+v, %v; want version 1", pv, err)
+	}
+	if _, bundle, err := s.ProjectVersion(c, "orders", 0); err != nil || string(bundle) != "again" {
+		t.Fatalf("active after redeploy = %q, %v", bundle, err)
 	}
 }
 
