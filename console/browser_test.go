@@ -22,9 +22,18 @@ import (
 type browser struct {
 	t   *testing.T
 	ctx context.Context
+	log *pageLog
+}
 
+// pageLog collects what the page reports as broken.
+type pageLog struct {
 	mu      sync.Mutex
 	reports []string
+}
+
+// in returns the same tab for a subtest: failures go to t.
+func (b *browser) in(t *testing.T) *browser {
+	return &browser{t: t, ctx: b.ctx, log: b.log}
 }
 
 // stepTimeout bounds one browser step so that a missing element fails the
@@ -48,7 +57,7 @@ func newBrowser(t *testing.T) *browser {
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	b := &browser{t: t, ctx: ctx}
+	b := &browser{t: t, ctx: ctx, log: &pageLog{}}
 	messages := chromedp.Console(ctx)
 	if err := chromedp.Do(ctx); err != nil { // starts the browser and its tab
 		t.Fatalf("start chromium: %v", err)
@@ -59,9 +68,9 @@ func newBrowser(t *testing.T) *browser {
 				return
 			}
 			if m.IsException() || m.Source == "security" || (m.Type == chromedp.ConsoleError && m.Source != "network") {
-				b.mu.Lock()
-				b.reports = append(b.reports, m.String()+" at "+m.URL)
-				b.mu.Unlock()
+				b.log.mu.Lock()
+				b.log.reports = append(b.log.reports, m.String()+" at "+m.URL)
+				b.log.mu.Unlock()
 			}
 		}
 	}()
@@ -123,12 +132,12 @@ func (b *browser) waitFor(what, cond string) {
 }
 
 func (b *browser) problems() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.reports) == 0 {
+	b.log.mu.Lock()
+	defer b.log.mu.Unlock()
+	if len(b.log.reports) == 0 {
 		return ""
 	}
-	return "\npage reported:\n  " + strings.Join(b.reports, "\n  ")
+	return "\npage reported:\n  " + strings.Join(b.log.reports, "\n  ")
 }
 
 func (b *browser) checkPage(what string) {

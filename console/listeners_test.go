@@ -77,6 +77,7 @@ func TestListenersPage(t *testing.T) {
 	}
 
 	t.Run("search by operation name, not case-sensitive", func(t *testing.T) {
+		b := b.in(t)
 		b.search("CUSTOMER logic")
 		b.waitFor("one listener shown", `document.querySelectorAll("li.listener").length === 1`)
 		if got := b.shownListeners(); got != "jms-orders/orders-v3" {
@@ -92,6 +93,7 @@ func TestListenersPage(t *testing.T) {
 	})
 
 	t.Run("the disclosure triangle reveals the operations", func(t *testing.T) {
+		b := b.in(t)
 		if eval[bool](b, `document.querySelector('`+ordersIn+` ul.operations').hidden === false`) {
 			t.Fatal("operations shown before the triangle is clicked")
 		}
@@ -106,6 +108,7 @@ func TestListenersPage(t *testing.T) {
 	bindingSwitch := ordersIn + ` li.binding[data-operation="1. JMS Listen"] button[role=switch]`
 
 	t.Run("turning a listener off turns its operations off", func(t *testing.T) {
+		b := b.in(t)
 		b.do("switch orders-in off", chromedp.Click(chromedp.CSS(listenerSwitch)))
 		b.waitFor("orders-in off", `document.querySelector('`+listenerSwitch+`').getAttribute("aria-checked") === "false"`)
 		l := ta.listener(t, "jms-orders/orders-in")
@@ -121,6 +124,7 @@ func TestListenersPage(t *testing.T) {
 	})
 
 	t.Run("search by status", func(t *testing.T) {
+		b := b.in(t)
 		b.search("OFF")
 		b.waitFor("one listener shown", `document.querySelectorAll("li.listener").length === 1`)
 		if got := b.shownListeners(); got != "jms-orders/orders-in" {
@@ -131,6 +135,7 @@ func TestListenersPage(t *testing.T) {
 	})
 
 	t.Run("turning a listener on leaves its operations as they are", func(t *testing.T) {
+		b := b.in(t)
 		b.do("switch orders-in on", chromedp.Click(chromedp.CSS(listenerSwitch)))
 		b.waitFor("orders-in on", `document.querySelector('`+listenerSwitch+`').getAttribute("aria-checked") === "true"`)
 		l := ta.listener(t, "jms-orders/orders-in")
@@ -145,6 +150,7 @@ func TestListenersPage(t *testing.T) {
 	})
 
 	t.Run("refresh shows changes made elsewhere", func(t *testing.T) {
+		b := b.in(t)
 		status, body := ta.do(t, http.MethodPut, "/api/v1/listeners/jms-orders%2Forders-v3/state", "application/json", []byte(`{"enabled": false}`))
 		if status != http.StatusOK {
 			t.Fatalf("switch orders-v3 off through the API: %d %s", status, body)

@@ -63,6 +63,7 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 	attempts := ta.runsOf(t, dl.MessageID)
 
 	t.Run("runs appear without a reload, newest first", func(t *testing.T) {
+		b := b.in(t)
 		b.waitFor("the dead-lettered run", `document.querySelector('#runs-body tr[data-outcome="dead_lettered"]') !== null`)
 		b.waitFor("the committed run", `document.querySelector('#runs-body tr[data-outcome="committed"]') !== null`)
 		sorted := eval[bool](b, `(() => { const t = [...document.querySelectorAll("#runs-body tr[data-run]")].map((r) => r.dataset.run);
@@ -74,6 +75,7 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 	})
 
 	t.Run("filters narrow the list", func(t *testing.T) {
+		b := b.in(t)
 		b.do("filter by message id",
 			chromedp.SendKeys(chromedp.CSS("#f-messageId"), dl.MessageID),
 			chromedp.Click(chromedp.CSS(`#run-filters button[type=submit]`)))
@@ -91,6 +93,7 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 	})
 
 	t.Run("a run's page shows its error and every attempt of its message", func(t *testing.T) {
+		b := b.in(t)
 		b.do("open the dead-lettered run", chromedp.Click(chromedp.CSS(`#runs-body tr[data-outcome="dead_lettered"] a`)),
 			chromedp.WaitVisible(chromedp.CSS("#run-attempts")))
 		if got := b.text("#run-error"); !strings.Contains(got, "qty must be positive") {
@@ -113,6 +116,7 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 
 	card := `article.deadletter[data-message="` + dl.MessageID + `"]`
 	t.Run("dead letters list the message; replay asks first, then runs it again", func(t *testing.T) {
+		b := b.in(t)
 		b.do("open Dead letters from the navigation", chromedp.Click(chromedp.CSS(`nav a[data-page="deadletters"]`)),
 			chromedp.WaitVisible(chromedp.CSS(card)))
 		if got := b.text(card); !strings.Contains(got, "qty must be positive") || !strings.Contains(got, "/queue/orders.DLQ") {

@@ -40,8 +40,8 @@ export function render(main, ctx) {
           h("td", { class: "num" }, v.size ? (v.size / 1024).toFixed(1) + " KiB" : ""),
           h("td", null, v.version === p.activeVersion
             ? h("strong", { class: "live" }, "live")
-            : h("button", { type: "button", class: "secondary rollback", "aria-label": "Roll " + p.name + " back to version " + v.version,
-              onclick: () => rollback(p, v) }, "Roll back to this"))))))),
+            : h("button", { type: "button", class: "secondary rollback", "aria-label": "Make version " + v.version + " of " + p.name + " live",
+              onclick: () => rollback(p, v) }, v.version < p.activeVersion ? "Roll back to this" : "Make live"))))))),
       operations(p),
       listeners.length ? h("div", null, h("h3", null, "Listeners"), h("ul", null, listeners.map((l) =>
         h("li", null, h("a", { href: "/console/listeners?q=" + encodeURIComponent(l.id), "data-nav": true }, l.name),
@@ -50,13 +50,13 @@ export function render(main, ctx) {
   }
 
   async function rollback(p, v) {
-    const ok = await confirmAction("Roll " + p.name + " back to version " + v.version + "?",
-      "Version " + v.version + " becomes live again (stored as a new version); version " + p.activeVersion + " stays in the history.", "Roll back");
+    const ok = await confirmAction("Make version " + v.version + " of " + p.name + " live?",
+      "Version " + v.version + " becomes live again; version " + p.activeVersion + " stays in the history and can be made live the same way.", "Roll back");
     if (!ok) return;
     try {
-      const nv = await api("POST", "/projects/" + seg(p.name) + "/rollback", { json: { version: v.version } });
+      await api("POST", "/projects/" + seg(p.name) + "/rollback", { json: { version: v.version } });
       await load();
-      status.textContent = p.name + " is back to version " + v.version + " (now version " + nv.version + "). " + status.textContent;
+      status.textContent = p.name + " is back to version " + v.version + ". " + status.textContent;
     } catch (e) {
       ctx.fail(e);
     }
