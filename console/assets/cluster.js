@@ -19,7 +19,7 @@ export function render(main, ctx) {
         api("GET", "/runs" + query({ status: "running", limit: "200" })).then((x) => x.runs || []).catch(() => []),
       ]);
       if (stopped) return;
-      view.replaceChildren(...page(m, running));
+      view.replaceChildren(...page(m, running).filter(Boolean));
     } catch (e) {
       if (stopped) return;
       ctx.fail(e);

@@ -51,7 +51,7 @@ export function render(main, ctx) {
 
   async function rollback(p, v) {
     const ok = await confirmAction("Make version " + v.version + " of " + p.name + " live?",
-      "Version " + v.version + " becomes live again; version " + p.activeVersion + " stays in the history and can be made live the same way.", "Roll back");
+      "Version " + v.version + " becomes live again; version " + p.activeVersion + " stays in the history and can be made live the same way.", v.version < p.activeVersion ? "Roll back" : "Make live");
     if (!ok) return;
     try {
       await api("POST", "/projects/" + seg(p.name) + "/rollback", { json: { version: v.version } });

@@ -18,7 +18,7 @@ export function render(main, ctx) {
       if (stopped) return;
       const attempts = r.messageId ? await related(r.messageId) : null;
       if (stopped) return;
-      main.replaceChildren(...page(r, attempts));
+      main.replaceChildren(...page(r, attempts).filter(Boolean));
       if (r.status === "running") timer = setTimeout(load, 2000);
     } catch (e) {
       if (stopped) return;
