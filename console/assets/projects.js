@@ -14,11 +14,13 @@ export function render(main, ctx) {
 
   async function load() {
     try {
-      const [ps, ls] = await Promise.all([
+      const [ps, ls, ss] = await Promise.all([
         api("GET", "/projects").then((x) => x.projects || []),
         api("GET", "/listeners").then((x) => x.listeners || []).catch(() => []),
+        // An agent without schedules answers 404: the section is left out.
+        api("GET", "/schedules").then((x) => (Array.isArray(x) ? x : (x && x.schedules) || [])).catch(() => []),
       ]);
-      list.replaceChildren(...ps.map((p) => card(p, ls.filter((l) => l.project === p.name))));
+      list.replaceChildren(...ps.map((p) => card(p, ls.filter((l) => l.project === p.name), ss.filter((x) => x.project === p.name))));
       status.textContent = ps.length ? ps.length + " project" + (ps.length === 1 ? "" : "s") : "No projects yet: deploy one above.";
     } catch (e) {
       status.textContent = "Could not load the projects.";
@@ -26,7 +28,7 @@ export function render(main, ctx) {
     }
   }
 
-  function card(p, listeners) {
+  function card(p, listeners, schedules) {
     const versions = [...(p.versions || [])].sort((a, b) => b.version - a.version);
     return h("article", { class: "card project", "data-project": p.name },
       h("h2", null, p.name, " ", h("span", { class: "muted" }, "version " + p.activeVersion + " live")),
@@ -46,7 +48,31 @@ export function render(main, ctx) {
       listeners.length ? h("div", null, h("h3", null, "Listeners"), h("ul", null, listeners.map((l) =>
         h("li", null, h("a", { href: "/console/listeners?q=" + encodeURIComponent(l.id), "data-nav": true }, l.name),
           " on " + l.destination + " → " + (l.operations || []).map((o) => o.name).join(", ") + " (" + l.status + ")")))) : null,
+      schedules.length ? scheduleList(schedules) : null,
       h("p", null, h("a", { href: "/console/runs?project=" + encodeURIComponent(p.name), "data-nav": true }, "Runs of " + p.name)));
+  }
+
+  // scheduleList shows a project's schedules: next run, On/Off, Run now.
+  function scheduleList(schedules) {
+    return h("div", null, h("h3", null, "Schedules"), h("ul", { class: "schedules" }, schedules.map((x) => h("li", { "data-schedule": x.id },
+      h("span", { class: "op-name" }, x.name), " ",
+      h("span", { class: "muted" }, x.enabled ? (x.nextRunAt ? "next " + when(x.nextRunAt) : "") : "off"), " ",
+      h("button", {
+        type: "button", role: "switch", class: "toggle" + (x.enabled ? " on" : ""), "aria-checked": String(x.enabled),
+        "aria-label": "Schedule " + x.name, onclick: () => act("PUT", "/schedules/" + seg(x.id) + "/state", { json: { enabled: !x.enabled } }, "Schedule " + x.name + " turned " + (x.enabled ? "off." : "on.")),
+      }, h("span", { class: "knob", "aria-hidden": "true" }), h("span", { class: "state" }, x.enabled ? "On" : "Off")), " ",
+      h("button", { type: "button", class: "secondary small", onclick: () => act("POST", "/schedules/" + seg(x.id) + "/run", {}, "Schedule " + x.name + " started.") }, "Run now"), " ",
+      h("a", { href: "/console/runs?trigger=schedule&schedule=" + encodeURIComponent(x.id), "data-nav": true }, "its runs")))));
+  }
+
+  async function act(method, path, opts, done) {
+    try {
+      await api(method, path, opts);
+      await load();
+      status.textContent = done + " " + status.textContent;
+    } catch (e) {
+      ctx.fail(e);
+    }
   }
 
   async function rollback(p, v) {

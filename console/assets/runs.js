@@ -7,7 +7,7 @@ const POLL_MS = 3000;
 const STATUSES = ["running", "succeeded", "failed", "timed_out"];
 const OUTCOMES = ["committed", "rolled_back", "dead_lettered", "skipped_duplicate", "refused"];
 const TRIGGERS = ["webhook", "listener", "operation", "schedule"];
-const FIELDS = ["project", "operation", "trigger", "status", "outcome", "messageId"];
+const FIELDS = ["project", "operation", "trigger", "schedule", "status", "outcome", "messageId"];
 
 export function render(main, ctx) {
   const f = {};
@@ -22,11 +22,12 @@ export function render(main, ctx) {
     project,
     operation: h("input", { id: "f-operation", name: "operation", type: "search", value: f.operation }),
     trigger: choice("f-trigger", TRIGGERS, f.trigger),
+    schedule: h("input", { id: "f-schedule", name: "schedule", type: "search", value: f.schedule, size: "12" }),
     status: choice("f-status", STATUSES, f.status),
     outcome: choice("f-outcome", OUTCOMES, f.outcome),
     messageId: h("input", { id: "f-messageId", name: "messageId", type: "search", value: f.messageId }),
   };
-  const labels = { project: "Project", operation: "Operation", trigger: "Trigger", status: "Status", outcome: "Outcome", messageId: "Message id" };
+  const labels = { project: "Project", operation: "Operation", trigger: "Trigger", schedule: "Schedule id", status: "Status", outcome: "Outcome", messageId: "Message id" };
   const live = h("input", { type: "checkbox", id: "runs-live", checked: true });
   const form = h("form", { class: "filters", id: "run-filters", role: "search" },
     FIELDS.map((k) => h("div", { class: "field" }, h("label", { for: controls[k].id }, labels[k]), controls[k])),
