@@ -75,7 +75,7 @@ func TestProjectsPage(t *testing.T) {
 		}},
 	} {
 		t.Run("a deploy error shows file:line:col: "+tc.name, func(t *testing.T) {
-		b := b.in(t)
+			b := b.in(t)
 			data := bundle(t, tc.files)
 			want := apiProblem(t, ta, data)
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".tgz")
