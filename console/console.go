@@ -19,9 +19,9 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// Prefix is where the console's pages live; its assets are under
-// Prefix + "assets/".
-const Prefix = "/console/"
+// prefix is where the console's pages live; its assets are under
+// prefix + "assets/".
+const prefix = "/console/"
 
 // securityHeaders go on every answer. The policy allows only the console's
 // own files and calls to its own origin: no inline script or style, no
@@ -114,11 +114,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // lookup finds the file a path answers: an asset under /console/assets/,
 // else the page for / and every other /console/ path.
 func (h *handler) lookup(p string) (file, bool) {
-	if name, ok := strings.CutPrefix(p, Prefix+"assets/"); ok {
+	if name, ok := strings.CutPrefix(p, prefix+"assets/"); ok {
 		f, ok := h.files[name]
 		return f, ok && name != "index.html"
 	}
-	if p == "/" || p == "/console" || strings.HasPrefix(p, Prefix) {
+	if p == "/" || p == "/console" || strings.HasPrefix(p, prefix) {
 		return h.index, true
 	}
 	return file{}, false

@@ -76,6 +76,10 @@ func TestListenersPage(t *testing.T) {
 		t.Errorf("the note next to the listener switch says %q", got)
 	}
 
+	if n := eval[int](b, `document.querySelectorAll("button[role=switch]:not([aria-label]), button[role=switch]:not([aria-checked])").length`); n != 0 {
+		t.Errorf("%d On/Off switches lack an aria-label or aria-checked", n)
+	}
+
 	t.Run("search by operation name, not case-sensitive", func(t *testing.T) {
 		b := b.in(t)
 		b.search("CUSTOMER logic")

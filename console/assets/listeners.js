@@ -25,52 +25,22 @@ export function render(main, ctx) {
       h("label", { for: "listener-search" }, "Search"), search, refresh),
     status, list);
 
-  function matches(l, q) {
-    if (!q) return true;
-    const fields = [l.id, l.name, l.project, l.destination, l.status, l.connection, ...(l.operations || []).map((o) => o.name)];
-    return fields.some((f) => String(f || "").toLowerCase().includes(q));
-  }
-
   function show() {
     const q = search.value.trim().toLowerCase();
     const shown = all.filter((l) => matches(l, q));
-    list.replaceChildren(...shown.map(item));
+    const on = {
+      disclose(id) {
+        if (open.has(id)) open.delete(id); else open.add(id);
+        show();
+      },
+      setState,
+    };
+    list.replaceChildren(...shown.map((l) => item(l, open.has(l.id), on)));
     status.textContent = all.length === 0
       ? "No listeners: deploy a project with listeners (Projects page)."
       : shown.length === all.length
         ? all.length + " listener" + (all.length === 1 ? "" : "s")
         : shown.length + " of " + all.length + " listeners match “" + search.value.trim() + "”";
-  }
-
-  function item(l) {
-    const opsId = "ops-" + l.id.replace(/[^\w-]/g, "_");
-    const expanded = open.has(l.id);
-    const disclosure = h("button", {
-      type: "button", class: "disclosure", "aria-expanded": String(expanded), "aria-controls": opsId,
-      onclick: () => {
-        if (open.has(l.id)) open.delete(l.id); else open.add(l.id);
-        show();
-      },
-    }, h("span", { class: "tri", "aria-hidden": "true" }, expanded ? "▾" : "▸"),
-    h("span", { class: "name" }, l.name), h("span", { class: "sr-only" }, " (operations)"));
-    const noteId = "note-" + opsId;
-    const ops = (l.operations || []).map((o) => h("li", { class: "binding", "data-operation": o.name },
-      h("span", { class: "op-name" }, o.name),
-      toggle(o.enabled, "Operation " + o.name + " of listener " + l.id,
-        () => setState("/listeners/" + seg(l.id) + "/operations/" + seg(o.name) + "/state", !o.enabled),
-        !l.enabled && "Turn the listener on first")));
-    return h("li", { class: "listener", "data-id": l.id, "data-status": l.status },
-      h("div", { class: "listener-row" },
-        h("div", { class: "who" }, disclosure, h("span", { class: "project" }, l.project)),
-        h("dl", { class: "facts" },
-          fact("Connection", "STOMP " + (l.connection || "default")),
-          fact("Destination", l.destination),
-          fact("Ack mode", l.ackMode),
-          fact("Status", l.status, "status")),
-        h("div", { class: "switch-cell" },
-          toggle(l.enabled, "Listener " + l.id, () => setState("/listeners/" + seg(l.id) + "/state", !l.enabled), null, noteId),
-          h("small", { class: "note", id: noteId }, CASCADE_NOTE))),
-      h("ul", { class: "operations", id: opsId, hidden: !expanded, "aria-label": "Operations fed by " + l.name }, ops));
   }
 
   async function setState(path, enabled) {
@@ -105,6 +75,45 @@ export function render(main, ctx) {
   });
   refresh.addEventListener("click", load);
   load();
+}
+
+// matches says whether a listener matches a lower-case search: any part of
+// its id, name, project, destination, status, connection or an operation
+// name (the fields the API's ?q= matches).
+function matches(l, q) {
+  if (!q) return true;
+  const fields = [l.id, l.name, l.project, l.destination, l.status, l.connection, ...(l.operations || []).map((o) => o.name)];
+  return fields.some((f) => String(f || "").toLowerCase().includes(q));
+}
+
+// item is one listener: its row (disclosure, facts, switch with the
+// cascade note) and its operations. on.disclose(id) shows or hides the
+// operations; on.setState(path, enabled) switches.
+function item(l, expanded, on) {
+  const opsId = "ops-" + l.id.replace(/[^\w-]/g, "_");
+  const disclosure = h("button", {
+    type: "button", class: "disclosure", "aria-expanded": String(expanded), "aria-controls": opsId,
+    onclick: () => on.disclose(l.id),
+  }, h("span", { class: "tri", "aria-hidden": "true" }, expanded ? "▾" : "▸"),
+  h("span", { class: "name" }, l.name), h("span", { class: "sr-only" }, " (operations)"));
+  const noteId = "note-" + opsId;
+  const ops = (l.operations || []).map((o) => h("li", { class: "binding", "data-operation": o.name },
+    h("span", { class: "op-name" }, o.name),
+    toggle(o.enabled, "Operation " + o.name + " of listener " + l.id,
+      () => on.setState("/listeners/" + seg(l.id) + "/operations/" + seg(o.name) + "/state", !o.enabled),
+      !l.enabled && "Turn the listener on first")));
+  return h("li", { class: "listener", "data-id": l.id, "data-status": l.status },
+    h("div", { class: "listener-row" },
+      h("div", { class: "who" }, disclosure, h("span", { class: "project" }, l.project)),
+      h("dl", { class: "facts" },
+        fact("Connection", "STOMP " + (l.connection || "default")),
+        fact("Destination", l.destination),
+        fact("Ack mode", l.ackMode),
+        fact("Status", l.status, "status")),
+      h("div", { class: "switch-cell" },
+        toggle(l.enabled, "Listener " + l.id, () => on.setState("/listeners/" + seg(l.id) + "/state", !l.enabled), null, noteId),
+        h("small", { class: "note", id: noteId }, CASCADE_NOTE))),
+    h("ul", { class: "operations", id: opsId, hidden: !expanded, "aria-label": "Operations fed by " + l.name }, ops));
 }
 
 function fact(label, value, cls) {

@@ -48,21 +48,8 @@ export function render(main, ctx) {
       listeners.length ? h("div", null, h("h3", null, "Listeners"), h("ul", null, listeners.map((l) =>
         h("li", null, h("a", { href: "/console/listeners?q=" + encodeURIComponent(l.id), "data-nav": true }, l.name),
           " on " + l.destination + " → " + (l.operations || []).map((o) => o.name).join(", ") + " (" + l.status + ")")))) : null,
-      schedules.length ? scheduleList(schedules) : null,
+      schedules.length ? scheduleList(schedules, act) : null,
       h("p", null, h("a", { href: "/console/runs?project=" + encodeURIComponent(p.name), "data-nav": true }, "Runs of " + p.name)));
-  }
-
-  // scheduleList shows a project's schedules: next run, On/Off, Run now.
-  function scheduleList(schedules) {
-    return h("div", null, h("h3", null, "Schedules"), h("ul", { class: "schedules" }, schedules.map((x) => h("li", { "data-schedule": x.id },
-      h("span", { class: "op-name" }, x.name), " ",
-      h("span", { class: "muted" }, x.enabled ? (x.nextRunAt ? "next " + when(x.nextRunAt) : "") : "off"), " ",
-      h("button", {
-        type: "button", role: "switch", class: "toggle" + (x.enabled ? " on" : ""), "aria-checked": String(x.enabled),
-        "aria-label": "Schedule " + x.name, onclick: () => act("PUT", "/schedules/" + seg(x.id) + "/state", { json: { enabled: !x.enabled } }, "Schedule " + x.name + " turned " + (x.enabled ? "off." : "on.")),
-      }, h("span", { class: "knob", "aria-hidden": "true" }), h("span", { class: "state" }, x.enabled ? "On" : "Off")), " ",
-      h("button", { type: "button", class: "secondary small", onclick: () => act("POST", "/schedules/" + seg(x.id) + "/run", {}, "Schedule " + x.name + " started.") }, "Run now"), " ",
-      h("a", { href: "/console/runs?trigger=schedule&schedule=" + encodeURIComponent(x.id), "data-nav": true }, "its runs")))));
   }
 
   async function act(method, path, opts, done) {
@@ -89,6 +76,20 @@ export function render(main, ctx) {
   }
 
   load();
+}
+
+// scheduleList shows a project's schedules: next run, On/Off, Run now;
+// act(method, path, opts, done) calls the API and reloads the page.
+function scheduleList(schedules, act) {
+  return h("div", null, h("h3", null, "Schedules"), h("ul", { class: "schedules" }, schedules.map((x) => h("li", { "data-schedule": x.id },
+    h("span", { class: "op-name" }, x.name), " ",
+    h("span", { class: "muted" }, x.enabled ? (x.nextRunAt ? "next " + when(x.nextRunAt) : "") : "off"), " ",
+    h("button", {
+      type: "button", role: "switch", class: "toggle" + (x.enabled ? " on" : ""), "aria-checked": String(x.enabled),
+      "aria-label": "Schedule " + x.name, onclick: () => act("PUT", "/schedules/" + seg(x.id) + "/state", { json: { enabled: !x.enabled } }, "Schedule " + x.name + " turned " + (x.enabled ? "off." : "on.")),
+    }, h("span", { class: "knob", "aria-hidden": "true" }), h("span", { class: "state" }, x.enabled ? "On" : "Off")), " ",
+    h("button", { type: "button", class: "secondary small", onclick: () => act("POST", "/schedules/" + seg(x.id) + "/run", {}, "Schedule " + x.name + " started.") }, "Run now"), " ",
+    h("a", { href: "/console/runs?trigger=schedule&schedule=" + encodeURIComponent(x.id), "data-nav": true }, "its runs")))));
 }
 
 // operations lists a project's operations with their webhook URLs, when
