@@ -126,7 +126,7 @@ func eval[T any](b *browser, expr string) T {
 func (b *browser) waitFor(what, cond string) {
 	b.t.Helper()
 	b.do("wait for "+what, func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Poll[bool](cond, chromedp.WithPollingInterval(50*time.Millisecond))(ctx, t)
+		_, err := chromedp.Poll[bool](cond, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(stepTimeout))(ctx, t)
 		return chromedp.Void{}, err
 	})
 }

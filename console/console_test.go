@@ -96,7 +96,11 @@ func TestAgentServesTheConsoleWithoutAToken(t *testing.T) {
 	}{
 		{http.MethodGet, "/", http.StatusOK},
 		{http.MethodHead, "/", http.StatusOK},
+		{http.MethodGet, "/console", http.StatusOK},
+		{http.MethodGet, "/console/", http.StatusOK},
 		{http.MethodGet, "/console/runs/some-run", http.StatusOK},
+		{http.MethodGet, "/console/assets/missing.js", http.StatusNotFound},
+		{http.MethodPost, "/console/listeners", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/console/assets/app.js", http.StatusOK},
 		{http.MethodGet, "/api/v1/listeners", http.StatusUnauthorized},
 	} {
