@@ -92,6 +92,23 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 		b.waitFor("the committed run again", `document.querySelector('#runs-body tr[data-outcome="committed"]') !== null`)
 	})
 
+	t.Run("older runs are a page away", func(t *testing.T) {
+		b := b.in(t)
+		b.do("open Runs two by two", chromedp.Navigate(ta.URL+"/console/runs?limit=2"),
+			chromedp.WaitVisible(chromedp.CSS("#runs-pager button")))
+		shown := `[...document.querySelectorAll("#runs-body tr[data-run]")].map((r) => r.dataset.run).join(",")`
+		first := eval[string](b, shown)
+		b.do("show older runs", chromedp.Click(chromedp.CSS("#runs-pager button:last-child")))
+		b.waitFor("another page", shown+` !== `+strconv.Quote(first)+` && document.querySelectorAll("#runs-body tr[data-run]").length === 2`)
+		if older := eval[string](b, shown); older >= first {
+			t.Errorf("the older page shows %s after %s", older, first)
+		}
+		b.do("back to the newest", chromedp.Click(chromedp.CSS("#runs-pager button:first-child")))
+		b.waitFor("the first page", shown+` === `+strconv.Quote(first))
+		b.do("back to every run", chromedp.Navigate(ta.URL+"/console/runs"),
+			chromedp.WaitVisible(chromedp.CSS(`#runs-body tr[data-outcome="dead_lettered"]`)))
+	})
+
 	t.Run("a run's page shows its error and every attempt of its message", func(t *testing.T) {
 		b := b.in(t)
 		b.do("open the dead-lettered run", chromedp.Click(chromedp.CSS(`#runs-body tr[data-outcome="dead_lettered"] a`)),
