@@ -167,6 +167,24 @@ func TestListenersPage(t *testing.T) {
 		b.waitFor("orders-v3 shown on", `document.querySelector('`+ordersV3+`').dataset.status === "on"`)
 	})
 
+	t.Run("the switches work from the keyboard", func(t *testing.T) {
+		b := b.in(t)
+		v3Switch := ordersV3 + " .switch-cell button[role=switch]"
+		b.do("focus orders-v3's switch and press Space", chromedp.Focus(chromedp.CSS(v3Switch)), chromedp.KeyEvent(" "))
+		b.waitFor("orders-v3 off", `document.querySelector('`+v3Switch+`').getAttribute("aria-checked") === "false"`)
+		if !eval[bool](b, `document.activeElement === document.querySelector('`+v3Switch+`')`) {
+			t.Fatal("the keyboard's place is lost after switching")
+		}
+		b.do("press Space again", chromedp.KeyEvent(" "))
+		b.waitFor("orders-v3 on", `document.querySelector('`+v3Switch+`').getAttribute("aria-checked") === "true"`)
+		if l := ta.listener(t, "jms-orders/orders-v3"); !l.Enabled {
+			t.Errorf("after switching it on from the keyboard the API reports %+v", l)
+		}
+		ta.do(t, http.MethodPut, "/api/v1/listeners/jms-orders%2Forders-v3/operations/Customer%20Logic/state", "application/json", []byte(`{"enabled": true}`))
+		b.do("refresh", chromedp.Click(chromedp.CSS("#listener-refresh")))
+		b.waitFor("orders-v3 shown on", `document.querySelector('`+ordersV3+`').dataset.status === "on"`)
+	})
+
 	png := b.screenshot("console-listeners")
 	if os.Getenv("OPSRUNNER_UPDATE_SCREENSHOTS") == "1" {
 		if err := os.WriteFile(filepath.Join("..", "docs", "console-listeners.png"), png, 0o644); err != nil {

@@ -35,7 +35,13 @@ export function render(main, ctx) {
       },
       setState,
     };
+    // The list is rebuilt: keep the keyboard's place on the same control.
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : "";
     list.replaceChildren(...shown.map((l) => item(l, open.has(l.id), on)));
+    if (focused) {
+      const again = list.querySelector('[data-key="' + CSS.escape(focused) + '"]');
+      if (again) again.focus();
+    }
     status.textContent = all.length === 0
       ? "No listeners: deploy a project with listeners (Projects page)."
       : shown.length === all.length
@@ -93,7 +99,7 @@ function item(l, expanded, on) {
   const opsId = "ops-" + l.id.replace(/[^\w-]/g, "_");
   const disclosure = h("button", {
     type: "button", class: "disclosure", "aria-expanded": String(expanded), "aria-controls": opsId,
-    onclick: () => on.disclose(l.id),
+    onclick: () => on.disclose(l.id), "data-key": "disclose " + l.id,
   }, h("span", { class: "tri", "aria-hidden": "true" }, expanded ? "▾" : "▸"),
   h("span", { class: "name" }, l.name), h("span", { class: "sr-only" }, " (operations)"));
   const noteId = "note-" + opsId;
@@ -101,7 +107,7 @@ function item(l, expanded, on) {
     h("span", { class: "op-name" }, o.name),
     toggle(o.enabled, "Operation " + o.name + " of listener " + l.id,
       () => on.setState("/listeners/" + seg(l.id) + "/operations/" + seg(o.name) + "/state", !o.enabled),
-      !l.enabled && "Turn the listener on first")));
+      !l.enabled && "Turn the listener on first", null, "operation " + l.id + " " + o.name)));
   return h("li", { class: "listener", "data-id": l.id, "data-status": l.status },
     h("div", { class: "listener-row" },
       h("div", { class: "who" }, disclosure, h("span", { class: "project" }, l.project)),
@@ -111,7 +117,7 @@ function item(l, expanded, on) {
         fact("Ack mode", l.ackMode),
         fact("Status", l.status, "status")),
       h("div", { class: "switch-cell" },
-        toggle(l.enabled, "Listener " + l.id, () => on.setState("/listeners/" + seg(l.id) + "/state", !l.enabled), null, noteId),
+        toggle(l.enabled, "Listener " + l.id, () => on.setState("/listeners/" + seg(l.id) + "/state", !l.enabled), null, noteId, "listener " + l.id),
         h("small", { class: "note", id: noteId }, CASCADE_NOTE))),
     h("ul", { class: "operations", id: opsId, hidden: !expanded, "aria-label": "Operations fed by " + l.name }, ops));
 }
@@ -120,14 +126,18 @@ function fact(label, value, cls) {
   return h("div", { class: cls || null }, h("dt", null, label), h("dd", null, value || "—"));
 }
 
-// toggle is an On/Off switch: a button with role switch and aria-checked.
-function toggle(on, label, act, disabledWhy, describedBy) {
+// toggle is an On/Off switch: a button with role switch and aria-checked;
+// key names it across re-renders (focus).
+function toggle(on, label, act, disabledWhy, describedBy, key) {
   const b = h("button", {
     type: "button", role: "switch", class: "toggle" + (on ? " on" : ""), "aria-checked": String(on),
-    "aria-label": label, "aria-describedby": describedBy, disabled: Boolean(disabledWhy), title: disabledWhy || null,
+    "aria-label": label, "aria-describedby": describedBy, disabled: Boolean(disabledWhy), title: disabledWhy || null, "data-key": key,
   }, h("span", { class: "knob", "aria-hidden": "true" }), h("span", { class: "state" }, on ? "On" : "Off"));
+  // While the change is under way further presses are ignored; the button
+  // stays enabled so that it keeps the keyboard focus.
   b.addEventListener("click", async () => {
-    b.disabled = true;
+    if (b.getAttribute("aria-busy") === "true") return;
+    b.setAttribute("aria-busy", "true");
     await act();
   });
   return b;
