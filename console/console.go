@@ -23,26 +23,38 @@ var assets embed.FS
 // prefix + "assets/".
 const prefix = "/console/"
 
-// securityHeaders go on every answer. The policy allows only the console's
-// own files and calls to its own origin: no inline script or style, no
-// other host, no framing.
-var securityHeaders = map[string]string{
-	"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-		"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-	"X-Content-Type-Options": "nosniff",
-	"Referrer-Policy":        "no-referrer",
-	"X-Frame-Options":        "DENY",
+// policy is the Content-Security-Policy of every answer: only the
+// console's own files and calls to its own origin; no inline script or
+// style, no other host, no framing.
+const policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// setSecurityHeaders sets the headers every answer carries.
+func setSecurityHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", policy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
 }
 
-// contentTypes maps the extensions the console uses to their types;
+// contentType is the type of a file the console uses, by extension;
 // declared here rather than read from the system's MIME tables, which vary.
-var contentTypes = map[string]string{
-	".html": "text/html; charset=utf-8",
-	".js":   "text/javascript; charset=utf-8",
-	".css":  "text/css; charset=utf-8",
-	".svg":  "image/svg+xml",
-	".png":  "image/png",
-	".txt":  "text/plain; charset=utf-8",
+func contentType(ext string) string {
+	switch ext {
+	case ".html":
+		return "text/html; charset=utf-8"
+	case ".js":
+		return "text/javascript; charset=utf-8"
+	case ".css":
+		return "text/css; charset=utf-8"
+	case ".svg":
+		return "image/svg+xml"
+	case ".png":
+		return "image/png"
+	case ".txt":
+		return "text/plain; charset=utf-8"
+	}
+	return "application/octet-stream"
 }
 
 // file is one embedded asset, read once.
@@ -74,11 +86,7 @@ func Handler() http.Handler {
 			return err
 		}
 		sum := sha256.Sum256(data)
-		ct := contentTypes[path.Ext(p)]
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		h.files[strings.TrimPrefix(p, "assets/")] = file{data: data, contentType: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		h.files[strings.TrimPrefix(p, "assets/")] = file{data: data, contentType: contentType(path.Ext(p)), etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
 		return nil
 	})
 	if err != nil {
@@ -92,9 +100,7 @@ func Handler() http.Handler {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	for k, v := range securityHeaders {
-		w.Header().Set(k, v)
-	}
+	setSecurityHeaders(w.Header())
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

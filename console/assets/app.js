@@ -46,7 +46,7 @@ function clearNotice() {
 }
 
 // go shows the page for a path (pushing it onto the history unless replace).
-export function go(path, replace) {
+function go(path, replace) {
   if (replace) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
   render();
