@@ -19,6 +19,7 @@ import (
 	"github.com/opsrunner/opsrunner/api"
 	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/cluster"
+	"github.com/opsrunner/opsrunner/console"
 	"github.com/opsrunner/opsrunner/egress"
 	"github.com/opsrunner/opsrunner/runtime"
 	"github.com/opsrunner/opsrunner/scripts"
@@ -98,6 +99,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, optsErr
 	}
 	opts.MaxBodyBytes, opts.Bundle, opts.Logger = cfg.MaxBodyBytes, scripts.Limits{MaxBundleBytes: cfg.MaxBundleBytes}, log
+	opts.Console = console.Handler()
 	a.handler = api.New(a, opts)
 	a.bgCtx, a.bgCancel = context.WithCancel(context.Background())
 	a.metrics = newMetrics(a)

@@ -43,6 +43,10 @@ type Options struct {
 	// Getenv reads webhook secrets; nil means os.Getenv.
 	Getenv func(string) string
 	Logger *slog.Logger
+	// Console, when set, serves the web console: GET (and HEAD) on / and
+	// /console/... reach it without a token (the page asks for one and
+	// sends it on its own API calls); nil leaves / unanswered (404).
+	Console http.Handler
 }
 
 // New returns the echo handler serving the whole HTTP surface.
@@ -79,6 +83,12 @@ func New(b Backend, opts Options) http.Handler {
 	e.GET("/readyz", s.ready)
 	e.GET("/metrics", func(c *echo.Context) error { b.Metrics().ServeHTTP(c.Response(), c.Request()); return nil }, s.metricsAuth)
 	e.POST("/hooks/:project/:path", s.webhook)
+	if opts.Console != nil {
+		page := echo.WrapHandler(opts.Console)
+		e.GET("/", page)
+		e.GET("/console", page)
+		e.GET("/console/*", page)
+	}
 
 	v1 := e.Group("/api/v1", s.auth)
 	for _, r := range s.routes() {
