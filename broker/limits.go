@@ -27,6 +27,15 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// remoteIP is the IP address nc comes from, "" when its remote address is
+// no TCP address (net.Pipe).
+func remoteIP(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
 // checkListener refuses to serve an open broker (no users) on anything but
 // loopback, and warns when it serves one there.
 func (b *Broker) checkListener(addr net.Addr) error {
