@@ -177,6 +177,7 @@ and the users stay as they were):
 	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "connections at once")
 	f.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "connections at once from one IP address")
 	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "bytes queued for one connection before delivery to it pauses")
+	f.Int64Var(&cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "persistent message bodies held in memory; past it they are read back from disk on delivery")
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "time from TCP accept to the CONNECT frame")
 	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://ADDR/stomp (empty: off)")
 	f.StringVar(&tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on this address (empty: off)")
