@@ -77,13 +77,23 @@ func CheckUsers(users []User) error {
 	return errors.Join(errs...)
 }
 
+// maxBcryptCost bounds the cost of bcrypt passcodes: each step doubles
+// the time a check takes, and at 16 one already takes seconds. A higher
+// cost would make every login (and the decoy hash made for unknown logins
+// at start) take minutes or more.
+const maxBcryptCost = 16
+
 func checkPasscode(p string) error {
 	if p == "" {
 		return errors.New("passcode is empty")
 	}
 	if isBcrypt(p) {
-		if _, err := bcrypt.Cost([]byte(p)); err != nil {
+		cost, err := bcrypt.Cost([]byte(p))
+		if err != nil {
 			return fmt.Errorf("passcode starts with $2 but is no bcrypt hash: %w", err)
+		}
+		if cost > maxBcryptCost {
+			return fmt.Errorf("bcrypt cost %d is above %d: each login would take minutes", cost, maxBcryptCost)
 		}
 	}
 	return nil

@@ -233,3 +233,36 @@ func TestUnknownLoginCostsABcryptCheck(t *testing.T) {
 		t.Errorf("decoy cost %d, want 4 (mustHash's)", got)
 	}
 }
+
+// FuzzParseUsers: a users file never panics the parser, and whatever it
+// accepts makes a working set of users.
+func FuzzParseUsers(f *testing.F) {
+	for _, s := range []string{
+		"- {login: app, passcode: s3cret, read: ['/queue/orders.*'], write: ['/queue/orders.in']}\n",
+		"- {login: root, passcode: r, admin: true}\n- {login: app, passcode: a}\n",
+		"- login: a\n  passcode: $2a$04$WSPpcy5SsPxmf5KrLySvA.MxyA8mLfvi1ZhznJrX8yNKC1mrIdJrq\n",
+		"- login: a\n  passcode: $2a$31$WSPpcy5SsPxmf5KrLySvA.MxyA8mLfvi1ZhznJrX8yNKC1mrIdJrq\n",
+		"[]\n", "", "- login: a\n", "login: a", "- {login: a, passcode: p, read: ['']}\n",
+		"- &a {login: a, passcode: p}\n- *a\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		users, err := ParseUsers(data)
+		if err != nil {
+			return
+		}
+		if _, err := newAuthenticator(users, true); err != nil {
+			t.Fatalf("ParseUsers accepted users the broker refuses: %v", err)
+		}
+	})
+}
+
+func TestBcryptCostIsBounded(t *testing.T) {
+	t.Parallel()
+	// cost 31: a check (and the decoy hash) would take days
+	err := CheckUsers([]User{{Login: "a", Passcode: "$2a$31$WSPpcy5SsPxmf5KrLySvA.MxyA8mLfvi1ZhznJrX8yNKC1mrIdJrq"}})
+	if err == nil || !strings.Contains(err.Error(), "bcrypt cost 31 is above 16") {
+		t.Fatalf("CheckUsers = %v, want the cost refused", err)
+	}
+}
