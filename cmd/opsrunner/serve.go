@@ -124,14 +124,8 @@ and the users stay as they were):
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			users := cfg.UsersFile != ""
-			for flag, a := range map[string]string{"--addr": addr, "--ws-addr": wsAddr, "--tls-addr": tlsAddr} {
-				if a != "" && !users && !broker.IsLoopback(a) {
-					return fmt.Errorf("%s %s is not a loopback address: a broker without --users may only listen on loopback", flag, a)
-				}
-			}
-			if (tlsAddr != "") != (tlsCert != "" && tlsKey != "") {
-				return errors.New("--tls-addr needs --tls-cert-file and --tls-key-file, and they need --tls-addr")
+			if err := checkBrokerFlags(cfg.UsersFile != "", addr, wsAddr, tlsAddr, tlsCert, tlsKey); err != nil {
+				return err
 			}
 			cfg.Addr, cfg.DataDir, cfg.Logger = addr, dataDir, log
 			b, err := broker.New(cfg)
@@ -184,6 +178,21 @@ and the users stay as they were):
 	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM certificate (chain) of the TLS listener, re-read on change")
 	f.StringVar(&tlsKey, "tls-key-file", "", "PEM private key of the TLS listener, re-read on change")
 	return cmd
+}
+
+// checkBrokerFlags refuses listen addresses other than loopback for a
+// broker without users, and a TLS listener without its certificate and
+// key (or those without it).
+func checkBrokerFlags(users bool, addr, wsAddr, tlsAddr, tlsCert, tlsKey string) error {
+	for _, l := range []struct{ flag, addr string }{{"--addr", addr}, {"--ws-addr", wsAddr}, {"--tls-addr", tlsAddr}} {
+		if l.addr != "" && !users && !broker.IsLoopback(l.addr) {
+			return fmt.Errorf("%s %s is not a loopback address: a broker without --users may only listen on loopback", l.flag, l.addr)
+		}
+	}
+	if (tlsAddr != "") != (tlsCert != "" && tlsKey != "") {
+		return errors.New("--tls-addr needs --tls-cert-file and --tls-key-file, and they need --tls-addr")
+	}
+	return nil
 }
 
 // serveBrokerTLS serves b over TLS on addr (agent.ListenBrokerTLS), in
