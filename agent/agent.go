@@ -75,6 +75,9 @@ type Agent struct {
 	// brokerWSLn is the embedded broker's WebSocket listener, set by
 	// startBroker when broker_ws_addr is.
 	brokerWSLn net.Listener
+	// brokerTLSLn is the embedded broker's TLS listener, set by
+	// startBroker when broker_tls_addr is.
+	brokerTLSLn net.Listener
 	// brokerUsers are the embedded broker's users: broker_users and the
 	// agent's own (nil without broker_users: an open broker on loopback).
 	brokerUsers []broker.User
@@ -341,14 +344,7 @@ func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *
 	if a.brokerLn == nil {
 		return nil, nil
 	}
-	brk, err := broker.New(broker.Config{
-		Addr:            a.cfg.EmbeddedBrokerAddr,
-		DataDir:         filepath.Join(a.cfg.DataDir, "broker"),
-		Users:           a.brokerUsers,
-		MaxFrameBytes:   a.cfg.BrokerMaxFrameBytes,
-		MaxPendingBytes: a.cfg.BrokerMaxPendingBytes,
-		Logger:          a.log.With("component", "broker"),
-	})
+	brk, err := broker.New(a.embeddedBrokerConfig())
 	if err != nil {
 		a.brokerLn.Close()
 		a.httpLn.Close()
@@ -357,6 +353,11 @@ func (a *Agent) startBroker(ctx context.Context, cancel context.CancelFunc, wg *
 	}
 	a.metrics.broker.Store(brk)
 	wsSrv, err := a.startBrokerWS(brk, cancel, wg, errs)
+	if err == nil {
+		if err = a.startBrokerTLS(ctx, brk, cancel, wg, errs); err != nil && wsSrv != nil {
+			_ = wsSrv.Close()
+		}
+	}
 	if err != nil {
 		_ = brk.Close()
 		a.brokerLn.Close()

@@ -42,6 +42,19 @@ type Config struct {
 	// Without any, it accepts any login and may listen only on a loopback
 	// address (Validate refuses another).
 	BrokerUsers []BrokerUser `yaml:"broker_users"`
+	// BrokerUsersFile, when set, is a YAML file of more embedded broker
+	// users (a list shaped as broker_users), read at start and again
+	// within a second of each change; a changed file that does not load
+	// leaves the users as they were, with an error logged.
+	BrokerUsersFile string `yaml:"broker_users_file"`
+	// BrokerMaxConnectionsPerIP bounds the embedded broker's connections
+	// from one IP address, loopback included; 0 means 1,000.
+	BrokerMaxConnectionsPerIP int `yaml:"broker_max_connections_per_ip"`
+	// BrokerTLSAddr, when set, is where the embedded broker also serves
+	// STOMP over TLS (stomp+ssl), with the certificate and key of
+	// BrokerTLSCertFile and BrokerTLSKeyFile, read again when they change.
+	// The loopback rule of EmbeddedBrokerAddr applies to it too.
+	BrokerTLSAddr string `yaml:"broker_tls_addr"`
 	// BrokerMaxFrameBytes bounds a frame the embedded broker takes; 0 means 4 MiB.
 	BrokerMaxFrameBytes int `yaml:"broker_max_frame_bytes"`
 	// BrokerWSAddr, when set, is where the embedded broker also serves
@@ -57,6 +70,10 @@ type Config struct {
 	// BrokerTLSCAFile, BrokerTLSCertFile and BrokerTLSKeyFile are the
 	// tls_ca_file, tls_cert_file and tls_key_file of the "default"
 	// connection BrokerURL makes (for a configuration by environment).
+	// Without BrokerURL, the embedded broker runs, and BrokerTLSCertFile
+	// and BrokerTLSKeyFile are the certificate and key of its TLS
+	// listener (BrokerTLSAddr): either way, what this agent presents on
+	// its broker's TLS.
 	BrokerTLSCAFile   string `yaml:"broker_tls_ca_file"`
 	BrokerTLSCertFile string `yaml:"broker_tls_cert_file"`
 	BrokerTLSKeyFile  string `yaml:"broker_tls_key_file"`
@@ -316,6 +333,9 @@ var envVars = []struct {
 	{"OPSRUNNER_BROKER_MAX_PENDING_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxPendingBytes = n })},
 	// broker_users as YAML, e.g. [{login: app, passcode: "$2a$…", read: ["*"], write: ["*"]}]
 	{"OPSRUNNER_BROKER_USERS", func(c *Config, v string) (err error) { c.BrokerUsers, err = broker.ParseUsers([]byte(v)); return err }},
+	{"OPSRUNNER_BROKER_USERS_FILE", func(c *Config, v string) error { c.BrokerUsersFile = v; return nil }},
+	{"OPSRUNNER_BROKER_MAX_CONNECTIONS_PER_IP", intSetter(func(c *Config, n int) { c.BrokerMaxConnectionsPerIP = n })},
+	{"OPSRUNNER_BROKER_TLS_ADDR", func(c *Config, v string) error { c.BrokerTLSAddr = v; return nil }},
 	{"OPSRUNNER_BROKER_URL", func(c *Config, v string) error { c.BrokerURL = v; return nil }},
 	{"OPSRUNNER_BROKER_TLS_CA_FILE", func(c *Config, v string) error { c.BrokerTLSCAFile = v; return nil }},
 	{"OPSRUNNER_BROKER_TLS_CERT_FILE", func(c *Config, v string) error { c.BrokerTLSCertFile = v; return nil }},
@@ -448,10 +468,12 @@ func (c *Config) Validate() error {
 	_, hasDefault := c.Connections["default"]
 	brokerTLS := c.BrokerTLSCAFile != "" || c.BrokerTLSCertFile != "" || c.BrokerTLSKeyFile != ""
 	switch {
+	case c.EmbeddedBroker() && c.BrokerTLSAddr != "":
+		// the files are the embedded broker's TLS listener's (validateBrokerTLS)
 	case brokerTLS && hasDefault:
 		errs = append(errs, errors.New("broker_tls_* files apply to the default connection broker_url makes; with a default connection in connections, give its tls_* keys there"))
 	case brokerTLS && c.BrokerURL == "":
-		errs = append(errs, errors.New("broker_tls_* files are set but broker_url is not"))
+		errs = append(errs, errors.New("broker_tls_* files are set but broker_url is not, nor broker_tls_addr (then broker_tls_cert_file and broker_tls_key_file are the embedded broker's TLS listener's)"))
 	}
 	if !hasDefault {
 		switch {
@@ -491,29 +513,48 @@ func (c *Config) validateProjects() []error {
 	return errs
 }
 
-// validateBrokerUsers checks broker_users and broker_max_frame_bytes, and
-// refuses an embedded broker without users on an address other machines
-// reach.
+// validateBrokerUsers checks broker_users and the embedded broker's
+// bounds, and refuses an embedded broker without users on an address
+// other machines reach.
 func (c *Config) validateBrokerUsers() []error {
 	var errs []error
-	if c.BrokerMaxFrameBytes < 0 {
-		errs = append(errs, fmt.Errorf("broker_max_frame_bytes must not be negative, got %d", c.BrokerMaxFrameBytes))
-	}
-	if c.BrokerMaxPendingBytes < 0 {
-		errs = append(errs, fmt.Errorf("broker_max_pending_bytes must not be negative, got %d", c.BrokerMaxPendingBytes))
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"broker_max_frame_bytes", c.BrokerMaxFrameBytes},
+		{"broker_max_pending_bytes", c.BrokerMaxPendingBytes},
+		{"broker_max_connections_per_ip", c.BrokerMaxConnectionsPerIP},
+	} {
+		if n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", n.key, n.v))
+		}
 	}
 	if err := broker.CheckUsers(c.BrokerUsers); err != nil {
 		errs = append(errs, fmt.Errorf("broker_users: %w", err))
 	}
-	switch {
-	case !c.EmbeddedBroker():
-		if len(c.BrokerUsers) > 0 {
-			errs = append(errs, errors.New("broker_users are the embedded broker's users, and no embedded broker runs (broker_url is set or embedded_broker_addr is empty)"))
+	if !c.EmbeddedBroker() {
+		if len(c.BrokerUsers) > 0 || c.BrokerUsersFile != "" {
+			errs = append(errs, errors.New("broker_users and broker_users_file are the embedded broker's users, and no embedded broker runs (broker_url is set or embedded_broker_addr is empty)"))
 		}
-	case len(c.BrokerUsers) == 0 && !broker.IsLoopback(c.EmbeddedBrokerAddr):
-		errs = append(errs, fmt.Errorf("embedded_broker_addr %s is not a loopback address and broker_users is empty: anyone who reaches it could read and send every message; configure broker_users or bind it to 127.0.0.1", c.EmbeddedBrokerAddr))
+	} else if err := c.checkBrokerListener("embedded_broker_addr", c.EmbeddedBrokerAddr); err != nil {
+		errs = append(errs, err)
 	}
-	return append(errs, c.validateBrokerWS()...)
+	errs = append(errs, c.validateBrokerWS()...)
+	return append(errs, c.validateBrokerTLS()...)
+}
+
+// hasBrokerUsers reports whether the embedded broker has users
+// (broker_users or broker_users_file), so that it is not open.
+func (c *Config) hasBrokerUsers() bool { return len(c.BrokerUsers) > 0 || c.BrokerUsersFile != "" }
+
+// checkBrokerListener refuses an embedded broker listener, the key's
+// address, that is not on loopback while the broker has no users.
+func (c *Config) checkBrokerListener(key, addr string) error {
+	if c.hasBrokerUsers() || broker.IsLoopback(addr) {
+		return nil
+	}
+	return fmt.Errorf("%s %s is not a loopback address and broker_users is empty (no broker_users_file either): anyone who reaches it could read and send every message; configure broker_users or bind it to 127.0.0.1", key, addr)
 }
 
 // validateBrokerWS checks broker_ws_addr: it needs the embedded broker,
@@ -524,8 +565,29 @@ func (c *Config) validateBrokerWS() []error {
 		return nil
 	case !c.EmbeddedBroker():
 		return []error{errors.New("broker_ws_addr serves the embedded broker over WebSocket, and no embedded broker runs (broker_url is set or embedded_broker_addr is empty)")}
-	case len(c.BrokerUsers) == 0 && !broker.IsLoopback(c.BrokerWSAddr):
-		return []error{fmt.Errorf("broker_ws_addr %s is not a loopback address and broker_users is empty: anyone who reaches it could read and send every message; configure broker_users or bind it to 127.0.0.1", c.BrokerWSAddr)}
+	}
+	if err := c.checkBrokerListener("broker_ws_addr", c.BrokerWSAddr); err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+// validateBrokerTLS checks broker_tls_addr: it needs the embedded broker,
+// a certificate and key file, and, like embedded_broker_addr, users
+// unless it is a loopback address.
+func (c *Config) validateBrokerTLS() []error {
+	switch {
+	case c.BrokerTLSAddr == "":
+		return nil
+	case !c.EmbeddedBroker():
+		return []error{errors.New("broker_tls_addr serves the embedded broker over TLS, and no embedded broker runs (broker_url is set or embedded_broker_addr is empty)")}
+	case c.BrokerTLSCertFile == "" || c.BrokerTLSKeyFile == "":
+		return []error{errors.New("broker_tls_addr needs broker_tls_cert_file and broker_tls_key_file: the certificate and key of the embedded broker's TLS listener")}
+	case c.BrokerTLSCAFile != "":
+		return []error{errors.New("broker_tls_ca_file applies to the connection broker_url makes; the embedded broker's TLS listener does not ask clients for certificates")}
+	}
+	if err := c.checkBrokerListener("broker_tls_addr", c.BrokerTLSAddr); err != nil {
+		return []error{err}
 	}
 	return nil
 }

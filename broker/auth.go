@@ -2,12 +2,16 @@ package broker
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
@@ -16,14 +20,20 @@ import (
 
 // User is one login of the broker and what it may do. Read and Write are
 // destination patterns (see Pattern): Read allows SUBSCRIBE, Write allows
-// SEND. A user with neither may connect and do nothing else.
+// SEND. A user with neither, and not Admin, may connect and do nothing
+// else.
 type User struct {
 	Login string `yaml:"login"`
 	// Passcode is the passcode in plain text, or its bcrypt hash ("$2a$…",
 	// "$2b$…", "$2y$…").
-	Passcode string   `yaml:"passcode"`
-	Read     []string `yaml:"read"`
-	Write    []string `yaml:"write"`
+	Passcode string `yaml:"passcode"`
+	// Admin allows everything: read and write on every destination,
+	// whatever Read and Write say. The broker has no other operation to
+	// allow: destinations come into being when first used, by anyone who
+	// may read or write them.
+	Admin bool     `yaml:"admin"`
+	Read  []string `yaml:"read"`
+	Write []string `yaml:"write"`
 }
 
 // Permission names what a user asks to do with a destination.
@@ -67,13 +77,23 @@ func CheckUsers(users []User) error {
 	return errors.Join(errs...)
 }
 
+// maxBcryptCost bounds the cost of bcrypt passcodes: each step doubles
+// the time a check takes, and at 16 one already takes seconds. A higher
+// cost would make every login (and the decoy hash made for unknown logins
+// at start) take minutes or more.
+const maxBcryptCost = 16
+
 func checkPasscode(p string) error {
 	if p == "" {
 		return errors.New("passcode is empty")
 	}
 	if isBcrypt(p) {
-		if _, err := bcrypt.Cost([]byte(p)); err != nil {
+		cost, err := bcrypt.Cost([]byte(p))
+		if err != nil {
 			return fmt.Errorf("passcode starts with $2 but is no bcrypt hash: %w", err)
+		}
+		if cost > maxBcryptCost {
+			return fmt.Errorf("bcrypt cost %d is above %d: each login would take minutes", cost, maxBcryptCost)
 		}
 	}
 	return nil
@@ -82,7 +102,7 @@ func checkPasscode(p string) error {
 func isBcrypt(p string) bool { return strings.HasPrefix(p, "$2") }
 
 // ParseUsers reads a users file: a YAML list of users with the keys login,
-// passcode, read and write (the agent's broker_users). The users are
+// passcode, admin, read and write (the agent's broker_users). The users are
 // checked as by CheckUsers; unknown keys are errors.
 func ParseUsers(data []byte) ([]User, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -104,12 +124,13 @@ func ParseUsers(data []byte) ([]User, error) {
 // (a broker without users).
 type grant struct {
 	login       string
+	all         bool // an admin: everything, whatever read and write say
 	read, write []Pattern
 }
 
 // allows reports whether g permits p on dest.
 func (g *grant) allows(p Permission, dest string) bool {
-	if g == nil {
+	if g == nil || g.all {
 		return true
 	}
 	pats := g.read
@@ -124,6 +145,20 @@ func (g *grant) allows(p Permission, dest string) bool {
 	return false
 }
 
+// newGrant compiles u's patterns; u has been checked (CheckUsers).
+func newGrant(u User) *grant {
+	g := &grant{login: u.Login, all: u.Admin}
+	for _, p := range u.Read {
+		pat, _ := CompilePattern(p)
+		g.read = append(g.read, pat)
+	}
+	for _, p := range u.Write {
+		pat, _ := CompilePattern(p)
+		g.write = append(g.write, pat)
+	}
+	return g
+}
+
 // authUser is a User with its patterns compiled.
 type authUser struct {
 	passcode []byte
@@ -131,78 +166,152 @@ type authUser struct {
 	grant    *grant
 }
 
-// authenticator checks CONNECT credentials. bcrypt checks are slow (tens
-// of milliseconds), so a successful one is remembered by a digest of the
-// login and passcode; only successes are kept, so the cache holds at most
-// one entry per user and bcrypt hash. Goroutine-safe.
+// authenticator checks CONNECT credentials against the users of the
+// moment: the broker's own (Config.Users) and those of its users file,
+// which setUsers replaces as a whole. Goroutine-safe.
 type authenticator struct {
+	static  []User                            // Config.Users, in every table
+	isOpen  bool                              // no users at all, ever: anyone may connect
+	compare func(hash, passcode []byte) error // bcrypt.CompareHashAndPassword; tests count its calls
+	decoys  map[int][]byte                    // a bcrypt hash per cost, of a passcode nobody knows; guarded by setMu
+	setMu   sync.Mutex                        // serializes setUsers
+	table   atomic.Pointer[userTable]
+}
+
+// userTable is one set of users. bcrypt checks are slow (tens of
+// milliseconds), so a successful one is remembered by a digest of the
+// login and passcode; only successes are kept, so the cache holds at most
+// one entry per user and bcrypt hash. A new table starts with an empty
+// cache: a changed passcode is checked again.
+type userTable struct {
 	users map[string]*authUser // nil: no users, anyone may connect
+	// decoy is checked for a login that is not in users, so that an
+	// unknown login costs what a wrong passcode costs (a bcrypt check
+	// when any user has a bcrypt passcode) and logins cannot be told
+	// apart by the time the answer takes.
+	decoy *authUser
 
 	mu     sync.Mutex
 	passed map[[sha256.Size]byte]struct{}
 }
 
-func newAuthenticator(users []User) (*authenticator, error) {
-	if err := CheckUsers(users); err != nil {
+// newAuthenticator returns the authenticator of static users; withFile
+// tells that a users file will add users (setUsers), so that the broker
+// is not open even with no static users.
+func newAuthenticator(static []User, withFile bool) (*authenticator, error) {
+	a := &authenticator{
+		static:  slices.Clone(static),
+		isOpen:  len(static) == 0 && !withFile,
+		compare: bcrypt.CompareHashAndPassword,
+		decoys:  map[int][]byte{},
+	}
+	if err := a.setUsers(nil); err != nil {
 		return nil, err
-	}
-	a := &authenticator{passed: map[[sha256.Size]byte]struct{}{}}
-	if len(users) == 0 {
-		return a, nil
-	}
-	a.users = make(map[string]*authUser, len(users))
-	for _, u := range users {
-		g := &grant{login: u.Login}
-		for _, p := range u.Read {
-			pat, _ := CompilePattern(p) // checked above
-			g.read = append(g.read, pat)
-		}
-		for _, p := range u.Write {
-			pat, _ := CompilePattern(p)
-			g.write = append(g.write, pat)
-		}
-		a.users[u.Login] = &authUser{passcode: []byte(u.Passcode), bcrypt: isBcrypt(u.Passcode), grant: g}
 	}
 	return a, nil
 }
 
-// open reports whether the broker accepts any login.
-func (a *authenticator) open() bool { return a.users == nil }
+// setUsers makes the static users and more the users of the broker, for
+// the CONNECTs that follow; connections already made keep what they were
+// granted. On an error the users stay as they were.
+func (a *authenticator) setUsers(more []User) error {
+	all := append(slices.Clone(a.static), more...)
+	if err := CheckUsers(all); err != nil {
+		return err
+	}
+	t := &userTable{passed: map[[sha256.Size]byte]struct{}{}}
+	if !a.isOpen {
+		t.users = make(map[string]*authUser, len(all))
+	}
+	cost := 0
+	for _, u := range all {
+		au := &authUser{passcode: []byte(u.Passcode), bcrypt: isBcrypt(u.Passcode), grant: newGrant(u)}
+		if au.bcrypt {
+			c, _ := bcrypt.Cost(au.passcode) // checked above
+			cost = max(cost, c)
+		}
+		t.users[u.Login] = au
+	}
+	a.setMu.Lock()
+	defer a.setMu.Unlock()
+	decoy, err := a.decoy(cost)
+	if err != nil {
+		return err
+	}
+	t.decoy = decoy
+	a.table.Store(t)
+	return nil
+}
+
+// decoy returns the user checked for unknown logins: with a bcrypt hash
+// of the highest cost of the users' hashes (cost > 0), else a plain
+// passcode; either of a random passcode nobody knows. a.setMu is held.
+func (a *authenticator) decoy(cost int) (*authUser, error) {
+	if cost == 0 {
+		return &authUser{passcode: []byte(randomSecret())}, nil
+	}
+	h := a.decoys[cost]
+	if h == nil {
+		var err error
+		if h, err = bcrypt.GenerateFromPassword([]byte(randomSecret()), cost); err != nil {
+			return nil, fmt.Errorf("decoy passcode hash: %w", err)
+		}
+		a.decoys[cost] = h
+	}
+	return &authUser{passcode: h, bcrypt: true}, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail
+	return hex.EncodeToString(b)
+}
+
+// open reports whether the broker accepts any login. It never changes.
+func (a *authenticator) open() bool { return a.isOpen }
 
 // errAccessRefused is the answer to a wrong login or passcode; it says no
 // more, so that logins cannot be probed.
 var errAccessRefused = errors.New("access refused")
 
 // authenticate returns what login may do, or errAccessRefused. It blocks
-// for a bcrypt check the first time a user's passcode is seen.
+// for a bcrypt check the first time a user's passcode is seen, and for
+// every wrong one, of a known login or not.
 func (a *authenticator) authenticate(login, passcode string) (*grant, error) {
-	if a.open() {
+	t := a.table.Load()
+	if t.users == nil {
 		return nil, nil
 	}
-	u := a.users[login]
+	u := t.users[login]
 	if u == nil {
+		_ = a.check(t, t.decoy, login, passcode) // as long as a wrong passcode
 		return nil, errAccessRefused
 	}
+	if !a.check(t, u, login, passcode) {
+		return nil, errAccessRefused
+	}
+	return u.grant, nil
+}
+
+// check reports whether passcode is u's.
+func (a *authenticator) check(t *userTable, u *authUser, login, passcode string) bool {
 	if !u.bcrypt {
-		if subtle.ConstantTimeCompare(u.passcode, []byte(passcode)) != 1 {
-			return nil, errAccessRefused
-		}
-		return u.grant, nil
+		return subtle.ConstantTimeCompare(u.passcode, []byte(passcode)) == 1
 	}
 	key := sha256.Sum256([]byte(login + "\x00" + passcode))
-	a.mu.Lock()
-	_, ok := a.passed[key]
-	a.mu.Unlock()
+	t.mu.Lock()
+	_, ok := t.passed[key]
+	t.mu.Unlock()
 	if ok {
-		return u.grant, nil
+		return true
 	}
-	if bcrypt.CompareHashAndPassword(u.passcode, []byte(passcode)) != nil {
-		return nil, errAccessRefused
+	if a.compare(u.passcode, []byte(passcode)) != nil {
+		return false
 	}
-	a.mu.Lock()
-	a.passed[key] = struct{}{}
-	a.mu.Unlock()
-	return u.grant, nil
+	t.mu.Lock()
+	t.passed[key] = struct{}{}
+	t.mu.Unlock()
+	return true
 }
 
 // Pattern is a compiled destination pattern: the text matches itself, and

@@ -124,7 +124,7 @@ func TestParseUsers(t *testing.T) {
 	if len(users) != 1 || users[0].Login != "app" || users[0].Read[0] != "/queue/orders.*" || users[0].Write[0] != "/queue/orders.in" {
 		t.Fatalf("got %+v", users)
 	}
-	for _, bad := range []string{"", "- login: a\n  passcode: p\n  admin: true\n", "- login: a\n", "login: a"} {
+	for _, bad := range []string{"", "- login: a\n  passcode: p\n  configure: [\"*\"]\n", "- login: a\n", "login: a"} {
 		if _, err := ParseUsers([]byte(bad)); err == nil {
 			t.Errorf("ParseUsers(%q) accepted", bad)
 		}
@@ -178,7 +178,7 @@ func TestAuthentication(t *testing.T) {
 			}
 		})
 	}
-	if n := len(b.auth.passed); n != 1 {
+	if n := len(b.auth.table.Load().passed); n != 1 {
 		t.Errorf("%d bcrypt checks remembered, want 1 (the right passcode of hashed)", n)
 	}
 }

@@ -38,15 +38,27 @@ type Config struct {
 	// and send to (write) the destinations its patterns match. With none,
 	// any login is accepted, and Serve refuses a listener that is not on a
 	// loopback address.
-	Users               []User
-	ConnectTimeout      time.Duration // from TCP accept to a CONNECT frame; 0 → 10s
-	MaxConnections      int           // connections at once; 0 → 10000
-	MaxFrameBytes       int           // 0 → 4 MiB
-	MaxHeaders          int           // 0 → 128
-	MaxHeaderBytes      int           // per header line; 0 → 64 KiB
-	MaxHeaderTotalBytes int           // all header lines of a frame; 0 → 256 KiB
-	MaxDestinationBytes int           // 0 → 1024
-	DefaultPrefetch     int           // per subscription when the client names none, 0 → 1000; requests are capped at 100000
+	Users []User
+	// UsersFile, when set, is a YAML file of more users (see ParseUsers;
+	// at least one), read by New and read again within a second of each
+	// change: new CONNECTs are checked against the new users, connections
+	// already made keep what they were granted. A changed file that does
+	// not load (it is malformed, or half written) leaves the users as
+	// they were, with an error logged. With a users file the broker is
+	// never open, even when the file and Users name nobody else.
+	UsersFile      string
+	ConnectTimeout time.Duration // from TCP accept to a CONNECT frame; 0 → 10s
+	MaxConnections int           // connections at once; 0 → 10000
+	// MaxConnectionsPerIP bounds the connections at once from one IP
+	// address, loopback included (a WebSocket session counts as its TCP
+	// connection); 0 → 1000.
+	MaxConnectionsPerIP int
+	MaxFrameBytes       int // 0 → 4 MiB
+	MaxHeaders          int // 0 → 128
+	MaxHeaderBytes      int // per header line; 0 → 64 KiB
+	MaxHeaderTotalBytes int // all header lines of a frame; 0 → 256 KiB
+	MaxDestinationBytes int // 0 → 1024
+	DefaultPrefetch     int // per subscription when the client names none, 0 → 1000; requests are capped at 100000
 	// HeartBeat is the shortest heart-beat interval the broker agrees to,
 	// both ways: it heart-beats as often as a client asks and expects
 	// heart-beats as often as a client offers, but not more often than
@@ -71,6 +83,7 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	setDefault(&c.ConnectTimeout, 10*time.Second)
 	setDefault(&c.MaxConnections, 10000)
+	setDefault(&c.MaxConnectionsPerIP, 1000)
 	setDefault(&c.MaxFrameBytes, 4<<20)
 	setDefault(&c.MaxHeaders, 128)
 	setDefault(&c.MaxHeaderBytes, 64<<10)
@@ -117,7 +130,8 @@ type Broker struct {
 	durables map[string]*durableSub // by durable key
 	topics   map[string]map[*queue]struct{}
 	conns    map[*conn]struct{}
-	refusing int // connections being refused (over MaxConnections)
+	perIP    map[string]int // connections by remote IP address
+	refusing int            // connections being refused (over MaxConnections or MaxConnectionsPerIP)
 	seq      uint64
 	memBytes int64
 	wbufs    sync.Pool // *bufio.Writer of writeBufferSize, used by connection writers while they write
@@ -131,14 +145,20 @@ type Broker struct {
 	done      chan struct{}
 }
 
-// New checks cfg.Users, opens the journal in cfg.DataDir (when set) and
-// recovers persisted messages and durable subscriptions. It does not
-// listen; call Serve or ListenAndServe.
+// New checks cfg.Users and reads cfg.UsersFile (when set), opens the
+// journal in cfg.DataDir (when set) and recovers persisted messages and
+// durable subscriptions. It does not listen; call Serve or ListenAndServe.
 func New(cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
-	auth, err := newAuthenticator(cfg.Users)
+	auth, err := newAuthenticator(cfg.Users, cfg.UsersFile != "")
 	if err != nil {
 		return nil, fmt.Errorf("broker users: %w", err)
+	}
+	var users *usersFile
+	if cfg.UsersFile != "" {
+		if users, err = loadUsersFile(cfg.UsersFile, auth); err != nil {
+			return nil, err
+		}
 	}
 	b := &Broker{
 		cfg:       cfg,
@@ -149,6 +169,7 @@ func New(cfg Config) (*Broker, error) {
 		durables:  map[string]*durableSub{},
 		topics:    map[string]map[*queue]struct{}{},
 		conns:     map[*conn]struct{}{},
+		perIP:     map[string]int{},
 		listeners: map[net.Listener]struct{}{},
 		done:      make(chan struct{}),
 	}
@@ -163,6 +184,9 @@ func New(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("recovering journal: %w", err)
 		}
 		j.start(b.log)
+	}
+	if users != nil {
+		b.wg.Go(func() { b.watchUsersFile(users) })
 	}
 	return b, nil
 }
@@ -236,19 +260,27 @@ func (b *Broker) serveConn(nc net.Conn) {
 		return
 	}
 	if len(b.conns) >= b.cfg.MaxConnections {
-		b.refuseConn(nc)
+		b.refuseConn(nc, fmt.Sprintf("too many connections: the broker accepts %d", b.cfg.MaxConnections))
+		return
+	}
+	if c.ip != "" && b.perIP[c.ip] >= b.cfg.MaxConnectionsPerIP {
+		b.refuseConn(nc, fmt.Sprintf("too many connections from %s: the broker accepts %d from one address", c.ip, b.cfg.MaxConnectionsPerIP))
 		return
 	}
 	b.conns[c] = struct{}{}
+	if c.ip != "" {
+		b.perIP[c.ip]++
+	}
 	b.wg.Add(2)
 	b.mu.Unlock()
 	go func() { defer b.wg.Done(); c.writeLoop() }()
 	go func() { defer b.wg.Done(); c.readLoop() }()
 }
 
-// refuseConn answers nc, over MaxConnections, with an ERROR frame on a
-// goroutine of b.wg. Called with b.mu held; it unlocks it.
-func (b *Broker) refuseConn(nc net.Conn) {
+// refuseConn answers nc, over MaxConnections or MaxConnectionsPerIP, with
+// an ERROR frame saying msg on a goroutine of b.wg. Called with b.mu held;
+// it unlocks it.
+func (b *Broker) refuseConn(nc net.Conn, msg string) {
 	if b.refusing >= maxRefusing {
 		b.mu.Unlock()
 		_ = nc.Close()
@@ -257,10 +289,10 @@ func (b *Broker) refuseConn(nc net.Conn) {
 	b.refusing++
 	b.wg.Add(1)
 	b.mu.Unlock()
-	b.log.Warn("broker: refusing a connection: too many connections", "remote", nc.RemoteAddr(), "max", b.cfg.MaxConnections)
+	b.log.Warn("broker: refusing a connection", "remote", nc.RemoteAddr(), "reason", msg)
 	go func() {
 		defer b.wg.Done()
-		refuse(nc, fmt.Sprintf("too many connections: the broker accepts %d", b.cfg.MaxConnections))
+		refuse(nc, msg)
 		b.mu.Lock()
 		b.refusing--
 		b.mu.Unlock()

@@ -23,6 +23,7 @@ const durablePrefix = "durable:"
 type conn struct {
 	b  *Broker
 	nc net.Conn
+	ip string // the client's IP address, "" when its address is no IP (a pipe)
 
 	// set by the reader on CONNECT, read-only after
 	grant *grant // what the client may do; nil = everything
@@ -53,7 +54,7 @@ type conn struct {
 
 func newConn(b *Broker, nc net.Conn) *conn {
 	return &conn{
-		b: b, nc: nc,
+		b: b, nc: nc, ip: remoteIP(nc),
 		subs:      map[string]*subscription{},
 		acks:      map[string]*delivery{},
 		txs:       map[string][]*frame.Frame{},
@@ -367,6 +368,11 @@ func (c *conn) cleanup() {
 	b := c.b
 	b.mu.Lock()
 	delete(b.conns, c)
+	if c.ip != "" {
+		if b.perIP[c.ip]--; b.perIP[c.ip] <= 0 {
+			delete(b.perIP, c.ip)
+		}
+	}
 	var bt batch
 	for _, s := range c.subs {
 		b.endSub(s, &bt)

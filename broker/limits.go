@@ -27,6 +27,15 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// remoteIP is the IP address nc comes from, "" when its remote address is
+// no TCP address (net.Pipe).
+func remoteIP(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
 // checkListener refuses to serve an open broker (no users) on anything but
 // loopback, and warns when it serves one there.
 func (b *Broker) checkListener(addr net.Addr) error {
@@ -74,9 +83,17 @@ func checkDestination(dest string, maxBytes int) error {
 	return nil
 }
 
+// errorContentType is the content type of ERROR frames' bodies. The
+// charset is named (UTF-8, the default of STOMP 1.1 and later anyway):
+// the npm client stompit 1.0.0 crashes its process with an unhandled
+// 'error' event on an ERROR frame whose content-type is exactly
+// "text/plain" (it destroys the frame's stream instead of the client),
+// and reports any other as a connection error, as it means to.
+const errorContentType = "text/plain;charset=utf-8"
+
 // errorFrame is the ERROR frame saying msg, with extra header pairs.
 func errorFrame(msg string, headers ...string) *frame.Frame {
-	e := frame.New(frame.ERROR, frame.Message, msg, frame.ContentType, "text/plain")
+	e := frame.New(frame.ERROR, frame.Message, msg, frame.ContentType, errorContentType)
 	for i := 0; i+1 < len(headers); i += 2 {
 		e.Header.Add(headers[i], headers[i+1])
 	}

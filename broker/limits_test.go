@@ -94,6 +94,28 @@ func TestMaxConnections(t *testing.T) {
 	r.expectError("too many connections")
 }
 
+// TestMaxConnectionsPerIP: past the limit, a connection from the same
+// address (loopback counts) gets an ERROR; once one closes, the next is
+// served.
+func TestMaxConnectionsPerIP(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, Config{MaxConnectionsPerIP: 2})
+	first := dialRaw(t, b)
+	first.connect("1.2")
+	dialRaw(t, b).connect("1.2")
+	r := dialRaw(t, b)
+	r.write("CONNECT\naccept-version:1.2\nhost:x\n\n\x00")
+	r.expectError("too many connections from 127.0.0.1")
+
+	_ = first.nc.Close()
+	waitFor(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.perIP["127.0.0.1"] == 1
+	})
+	dialRaw(t, b).connect("1.2")
+}
+
 func TestUnsupportedVersionNamesTheSupportedOnes(t *testing.T) {
 	t.Parallel()
 	r := dialRaw(t, startBroker(t, Config{}))

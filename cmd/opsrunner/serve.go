@@ -145,19 +145,25 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 }
 
 func newBroker() *cobra.Command {
-	var addr, wsAddr, dataDir, usersFile string
+	var addr, wsAddr, dataDir string
+	var tlsAddr, tlsCert, tlsKey string
 	var cfg broker.Config
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run the embedded STOMP 1.2 broker on its own",
 		Long: `Run the embedded STOMP broker on its own. Without --users any login is
-accepted, and the broker listens only on a loopback address.
+accepted, and the broker listens only on loopback addresses.
 
-The users file is a YAML list, as the agent's broker_users:
+The users file is a YAML list, as the agent's broker_users, read again
+within a second of each change (a version that does not load is logged
+and the users stay as they were):
   - login: app
     passcode: "$2a$10$..."        # plain, or a bcrypt hash
     read: ["/queue/orders.*"]     # SUBSCRIBE; '*' matches any characters
-    write: ["/queue/orders.in"]   # SEND`,
+    write: ["/queue/orders.in"]   # SEND
+  - login: ops
+    passcode: "$2a$10$..."
+    admin: true                   # read and write everything`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, level, err := logFlags(cmd)
@@ -168,17 +174,8 @@ The users file is a YAML list, as the agent's broker_users:
 			if err != nil {
 				return fmt.Errorf("--log-format/--log-level: %w", err)
 			}
-			if usersFile != "" {
-				data, err := os.ReadFile(usersFile)
-				if err != nil {
-					return fmt.Errorf("read users file: %w", err)
-				}
-				if cfg.Users, err = broker.ParseUsers(data); err != nil {
-					return fmt.Errorf("%s: %w", usersFile, err)
-				}
-			}
-			if len(cfg.Users) == 0 && !broker.IsLoopback(addr) {
-				return fmt.Errorf("--addr %s is not a loopback address: a broker without --users may only listen on loopback", addr)
+			if err := checkBrokerFlags(cfg.UsersFile != "", addr, wsAddr, tlsAddr, tlsCert, tlsKey); err != nil {
+				return err
 			}
 			cfg.Addr, cfg.DataDir, cfg.Logger = addr, dataDir, log
 			b, err := broker.New(cfg)
@@ -188,20 +185,28 @@ The users file is a YAML list, as the agent's broker_users:
 			defer b.Close()
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			wsErr := make(chan error, 1)
+			failed := make(chan error, 2)
+			fail := func(err error) { failed <- err; cancel() }
 			if wsAddr != "" {
-				stop, err := serveBrokerWS(b, wsAddr, len(cfg.Users) > 0, log, func(err error) { wsErr <- err; cancel() })
+				stop, err := serveBrokerWS(b, wsAddr, log, fail)
 				if err != nil {
 					return err
 				}
 				defer stop()
 			}
-			log.Info("broker listening", "addr", "stomp://"+addr, "data", dataDir, "users", len(cfg.Users))
+			if tlsAddr != "" {
+				stop, err := serveBrokerTLS(ctx, b, tlsAddr, tlsCert, tlsKey, log, fail)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			log.Info("broker listening", "addr", "stomp://"+addr, "data", dataDir, "users_file", cfg.UsersFile)
 			if err := b.ListenAndServe(ctx); err != nil {
 				return err
 			}
 			select {
-			case err := <-wsErr:
+			case err := <-failed:
 				return err
 			default:
 				return nil
@@ -211,23 +216,60 @@ The users file is a YAML list, as the agent's broker_users:
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:61613", "listen address")
 	f.StringVar(&dataDir, "data-dir", "./data/broker", "journal directory (empty: memory only)")
-	f.StringVar(&usersFile, "users", "", "YAML file of the users and their permissions (default: none, any login accepted on loopback only)")
+	f.StringVar(&cfg.UsersFile, "users", "", "YAML file of the users and their permissions, re-read on change (default: none, any login accepted on loopback only)")
 	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted")
 	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "connections at once")
+	f.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "connections at once from one IP address")
 	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "bytes queued for one connection before delivery to it pauses")
+	f.Int64Var(&cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "persistent message bodies held in memory; past it they are read back from disk on delivery")
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "time from TCP accept to the CONNECT frame")
 	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://ADDR/stomp (empty: off)")
+	f.StringVar(&tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on this address (empty: off)")
+	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM certificate (chain) of the TLS listener, re-read on change")
+	f.StringVar(&tlsKey, "tls-key-file", "", "PEM private key of the TLS listener, re-read on change")
 	addLogFlags(cmd, " (default text)", " (default info)")
 	return cmd
 }
 
+// checkBrokerFlags refuses listen addresses other than loopback for a
+// broker without users, and a TLS listener without its certificate and
+// key (or those without it).
+func checkBrokerFlags(users bool, addr, wsAddr, tlsAddr, tlsCert, tlsKey string) error {
+	for _, l := range []struct{ flag, addr string }{{"--addr", addr}, {"--ws-addr", wsAddr}, {"--tls-addr", tlsAddr}} {
+		if l.addr != "" && !users && !broker.IsLoopback(l.addr) {
+			return fmt.Errorf("%s %s is not a loopback address: a broker without --users may only listen on loopback", l.flag, l.addr)
+		}
+	}
+	if (tlsAddr != "") != (tlsCert != "" && tlsKey != "") {
+		return errors.New("--tls-addr needs --tls-cert-file and --tls-key-file, and they need --tls-addr")
+	}
+	return nil
+}
+
+// serveBrokerTLS serves b over TLS on addr (agent.ListenBrokerTLS), in
+// the background, until the returned stop is called or the broker
+// closes; a failure to serve is given to failed.
+func serveBrokerTLS(ctx context.Context, b *broker.Broker, addr, certFile, keyFile string, log *slog.Logger, failed func(error)) (stop func(), err error) {
+	ln, err := agent.ListenBrokerTLS(addr, certFile, keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := b.Serve(ctx, ln); err != nil {
+			failed(fmt.Errorf("tls: %w", err))
+		}
+	}()
+	log.Info("broker TLS listening", "addr", "stomp+ssl://"+ln.Addr().String())
+	return func() { _ = b.Close(); <-done }, nil
+}
+
 // serveBrokerWS serves b's WebSocket handler at /stomp on addr, in the
 // background, until the returned stop is called; a failure to serve is
-// given to failed. Without users, addr must be a loopback address.
-func serveBrokerWS(b *broker.Broker, addr string, users bool, log *slog.Logger, failed func(error)) (stop func(), err error) {
-	if !users && !broker.IsLoopback(addr) {
-		return nil, fmt.Errorf("--ws-addr %s is not a loopback address: a broker without --users may only listen on loopback", addr)
-	}
+// given to failed. Without users, the broker's handler refuses clients
+// that did not come through a loopback address.
+func serveBrokerWS(b *broker.Broker, addr string, log *slog.Logger, failed func(error)) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("websocket listen %s: %w", addr, err)

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -106,4 +107,18 @@ func writePEM(path, kind string, der []byte) error {
 		return fmt.Errorf("test PKI: %w", err)
 	}
 	return nil
+}
+
+// ClientConfig is a TLS client configuration that trusts only the CA of
+// f, for a server certificate of f (127.0.0.1 or localhost).
+func (f TLSFiles) ClientConfig() (*tls.Config, error) {
+	ca, err := os.ReadFile(f.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("test PKI: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("test PKI: no certificate in %s", f.CAFile)
+	}
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
 }
