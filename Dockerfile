@@ -18,6 +18,11 @@ WORKDIR /home/nonroot
 # addresses, e.g.
 #   -e OPSRUNNER_EMBEDDED_BROKER_ADDR=0.0.0.0:61613
 #   -e OPSRUNNER_BROKER_USERS='[{login: app, passcode: "$2a$10$...", read: ["*"], write: ["*"]}]'
+# (or mount a users file and set OPSRUNNER_BROKER_USERS_FILE, re-read on change).
+# The API listens on all addresses: give it tokens and, beyond a trusted
+# network, TLS, e.g.
+#   -e OPSRUNNER_TOKENS=<admin token> -e OPSRUNNER_METRICS_TOKEN=<token>
+#   -e OPSRUNNER_TLS_CERT_FILE=/tls/cert.pem -e OPSRUNNER_TLS_KEY_FILE=/tls/key.pem
 ENV OPSRUNNER_HTTP_ADDR=0.0.0.0:8080 \
     OPSRUNNER_EMBEDDED_BROKER_ADDR=127.0.0.1:61613 \
     OPSRUNNER_DATA_DIR=/home/nonroot/data

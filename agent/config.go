@@ -326,6 +326,7 @@ var envVars = []struct {
 	set  func(c *Config, v string) error
 }{
 	{"OPSRUNNER_HTTP_ADDR", func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
+	{"OPSRUNNER_ADVERTISE_ADDR", func(c *Config, v string) error { c.AdvertiseAddr = v; return nil }},
 	{"OPSRUNNER_DATA_DIR", func(c *Config, v string) error { c.DataDir = v; return nil }},
 	{"OPSRUNNER_EMBEDDED_BROKER_ADDR", func(c *Config, v string) error { c.EmbeddedBrokerAddr = v; return nil }},
 	{"OPSRUNNER_BROKER_MAX_FRAME_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxFrameBytes = n })},
