@@ -77,3 +77,26 @@ func TestLogFlagsRefuseBadValues(t *testing.T) {
 		}
 	}
 }
+
+// opsrunner broker reads OPSRUNNER_LOG_FORMAT and OPSRUNNER_LOG_LEVEL
+// when its flags do not say (a bad value in the environment is refused,
+// which shows it was read); a flag wins over the environment.
+func TestBrokerLogSettingsFromTheEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"OPSRUNNER_LOG_LEVEL": "loud"}, nil, `log_level must be debug, info, warn or error, got "loud"`},
+		{map[string]string{"OPSRUNNER_LOG_FORMAT": "xml"}, nil, `log_format must be text or json, got "xml"`},
+		{map[string]string{"OPSRUNNER_LOG_FORMAT": "json"}, []string{"--log-format", "yaml"}, `log_format must be text or json, got "yaml"`},
+	} {
+		root := newRoot(func(k string) string { return tc.env[k] })
+		root.SetArgs(append([]string{"broker", "--data-dir", "", "--addr", "127.0.0.1:0"}, tc.args...))
+		root.SetOut(&strings.Builder{})
+		root.SetErr(&strings.Builder{})
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("env %v args %v: got %v, want an error with %q", tc.env, tc.args, err, tc.want)
+		}
+	}
+}

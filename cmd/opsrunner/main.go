@@ -61,7 +61,7 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 	addClientFlags(root, getenv)
 	root.AddCommand(
 		newServe(getenv),
-		newBroker(),
+		newBroker(getenv),
 		newDeploy(),
 		newInvoke(),
 		newRuns(),

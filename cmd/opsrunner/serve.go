@@ -144,7 +144,7 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 	return nil
 }
 
-func newBroker() *cobra.Command {
+func newBroker(getenv func(string) string) *cobra.Command {
 	var addr, wsAddr, dataDir string
 	var tlsAddr, tlsCert, tlsKey string
 	var cfg broker.Config
@@ -170,6 +170,7 @@ and the users stay as they were):
 			if err != nil {
 				return err
 			}
+			format, level = orEnv(format, getenv("OPSRUNNER_LOG_FORMAT")), orEnv(level, getenv("OPSRUNNER_LOG_LEVEL"))
 			log, err := agent.NewLogger(os.Stderr, format, level)
 			if err != nil {
 				return fmt.Errorf("--log-format/--log-level: %w", err)
@@ -227,8 +228,16 @@ and the users stay as they were):
 	f.StringVar(&tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on this address (empty: off)")
 	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM certificate (chain) of the TLS listener, re-read on change")
 	f.StringVar(&tlsKey, "tls-key-file", "", "PEM private key of the TLS listener, re-read on change")
-	addLogFlags(cmd, " (default text)", " (default info)")
+	addLogFlags(cmd, " (env OPSRUNNER_LOG_FORMAT; default text)", " (env OPSRUNNER_LOG_LEVEL; default info)")
 	return cmd
+}
+
+// orEnv is flag when set, else the environment's value.
+func orEnv(flag, env string) string {
+	if flag != "" {
+		return flag
+	}
+	return env
 }
 
 // checkBrokerFlags refuses listen addresses other than loopback for a
