@@ -45,18 +45,18 @@ OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML config file (env OPSRUNNER_CONFIG)")
-	f.String("http-addr", "", "API and webhooks listen address (env OPSRUNNER_HTTP_ADDR; default 127.0.0.1:8080)")
-	f.String("data-dir", "", "data directory: store and embedded broker journal (env OPSRUNNER_DATA_DIR; default ./data)")
-	f.String("embedded-broker-addr", "", "embedded broker listen address (env OPSRUNNER_EMBEDDED_BROKER_ADDR; default 127.0.0.1:61613)")
-	f.String("broker-url", "", "stomp://[user:pass@]host:port of the default connection; no embedded broker then (env OPSRUNNER_BROKER_URL)")
-	f.String("redis-url", "", "redis://host:port/db: join that cluster (env OPSRUNNER_REDIS_URL)")
-	f.Int("cluster-size", 0, "expected agents N; listening needs N/2+1 (env OPSRUNNER_CLUSTER_SIZE; default 1)")
-	f.String("agent-id", "", "this agent's id (env OPSRUNNER_AGENT_ID; default hostname + random suffix)")
-	f.Int("workers", 0, "runs executing JavaScript at once (env OPSRUNNER_WORKERS; default number of cores)")
-	f.Int("max-inflight", 0, "runs in progress, waiting ones included (env OPSRUNNER_MAX_INFLIGHT; default 1000)")
-	f.String("tls-cert-file", "", "PEM certificate (chain after it): serve HTTPS, reloaded when the file changes (env OPSRUNNER_TLS_CERT_FILE)")
-	f.String("tls-key-file", "", "PEM key of --tls-cert-file (env OPSRUNNER_TLS_KEY_FILE)")
+	f.StringVar(&configPath, "config", "", "YAML config `FILE` (env OPSRUNNER_CONFIG)")
+	f.String("http-addr", "", "API and webhooks listen `ADDR` (env OPSRUNNER_HTTP_ADDR; default 127.0.0.1:8080)")
+	f.String("data-dir", "", "data `DIR`: store and embedded broker journal (env OPSRUNNER_DATA_DIR; default ./data)")
+	f.String("embedded-broker-addr", "", "embedded broker listen `ADDR` (env OPSRUNNER_EMBEDDED_BROKER_ADDR; default 127.0.0.1:61613)")
+	f.String("broker-url", "", "the default connection's broker `URL`, stomp://[user:pass@]host:port; no embedded broker then (env OPSRUNNER_BROKER_URL)")
+	f.String("redis-url", "", "join the cluster of the Redis at `URL`, redis://host:port/db (env OPSRUNNER_REDIS_URL)")
+	f.Int("cluster-size", 0, "expected agents `N`; listening needs N/2+1 (env OPSRUNNER_CLUSTER_SIZE; default 1)")
+	f.String("agent-id", "", "this agent's `ID` (env OPSRUNNER_AGENT_ID; default hostname + random suffix)")
+	f.Int("workers", 0, "`N` runs executing JavaScript at once (env OPSRUNNER_WORKERS; default number of cores)")
+	f.Int("max-inflight", 0, "`N` runs in progress, waiting ones included (env OPSRUNNER_MAX_INFLIGHT; default 1000)")
+	f.String("tls-cert-file", "", "PEM certificate `FILE` (chain after it): serve HTTPS, reloaded when the file changes (env OPSRUNNER_TLS_CERT_FILE)")
+	f.String("tls-key-file", "", "PEM key `FILE` of --tls-cert-file (env OPSRUNNER_TLS_KEY_FILE)")
 	addLogFlags(cmd, " (env OPSRUNNER_LOG_FORMAT; default text)", " (env OPSRUNNER_LOG_LEVEL; default info)")
 	return cmd
 }
@@ -65,8 +65,8 @@ OPSRUNNER_* environment variables, then flags, each overriding the one before.`,
 // --log-format json) to cmd; envFormat and envLevel end their help.
 func addLogFlags(cmd *cobra.Command, envFormat, envLevel string) {
 	f := cmd.Flags()
-	f.String("log-format", "", "log lines as text or json"+envFormat)
-	f.String("log-level", "", "least level logged: debug, info, warn or error"+envLevel)
+	f.String("log-format", "", "log `FORMAT`: text or json"+envFormat)
+	f.String("log-level", "", "least `LEVEL` logged: debug, info, warn or error"+envLevel)
 	f.Bool("log-json", false, "log JSON lines: --log-format json")
 }
 
@@ -215,19 +215,19 @@ and the users stay as they were):
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "127.0.0.1:61613", "listen address")
-	f.StringVar(&dataDir, "data-dir", "./data/broker", "journal directory (empty: memory only)")
-	f.StringVar(&cfg.UsersFile, "users", "", "YAML file of the users and their permissions, re-read on change (default: none, any login accepted on loopback only)")
-	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted")
-	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "connections at once")
-	f.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "connections at once from one IP address")
-	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "bytes queued for one connection before delivery to it pauses")
-	f.Int64Var(&cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "persistent message bodies held in memory; past it they are read back from disk on delivery")
-	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "time from TCP accept to the CONNECT frame")
-	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://ADDR/stomp (empty: off)")
-	f.StringVar(&tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on this address (empty: off)")
-	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM certificate (chain) of the TLS listener, re-read on change")
-	f.StringVar(&tlsKey, "tls-key-file", "", "PEM private key of the TLS listener, re-read on change")
+	f.StringVar(&addr, "addr", "127.0.0.1:61613", "listen `ADDR`")
+	f.StringVar(&dataDir, "data-dir", "./data/broker", "journal `DIR` (empty: memory only)")
+	f.StringVar(&cfg.UsersFile, "users", "", "YAML `FILE` of the users and their permissions, re-read on change (default: none, any login accepted on loopback only)")
+	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted, in `BYTES`")
+	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "`N` connections at once")
+	f.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "`N` connections at once from one IP address")
+	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "`BYTES` queued for one connection before delivery to it pauses")
+	f.Int64Var(&cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "`BYTES` of persistent message bodies held in memory; past it they are read back from disk on delivery")
+	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "`DURATION` from TCP accept to the CONNECT frame")
+	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://`ADDR`/stomp (empty: off)")
+	f.StringVar(&tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on `ADDR` (empty: off)")
+	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM certificate `FILE` (chain) of the TLS listener, re-read on change")
+	f.StringVar(&tlsKey, "tls-key-file", "", "PEM private key `FILE` of the TLS listener, re-read on change")
 	addLogFlags(cmd, " (env OPSRUNNER_LOG_FORMAT; default text)", " (env OPSRUNNER_LOG_LEVEL; default info)")
 	return cmd
 }
