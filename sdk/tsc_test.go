@@ -202,32 +202,9 @@ func (c tscInstall) run(config string) (string, error) {
 	return string(out), err
 }
 
-// installTSC runs npm ci in a copy of testdata's package.json and
-// package-lock.json. Without node or npm, or the npm registry, the test is
-// skipped (locally) or fails (CI=true).
+// installTSC installs testdata's pinned typescript with npm ci (see
+// testenv.NPMInstall).
 func installTSC(t *testing.T) tscInstall {
-	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Unavailable(t, tool, err)
-		}
-	}
-	dir := t.TempDir()
-	for _, name := range []string{"package.json", "package-lock.json"} {
-		data, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		testenv.Unavailable(t, "npm ci of typescript", fmt.Errorf("%w: %s", err, out))
-	}
+	dir := testenv.NPMInstall(t, "typescript", "testdata", "package.json", "package-lock.json")
 	return tscInstall{script: filepath.Join(dir, "node_modules", "typescript", "bin", "tsc")}
 }

@@ -3,11 +3,8 @@ package npminterop
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,34 +61,10 @@ func TestStompit(t *testing.T) {
 	}
 }
 
-// installClient copies testdata to a temporary directory and runs npm ci
-// there. Without node or npm, or the npm registry, the test is skipped
-// (locally) or fails (CI=true).
+// installClient installs testdata's client with npm ci (see
+// testenv.NPMInstall) and returns its directory.
 func installClient(t *testing.T) string {
-	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Unavailable(t, tool, err)
-		}
-	}
-	dir := t.TempDir()
-	for _, name := range []string{"package.json", "package-lock.json", "client.cjs"} {
-		data, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		testenv.Unavailable(t, "npm ci of stompit", fmt.Errorf("%w: %s", err, out))
-	}
-	return dir
+	return testenv.NPMInstall(t, "stompit", "testdata", "package.json", "package-lock.json", "client.cjs")
 }
 
 // runClient runs testdata/client.cjs in dir and decodes the line it

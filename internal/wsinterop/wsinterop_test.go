@@ -3,12 +3,9 @@ package wsinterop
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,34 +69,10 @@ func TestStompJS(t *testing.T) {
 	})
 }
 
-// installClient copies testdata to a temporary directory and runs npm ci
-// there. Without node or npm, or the npm registry, the test is skipped
-// (locally) or fails (CI=true).
+// installClient installs testdata's client with npm ci (see
+// testenv.NPMInstall) and returns its directory.
 func installClient(t *testing.T) string {
-	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Unavailable(t, tool, err)
-		}
-	}
-	dir := t.TempDir()
-	for _, name := range []string{"package.json", "package-lock.json", "client.mjs"} {
-		data, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		testenv.Unavailable(t, "npm ci of @stomp/stompjs", fmt.Errorf("%w: %s", err, out))
-	}
-	return dir
+	return testenv.NPMInstall(t, "@stomp/stompjs", "testdata", "package.json", "package-lock.json", "client.mjs")
 }
 
 // runClient runs testdata/client.mjs in dir and decodes the line it
