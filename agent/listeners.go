@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/opsrunner/opsrunner/api"
+	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 	"github.com/opsrunner/opsrunner/triggers"
@@ -130,6 +131,7 @@ func (a *Agent) Listeners(ctx context.Context, q string) ([]api.ListenerView, er
 		status[s.ID] = s.State
 	}
 	q = strings.ToLower(strings.TrimSpace(q))
+	counts := a.brokerCounts()
 	var out []api.ListenerView
 	for _, e := range a.specs(ctx) {
 		l := e.spec.Listener
@@ -153,11 +155,36 @@ func (a *Agent) Listeners(ctx context.Context, q string) ([]api.ListenerView, er
 		for _, op := range l.Operations {
 			v.Operations = append(v.Operations, api.BindingView{Name: op, Enabled: e.enabled && a.bindingEnabled(ctx, e.spec.ID, op)})
 		}
+		if counts != nil && a.ownBroker(&l) {
+			s := counts[l.Destination] // none yet: the broker holds nothing for it
+			v.Backlog, v.InFlight, v.Consumers = &s.Pending, &s.InFlight, &s.Consumers
+		}
 		if q == "" || matches(v, q) {
 			out = append(out, v)
 		}
 	}
 	return out, nil
+}
+
+// brokerCounts returns the embedded broker's destinations by name; nil
+// when this agent runs no embedded broker (or it has not started).
+func (a *Agent) brokerCounts() map[string]broker.DestinationStats {
+	b := a.metrics.broker.Load()
+	if b == nil {
+		return nil
+	}
+	all := b.Destinations()
+	out := make(map[string]broker.DestinationStats, len(all))
+	for _, s := range all {
+		out[s.Destination] = s
+	}
+	return out
+}
+
+// ownBroker reports whether l listens on this agent's embedded broker,
+// whose counts the agent reads: the default connection when it runs one.
+func (a *Agent) ownBroker(l *scripts.Listener) bool {
+	return connectionOf(l) == "default" && a.cfg.EmbeddedBroker()
 }
 
 func matches(v api.ListenerView, q string) bool {

@@ -94,6 +94,49 @@ type ListenerView struct {
 	Enabled     bool          `json:"enabled"`
 	Status      string        `json:"status"`
 	Operations  []BindingView `json:"operations"`
+
+	// Backlog, InFlight and Consumers are the destination's counts on the
+	// answering agent's embedded broker: messages waiting for a consumer,
+	// delivered and not yet acknowledged, and subscriptions receiving (a
+	// topic: its subscriptions' added up). nil (left out of the JSON) when
+	// the listener's connection is another broker, whose counts the agent
+	// does not know.
+	Backlog   *int `json:"backlog,omitempty"`
+	InFlight  *int `json:"inFlight,omitempty"`
+	Consumers *int `json:"consumers,omitempty"`
+}
+
+// OperationsReader lists the operations of a project's live version with
+// their triggers. GET /api/v1/projects/{project} adds them to its answer
+// when the Backend is one.
+type OperationsReader interface {
+	// ProjectOperations returns the operations of the version of project
+	// the agent has loaded, in manifest order; ok is false when it has
+	// none loaded.
+	ProjectOperations(project string) (ops []OperationView, ok bool)
+}
+
+// OperationView is one operation of a project's live version with what
+// triggers it.
+type OperationView struct {
+	Name string `json:"name"`
+	// Type is `script` or `acknowledge` (a built-in).
+	Type string `json:"type,omitempty"`
+	// Webhook is set when the operation has a webhook.
+	Webhook *WebhookView `json:"webhook,omitempty"`
+	// Listeners are the ids (project/listener) of the listeners feeding it.
+	Listeners []string `json:"listeners"`
+	// Timeout is its time limit, as "30s"; empty for an acknowledgement,
+	// which runs no script and has none.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// WebhookView is an operation's webhook: its path segment and the URL
+// path (relative to the agent) that calls it.
+type WebhookView struct {
+	Path string `json:"path"`
+	// URL is /hooks/{project}/{path}.
+	URL string `json:"url"`
 }
 
 // BindingView is one listener → operation binding.

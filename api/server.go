@@ -271,6 +271,14 @@ func (s *server) projects(c *echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"projects": ps})
 }
 
+// projectView is GET /api/v1/projects/{project}'s answer: the project
+// with its versions and, when the backend knows them, the live version's
+// operations with their triggers.
+type projectView struct {
+	store.ProjectInfo
+	Operations []OperationView `json:"operations,omitempty"`
+}
+
 func (s *server) project(c *echo.Context) error {
 	name := param(c, "project")
 	ps, err := s.b.Projects(c.Request().Context())
@@ -278,9 +286,14 @@ func (s *server) project(c *echo.Context) error {
 		return err
 	}
 	for _, p := range ps {
-		if p.Name == name {
-			return c.JSON(http.StatusOK, p)
+		if p.Name != name {
+			continue
 		}
+		v := projectView{ProjectInfo: p}
+		if r, ok := s.b.(OperationsReader); ok {
+			v.Operations, _ = r.ProjectOperations(name)
+		}
+		return c.JSON(http.StatusOK, v)
 	}
 	return newError(http.StatusNotFound, CodeNotFound, "no project "+strconv.Quote(name), nil)
 }

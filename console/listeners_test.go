@@ -127,6 +127,21 @@ func TestListenersPage(t *testing.T) {
 		}
 	})
 
+	t.Run("messages wait while it is off, counted", func(t *testing.T) {
+		b := b.in(t)
+		for _, order := range []string{`{"id": "W-1", "qty": 1}`, `{"id": "W-2", "qty": 1}`} {
+			if status, body := ta.do(t, http.MethodPost, "/hooks/jms-orders/send", "application/json", []byte(order)); status != http.StatusAccepted {
+				t.Fatalf("send %s: %d %s", order, status, body)
+			}
+		}
+		b.do("refresh", chromedp.Click(chromedp.CSS("#listener-refresh")))
+		b.waitFor("a backlog of 2", `document.querySelector('`+ordersIn+` .counts').dataset.backlog === "2"`)
+		if got := b.text(ordersIn + " .counts dd"); got != "2 waiting, 0 in flight, 0 consumers" {
+			t.Errorf("orders-in's messages read %q", got)
+		}
+		b.screenshot("console-listeners-backlog")
+	})
+
 	t.Run("search by status", func(t *testing.T) {
 		b := b.in(t)
 		b.search("OFF")

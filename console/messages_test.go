@@ -156,4 +156,33 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 		b.waitFor("the dead letter to leave the list", `document.querySelector('`+card+`') === null`)
 		eventually(t, "the replayed message to run again", func() bool { return ta.runsOf(t, dl.MessageID) > attempts })
 	})
+
+	t.Run("delete asks first, then the dead letter is gone", func(t *testing.T) {
+		b := b.in(t)
+		// The replayed message fails again: a second dead letter.
+		eventually(t, "the replayed message to be dead-lettered again", func() bool { return len(ta.deadLetters(t)) == 1 })
+		again := ta.deadLetters(t)[0]
+		card := `article.deadletter[data-id="` + again.ID + `"]`
+		b.do("refresh", chromedp.Click(chromedp.CSS("#dl-refresh")), chromedp.WaitVisible(chromedp.CSS(card+" button.delete")))
+		b.do("delete, then cancel", chromedp.Click(chromedp.CSS(card+" button.delete")),
+			chromedp.WaitVisible(chromedp.CSS("dialog.confirm")),
+			chromedp.Click(chromedp.CSS("dialog.confirm button.secondary")),
+			chromedp.WaitNotPresent(chromedp.CSS("dialog.confirm")))
+		if len(ta.deadLetters(t)) != 1 {
+			t.Fatal("a cancelled delete deleted")
+		}
+		b.do("delete, then confirm", chromedp.Click(chromedp.CSS(card+" button.delete")),
+			chromedp.WaitVisible(chromedp.CSS("dialog.confirm")),
+			chromedp.Click(chromedp.CSS("dialog.confirm button.danger")))
+		b.waitFor("the deletion to be reported", `document.querySelector("#dl-status").textContent.includes("Deleted")`)
+		if eval[bool](b, `document.querySelector('`+card+`') !== null`) {
+			t.Error("the deleted dead letter is still listed")
+		}
+		if n := len(ta.deadLetters(t)); n != 0 {
+			t.Errorf("after the delete the API lists %d dead letters", n)
+		}
+		if status, _ := ta.do(t, http.MethodGet, "/api/v1/deadletters/"+url.PathEscape(again.ID), "", nil); status != http.StatusNotFound {
+			t.Errorf("GET the deleted dead letter: %d, want 404", status)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 )
 
@@ -97,6 +99,102 @@ func TestProjectsPage(t *testing.T) {
 	if got := ta.hello(t); got != "hello, Ada" {
 		t.Errorf("after failed deploys the webhook answers %q", got)
 	}
+
+	t.Run("delete asks for the project's name, then the project and its webhook are gone", func(t *testing.T) {
+		b := b.in(t)
+		b.do("open Projects", chromedp.Navigate(ta.URL+"/console/projects"), chromedp.WaitVisible(chromedp.CSS(project)))
+		b.do("delete, then cancel", chromedp.Click(chromedp.CSS(project+" button.delete-project")),
+			chromedp.WaitVisible(chromedp.CSS("dialog.confirm #confirm-typed")),
+			chromedp.Click(chromedp.CSS("dialog.confirm button.secondary")),
+			chromedp.WaitNotPresent(chromedp.CSS("dialog.confirm")))
+		if got := ta.hello(t); got != "hello, Ada" {
+			t.Fatalf("after a cancelled delete the webhook answers %q", got)
+		}
+		b.do("delete, and type another name", chromedp.Click(chromedp.CSS(project+" button.delete-project")),
+			chromedp.WaitVisible(chromedp.CSS("dialog.confirm #confirm-typed")),
+			chromedp.SendKeys(chromedp.CSS("#confirm-typed"), "hell"))
+		if !eval[bool](b, `document.querySelector("dialog.confirm button.danger").disabled`) {
+			t.Fatal("the Delete button is enabled before the project's name is typed")
+		}
+		b.do("finish the name and confirm", chromedp.SendKeys(chromedp.CSS("#confirm-typed"), "o"),
+			chromedp.WaitEnabled(chromedp.CSS("dialog.confirm button.danger")))
+		b.screenshot("console-project-delete")
+		b.do("confirm", chromedp.Click(chromedp.CSS("dialog.confirm button.danger")))
+		b.waitFor("the deletion to be reported", `document.querySelector("#projects-status").textContent.includes("Deleted hello")`)
+		if eval[bool](b, `document.querySelector('`+project+`') !== null`) {
+			t.Error("the deleted project is still listed")
+		}
+		if status, body := ta.do(t, http.MethodPost, "/hooks/hello/hello", "application/json", []byte(`{"name": "Ada"}`)); status != http.StatusNotFound {
+			t.Errorf("after the delete the webhook answers %d %s, want 404", status, body)
+		}
+	})
+}
+
+// The Projects page lists the live version's operations with their
+// triggers: a webhook's full URL with a button that copies it, and the
+// listeners feeding each operation, linked to the Listeners page.
+func TestProjectOperationsAndTheirTriggers(t *testing.T) {
+	ta := startAgent(t, nil)
+	ta.deploy(t, "jms-orders", sampleBundle(t, "jms-orders"))
+	b := newBrowser(t)
+	origin := strings.TrimPrefix(ta.URL, "http://")
+	b.do("let the page use the clipboard",
+		grantPermission(ta.URL, "clipboard-read"), grantPermission(ta.URL, "clipboard-write"),
+		chromedp.Navigate(ta.URL+"/console/projects"))
+	send := `article.project[data-project="jms-orders"] li[data-operation="Send Order"]`
+	listen := `article.project[data-project="jms-orders"] li[data-operation="1. JMS Listen"]`
+	b.do("open Projects", chromedp.WaitVisible(chromedp.CSS(send+" code.url")))
+
+	want := "http://" + origin + "/hooks/jms-orders/send"
+	if got := b.text(send + " code.url"); got != want {
+		t.Errorf("Send Order's webhook URL reads %q, want %q", got, want)
+	}
+	if got := b.text(listen + " .trigger.listeners a"); got != "jms-orders/orders-in" {
+		t.Errorf("1. JMS Listen's listeners read %q, want jms-orders/orders-in", got)
+	}
+	if got := b.text(listen); !strings.Contains(got, "time limit 20s") {
+		t.Errorf("1. JMS Listen reads %q, want its time limit", got)
+	}
+	if n := eval[int](b, `document.querySelectorAll('article.project[data-project="jms-orders"] li[data-operation] code.url').length`); n != 1 {
+		t.Errorf("%d operations show a webhook URL; only Send Order has one", n)
+	}
+
+	b.do("copy the URL", chromedp.Click(chromedp.CSS(send+" button.copy")))
+	b.waitFor("the copy to be reported", `document.querySelector('`+send+` button.copy').dataset.state !== undefined`)
+	state := eval[string](b, `document.querySelector('`+send+` button.copy').dataset.state`)
+	if state != "copied" {
+		t.Fatalf("the copy button says %q, want copied (the clipboard permission is granted)", state)
+	}
+	clip, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("read the clipboard: %v", err)
+	}
+	if clip != want {
+		t.Errorf("the clipboard holds %q, want %q", clip, want)
+	}
+	if status, body := ta.do(t, http.MethodPost, strings.TrimPrefix(clip, ta.URL), "application/json", []byte(`{"id": "C-1", "qty": 1}`)); status != http.StatusAccepted {
+		t.Errorf("POST to the copied URL: %d %s", status, body)
+	}
+	b.screenshot("console-project-operations")
+
+	b.do("follow a listener link", chromedp.Click(chromedp.CSS(listen+" .trigger.listeners a")),
+		chromedp.WaitVisible(chromedp.CSS(`li.listener[data-id="jms-orders/orders-in"]`)))
+	if n := eval[int](b, `document.querySelectorAll("li.listener").length`); n != 1 {
+		t.Errorf("the Listeners page opened from the link shows %d listeners, want orders-in only", n)
+	}
+}
+
+// grantPermission lets pages of origin use a permission ("clipboard-read")
+// without asking.
+func grantPermission(origin, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: name},
+			Setting:    cdpbrowser.PermissionSettingGranted,
+			Origin:     origin,
+		})
+		return err
+	})
 }
 
 // apiProblem deploys a bad bundle through the API and returns where the

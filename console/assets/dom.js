@@ -70,11 +70,30 @@ export function badge(value) {
 // confirmAction asks in a modal dialog; it resolves true when the user
 // presses the action button, false on Cancel or Escape.
 export function confirmAction(title, text, actionLabel) {
+  return confirmDialog(title, text, actionLabel, null);
+}
+
+// confirmTyped is confirmAction for what cannot be undone: the action
+// button stays disabled until the user has typed expected (a project's
+// name) into the dialog's field.
+export function confirmTyped(title, text, expected, actionLabel) {
+  return confirmDialog(title, text, actionLabel, expected);
+}
+
+function confirmDialog(title, text, actionLabel, expected) {
   return new Promise((resolve) => {
-    const ok = h("button", { type: "button", class: "danger", value: "ok" }, actionLabel);
+    const ok = h("button", { type: "button", class: "danger", value: "ok", disabled: expected !== null }, actionLabel);
     const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+    let typed = null;
+    if (expected !== null) {
+      typed = h("input", { id: "confirm-typed", type: "text", autocomplete: "off", spellcheck: "false" });
+      typed.addEventListener("input", () => { ok.disabled = typed.value !== expected; });
+      typed.addEventListener("keydown", (ev) => { if (ev.key === "Enter" && !ok.disabled) ok.click(); });
+    }
     const dlg = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title" },
       h("h2", { id: "confirm-title" }, title), h("p", null, text),
+      typed ? h("div", { class: "field" },
+        h("label", { for: "confirm-typed" }, "Type ", h("strong", null, expected), " to confirm"), typed) : null,
       h("div", { class: "actions" }, ok, cancel));
     let answer = false;
     ok.addEventListener("click", () => { answer = true; dlg.close(); });
@@ -82,21 +101,49 @@ export function confirmAction(title, text, actionLabel) {
     dlg.addEventListener("close", () => { dlg.remove(); resolve(answer); });
     document.body.append(dlg);
     dlg.showModal();
-    cancel.focus();
+    (typed || cancel).focus();
   });
 }
 
-// copyButton copies text to the clipboard and says so.
-export function copyButton(text, label) {
-  const b = h("button", { type: "button", class: "secondary small", "aria-label": label }, "Copy");
+// copyButton copies text to the clipboard and says so ("Copied"). Where
+// the clipboard cannot be written (no permission, an insecure origin) it
+// selects the text of target instead, for the user to copy with Ctrl+C
+// (and tries the older copy command on the selection). The outcome stays
+// in data-state: "copied" or "selected".
+export function copyButton(text, label, target) {
+  const b = h("button", { type: "button", class: "secondary small copy", "aria-label": label }, "Copy");
+  let timer = 0;
   b.addEventListener("click", async () => {
+    let copied = false;
     try {
-      await navigator.clipboard.writeText(text);
-      b.textContent = "Copied";
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        copied = true;
+      }
     } catch {
-      b.textContent = "Copy failed: select the text";
+      copied = false;
     }
-    setTimeout(() => { b.textContent = "Copy"; }, 2000);
+    if (!copied && target) {
+      selectText(target);
+      try {
+        copied = document.execCommand("copy");
+      } catch {
+        copied = false;
+      }
+    }
+    b.dataset.state = copied ? "copied" : "selected";
+    b.textContent = copied ? "Copied" : "Selected: press Ctrl+C";
+    clearTimeout(timer);
+    timer = setTimeout(() => { b.textContent = "Copy"; }, 2000);
   });
   return b;
+}
+
+// selectText selects the text of el, as a user's drag would.
+function selectText(el) {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const sel = window.getSelection();
+  sel.removeAllRanges();
+  sel.addRange(range);
 }

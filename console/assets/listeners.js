@@ -3,7 +3,9 @@
 // not case-sensitive), a Refresh button, each listener with connection,
 // destination and state, a disclosure triangle revealing its operations,
 // and On/Off switches with the cascade: turning a listener off turns its
-// operations off; turning it on leaves them as they are.
+// operations off; turning it on leaves them as they are. Where the agent
+// knows them (its embedded broker), each listener shows its destination's
+// backlog, messages in flight and consumers.
 import { h } from "./dom.js";
 import { api, seg } from "./api.js";
 
@@ -115,11 +117,22 @@ function item(l, expanded, on) {
         fact("Connection", "STOMP " + (l.connection || "default")),
         fact("Destination", l.destination),
         fact("Ack mode", l.ackMode),
-        fact("Status", l.status, "status")),
+        fact("Status", l.status, "status"),
+        counts(l)),
       h("div", { class: "switch-cell" },
         toggle(l.enabled, "Listener " + l.id, () => on.setState("/listeners/" + seg(l.id) + "/state", !l.enabled), null, noteId, "listener " + l.id),
         h("small", { class: "note", id: noteId }, CASCADE_NOTE))),
     h("ul", { class: "operations", id: opsId, hidden: !expanded, "aria-label": "Operations fed by " + l.name }, ops));
+}
+
+// counts shows the destination's messages on the agent's embedded broker;
+// nothing when the API leaves them out (another broker).
+function counts(l) {
+  if (typeof l.backlog !== "number") return null;
+  return h("div", { class: "counts", "data-backlog": l.backlog, "data-inflight": l.inFlight },
+    h("dt", null, "Messages"),
+    h("dd", null, l.backlog + " waiting, " + l.inFlight + " in flight, " +
+      l.consumers + " consumer" + (l.consumers === 1 ? "" : "s")));
 }
 
 function fact(label, value, cls) {

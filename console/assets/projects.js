@@ -1,8 +1,9 @@
 // The Projects page: each project's versions (notes, dates, the active
-// one) with rollback after a confirmation, its operations with their
-// triggers, and a deploy form that uploads a .tgz bundle and shows the
-// agent's problems as file:line:col.
-import { h, when, copyButton, confirmAction } from "./dom.js";
+// one) with rollback after a confirmation, its live operations with their
+// triggers (webhook URL with a copy button, listeners), delete after the
+// user types the project's name, and a deploy form that uploads a .tgz
+// bundle and shows the agent's problems as file:line:col.
+import { h, when, copyButton, confirmAction, confirmTyped } from "./dom.js";
 import { api, seg, location as loc } from "./api.js";
 
 const NAME_RULE = "[a-z0-9_\\-][a-z0-9._\\-]{0,62}";
@@ -20,7 +21,10 @@ export function render(main, ctx) {
         // An agent without schedules answers 404: the section is left out.
         api("GET", "/schedules").then((x) => (Array.isArray(x) ? x : (x && x.schedules) || [])).catch(() => []),
       ]);
-      list.replaceChildren(...ps.map((p) => card(p, ls.filter((l) => l.project === p.name), ss.filter((x) => x.project === p.name))));
+      // Each project's own answer adds its live operations; an agent that
+      // does not give them leaves the list's entry as it is.
+      const full = await Promise.all(ps.map((p) => api("GET", "/projects/" + seg(p.name)).catch(() => p)));
+      list.replaceChildren(...full.map((p) => card(p, ls.filter((l) => l.project === p.name), ss.filter((x) => x.project === p.name))));
       status.textContent = ps.length ? ps.length + " project" + (ps.length === 1 ? "" : "s") : "No projects yet: deploy one above.";
     } catch (e) {
       status.textContent = "Could not load the projects.";
@@ -31,7 +35,10 @@ export function render(main, ctx) {
   function card(p, listeners, schedules) {
     const versions = [...(p.versions || [])].sort((a, b) => b.version - a.version);
     return h("article", { class: "card project", "data-project": p.name },
-      h("h2", null, p.name, " ", h("span", { class: "muted" }, "version " + p.activeVersion + " live")),
+      h("div", { class: "card-head" },
+        h("h2", null, p.name, " ", h("span", { class: "muted" }, "version " + p.activeVersion + " live")),
+        h("button", { type: "button", class: "danger small delete-project", "aria-label": "Delete project " + p.name,
+          onclick: () => remove(p) }, "Delete…")),
       h("div", { class: "table-wrap" }, h("table", { class: "versions" },
         h("caption", null, "Versions"),
         h("thead", null, h("tr", null, ["Version", "Deployed", "Note", "Size", ""].map((c) => h("th", { scope: "col" }, c)))),
@@ -57,6 +64,21 @@ export function render(main, ctx) {
       await api(method, path, opts);
       await load();
       status.textContent = done + " " + status.textContent;
+    } catch (e) {
+      ctx.fail(e);
+    }
+  }
+
+  async function remove(p) {
+    const ok = await confirmTyped("Delete project " + p.name + "?",
+      "Every version of " + p.name + " is deleted; its webhooks answer 404 and its listeners stop on every agent " +
+      "(runs in progress finish). Its runs, dead letters and secrets are kept. This cannot be undone.",
+      p.name, "Delete project");
+    if (!ok) return;
+    try {
+      await api("DELETE", "/projects/" + seg(p.name));
+      await load();
+      status.textContent = "Deleted " + p.name + ". " + status.textContent;
     } catch (e) {
       ctx.fail(e);
     }
@@ -92,15 +114,22 @@ function scheduleList(schedules, act) {
     h("a", { href: "/console/runs?trigger=schedule&schedule=" + encodeURIComponent(x.id), "data-nav": true }, "its runs")))));
 }
 
-// operations lists a project's operations with their webhook URLs, when
-// the API gives them (p.operations: [{name, webhook: {path} | "path"}]).
+// operations lists the live version's operations (p.operations, from GET
+// /projects/{name}) with their triggers: the webhook's absolute URL with a
+// copy button, and the listeners feeding each.
 function operations(p) {
   if (!Array.isArray(p.operations) || !p.operations.length) return null;
   return h("div", null, h("h3", null, "Operations"), h("ul", { class: "operations-list" }, p.operations.map((o) => {
-    const w = o.webhook && (typeof o.webhook === "string" ? o.webhook : o.webhook.url || o.webhook.path);
-    const url = w ? (w.startsWith("http") ? w : window.location.origin + "/hooks/" + encodeURIComponent(p.name) + "/" + w.replace(/^\/+/, "")) : "";
-    return h("li", null, h("span", { class: "op-name" }, o.name),
-      url ? [" webhook ", h("code", { class: "url" }, "POST " + url), " ", copyButton(url, "Copy the webhook URL of " + o.name)] : null);
+    const url = o.webhook ? window.location.origin + o.webhook.url : "";
+    const code = url ? h("code", { class: "url" }, url) : null;
+    const ls = o.listeners || [];
+    return h("li", { "data-operation": o.name },
+      h("span", { class: "op-name" }, o.name), " ",
+      h("span", { class: "muted" }, [o.type === "script" ? "" : o.type, o.timeout ? "time limit " + o.timeout : ""].filter(Boolean).join(", ")),
+      url ? h("div", { class: "trigger webhook" }, "Webhook: POST ", code, " ", copyButton(url, "Copy the webhook URL of " + o.name, code)) : null,
+      ls.length ? h("div", { class: "trigger listeners" }, "Listeners: ", ls.map((id, i) => [i ? ", " : "",
+        h("a", { href: "/console/listeners?q=" + encodeURIComponent(id), "data-nav": true }, id)])) : null,
+      !url && !ls.length ? h("div", { class: "trigger muted" }, "No webhook or listener.") : null);
   })));
 }
 
