@@ -391,7 +391,7 @@ func (s *server) runs(c *echo.Context) error {
 }
 
 // runFilter reads GET /api/v1/runs's query: project, operation, status,
-// messageId, outcome, since, before and limit. A bad since, limit or
+// messageId, outcome, trigger, schedule, since, before and limit. A bad since, limit or
 // outcome is a 400 *Error.
 func runFilter(c *echo.Context) (store.RunFilter, error) {
 	f := store.RunFilter{
@@ -400,6 +400,8 @@ func runFilter(c *echo.Context) (store.RunFilter, error) {
 		Status:    c.QueryParam("status"),
 		MessageID: c.QueryParam("messageId"),
 		Outcome:   c.QueryParam("outcome"),
+		Trigger:   c.QueryParam("trigger"),
+		Schedule:  c.QueryParam("schedule"),
 		Before:    c.QueryParam("before"),
 	}
 	if f.Outcome != "" && !slices.Contains(store.Outcomes(), f.Outcome) {
