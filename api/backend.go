@@ -51,6 +51,7 @@ type Backend interface {
 	Metrics() http.Handler
 
 	SecretsBackend
+	SchedulesBackend
 }
 
 // SecretsBackend keeps project secrets: the secrets endpoints write and
