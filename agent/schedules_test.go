@@ -198,9 +198,9 @@ func TestScheduleManagement(t *testing.T) {
 func TestScheduleDeployErrors(t *testing.T) {
 	ta := startAgent(t, nil)
 	for clock, want := range map[string]string{
-		`cron: "0 25 * * *"`:                            "opsrunner.yaml:7:11",
+		`cron: "0 25 * * *"`:                           "opsrunner.yaml:7:11",
 		"cron: \"0 * * * *\"\n    timezone: Moon/Base": "opsrunner.yaml:8:15",
-		"every: 100ms":                                  "opsrunner.yaml:7:12",
+		"every: 100ms":                                 "opsrunner.yaml:7:12",
 	} {
 		r := ta.deploy(t, "bad", scheduleProject(t, "bad", clock))
 		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), want) {
