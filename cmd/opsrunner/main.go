@@ -65,6 +65,7 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 		newMembers(),
 		newSend(getenv),
 		newSecrets(),
+		newSchedules(),
 		newVersion(),
 	)
 	return root
