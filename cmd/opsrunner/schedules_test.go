@@ -163,3 +163,86 @@ func TestCLISchedules(t *testing.T) {
 		t.Fatalf("run of an unknown schedule: exit %d %s", code, out)
 	}
 }
+
+// TestScheduleTickTakenOverWhenItsAgentDies kills (-9) the agent running a
+// tick mid-run: once its lease lapses another agent runs that tick (same
+// scheduledAt) to completion.
+func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
+	rds := testenv.Redis(t)
+	urls := map[string]string{}
+	procs := map[string]*exec.Cmd{}
+	for _, id := range []string{"take-a", "take-b", "take-c"} {
+		url, cmd, _ := serve(t, "OPSRUNNER_REDIS_URL="+rds.URL, "OPSRUNNER_CLUSTER_SIZE=3", "OPSRUNNER_AGENT_ID="+id)
+		urls[id], procs[id] = url, cmd
+	}
+	proj := t.TempDir()
+	for file, text := range map[string]string{
+		"opsrunner.yaml": "project: slow\noperations:\n  - name: Slow\n    script: slow.js\n    timeout: 20s\nschedules:\n  - name: beat\n    every: 10s\n    operations: [Slow]\n",
+		"slow.js":        "function handle(event) { var t = Date.now(); while (Date.now() - t < 3000) {} }\n",
+	} {
+		if err := os.WriteFile(filepath.Join(proj, file), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, code := cli(t, urls["take-a"], "deploy", proj); code != 0 {
+		t.Fatalf("deploy: %d %s", code, out)
+	}
+	// Find the agent running a tick.
+	var victim string
+	var tick time.Time
+	deadline := time.Now().Add(25 * time.Second)
+	for victim == "" {
+		for id, url := range urls {
+			var page struct{ Runs []tickRun }
+			if getJSON(t, url+"/api/v1/runs?status=running&trigger=schedule", &page) == nil {
+				for _, r := range page.Runs {
+					if r.Agent == id && r.ScheduledAt != nil {
+						victim, tick = id, *r.ScheduledAt
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no agent ran a tick within 25 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	killed := time.Now()
+	t.Logf("kill -9 %s running tick %s", victim, tick.Format(time.RFC3339))
+	if err := procs[victim].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = procs[victim].Wait()
+	delete(urls, victim)
+
+	var survivor string
+	for _, url := range urls {
+		survivor = url
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		var page struct{ Runs []tickRun }
+		if err := getJSON(t, survivor+"/api/v1/runs?trigger=schedule&schedule=beat", &page); err == nil {
+			var done []tickRun
+			for _, r := range page.Runs {
+				if r.ScheduledAt != nil && r.ScheduledAt.Equal(tick) && r.Status == "succeeded" {
+					done = append(done, r)
+				}
+			}
+			if len(done) > 1 {
+				t.Fatalf("tick %s completed %d times: %+v", tick, len(done), done)
+			}
+			if len(done) == 1 {
+				if done[0].Agent == victim {
+					t.Fatalf("the killed agent completed the tick: %+v", done[0])
+				}
+				t.Logf("taken over by %s, started %s after the kill", done[0].Agent, done[0].StartedAt.Sub(killed).Round(time.Millisecond))
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tick %s not taken over within 20 s of the kill", tick)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
