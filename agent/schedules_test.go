@@ -208,3 +208,96 @@ func TestScheduleDeployErrors(t *testing.T) {
 		}
 	}
 }
+
+// slowSchedule is a project whose schedule "slow" runs an operation that
+// busy-waits ms milliseconds, every second, with extra schedule keys.
+func slowSchedule(t *testing.T, name string, ms int, extra string) []byte {
+	return bundle(t, map[string]string{
+		"opsrunner.yaml": fmt.Sprintf(`project: %s
+operations:
+  - name: Slow
+    script: slow.js
+schedules:
+  - name: slow
+    every: 1s
+    operations: [Slow]
+%s`, name, extra),
+		"slow.js": fmt.Sprintf("function handle(event) { var t = Date.now(); while (Date.now() - t < %d) {} }\n", ms),
+	})
+}
+
+// finished returns the schedule's finished tick runs, oldest first.
+func finished(t *testing.T, ta *testAgent, name string) []store.Run {
+	var out []store.Run
+	for _, r := range scheduleRuns(t, ta, name) {
+		if r.FinishedAt != nil && r.ScheduledAt != nil {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// Without overlap a tick never runs while the previous run goes on: with
+// catchUp skip the ticks that came due meanwhile are skipped, with catchUp
+// one a single catch-up run follows each run.
+func TestScheduleNoOverlap(t *testing.T) {
+	ta := startAgent(t, nil)
+	ta.mustDeploy(t, "skip", slowSchedule(t, "skip", 2500, ""))
+	ta.mustDeploy(t, "one", slowSchedule(t, "one", 2500, "    catchUp: one\n"))
+	waitFor(t, 30*time.Second, func() bool { return len(finished(t, ta, "slow")) >= 6 })
+	for _, project := range []string{"skip", "one"} {
+		var runs []store.Run
+		for _, r := range finished(t, ta, "slow") {
+			if r.Project == project {
+				runs = append(runs, r)
+			}
+		}
+		for i := 1; i < len(runs); i++ {
+			prev, r := runs[i-1], runs[i]
+			if r.StartedAt.Before(*prev.FinishedAt) {
+				t.Errorf("%s: tick %s started before the run of tick %s ended", project, r.ScheduledAt, prev.ScheduledAt)
+			}
+			late := r.StartedAt.Sub(*r.ScheduledAt)
+			if project == "skip" && late > time.Second {
+				t.Errorf("skip: tick %s ran %s late: it should have been skipped", r.ScheduledAt, late)
+			}
+			if gap := r.ScheduledAt.Sub(*prev.ScheduledAt); project == "one" && gap > 3*time.Second {
+				t.Errorf("one: ticks %s then %s: the catch-up run is not the newest missed tick", prev.ScheduledAt, r.ScheduledAt)
+			}
+		}
+	}
+}
+
+// With catchUp one, an agent that starts after missing ticks runs the last
+// one missed, once; with skip it runs none.
+func TestScheduleCatchUpOnStart(t *testing.T) {
+	dir := t.TempDir()
+	ta := startAgent(t, func(c *agent.Config) { c.DataDir = dir })
+	ta.mustDeploy(t, "one", slowSchedule(t, "one", 0, "    catchUp: one\n"))
+	ta.mustDeploy(t, "skip", slowSchedule(t, "skip", 0, ""))
+	waitFor(t, 10*time.Second, func() bool { return len(finished(t, ta, "slow")) >= 4 })
+	ta.stop()
+	down := time.Now()
+	time.Sleep(3 * time.Second)
+	ta = startAgent(t, func(c *agent.Config) { c.DataDir = dir })
+	up := time.Now()
+	waitFor(t, 10*time.Second, func() bool {
+		for _, r := range finished(t, ta, "slow") {
+			if r.StartedAt.After(up) && r.ScheduledAt.Before(up.Add(-time.Second)) {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(time.Second)
+	missed := map[string]int{}
+	for _, r := range finished(t, ta, "slow") {
+		if r.ScheduledAt.After(down) && r.ScheduledAt.Before(up.Add(-time.Second)) {
+			missed[r.Project]++
+		}
+	}
+	if missed["one"] != 1 || missed["skip"] != 0 {
+		t.Errorf("runs of ticks missed while down: %v, want one: 1, skip: 0", missed)
+	}
+}
