@@ -301,3 +301,25 @@ func TestScheduleCatchUpOnStart(t *testing.T) {
 		t.Errorf("runs of ticks missed while down: %v, want one: 1, skip: 0", missed)
 	}
 }
+
+// The heartbeat sample's schedule runs (here, run now): it publishes a
+// heartbeat built from its event.
+func TestScheduleSampleHeartbeat(t *testing.T) {
+	ta := startAgent(t, nil)
+	ta.mustDeploy(t, "heartbeat", sampleBundle(t, "heartbeat"))
+	r := ta.do(t, http.MethodPost, "/api/v1/schedules/heartbeat%2Fbeat/run", "", nil, nil)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("run now: %d %s", r.Status, r.Body)
+	}
+	var run store.Run
+	waitFor(t, 10*time.Second, func() bool {
+		g := ta.do(t, http.MethodGet, r.Header.Get("Location"), "", nil, nil)
+		return json.Unmarshal(g.Body, &run) == nil && run.Status != store.StatusRunning
+	})
+	if run.Status != store.StatusSucceeded || !strings.Contains(string(run.Result), `"service":"opsrunner"`) {
+		t.Fatalf("heartbeat run: %s %s %s", run.Status, run.Error, run.Result)
+	}
+	if l := ta.schedules(t, "report"); len(l) != 1 || l[0].NextRunAt == nil || l[0].NextRunAt.Weekday() == time.Saturday || l[0].NextRunAt.Weekday() == time.Sunday {
+		t.Errorf("weekday-report: %+v", l)
+	}
+}
