@@ -323,3 +323,32 @@ func TestScheduleSampleHeartbeat(t *testing.T) {
 		t.Errorf("weekday-report: %+v", l)
 	}
 }
+
+// In a cluster, a schedule turned off on one agent stops on every agent,
+// and one turned on again runs again; below quorum no tick runs.
+func TestScheduleStateAndQuorumInCluster(t *testing.T) {
+	rds, b := clusterServices(t)
+	a := clusterAgent(t, "sc-a", rds.URL, 2, b)
+	a.mustDeploy(t, "cl", scheduleProject(t, "cl", "every: 1s"))
+	if l := a.schedules(t, ""); len(l) != 1 || l[0].Status != "on (paused: no quorum)" {
+		t.Fatalf("alone of two: %+v", l)
+	}
+	time.Sleep(2 * time.Second)
+	if n := len(scheduleRuns(t, a, "beat")); n != 0 {
+		t.Fatalf("below quorum %d ticks ran", n)
+	}
+	bAgent := clusterAgent(t, "sc-b", rds.URL, 2, b)
+	waitFor(t, 20*time.Second, func() bool { return len(scheduleRuns(t, a, "beat")) >= 3 })
+
+	a.setSchedule(t, "cl/beat", false)
+	waitFor(t, 10*time.Second, func() bool { l := bAgent.schedules(t, ""); return len(l) == 1 && !l[0].Enabled })
+	time.Sleep(1500 * time.Millisecond) // a tick in progress ends
+	before := len(scheduleRuns(t, a, "beat"))
+	time.Sleep(2500 * time.Millisecond)
+	if after := len(scheduleRuns(t, a, "beat")); after != before {
+		t.Fatalf("disabled on sc-a, the cluster ran %d more ticks", after-before)
+	}
+	bAgent.setSchedule(t, "cl/beat", true)
+	waitFor(t, 10*time.Second, func() bool { return len(scheduleRuns(t, a, "beat")) >= before+2 })
+	ticksIn(t, scheduleRuns(t, a, "beat"), time.Time{}, time.Now()) // no tick twice
+}

@@ -60,7 +60,8 @@ func TestScheduleOncePerTickInClusterWhileLeaderKilled(t *testing.T) {
 		t.Fatalf("leader %q: %v", members.Leader, err)
 	}
 	leader := members.Leader
-	t.Logf("kill -9 the leader %s at %s", leader, time.Now().Format("15:04:05.000"))
+	killedAt := time.Now()
+	t.Logf("kill -9 the leader %s at %s", leader, killedAt.Format("15:04:05.000"))
 	if err := procs[leader].Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestScheduleOncePerTickInClusterWhileLeaderKilled(t *testing.T) {
 	}
 	seen := map[time.Time]tickRun{}
 	perAgent := map[string]int{}
-	var late []time.Duration
+	var late, lateBefore []time.Duration
 	n := 0
 	for _, r := range page.Runs {
 		if r.ScheduledAt == nil || r.Status != "succeeded" {
@@ -94,6 +95,9 @@ func TestScheduleOncePerTickInClusterWhileLeaderKilled(t *testing.T) {
 			n++
 			perAgent[r.Agent]++
 			late = append(late, r.StartedAt.Sub(at))
+			if at.Before(killedAt) {
+				lateBefore = append(lateBefore, r.StartedAt.Sub(at))
+			}
 		}
 	}
 	t.Logf("ticks in the 20 s by agent: %v", perAgent)
@@ -103,12 +107,19 @@ func TestScheduleOncePerTickInClusterWhileLeaderKilled(t *testing.T) {
 	if perAgent[leader] == 0 || perAgent[leader] == n {
 		t.Errorf("the killed leader ran %d of %d ticks: the test did not kill the agent running them", perAgent[leader], n)
 	}
-	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
-	if len(late) > 0 {
-		t.Logf("lateness (due → start) in the cluster over %d ticks: median %s, p99 %s, max %s", len(late),
-			late[len(late)/2].Round(10*time.Microsecond), late[min(len(late)-1, len(late)*99/100)].Round(10*time.Microsecond),
-			late[len(late)-1].Round(10*time.Microsecond))
+	logLateness(t, "in the cluster before the kill", lateBefore)
+	logLateness(t, "in the cluster, the kill included", late)
+}
+
+// logLateness logs the median, p99 and max of due → start durations.
+func logLateness(t *testing.T, where string, late []time.Duration) {
+	if len(late) == 0 {
+		return
 	}
+	sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+	t.Logf("lateness (due → start) %s over %d ticks: median %s, p99 %s, max %s", where, len(late),
+		r(late[len(late)/2]), r(late[min(len(late)-1, len(late)*99/100)]), r(late[len(late)-1]))
 }
 
 // waitSchedules waits until the agent lists the schedule beats/beat as on.
