@@ -16,6 +16,7 @@ import (
 // tickRun is the part of a schedule's run this test reads.
 type tickRun struct {
 	ID, Agent, Status, Schedule string
+	DurationMs                  float64
 	StartedAt                   time.Time
 	ScheduledAt                 *time.Time
 }
@@ -189,7 +190,7 @@ func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
 	proj := t.TempDir()
 	for file, text := range map[string]string{
 		"opsrunner.yaml": "project: slow\noperations:\n  - name: Slow\n    script: slow.js\n    timeout: 20s\nschedules:\n  - name: beat\n    every: 10s\n    operations: [Slow]\n",
-		"slow.js":        "function handle(event) { var t = Date.now(); while (Date.now() - t < 3000) {} }\n",
+		"slow.js":        "function handle(event) { var t = Date.now(); while (Date.now() - t < 6000) {} }\n",
 	} {
 		if err := os.WriteFile(filepath.Join(proj, file), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -198,26 +199,7 @@ func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
 	if out, code := cli(t, urls["take-a"], "deploy", proj); code != 0 {
 		t.Fatalf("deploy: %d %s", code, out)
 	}
-	// Find the agent running a tick.
-	var victim string
-	var tick time.Time
-	deadline := time.Now().Add(25 * time.Second)
-	for victim == "" {
-		for id, url := range urls {
-			var page struct{ Runs []tickRun }
-			if getJSON(t, url+"/api/v1/runs?status=running&trigger=schedule", &page) == nil {
-				for _, r := range page.Runs {
-					if r.Agent == id && r.ScheduledAt != nil {
-						victim, tick = id, *r.ScheduledAt
-					}
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no agent ran a tick within 25 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	victim, tick := runningTick(t, urls)
 	killed := time.Now()
 	t.Logf("kill -9 %s running tick %s", victim, tick.Format(time.RFC3339))
 	if err := procs[victim].Process.Signal(syscall.SIGKILL); err != nil {
@@ -230,7 +212,7 @@ func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
 	for _, url := range urls {
 		survivor = url
 	}
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var page struct{ Runs []tickRun }
 		if err := getJSON(t, survivor+"/api/v1/runs?trigger=schedule&schedule=beat", &page); err == nil {
@@ -245,7 +227,7 @@ func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
 			}
 			if len(done) == 1 {
 				if done[0].Agent == victim {
-					t.Fatalf("the killed agent completed the tick: %+v", done[0])
+					t.Fatalf("the killed agent completed the tick: %+v\nall runs: %+v", done[0], page.Runs)
 				}
 				t.Logf("taken over by %s, started %s after the kill", done[0].Agent, done[0].StartedAt.Sub(killed).Round(time.Millisecond))
 				return
@@ -256,4 +238,27 @@ func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// runningTick polls the agents until one lists a tick's run of its own as
+// running, and returns that agent and tick at once.
+func runningTick(t *testing.T, urls map[string]string) (string, time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(25 * time.Second)
+	for time.Now().Before(deadline) {
+		for id, url := range urls {
+			var page struct{ Runs []tickRun }
+			if getJSON(t, url+"/api/v1/runs?status=running&trigger=schedule", &page) != nil {
+				continue
+			}
+			for _, r := range page.Runs {
+				if r.Agent == id && r.ScheduledAt != nil {
+					return id, *r.ScheduledAt
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no agent ran a tick within 25 s")
+	return "", time.Time{}
 }
