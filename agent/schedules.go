@@ -216,6 +216,10 @@ func (s *scheduler) loop(ctx context.Context, e scheduleEntry, newest *newestTic
 		if due.IsZero() {
 			return
 		}
+		if time.Since(due) > startGrace { // the agent stalled: those ticks are missed
+			after = time.Now().Add(-startGrace)
+			continue
+		}
 		if !sleepUntil(ctx, due.Add(s.a.claimDelay())) {
 			return
 		}
