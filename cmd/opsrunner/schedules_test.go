@@ -27,7 +27,7 @@ type tickRun struct {
 // id, also runs the ticks) in the middle: the ticks of the 20 s run 20 ± 1
 // times in total, and no tick runs twice.
 func TestScheduleOncePerTickInClusterWhileLeaderKilled(t *testing.T) {
-	rds := testenv.Redis(t)
+	rds := privateRedis(t)
 	cluster := func(id string) []string {
 		return []string{"OPSRUNNER_REDIS_URL=" + rds.URL, "OPSRUNNER_CLUSTER_SIZE=3", "OPSRUNNER_AGENT_ID=" + id}
 	}
@@ -75,7 +75,7 @@ func TestScheduleOncePerTickInClusterWhileLeaderKilled(t *testing.T) {
 		survivor = url
 	}
 	var page struct{ Runs []tickRun }
-	if err := getJSON(t, survivor+"/api/v1/runs?trigger=schedule&schedule=beat&limit=1000", &page); err != nil {
+	if err := getJSON(t, survivor+"/api/v1/runs?project=beats&trigger=schedule&schedule=beat&limit=1000", &page); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[time.Time]tickRun{}
@@ -180,7 +180,7 @@ func TestCLISchedules(t *testing.T) {
 // tick mid-run: once its lease lapses another agent runs that tick (same
 // scheduledAt) to completion.
 func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
-	rds := testenv.Redis(t)
+	rds := privateRedis(t)
 	urls := map[string]string{}
 	procs := map[string]*exec.Cmd{}
 	for _, id := range []string{"take-a", "take-b", "take-c"} {
@@ -215,7 +215,7 @@ func TestScheduleTickTakenOverWhenItsAgentDies(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var page struct{ Runs []tickRun }
-		if err := getJSON(t, survivor+"/api/v1/runs?trigger=schedule&schedule=beat", &page); err == nil {
+		if err := getJSON(t, survivor+"/api/v1/runs?project=slow&trigger=schedule&schedule=beat", &page); err == nil {
 			var done []tickRun
 			for _, r := range page.Runs {
 				if r.ScheduledAt != nil && r.ScheduledAt.Equal(tick) && r.Status == "succeeded" {
@@ -248,7 +248,7 @@ func runningTick(t *testing.T, urls map[string]string) (string, time.Time) {
 	for time.Now().Before(deadline) {
 		for id, url := range urls {
 			var page struct{ Runs []tickRun }
-			if getJSON(t, url+"/api/v1/runs?status=running&trigger=schedule", &page) != nil {
+			if getJSON(t, url+"/api/v1/runs?project=slow&status=running&trigger=schedule", &page) != nil {
 				continue
 			}
 			for _, r := range page.Runs {
@@ -261,4 +261,16 @@ func runningTick(t *testing.T, urls map[string]string) (string, time.Time) {
 	}
 	t.Fatal("no agent ran a tick within 25 s")
 	return "", time.Time{}
+}
+
+// privateRedis starts a Redis of the test's own: the agents' projects and
+// runs must not meet another test's.
+func privateRedis(t *testing.T) *testenv.RedisServer {
+	t.Helper()
+	rds, err := testenv.StartRedis()
+	if err != nil {
+		testenv.Unavailable(t, "redis-server", err)
+	}
+	t.Cleanup(rds.Stop)
+	return rds
 }
