@@ -82,8 +82,13 @@ func (e scheduleEntry) lockKey(due time.Time) string {
 
 // scheduleEntries lists the schedules of the live projects, by id.
 func (a *Agent) scheduleEntries() []scheduleEntry {
+	return a.scheduleEntriesOf(a.projects.Load())
+}
+
+// scheduleEntriesOf lists the schedules of projects, by id.
+func (a *Agent) scheduleEntriesOf(projects *map[string]*scripts.Project) []scheduleEntry {
 	var out []scheduleEntry
-	for _, p := range *a.projects.Load() {
+	for _, p := range *projects {
 		for i := range p.Manifest.Schedules {
 			s := &p.Manifest.Schedules[i]
 			clock, err := s.Clock()
@@ -119,6 +124,12 @@ type scheduler struct {
 	m     *scheduleMetrics
 	loops map[string]*tickLoop // by schedule id; only run's goroutine uses it
 	wg    sync.WaitGroup
+
+	// entries are the schedules of projects, the live projects when last
+	// read: parsing clocks (zones load from the zone database) is done
+	// again only when the projects change. Only run's goroutine uses them.
+	projects *map[string]*scripts.Project
+	entries  []scheduleEntry
 }
 
 // tickLoop is a running schedule loop, for one version of its project.
@@ -155,9 +166,12 @@ func (s *scheduler) run(ctx context.Context) {
 // reconcile stops the loops of schedules gone, disabled, redeployed or
 // paused (no quorum), and starts the loops of enabled schedules.
 func (s *scheduler) reconcile(ctx context.Context) {
+	if cur := s.a.projects.Load(); cur != s.projects {
+		s.projects, s.entries = cur, s.a.scheduleEntriesOf(cur)
+	}
 	want := map[string]scheduleEntry{}
 	if !s.a.view.isPaused() {
-		for _, e := range s.a.scheduleEntries() {
+		for _, e := range s.entries {
 			if s.a.scheduleEnabled(ctx, e) {
 				want[e.id] = e
 			}
