@@ -40,8 +40,8 @@ const (
 	rankStep = 100 * time.Millisecond
 	// retryEvery is how often a tick whose lease is held is tried again.
 	retryEvery = 100 * time.Millisecond
-	// startGrace is how late a tick may start: one that cannot start by
-	// then (its schedule's previous run still going) is missed.
+	// startGrace is how long a tick waits for its schedule's previous run
+	// (still going) to end: one that cannot start by then is missed.
 	startGrace = time.Second
 	// maxTakeover bounds how long agents wait for a started tick to be
 	// processed (taking it over when its holder's lease lapses).
@@ -230,8 +230,8 @@ func (s *scheduler) loop(ctx context.Context, e scheduleEntry, newest *newestTic
 		if due.IsZero() {
 			return
 		}
-		if time.Since(due) > startGrace { // the agent stalled: those ticks are missed
-			after = time.Now().Add(-startGrace)
+		if superseded(e, due) { // the agent stalled past it: the newer tick runs instead
+			after = due
 			continue
 		}
 		if !sleepUntil(ctx, due.Add(s.a.claimDelay())) {
@@ -356,10 +356,19 @@ func (s *scheduler) missed(e scheduleEntry, due time.Time, newest *newestTick) b
 	return true
 }
 
+// superseded reports whether the tick after due is due already: a tick
+// not started by then is missed, whatever kept it (a slow or stalled
+// agent), and the newer one runs instead.
+func superseded(e scheduleEntry, due time.Time) bool {
+	next := e.clock.Next(due)
+	return !next.IsZero() && !next.After(time.Now())
+}
+
 // claimed handles a tick whose lease this agent holds: done when the tick
-// is processed already; missed when it cannot start on time; else it runs
-// (a tick started elsewhere and not processed is taken over). It reports
-// whether the attempt is over; the lease is released either way.
+// is processed already; missed when a newer tick is due (ticks blocked by
+// the schedule's previous run are missed sooner, see gaveUp); else it runs,
+// late maybe (a tick started elsewhere and not processed is taken over).
+// It reports whether the attempt is over; the lease is released either way.
 func (s *scheduler) claimed(ctx context.Context, e scheduleEntry, due time.Time, lease cluster.Lease, newest *newestTick, catchUp bool) bool {
 	coord, key := s.a.coord, e.tickKey(due)
 	done, err := coord.Processed(ctx, key)
@@ -371,7 +380,7 @@ func (s *scheduler) claimed(ctx context.Context, e scheduleEntry, due time.Time,
 		_ = lease.Release(context.WithoutCancel(ctx))
 		return done
 	}
-	if !started && !catchUp && time.Since(due) > startGrace && s.missed(e, due, newest) {
+	if !started && !catchUp && superseded(e, due) && s.missed(e, due, newest) {
 		_ = lease.Release(context.WithoutCancel(ctx))
 		return true
 	}
