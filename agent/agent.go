@@ -49,14 +49,16 @@ type Agent struct {
 	slots     *triggers.Slots
 	listeners *triggers.Manager
 	metrics   *metrics
-	conns     map[string]triggers.ConnConfig
-	kinds     brokerKinds
-	view      clusterView
-	states    stateCache
-	redis     *redis.Client  // nil without a cluster
-	jobs      *jobs          // the cluster's async queue; nil without a cluster
-	vault     *secrets.Vault // project secrets, sealed in the store
-	egress    *egress.Client // the HTTP client of fetch
+	// schedMetrics are the schedules' series, on metrics' registry.
+	schedMetrics *scheduleMetrics
+	conns        map[string]triggers.ConnConfig
+	kinds        brokerKinds
+	view         clusterView
+	states       stateCache
+	redis        *redis.Client  // nil without a cluster
+	jobs         *jobs          // the cluster's async queue; nil without a cluster
+	vault        *secrets.Vault // project secrets, sealed in the store
+	egress       *egress.Client // the HTTP client of fetch
 
 	projects atomic.Pointer[map[string]*scripts.Project]
 	deployMu sync.Mutex // serialises deploys, rollbacks and state changes
@@ -106,6 +108,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a.handler = api.New(a, opts)
 	a.bgCtx, a.bgCancel = context.WithCancel(context.Background())
 	a.metrics = newMetrics(a)
+	a.schedMetrics = newScheduleMetrics(a.metrics.reg)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -314,6 +317,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	a.applyListeners()
 
 	a.startMaintenance(ctx, &wg)
+	a.startSchedules(ctx, &wg)
 
 	a.log.Info("opsrunner listening", "http", a.httpScheme()+"://"+a.httpLn.Addr().String(), "agent", a.cfg.AgentID, "workers", a.cfg.Workers, "data", a.cfg.DataDir)
 	close(a.ready)

@@ -52,6 +52,7 @@ type Backend interface {
 
 	SecretsBackend
 	ManageBackend
+	SchedulesBackend
 }
 
 // SecretsBackend keeps project secrets: the secrets endpoints write and

@@ -334,6 +334,8 @@ listeners:
     destination: /queue/openapi.in
     operations: [poison]
     redelivery: {maxRedeliveries: 0}
+schedules:
+  - {name: nightly, cron: "0 3 * * *", timezone: Europe/Berlin, operations: [quiet]}
 `,
 	"echo.js":    "function handle(event) { log.info('echo'); return {got: event.body}; }\n",
 	"quiet.js":   "function handle(event) {}\n",
@@ -370,6 +372,7 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	runID := webhookCalls(c)
 	runCalls(c, runID)
 	deadLetterCalls(c)
+	scheduleCalls(c)
 	deleteCalls(c)
 	c.do(specCall{method: "GET", path: "/api/v1/info", token: readerToken, want: 200})
 	c.do(specCall{method: "GET", path: "/api/v1/info", want: 401})
@@ -586,6 +589,22 @@ func (c *conformance) waitDeadLetter(list specCall, except string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// scheduleCalls lists, turns off and runs now shop's nightly schedule.
+func scheduleCalls(c *conformance) {
+	c.do(specCall{method: "GET", path: "/api/v1/schedules?q=night", token: adminToken, want: 200})
+	c.do(specCall{method: "GET", path: "/api/v1/schedules", token: readerToken, want: 200})
+	c.do(specCall{method: "GET", path: "/api/v1/schedules", want: 401})
+	state := func(id, token, body string, want int) {
+		c.do(specCall{method: "PUT", path: "/api/v1/schedules/" + id + "/state", token: token,
+			contentType: "application/json", body: []byte(body), want: want})
+	}
+	state("shop%2Fnightly", adminToken, `{"enabled": false}`, 200)
+	state("shop%2Fnightly", readerToken, `{"enabled": true}`, 403)
+	state("shop%2Fnowhere", adminToken, `{"enabled": true}`, 404)
+	c.do(specCall{method: "POST", path: "/api/v1/schedules/shop%2Fnightly/run", token: adminToken, want: 202})
+	c.do(specCall{method: "POST", path: "/api/v1/schedules/shop%2Fnowhere/run", token: adminToken, want: 404})
 }
 
 // deleteCalls deploys a project of one webhook and deletes it.

@@ -132,6 +132,9 @@ func (s *server) routes() []route {
 		{get, "/listeners", s.listeners, readsAList},
 		{put, "/listeners/:id/state", s.listenerState, needs(ActionDeploy, listenerProject)},
 		{put, "/listeners/:id/operations/:operation/state", s.bindingState, needs(ActionDeploy, listenerProject)},
+		{get, "/schedules", s.schedules, readsAList},
+		{put, "/schedules/:id/state", s.scheduleState, needs(ActionDeploy, scheduleProject)},
+		{post, "/schedules/:id/run", s.runSchedule, needs(ActionRun, scheduleProject)},
 		{get, "/runs", s.runs, need{action: ActionRead, project: queryProject, list: true}},
 		{get, "/runs/:id", s.run, needs(ActionRead, runProject)},
 		{get, "/deadletters", s.deadLetters, readsAList},
@@ -419,7 +422,7 @@ func (s *server) runs(c *echo.Context) error {
 }
 
 // runFilter reads GET /api/v1/runs's query: project, operation, status,
-// messageId, outcome, since, before and limit. A bad since, limit or
+// messageId, outcome, trigger, schedule, since, before and limit. A bad since, limit or
 // outcome is a 400 *Error.
 func runFilter(c *echo.Context) (store.RunFilter, error) {
 	f := store.RunFilter{
@@ -428,6 +431,8 @@ func runFilter(c *echo.Context) (store.RunFilter, error) {
 		Status:    c.QueryParam("status"),
 		MessageID: c.QueryParam("messageId"),
 		Outcome:   c.QueryParam("outcome"),
+		Trigger:   c.QueryParam("trigger"),
+		Schedule:  c.QueryParam("schedule"),
 		Before:    c.QueryParam("before"),
 	}
 	if f.Outcome != "" && !slices.Contains(store.Outcomes(), f.Outcome) {

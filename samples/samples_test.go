@@ -20,10 +20,11 @@ import (
 
 func TestSamplesLoad(t *testing.T) {
 	t.Parallel()
-	want := map[string]struct{ ops, hooks, listeners []string }{
-		"hello":   {ops: []string{"hello"}, hooks: []string{"hello"}},
-		"orders":  {ops: []string{"Validate Order", "Price Order", "Record Order", "Report Failure"}, hooks: []string{"orders"}},
-		"pricing": {ops: []string{"Price Order"}, hooks: []string{"price"}},
+	want := map[string]struct{ ops, hooks, listeners, schedules []string }{
+		"hello":     {ops: []string{"hello"}, hooks: []string{"hello"}},
+		"heartbeat": {ops: []string{"Beat", "Daily Report"}, schedules: []string{"beat", "weekday-report"}},
+		"orders":    {ops: []string{"Validate Order", "Price Order", "Record Order", "Report Failure"}, hooks: []string{"orders"}},
+		"pricing":   {ops: []string{"Price Order"}, hooks: []string{"price"}},
 		"jms-orders": {
 			ops:       []string{"1. JMS Listen", "2. Business Logic", "3. JMS Acknowledge (Rollback)", "4. JMS Acknowledge (Commit)", "Customer Logic", "Send Order"},
 			hooks:     []string{"send"},
@@ -77,6 +78,11 @@ func TestSamplesLoad(t *testing.T) {
 			for _, l := range w.listeners {
 				if _, ok := p.Listener(l); !ok {
 					t.Errorf("listener %q missing", l)
+				}
+			}
+			for _, s := range w.schedules {
+				if _, ok := p.Schedule(s); !ok {
+					t.Errorf("schedule %q missing", s)
 				}
 			}
 		})

@@ -27,6 +27,8 @@ type Manifest struct {
 	// Exports are the operations other projects may RunOperation; without
 	// an export, only the project's own operations can call them.
 	Exports []Export `yaml:"exports,omitempty" json:"exports,omitempty"`
+	// Schedules run operations on a clock (see Schedule).
+	Schedules []Schedule `yaml:"schedules,omitempty" json:"schedules,omitempty"`
 }
 
 // Export lets other projects call one of the project's operations with

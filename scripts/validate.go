@@ -103,6 +103,7 @@ func (v *validator) validate(name string) {
 		}
 		v.listener(i)
 	}
+	v.schedules()
 	v.checkEgress()
 }
 

@@ -108,7 +108,7 @@ declare namespace opsrunner {
     scheduledAt: string;
     /** When it fired (RFC 3339); later than scheduledAt for a catch-up run. */
     firedAt: string;
-    /** The schedule's `input` from the manifest (undefined when none). */
+    /** The schedule's `input` from the manifest (null when none). */
     body: any;
   }
 

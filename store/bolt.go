@@ -437,8 +437,8 @@ func (s *Bolt) Run(ctx context.Context, id string) (Run, error) {
 // Runs implements Store: buffered and stored runs merged, newest first. The
 // disk scan reads a compact index and decodes only matching runs, so it stays
 // quick over the whole retained history. The index does not hold the
-// outcome: with f.Outcome set, a run the index selects is decoded only when
-// its bytes hold that outcome, then checked whole.
+// outcome, trigger or schedule: with one of them set, a run the index
+// selects is decoded only when its bytes hold it, then checked whole.
 func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	limit := f.PageSize()
 	s.mu.Lock()
@@ -471,8 +471,8 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 			k, v = c.Last()
 		}
 		indexed := f
-		indexed.Outcome = "" // not in the index
-		outcome := outcomeBytes(f.Outcome)
+		indexed.Outcome, indexed.Trigger, indexed.Schedule = "", "", "" // not in the index
+		needles := fieldBytes(f)
 		found := 0
 		for ; k != nil && found < limit; k, v = c.Prev() {
 			if _, ok := inBuffer[string(k)]; ok {
@@ -487,7 +487,7 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 				continue
 			}
 			raw := runs.Get(k)
-			if raw == nil || (outcome != nil && !bytes.Contains(raw, outcome)) {
+			if raw == nil || !containsAll(raw, needles) {
 				continue
 			}
 			r, err := decodeRun(raw)
@@ -511,15 +511,27 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	return out, nil
 }
 
-// outcomeBytes is how a stored run's JSON holds the outcome o (appendRun
-// and json.Marshal write it alike), or nil for "": a run whose bytes do not
-// contain it does not have that outcome.
-func outcomeBytes(o string) []byte {
-	if o == "" {
-		return nil
+// fieldBytes is how a stored run's JSON holds each of f's outcome,
+// trigger and schedule that is set (appendRun and json.Marshal write them
+// alike): a run whose bytes do not contain one does not match f.
+func fieldBytes(f RunFilter) [][]byte {
+	var out [][]byte
+	for _, kv := range [...]struct{ key, value string }{{"outcome", f.Outcome}, {"trigger", f.Trigger}, {"schedule", f.Schedule}} {
+		if kv.value != "" {
+			v, _ := json.Marshal(kv.value) // a string always encodes
+			out = append(out, append([]byte(`"`+kv.key+`":`), v...))
+		}
 	}
-	v, _ := json.Marshal(o) // a string always encodes
-	return append([]byte(`"outcome":`), v...)
+	return out
+}
+
+func containsAll(b []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(b, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // runMeta is the part of a run that filters and retention look at.

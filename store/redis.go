@@ -334,7 +334,7 @@ func (r *Redis) Run(ctx context.Context, id string) (Run, error) {
 func (r *Redis) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	limit := f.PageSize()
 	chunk := int64(256)
-	if f.Project == "" && f.Operation == "" && f.Status == "" && f.MessageID == "" && f.Outcome == "" && f.Since.IsZero() {
+	if f.Project == "" && f.Operation == "" && f.Status == "" && f.MessageID == "" && f.Outcome == "" && f.Trigger == "" && f.Schedule == "" && f.Since.IsZero() {
 		chunk = int64(limit)
 	}
 	upper := "+"

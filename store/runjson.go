@@ -79,6 +79,11 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 	}
 	w.optInt(`,"httpStatus":`, int64(r.HTTPStatus))
 	w.optStr(`,"parentRunId":`, r.ParentRunID)
+	w.optStr(`,"schedule":`, r.Schedule)
+	if r.ScheduledAt != nil {
+		w.raw(`,"scheduledAt":`)
+		w.time(*r.ScheduledAt)
+	}
 	w.raw(`,"resultTruncated":`)
 	w.b = strconv.AppendBool(w.b, r.ResultTruncated)
 	w.optBytes(`,"result":`, r.Result)

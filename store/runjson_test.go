@@ -20,6 +20,7 @@ func TestEncodeRunMatchesJSONMarshal(t *testing.T) {
 		"listener": {ID: "y", Status: StatusFailed, Error: "bad <order> & \"quote\"\n\ttab", Listener: "l", MessageID: "ID:host-1:2", Attempt: 2, Outcome: "rolled back",
 			Chain: []Step{{Operation: "a", Status: StatusSucceeded, DurationMs: 3}, {Operation: "b/ü", Status: StatusFailed, Error: "x\u2028y"}},
 			Logs:  []LogLine{{Time: start, Level: "info", Message: "héllo \x01 \\"}, {Time: zoned, Level: "warn", Message: ""}}, ParentRunID: "p1"},
+		"schedule":                       {ID: "sc", Trigger: "schedule", Schedule: "nightly <eu>", ScheduledAt: &start, Logs: []LogLine{}},
 		"result":                         {ID: "z", Result: []byte(`{"status":200}`), Logs: []LogLine{}},
 		"result with spaces and escapes": {ID: "s", Result: []byte(`{"a b":"x \" y","c":[1,null,true]}`)},
 		"result json.Marshal escapes":    {ID: "e", Result: []byte(`{"html":"<b>&amp;</b>","ls":" "}`)},

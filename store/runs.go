@@ -46,6 +46,8 @@ func (f RunFilter) Matches(r Run) bool {
 		(f.Status == "" || r.Status == f.Status) &&
 		(f.MessageID == "" || r.MessageID == f.MessageID) &&
 		(f.Outcome == "" || r.Outcome == f.Outcome) &&
+		(f.Trigger == "" || r.Trigger == f.Trigger) &&
+		(f.Schedule == "" || r.Schedule == f.Schedule) &&
 		(f.Since.IsZero() || !r.StartedAt.Before(f.Since)) &&
 		(f.Before == "" || r.ID < f.Before)
 }

@@ -193,6 +193,10 @@ type Run struct {
 	Logs        []LogLine  `json:"logs"`
 	HTTPStatus  int        `json:"httpStatus,omitempty"`
 	ParentRunID string     `json:"parentRunId,omitempty"`
+	// Schedule names the schedule (of Project) whose tick, or run-now,
+	// started the run; ScheduledAt is the tick's time (absent for a run-now).
+	Schedule    string     `json:"schedule,omitempty"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
 
 	// Result is what the script returned, as JSON (absent for undefined),
 	// when it takes at most MaxResultBytes. The agent keeps it on the runs
@@ -234,7 +238,13 @@ type RunFilter struct {
 	// Outcome is one of the Outcome* values (see Outcomes): only the runs
 	// of deliveries settled that way.
 	Outcome string
-	Since   time.Time
+	// Trigger selects runs by what started them ("webhook", "listener",
+	// "operation", "schedule").
+	Trigger string
+	// Schedule selects the runs of ticks (and run-nows) of schedules of
+	// this name; combine it with Project for one schedule.
+	Schedule string
+	Since    time.Time
 	// Before is a paging cursor: only runs with ID < Before.
 	Before string
 	Limit  int

@@ -1,7 +1,7 @@
 // Command opsrunner is the agent (serve), the embedded broker on its own
-// (broker) and a client of the agent's HTTP API (deploy, invoke, runs,
-// listeners, members, projects, deadletters, scripts, secrets) and of its
-// broker (send).
+// (broker), a client of the agent's HTTP API (deploy, invoke, runs,
+// listeners, schedules, members, projects, deadletters, scripts, secrets)
+// and of its broker (send), and a project's toolbox (init, types).
 package main
 
 import (
@@ -72,6 +72,7 @@ HTTP (--server, or OPSRUNNER_SERVER; default http://127.0.0.1:8080).`,
 		newProjects(),
 		newDeadLetters(),
 		newScripts(),
+		newSchedules(),
 		newVersion(thisBuild()),
 		newTypes(),
 		newInit(),

@@ -16,7 +16,7 @@ import (
 
 // runsOptions are the flags of `opsrunner runs`.
 type runsOptions struct {
-	project, operation, trigger, status, messageID, outcome string
+	project, operation, trigger, schedule, status, messageID, outcome string
 	limit                                                   int
 	follow, logs                                            bool
 	out                                                     *output
@@ -34,6 +34,7 @@ func newRuns() *cobra.Command {
   opsrunner runs --status failed --project orders
   opsrunner runs --outcome dead_lettered
   opsrunner runs --trigger listener --operation "Process Order"
+  opsrunner runs --trigger schedule --project heartbeat --schedule beat
   opsrunner runs --follow
   opsrunner runs 01JD... 
   opsrunner runs 01JD... --logs -f`,
@@ -44,6 +45,7 @@ func newRuns() *cobra.Command {
 	f.StringVar(&o.project, "project", "", "only runs of project `NAME`")
 	f.StringVar(&o.operation, "operation", "", "only runs of operation `NAME`")
 	f.StringVar(&o.trigger, "trigger", "", "only runs started by `TRIGGER`: webhook, listener, operation or schedule")
+	f.StringVar(&o.schedule, "schedule", "", "only runs of schedule `NAME`'s ticks (with --project when names repeat)")
 	f.StringVar(&o.status, "status", "", "only runs in `STATUS`: running, succeeded, failed or timed_out")
 	f.StringVar(&o.messageID, "message-id", "", "only runs of broker message `ID`")
 	f.StringVar(&o.outcome, "outcome", "", "only runs of deliveries settled as `OUTCOME`: "+strings.Join(store.Outcomes(), ", "))
@@ -66,13 +68,11 @@ func newRuns() *cobra.Command {
 	return cmd
 }
 
-// query is the GET /api/v1/runs query of the filters. trigger goes too:
-// agents that filter by it do, and list drops other runs for those that
-// do not.
+// query is the GET /api/v1/runs query of the filters.
 func (o *runsOptions) query() url.Values {
 	q := url.Values{}
 	for k, v := range map[string]string{"project": o.project, "operation": o.operation, "trigger": o.trigger,
-		"status": o.status, "messageId": o.messageID, "outcome": o.outcome} {
+		"schedule": o.schedule, "status": o.status, "messageId": o.messageID, "outcome": o.outcome} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -95,7 +95,7 @@ func (o *runsOptions) list(cmd *cobra.Command, c *client) error {
 		}
 		var fresh []store.Run // newest first, as the API lists them
 		for _, r := range page.Runs {
-			if (o.trigger == "" || r.Trigger == o.trigger) && seen[r.ID] != r.Status {
+			if seen[r.ID] != r.Status {
 				seen[r.ID] = r.Status
 				fresh = append(fresh, r)
 			}

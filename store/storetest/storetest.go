@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("RunPaging", func(t *testing.T) { t.Parallel(); testRunPaging(t, newStore(t)) })
 	t.Run("RunOutcomeFilter", func(t *testing.T) { t.Parallel(); testRunOutcomeFilter(t, newStore(t)) })
 	t.Run("RunOutcomePaging", func(t *testing.T) { t.Parallel(); testRunOutcomePaging(t, newStore(t)) })
+	t.Run("RunTriggerScheduleFilter", func(t *testing.T) { t.Parallel(); testRunTriggerScheduleFilter(t, newStore(t)) })
 	t.Run("RunReplaceAcrossFlush", func(t *testing.T) { t.Parallel(); testRunReplace(t, newStore(t)) })
 	t.Run("ConcurrentPutRun", func(t *testing.T) { t.Parallel(); testConcurrentPutRun(t, newStore(t)) })
 	t.Run("SweepByAge", func(t *testing.T) { t.Parallel(); testSweepByAge(t, newStore(t)) })
@@ -452,6 +453,52 @@ func testRunOutcomeFilter(t *testing.T, s store.Store) {
 		if got := ids(t, s, tc.f); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// Runs are selected by trigger and by schedule name, alone or with the
+// other filters, buffered or on disk; a schedule's scheduledAt survives.
+func testRunTriggerScheduleFilter(t *testing.T, s store.Store) {
+	c := ctx(t)
+	tick := base.Add(time.Minute)
+	runs := []store.Run{
+		{ID: id(1), Project: "ops", Operation: "Beat", Trigger: "schedule", Schedule: "heartbeat", ScheduledAt: &tick, Status: store.StatusSucceeded, StartedAt: base},
+		{ID: id(2), Project: "ops", Operation: "Beat", Trigger: "webhook", Status: store.StatusSucceeded, StartedAt: base},
+		{ID: id(3), Project: "ops", Operation: "Report", Trigger: "schedule", Schedule: "nightly", ScheduledAt: &tick, Status: store.StatusFailed, StartedAt: base},
+		{ID: id(4), Project: "other", Operation: "Beat", Trigger: "schedule", Schedule: "heartbeat", ScheduledAt: &tick, Status: store.StatusSucceeded, StartedAt: base},
+		{ID: id(5), Project: "ops", Operation: "Beat", Trigger: "schedule", Schedule: "heartbeat", Status: store.StatusSucceeded, StartedAt: base},
+	}
+	for i, r := range runs {
+		mustPut(t, s, r)
+		if i == 2 { // half on disk, half buffered
+			if err := s.Flush(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		f    store.RunFilter
+		want []string
+	}{
+		{"trigger", store.RunFilter{Trigger: "schedule"}, []string{id(5), id(4), id(3), id(1)}},
+		{"other trigger", store.RunFilter{Trigger: "webhook"}, []string{id(2)}},
+		{"schedule", store.RunFilter{Schedule: "heartbeat"}, []string{id(5), id(4), id(1)}},
+		{"schedule of a project", store.RunFilter{Project: "ops", Schedule: "heartbeat"}, []string{id(5), id(1)}},
+		{"schedule and status", store.RunFilter{Schedule: "nightly", Status: store.StatusFailed}, []string{id(3)}},
+		{"schedule and limit", store.RunFilter{Trigger: "schedule", Schedule: "heartbeat", Limit: 1}, []string{id(5)}},
+		{"unknown schedule", store.RunFilter{Schedule: "heart"}, []string{}},
+	} {
+		if got := ids(t, s, tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	r, err := s.Run(c, id(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Schedule != "heartbeat" || r.ScheduledAt == nil || !r.ScheduledAt.Equal(tick) {
+		t.Errorf("run read back: schedule %q, scheduledAt %v", r.Schedule, r.ScheduledAt)
 	}
 }
 
