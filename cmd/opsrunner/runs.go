@@ -17,9 +17,9 @@ import (
 // runsOptions are the flags of `opsrunner runs`.
 type runsOptions struct {
 	project, operation, trigger, schedule, status, messageID, outcome string
-	limit                                                   int
-	follow, logs                                            bool
-	out                                                     *output
+	limit                                                             int
+	follow, logs                                                      bool
+	out                                                               *output
 }
 
 // pollEvery is how often --follow asks the agent again.
