@@ -24,6 +24,7 @@ type projectOperations struct {
 			URL  string `json:"url"`
 		} `json:"webhook"`
 		Listeners []string `json:"listeners"`
+		Schedules []string `json:"schedules"`
 		Timeout   string   `json:"timeout"`
 	} `json:"operations"`
 }
@@ -58,6 +59,9 @@ func TestProjectShowsItsLiveOperationsWithTheirTriggers(t *testing.T) {
 		}
 		if o.Listeners == nil {
 			t.Errorf("operation %s: listeners is null, want a list", o.Name)
+		}
+		if o.Schedules != nil {
+			t.Errorf("operation %s: schedules %v, want none (the project has no schedules)", o.Name, o.Schedules)
 		}
 		for i, l := range o.Listeners {
 			if i > 0 {
@@ -97,6 +101,43 @@ func TestProjectShowsItsLiveOperationsWithTheirTriggers(t *testing.T) {
 	}
 	if p = ta.projectOperations(t, "jms-orders"); len(p.Operations) != 6 {
 		t.Errorf("after the rollback %d operations are listed, want version 1's 6", len(p.Operations))
+	}
+}
+
+const scheduledManifest = `project: clocked
+operations:
+  - {name: Beat, script: op.js, webhook: {path: beat}}
+  - {name: Report, script: op.js}
+  - {name: Idle, script: op.js}
+schedules:
+  - {name: hourly, every: 1h, operations: [Beat, Report]}
+  - {name: weekday, cron: "30 7 * * MON-FRI", timezone: Europe/Berlin, operations: [Report]}
+`
+
+// Each operation names the schedules whose ticks run it, by id, in
+// manifest order; an operation no schedule runs has no schedules field.
+func TestProjectOperationsNameTheirSchedules(t *testing.T) {
+	ta := startAgent(t, nil)
+	ta.mustDeploy(t, "clocked", bundle(t, map[string]string{"opsrunner.yaml": scheduledManifest, "op.js": "function handle(event) {}\n"}))
+
+	r := ta.do(t, http.MethodGet, "/api/v1/projects/clocked", "", nil, nil)
+	var raw struct{ Operations []map[string]json.RawMessage }
+	if err := json.Unmarshal(r.Body, &raw); err != nil || r.Status != http.StatusOK {
+		t.Fatalf("GET project: %d %s", r.Status, r.Body)
+	}
+	got := map[string]string{}
+	for _, o := range raw.Operations {
+		var name string
+		_ = json.Unmarshal(o["name"], &name)
+		got[name] = string(o["schedules"])
+	}
+	want := map[string]string{
+		"Beat":   `["clocked/hourly"]`,
+		"Report": `["clocked/hourly","clocked/weekday"]`,
+		"Idle":   "", // left out, not null or []
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("operations' schedules:\n got %v\nwant %v", got, want)
 	}
 }
 

@@ -127,6 +127,9 @@ type OperationView struct {
 	Webhook *WebhookView `json:"webhook,omitempty"`
 	// Listeners are the ids (project/listener) of the listeners feeding it.
 	Listeners []string `json:"listeners"`
+	// Schedules are the ids (project/schedule) of the schedules running
+	// it; omitted when none.
+	Schedules []string `json:"schedules,omitempty"`
 	// Timeout is its time limit, as "30s"; empty for an acknowledgement,
 	// which runs no script and has none.
 	Timeout string `json:"timeout,omitempty"`
