@@ -1,6 +1,7 @@
 // The Projects page: each project's versions (notes, dates, the active
 // one) with rollback after a confirmation, its live operations with their
-// triggers (webhook URL with a copy button, listeners), delete after the
+// triggers (webhook URL with a copy button, listeners, schedules), its
+// schedules (clock, state, next run, On/Off, Run now), delete after the
 // user types the project's name, and a deploy form that uploads a .tgz
 // bundle and shows the agent's problems as file:line:col.
 import { h, when, copyButton, confirmAction, confirmTyped } from "./dom.js";
@@ -18,8 +19,7 @@ export function render(main, ctx) {
       const [ps, ls, ss] = await Promise.all([
         api("GET", "/projects").then((x) => x.projects || []),
         api("GET", "/listeners").then((x) => x.listeners || []).catch(() => []),
-        // An agent without schedules answers 404: the section is left out.
-        api("GET", "/schedules").then((x) => (Array.isArray(x) ? x : (x && x.schedules) || [])).catch(() => []),
+        schedulesOrNone(ctx),
       ]);
       // Each project's own answer adds its live operations; an agent that
       // does not give them leaves the list's entry as it is.
@@ -51,11 +51,11 @@ export function render(main, ctx) {
             ? h("strong", { class: "live" }, "live")
             : h("button", { type: "button", class: "secondary rollback", "aria-label": "Make version " + v.version + " of " + p.name + " live",
               onclick: () => rollback(p, v) }, v.version < p.activeVersion ? "Roll back to this" : "Make live"))))))),
-      operations(p),
+      operations(p, schedules),
       listeners.length ? h("div", null, h("h3", null, "Listeners"), h("ul", null, listeners.map((l) =>
         h("li", null, h("a", { href: "/console/listeners?q=" + encodeURIComponent(l.id), "data-nav": true }, l.name),
           " on " + l.destination + " → " + (l.operations || []).map((o) => o.name).join(", ") + " (" + l.status + ")")))) : null,
-      schedules.length ? scheduleList(schedules, act) : null,
+      schedules.length ? scheduleList(schedules, act, runNow) : null,
       h("p", null, h("a", { href: "/console/runs?project=" + encodeURIComponent(p.name), "data-nav": true }, "Runs of " + p.name)));
   }
 
@@ -64,6 +64,19 @@ export function render(main, ctx) {
       await api(method, path, opts);
       await load();
       status.textContent = done + " " + status.textContent;
+    } catch (e) {
+      ctx.fail(e);
+    }
+  }
+
+  // runNow starts a schedule's operations at once and links to the run.
+  async function runNow(x) {
+    try {
+      const res = await api("POST", "/schedules/" + seg(x.id) + "/run");
+      await load();
+      status.replaceChildren("Schedule " + x.name + " started: ",
+        h("a", { href: "/console/runs/" + encodeURIComponent(res.runId), "data-nav": true, class: "started-run" }, "run " + res.runId),
+        ". " + status.textContent);
     } catch (e) {
       ctx.fail(e);
     }
@@ -100,36 +113,60 @@ export function render(main, ctx) {
   load();
 }
 
-// scheduleList shows a project's schedules: next run, On/Off, Run now;
+// schedulesOrNone lists the agent's schedules; an agent without schedules
+// answers 404 and the section is left out; another error is shown.
+function schedulesOrNone(ctx) {
+  return api("GET", "/schedules").then((x) => (x && x.schedules) || []).catch((e) => {
+    if (e.status !== 404) ctx.fail(e);
+    return [];
+  });
+}
+
+// clock says when a schedule ticks: "every 1h", or "cron 30 7 * * MON-FRI
+// (Europe/Berlin)".
+function clock(x) {
+  return x.cron ? "cron " + x.cron + " (" + (x.timezone || "UTC") + ")" : "every " + x.every;
+}
+
+// scheduleList shows a project's schedules: clock, state, next run, the
+// operations each tick runs, On/Off, Run now and a link to its runs.
 // act(method, path, opts, done) calls the API and reloads the page.
-function scheduleList(schedules, act) {
+function scheduleList(schedules, act, runNow) {
   return h("div", null, h("h3", null, "Schedules"), h("ul", { class: "schedules" }, schedules.map((x) => h("li", { "data-schedule": x.id },
     h("span", { class: "op-name" }, x.name), " ",
-    h("span", { class: "muted" }, x.enabled ? (x.nextRunAt ? "next " + when(x.nextRunAt) : "") : "off"), " ",
+    h("code", { class: "clock" }, clock(x)), " ",
+    h("span", { class: "status" }, x.status || (x.enabled ? "on" : "off")), " ",
+    h("span", { class: "muted next" }, x.nextRunAt ? "next run " + when(x.nextRunAt) : "no next run"), " ",
     h("button", {
       type: "button", role: "switch", class: "toggle" + (x.enabled ? " on" : ""), "aria-checked": String(x.enabled),
       "aria-label": "Schedule " + x.name, onclick: () => act("PUT", "/schedules/" + seg(x.id) + "/state", { json: { enabled: !x.enabled } }, "Schedule " + x.name + " turned " + (x.enabled ? "off." : "on.")),
     }, h("span", { class: "knob", "aria-hidden": "true" }), h("span", { class: "state" }, x.enabled ? "On" : "Off")), " ",
-    h("button", { type: "button", class: "secondary small", onclick: () => act("POST", "/schedules/" + seg(x.id) + "/run", {}, "Schedule " + x.name + " started.") }, "Run now"), " ",
-    h("a", { href: "/console/runs?trigger=schedule&schedule=" + encodeURIComponent(x.id), "data-nav": true }, "its runs")))));
+    h("button", { type: "button", class: "secondary small run-now", "aria-label": "Run schedule " + x.name + " now", onclick: () => runNow(x) }, "Run now"), " ",
+    h("a", { class: "schedule-runs", href: "/console/runs?" + new URLSearchParams({ trigger: "schedule", project: x.project, schedule: x.name }), "data-nav": true }, "its runs"),
+    h("div", { class: "trigger muted" }, "Runs " + (x.operations || []).join(", ") +
+      (x.catchUp === "one" ? "; catches up one missed tick" : "") + (x.overlap ? "; ticks may overlap" : ""))))));
 }
 
 // operations lists the live version's operations (p.operations, from GET
 // /projects/{name}) with their triggers: the webhook's absolute URL with a
-// copy button, and the listeners feeding each.
-function operations(p) {
+// copy button, the listeners feeding each, and the schedules running each
+// (with their clocks, from schedules).
+function operations(p, schedules) {
   if (!Array.isArray(p.operations) || !p.operations.length) return null;
   return h("div", null, h("h3", null, "Operations"), h("ul", { class: "operations-list" }, p.operations.map((o) => {
     const url = o.webhook ? window.location.origin + o.webhook.url : "";
     const code = url ? h("code", { class: "url" }, url) : null;
     const ls = o.listeners || [];
+    const ss = (o.schedules || []).map((id) => schedules.find((x) => x.id === id) || { id, name: id.slice(id.indexOf("/") + 1) });
     return h("li", { "data-operation": o.name },
       h("span", { class: "op-name" }, o.name), " ",
       h("span", { class: "muted" }, [o.type === "script" ? "" : o.type, o.timeout ? "time limit " + o.timeout : ""].filter(Boolean).join(", ")),
       url ? h("div", { class: "trigger webhook" }, "Webhook: POST ", code, " ", copyButton(url, "Copy the webhook URL of " + o.name, code)) : null,
       ls.length ? h("div", { class: "trigger listeners" }, "Listeners: ", ls.map((id, i) => [i ? ", " : "",
         h("a", { href: "/console/listeners?q=" + encodeURIComponent(id), "data-nav": true }, id)])) : null,
-      !url && !ls.length ? h("div", { class: "trigger muted" }, "No webhook or listener.") : null);
+      ss.length ? h("div", { class: "trigger schedules" }, "Schedules: ", ss.map((x, i) => [i ? ", " : "",
+        h("span", { class: "schedule", "data-schedule": x.id }, x.name), x.cron || x.every ? " (" + clock(x) + ")" : ""])) : null,
+      !url && !ls.length && !ss.length ? h("div", { class: "trigger muted" }, "No webhook, listener or schedule.") : null);
   })));
 }
 

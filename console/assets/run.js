@@ -48,6 +48,10 @@ function page(r, attempts) {
       fact("Run", r.id), fact("Trigger", r.trigger), fact("Started", when(r.startedAt)),
       fact("Finished", when(r.finishedAt)), fact("Duration", r.durationMs != null ? r.durationMs.toFixed(1) + " ms" : ""),
       fact("Agent", r.agent), fact("Version", r.version), fact("Listener", r.listener),
+      r.schedule ? h("div", null, h("dt", null, "Schedule"), h("dd", null, h("a", {
+        href: "/console/runs?" + new URLSearchParams({ trigger: "schedule", project: r.project, schedule: r.schedule }), "data-nav": true,
+      }, r.schedule))) : null,
+      fact("Scheduled at", when(r.scheduledAt)),
       fact("Message id", r.messageId), fact("Attempt", r.attempt), fact("HTTP status", r.httpStatus),
       r.parentRunId ? h("div", null, h("dt", null, "Called by"), h("dd", null,
         h("a", { href: "/console/runs/" + encodeURIComponent(r.parentRunId), "data-nav": true }, r.parentRunId))) : null),

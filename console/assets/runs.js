@@ -84,7 +84,7 @@ export function render(main, ctx) {
   return () => { stopped = true; clearTimeout(timer); };
 }
 
-const LABELS = { project: "Project", operation: "Operation", trigger: "Trigger", schedule: "Schedule id", status: "Status", outcome: "Outcome", messageId: "Message id" };
+const LABELS = { project: "Project", operation: "Operation", trigger: "Trigger", schedule: "Schedule", status: "Status", outcome: "Outcome", messageId: "Message id" };
 
 // filterControls makes the filter form's inputs, set to the filters f.
 function filterControls(f) {
@@ -115,7 +115,7 @@ function row(r) {
     h("td", null, h("a", { href: link, "data-nav": true }, when(r.startedAt))),
     h("td", null, r.project),
     h("td", null, r.operation),
-    h("td", null, r.trigger),
+    h("td", null, r.trigger, r.schedule ? h("span", { class: "muted schedule" }, " " + r.schedule) : null),
     h("td", null, badge(r.status)),
     h("td", null, badge(r.outcome)),
     h("td", { class: "num" }, r.attempt || ""),
