@@ -61,6 +61,7 @@ func (a *Agent) runOperation(ctx context.Context, rec *deliveryRecord, op *trigg
 	msg := op.Message()
 	run := a.newRun(newRunID(), rec.p, op.Name(), "listener")
 	run.Listener, run.MessageID, run.Attempt = rec.spec.ID, msg.ID, msg.Attempt
+	run.Input, run.InputTruncated = runInput(event)
 	r := rec.start(run)
 	a.putRun(ctx, run) // visible as running while it runs
 	op.Start()

@@ -175,6 +175,7 @@ func (a *Agent) newRun(id string, p *scripts.Project, op, trigger string) store.
 func (a *Agent) execute(ctx context.Context, run store.Run, inv runtime.Invocation, keep keepResult) (store.Run, *triggers.Response) {
 	inv.RunID = run.ID
 	run.Agent = a.cfg.AgentID
+	run.Input, run.InputTruncated = runInput(inv.Event)
 	live := a.startRun(run, inv.Project, inv.Operation)
 	res := a.engine.Run(ctx, inv)
 	run = finish(run, res)

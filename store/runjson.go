@@ -84,12 +84,46 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 		w.raw(`,"scheduledAt":`)
 		w.time(*r.ScheduledAt)
 	}
+	if len(r.Input) > 0 {
+		// Input is written as it is when it is what json.Marshal would
+		// make of it (the agent keeps it so; see Run.Input).
+		w.ok = w.ok && marshalForm(r.Input)
+		w.raw(`,"input":`)
+		w.b = append(w.b, r.Input...)
+	}
+	if r.InputTruncated {
+		w.raw(`,"inputTruncated":true`)
+	}
 	w.raw(`,"resultTruncated":`)
 	w.b = strconv.AppendBool(w.b, r.ResultTruncated)
 	w.optBytes(`,"result":`, r.Result)
 	w.optBytes(`,"fullResult":`, r.FullResult)
 	w.raw("}")
 	return w.b, w.ok
+}
+
+// marshalForm reports whether JSON text j is as json.Marshal writes a
+// json.RawMessage: no whitespace outside strings, and none of the
+// characters it escapes (<, >, &, U+2028, U+2029).
+func marshalForm(j []byte) bool {
+	inString, escaped := false, false
+	for i, c := range j {
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			return false
+		case c == 0xE2 && i+2 < len(j) && j[i+1] == 0x80 && (j[i+2] == 0xA8 || j[i+2] == 0xA9):
+			return false
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
 }
 
 // runWriter appends JSON pieces; ok turns false on a value it leaves to

@@ -27,6 +27,10 @@ func TestEncodeRunMatchesJSONMarshal(t *testing.T) {
 		"result not compact":             {ID: "w", Result: []byte("{ \"a\": 1 }")},
 		"result null":                    {ID: "n", Result: []byte(`null`)},
 		"result cut":                     {ID: "t", ResultTruncated: true, FullResult: []byte(`"a long answer"`)},
+		"input":                          {ID: "i", Input: []byte(`{"a":[1,"x \" y"]}`), Logs: []LogLine{}},
+		"input not compact":              {ID: "i2", Input: []byte("{ \"a\": \"b c\" }")},
+		"input json.Marshal escapes":     {ID: "i3", Input: []byte(`"<b>&` + "\u2028" + `"`)},
+		"input cut":                      {ID: "i4", InputTruncated: true},
 		"invalid":                        {ID: "bad\xff utf8", Logs: []LogLine{{Message: "\xed\xa0\x80"}}},
 		"far year":                       {ID: "far", StartedAt: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
@@ -69,4 +73,20 @@ func FuzzEncodeRun(f *testing.F) {
 			t.Fatalf("encodeRun:\n got %s (%v)\nwant %s (%v)", got, err, want, wantErr)
 		}
 	})
+}
+
+// A run's input in the form the agent keeps it is written by appendRun
+// itself, not left to json.Marshal.
+func TestEncodeRunWritesKeptInputItself(t *testing.T) {
+	t.Parallel()
+	for _, input := range []string{`{"a":[1,"x \" y"]}`, `"text with spaces"`, `{"html":"\u003cb\u003e"}`} {
+		if _, ok := appendRun(nil, Run{ID: "i", Input: []byte(input)}); !ok {
+			t.Errorf("input %s left to json.Marshal", input)
+		}
+	}
+	for _, input := range []string{`{ "a": 1 }`, `"<b>"`, "\"\u2028\""} {
+		if _, ok := appendRun(nil, Run{ID: "i", Input: []byte(input)}); ok {
+			t.Errorf("input %s written as it is, unlike json.Marshal", input)
+		}
+	}
 }

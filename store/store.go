@@ -197,6 +197,12 @@ type Run struct {
 	// started the run; ScheduledAt is the tick's time (absent for a run-now).
 	Schedule    string     `json:"schedule,omitempty"`
 	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	// Input is the body the run was started with (a webhook's, a message's,
+	// a schedule's input) as compact, HTML-escaped JSON (as json.Marshal
+	// writes it; a text body as a JSON string) when it takes at most
+	// MaxInputBytes; InputTruncated says it was longer and is not kept.
+	Input          json.RawMessage `json:"input,omitempty"`
+	InputTruncated bool            `json:"inputTruncated,omitempty"`
 
 	// Result is what the script returned, as JSON (absent for undefined),
 	// when it takes at most MaxResultBytes. The agent keeps it on the runs
@@ -213,6 +219,9 @@ type Run struct {
 
 // MaxResultBytes bounds a run's Result.
 const MaxResultBytes = 1 << 20
+
+// MaxInputBytes bounds a run's Input.
+const MaxInputBytes = 64 << 10
 
 // Step is one operation executed within a run.
 type Step struct {
