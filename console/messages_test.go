@@ -109,7 +109,7 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#runs-body tr[data-outcome="dead_lettered"]`)))
 	})
 
-	t.Run("a run's page shows its error and every attempt of its message", func(t *testing.T) {
+	t.Run("a run's page shows its error, its input and every attempt of its message", func(t *testing.T) {
 		b := b.in(t)
 		b.do("open the dead-lettered run", chromedp.Click(chromedp.CSS(`#runs-body tr[data-outcome="dead_lettered"] a`)),
 			chromedp.WaitVisible(chromedp.CSS("#run-attempts")))
@@ -118,6 +118,9 @@ func TestRunsAndDeadLettersPages(t *testing.T) {
 		}
 		if got := b.text("#run-error mark.loc"); !regexp.MustCompile(`^operations/[\w.-]+\.js:\d+:\d+$`).MatchString(got) {
 			t.Errorf("the error's place is marked as %q, want file:line:col", got)
+		}
+		if got := b.text("#run-input"); !strings.Contains(got, `"B-1"`) {
+			t.Errorf("the run's input reads %q, want the order it was given", got)
 		}
 		if n := eval[int](b, `document.querySelectorAll("#run-attempts tbody tr").length`); n != attempts || n < 4 {
 			t.Errorf("the run's page lists %d attempts; the API has %d runs of the message (1 + 3 redeliveries expected)", n, attempts)

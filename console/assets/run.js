@@ -69,16 +69,23 @@ function page(r, attempts) {
     ? h("ol", { class: "logs", id: "run-logs" }, r.logs.map((l) => h("li", { class: "log-" + l.level },
       h("time", null, new Date(l.time).toLocaleTimeString()), " ", h("span", { class: "lvl" }, l.level), " ", l.message)))
     : h("p", { class: "muted" }, "No log lines."));
+  out.push(h("h2", null, "Input"));
+  if (r.inputTruncated) out.push(h("p", { class: "muted" }, "The input was larger than the agent keeps (64 KiB); it is not stored."));
+  else if (r.input === undefined) out.push(h("p", { class: "muted" }, "This run was started without a body."));
+  else out.push(h("pre", { class: "result", id: "run-input" }, cut(JSON.stringify(r.input, null, 2))));
   out.push(h("h2", null, "Result"));
   if (r.resultTruncated) out.push(h("p", { class: "muted" }, "The result was larger than the agent keeps; it is not stored."));
   else if (r.result === undefined) out.push(h("p", { class: "muted" }, "No result kept for this run (the agent keeps results of async, idempotent and called runs)."));
   else {
-    let text = JSON.stringify(r.result, null, 2);
-    if (text.length > MAX_RESULT_CHARS) text = text.slice(0, MAX_RESULT_CHARS) + "\n… (cut at " + MAX_RESULT_CHARS + " characters)";
-    out.push(h("pre", { class: "result", id: "run-result" }, text));
+    out.push(h("pre", { class: "result", id: "run-result" }, cut(JSON.stringify(r.result, null, 2))));
   }
   if (attempts) out.push(...attemptList(r, attempts));
   return out;
+}
+
+// cut bounds a JSON text shown on the page.
+function cut(text) {
+  return text.length > MAX_RESULT_CHARS ? text.slice(0, MAX_RESULT_CHARS) + "\n… (cut at " + MAX_RESULT_CHARS + " characters)" : text;
 }
 
 // attemptList answers "what happened to message X": every attempt, its
