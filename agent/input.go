@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
 
 	"github.com/opsrunner/opsrunner/store"
@@ -36,20 +35,5 @@ func runInput(ev any) (input json.RawMessage, truncated bool) {
 	if len(raw) > store.MaxInputBytes {
 		return nil, true
 	}
-	return compactJSON(raw), false
-}
-
-// compactJSON is raw as json.Marshal writes a json.RawMessage (compact,
-// HTML-escaped) when raw is JSON, else raw as a JSON string.
-func compactJSON(raw []byte) json.RawMessage {
-	var buf bytes.Buffer
-	if json.Valid(raw) {
-		if err := json.Compact(&buf, raw); err == nil {
-			var out bytes.Buffer
-			json.HTMLEscape(&out, buf.Bytes())
-			return out.Bytes()
-		}
-	}
-	b, _ := json.Marshal(string(raw))
-	return b
+	return store.InputJSON(raw), false
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
@@ -100,6 +101,27 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 	w.optBytes(`,"fullResult":`, r.FullResult)
 	w.raw("}")
 	return w.b, w.ok
+}
+
+// InputJSON is raw as a run keeps it in Run.Input: JSON in the form
+// json.Marshal writes a json.RawMessage (compact, HTML-escaped), and text
+// that is not JSON as a JSON string. Input that is already in that form,
+// as machine-made JSON usually is, is only copied.
+func InputJSON(raw []byte) json.RawMessage {
+	if !json.Valid(raw) {
+		b, _ := json.Marshal(string(raw))
+		return b
+	}
+	if marshalForm(raw) {
+		return bytes.Clone(raw)
+	}
+	var compact, escaped bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		b, _ := json.Marshal(string(raw))
+		return b
+	}
+	json.HTMLEscape(&escaped, compact.Bytes())
+	return escaped.Bytes()
 }
 
 // marshalForm reports whether JSON text j is as json.Marshal writes a

@@ -90,3 +90,25 @@ func TestEncodeRunWritesKeptInputItself(t *testing.T) {
 		}
 	}
 }
+
+// InputJSON keeps JSON in json.Marshal's form and makes other text a JSON
+// string; what it returns, appendRun writes itself.
+func TestInputJSON(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`{"id":7}`:                `{"id":7}`,
+		"{ \"id\" : [1, 2] }\n":   `{"id":[1,2]}`,
+		`{"note":"<b> & </b>"}`:   `{"note":"\u003cb\u003e \u0026 \u003c/b\u003e"}`,
+		"plain words":             `"plain words"`,
+		`{"cut":`:                 `"{\"cut\":"`,
+		"\"line\u2028separator\"": `"line\u2028separator"`,
+	} {
+		got := InputJSON([]byte(in))
+		if string(got) != want {
+			t.Errorf("InputJSON(%q) = %s, want %s", in, got, want)
+		}
+		if _, ok := appendRun(nil, Run{ID: "i", Input: got}); !ok {
+			t.Errorf("InputJSON(%q) = %s is left to json.Marshal", in, got)
+		}
+	}
+}
