@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/internal/yamlkeys"
 )
 
 // configDoc is the user reference whose table must list every setting.
@@ -29,7 +30,7 @@ const configDoc = "../docs/configuration.md"
 func TestConfigurationDocListsEverySetting(t *testing.T) {
 	table := readConfigTable(t, configDoc)
 	code := map[string]map[string]bool{
-		"YAML key": setOf(yamlKeys(reflect.TypeFor[agent.Config](), "")),
+		"YAML key": setOf(yamlkeys.Of(reflect.TypeFor[agent.Config]())),
 		"variable": envVarsInCode(t, ".."),
 		"flag":     cliFlags(t, "../cmd/opsrunner"),
 	}
@@ -47,34 +48,6 @@ func TestConfigurationDocListsEverySetting(t *testing.T) {
 			}
 		})
 	}
-}
-
-// yamlKeys lists the YAML keys of struct type t with their paths: nested
-// keys joined with ".", "<name>" for a map key, "[]" for a list item.
-func yamlKeys(t reflect.Type, prefix string) []string {
-	var keys []string
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || tag == "" || tag == "-" {
-			continue
-		}
-		path := prefix + tag
-		keys = append(keys, path)
-		ft := f.Type
-		for ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		switch {
-		case ft.Kind() == reflect.Struct:
-			keys = append(keys, yamlKeys(ft, path+".")...)
-		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
-			keys = append(keys, yamlKeys(ft.Elem(), path+"[].")...)
-		case ft.Kind() == reflect.Map && ft.Elem().Kind() == reflect.Struct:
-			keys = append(keys, yamlKeys(ft.Elem(), path+".<name>.")...)
-		}
-	}
-	return keys
 }
 
 // envVarName is an OPSRUNNER_* variable as the code spells it.

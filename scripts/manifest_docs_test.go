@@ -10,8 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/opsrunner/opsrunner/internal/yamlkeys"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -24,7 +23,7 @@ const manifestDoc = "../docs/manifest.md"
 // parser would refuse. A key added to the model without docs fails here.
 func TestManifestDocListsEveryKey(t *testing.T) {
 	documented := readManifestTable(t, manifestDoc)
-	known := manifestKeys(reflect.TypeFor[scripts.Manifest](), "")
+	known := yamlkeys.Of(reflect.TypeFor[scripts.Manifest]())
 	for _, k := range known {
 		if !documented[k] {
 			t.Errorf("%s: manifest key %q is accepted by the parser but has no row in the table; add one", manifestDoc, k)
@@ -35,36 +34,6 @@ func TestManifestDocListsEveryKey(t *testing.T) {
 			t.Errorf("%s: the table names key %q, which the parser refuses; remove or correct the row", manifestDoc, k)
 		}
 	}
-}
-
-var unmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
-
-// manifestKeys lists the keys of struct type t with their paths: nested
-// keys joined with ".", "[]" for a list item. A type that reads itself from
-// YAML (a duration, a placement) is one key.
-func manifestKeys(t reflect.Type, prefix string) []string {
-	var keys []string
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || tag == "" || tag == "-" {
-			continue
-		}
-		path := prefix + tag
-		keys = append(keys, path)
-		ft := f.Type
-		for ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		switch {
-		case reflect.PointerTo(ft).Implements(unmarshaler):
-		case ft.Kind() == reflect.Struct:
-			keys = append(keys, manifestKeys(ft, path+".")...)
-		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
-			keys = append(keys, manifestKeys(ft.Elem(), path+"[].")...)
-		}
-	}
-	return keys
 }
 
 var firstBackticked = regexp.MustCompile("^`([^`]+)`$")
