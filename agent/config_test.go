@@ -37,11 +37,12 @@ func TestLoadLayersDefaultsYAMLAndEnvironment(t *testing.T) {
 	t.Run("the environment overrides the file", func(t *testing.T) {
 		p := write("http_addr: 0.0.0.0:9000\nworkers: 3\ncluster_size: 3\nadvertise_addr: a:1\n")
 		c, err := Load(p, env(map[string]string{"OPSRUNNER_WORKERS": "7", "OPSRUNNER_BROKER_URL": "stomp://u:p@mq:61613", "OPSRUNNER_AGENT_ID": "a1",
-			"OPSRUNNER_ADVERTISE_ADDR": "10.0.0.7:9000"}))
+			"OPSRUNNER_ADVERTISE_ADDR": "10.0.0.7:9000", "OPSRUNNER_EGRESS_MAX_BODY_BYTES": "4096", "OPSRUNNER_EGRESS_MAX_REDIRECTS": "-1"}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.HTTPAddr != "0.0.0.0:9000" || c.Workers != 7 || c.ClusterSize != 3 || c.AgentID != "a1" || c.AdvertiseAddr != "10.0.0.7:9000" {
+		if c.HTTPAddr != "0.0.0.0:9000" || c.Workers != 7 || c.ClusterSize != 3 || c.AgentID != "a1" || c.AdvertiseAddr != "10.0.0.7:9000" ||
+			c.Egress.MaxBodyBytes != 4096 || c.Egress.MaxRedirects != -1 {
 			t.Fatalf("layering: %+v", c)
 		}
 		if err := c.Validate(); err != nil {
