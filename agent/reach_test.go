@@ -204,11 +204,18 @@ func TestASecretSetOnOneAgentIsReadOnAnother(t *testing.T) {
 }
 
 // waitForProject waits until ta serves the project's webhook.
+// waitForProject waits until ta runs project: the project is stored (the
+// store is shared, so that alone says nothing of ta) and ta has installed
+// it (its answer lists the live operations, which come from what ta has
+// loaded).
 func waitForProject(t *testing.T, ta *testAgent, project string) {
 	t.Helper()
-	for range 200 {
+	for range 400 {
 		r := ta.do(t, http.MethodGet, "/api/v1/projects/"+project, "", nil, nil)
-		if r.Status == http.StatusOK {
+		var view struct {
+			Operations []any `json:"operations"`
+		}
+		if r.Status == http.StatusOK && json.Unmarshal(r.Body, &view) == nil && len(view.Operations) > 0 {
 			return
 		}
 		time.Sleep(25 * time.Millisecond)
