@@ -78,27 +78,7 @@ func appendRun(b []byte, r Run) (_ []byte, ok bool) {
 		}
 		w.raw("]")
 	}
-	w.optInt(`,"httpStatus":`, int64(r.HTTPStatus))
-	w.optStr(`,"parentRunId":`, r.ParentRunID)
-	w.optStr(`,"schedule":`, r.Schedule)
-	if r.ScheduledAt != nil {
-		w.raw(`,"scheduledAt":`)
-		w.time(*r.ScheduledAt)
-	}
-	if len(r.Input) > 0 {
-		// Input is written as it is when it is what json.Marshal would
-		// make of it (the agent keeps it so; see Run.Input).
-		w.ok = w.ok && marshalForm(r.Input)
-		w.raw(`,"input":`)
-		w.b = append(w.b, r.Input...)
-	}
-	if r.InputTruncated {
-		w.raw(`,"inputTruncated":true`)
-	}
-	w.raw(`,"resultTruncated":`)
-	w.b = strconv.AppendBool(w.b, r.ResultTruncated)
-	w.optBytes(`,"result":`, r.Result)
-	w.optBytes(`,"fullResult":`, r.FullResult)
+	w.tail(r)
 	w.raw("}")
 	return w.b, w.ok
 }
@@ -122,6 +102,32 @@ func InputJSON(raw []byte) json.RawMessage {
 	}
 	json.HTMLEscape(&escaped, compact.Bytes())
 	return escaped.Bytes()
+}
+
+// tail writes the fields after the logs: the webhook status, the parent
+// run, the schedule, the input and the result.
+func (w *runWriter) tail(r Run) {
+	w.optInt(`,"httpStatus":`, int64(r.HTTPStatus))
+	w.optStr(`,"parentRunId":`, r.ParentRunID)
+	w.optStr(`,"schedule":`, r.Schedule)
+	if r.ScheduledAt != nil {
+		w.raw(`,"scheduledAt":`)
+		w.time(*r.ScheduledAt)
+	}
+	if len(r.Input) > 0 {
+		// Input is written as it is when it is what json.Marshal would
+		// make of it (the agent keeps it so; see Run.Input).
+		w.ok = w.ok && marshalForm(r.Input)
+		w.raw(`,"input":`)
+		w.b = append(w.b, r.Input...)
+	}
+	if r.InputTruncated {
+		w.raw(`,"inputTruncated":true`)
+	}
+	w.raw(`,"resultTruncated":`)
+	w.b = strconv.AppendBool(w.b, r.ResultTruncated)
+	w.optBytes(`,"result":`, r.Result)
+	w.optBytes(`,"fullResult":`, r.FullResult)
 }
 
 // marshalForm reports whether JSON text j is as json.Marshal writes a
