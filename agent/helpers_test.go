@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/internal/agenttest"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -39,13 +39,9 @@ func startAgent(t testing.TB, mutate func(*agent.Config)) *testAgent {
 // discarded).
 func startLoggedAgent(t testing.TB, mutate func(*agent.Config), log *slog.Logger) *testAgent {
 	t.Helper()
-	cfg := agent.Defaults()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.EmbeddedBrokerAddr = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := agenttest.Config(t, "")
 	madeUp := cfg.AgentID
 	cfg.AgentID = "test-agent"
-	cfg.ShutdownTimeout = agent.Duration(5 * time.Second)
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -56,29 +52,8 @@ func startLoggedAgent(t testing.TB, mutate func(*agent.Config), log *slog.Logger
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
 	ta := &testAgent{Agent: a, URL: "http://" + a.HTTPAddr()}
-	ta.stop = sync.OnceFunc(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent stopped with: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("agent did not stop within 20s")
-		}
-	})
-	t.Cleanup(ta.stop)
-	select {
-	case <-a.Started():
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("agent not ready within 10s")
-	}
+	ta.stop = agenttest.Serve(t, a)
 	return ta
 }
 

@@ -7,11 +7,11 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/internal/agenttest"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -26,12 +26,7 @@ type testAgent struct {
 // configuration first. It stops when the test ends.
 func startAgent(t *testing.T, mutate func(*agent.Config)) *testAgent {
 	t.Helper()
-	cfg := agent.Defaults()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.EmbeddedBrokerAddr = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.AgentID = "console-test"
-	cfg.ShutdownTimeout = agent.Duration(5 * time.Second)
+	cfg := agenttest.Config(t, "console-test")
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -39,27 +34,7 @@ func startAgent(t *testing.T, mutate func(*agent.Config)) *testAgent {
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(sync.OnceFunc(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent stopped with: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("agent did not stop within 20s")
-		}
-	}))
-	select {
-	case <-a.Started():
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("agent not ready within 10s")
-	}
+	agenttest.Serve(t, a)
 	return &testAgent{URL: "http://" + a.HTTPAddr()}
 }
 

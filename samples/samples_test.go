@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
+	"github.com/opsrunner/opsrunner/internal/agenttest"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -139,34 +140,11 @@ func TestCurlLinesWorkAsWritten(t *testing.T) {
 // until the test ends and returns its base URL.
 func startAgent(t *testing.T) string {
 	t.Helper()
-	cfg := agent.Defaults()
-	cfg.HTTPAddr, cfg.EmbeddedBrokerAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
-	cfg.AgentID, cfg.ShutdownTimeout = "samples-test", agent.Duration(5*time.Second)
-	a, err := agent.New(cfg, nil)
+	a, err := agent.New(agenttest.Config(t, "samples-test"), nil)
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent stopped with: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("agent did not stop within 20s")
-		}
-	})
-	select {
-	case <-a.Started():
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("agent not ready within 10s")
-	}
+	agenttest.Serve(t, a)
 	return "http://" + a.HTTPAddr()
 }
 
