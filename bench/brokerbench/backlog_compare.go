@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/opsrunner/opsrunner/internal/brokercaps"
+)
+
+// compareConfig is the send and consume rates of two opsrunner binaries on
+// a small backlog (measure: n messages sent, then consumed), alternated
+// over rounds so that the machine's noise falls on both alike.
+type compareConfig struct {
+	bin, baseline     string
+	rounds            int
+	n, size, prefetch int
+	dir               string
+}
+
+// rates is one leg's result, in messages per second.
+type rates struct{ send, consume float64 }
+
+// runCompare measures both binaries each round, baseline first in even
+// rounds and candidate first in odd ones, each leg on a fresh broker
+// process with an empty data directory, and prints the rates and the
+// ratios candidate/baseline (median and range over rounds).
+func runCompare(cfg compareConfig) error {
+	var cand, base []rates
+	for round := range cfg.rounds {
+		order := []string{cfg.baseline, cfg.bin}
+		if round%2 == 1 {
+			order = []string{cfg.bin, cfg.baseline}
+		}
+		for _, bin := range order {
+			r, err := measureBinary(bin, cfg)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", round+1, bin, err)
+			}
+			if bin == cfg.bin {
+				cand = append(cand, r)
+			} else {
+				base = append(base, r)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "compare: round %d: baseline %.0f/%.0f, candidate %.0f/%.0f msg/s\n",
+			round+1, base[round].send, base[round].consume, cand[round].send, cand[round].consume)
+	}
+	fmt.Printf("brokerbench -baseline-bin: %d rounds of %d persistent %d-byte messages sent then consumed (client-individual ack, prefetch %d), alternated\n",
+		cfg.rounds, cfg.n, cfg.size, cfg.prefetch)
+	fmt.Printf("  baseline  %s\n  candidate %s\n", cfg.baseline, cfg.bin)
+	fmt.Printf("%-10s %28s %28s %24s\n", "", "baseline median (min-max)", "candidate median (min-max)", "ratio median (min-max)")
+	pick := func(rs []rates, send bool) []float64 {
+		out := make([]float64, len(rs))
+		for i, r := range rs {
+			out[i] = r.consume
+			if send {
+				out[i] = r.send
+			}
+		}
+		return out
+	}
+	for _, leg := range []struct {
+		name string
+		send bool
+	}{{"send/s", true}, {"consume/s", false}} {
+		b, c := pick(base, leg.send), pick(cand, leg.send)
+		ratio := make([]float64, len(b))
+		for i := range b {
+			ratio[i] = c[i] / b[i] // paired by round
+		}
+		fmt.Printf("%-10s %28s %28s %24s\n", leg.name, spread(b, "%.0f"), spread(c, "%.0f"), spread(ratio, "%.2f"))
+	}
+	return nil
+}
+
+// measureBinary runs measure against a fresh broker child of bin.
+func measureBinary(bin string, cfg compareConfig) (rates, error) {
+	dir, err := os.MkdirTemp(cfg.dir, "brokerbench-compare-")
+	if err != nil {
+		return rates{}, err
+	}
+	defer os.RemoveAll(dir)
+	p, err := newBrokerProc(bin, dir)
+	if err != nil {
+		return rates{}, err
+	}
+	defer p.kill()
+	if _, err := p.startTimed(startLimit); err != nil {
+		return rates{}, err
+	}
+	var r rates
+	r.send, r.consume, err = measure(p.dial, brokercaps.Embedded, cfg.n, cfg.size, cfg.prefetch)
+	if _, serr := p.stop(stopLimit); err == nil {
+		err = serr
+	}
+	return r, err
+}
+
+// spread is "median (min-max)" of xs in format f.
+func spread(xs []float64, f string) string {
+	s := slices.Sorted(slices.Values(xs))
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return fmt.Sprintf(f+" ("+f+"-"+f+")", med, s[0], s[len(s)-1])
+}
