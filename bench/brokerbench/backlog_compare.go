@@ -28,16 +28,18 @@ type rates struct{ send, consume float64 }
 func runCompare(cfg compareConfig) error {
 	var cand, base []rates
 	for round := range cfg.rounds {
-		order := []string{cfg.baseline, cfg.bin}
-		if round%2 == 1 {
-			order = []string{cfg.bin, cfg.baseline}
-		}
-		for _, bin := range order {
+		candidateFirst := round%2 == 1
+		for leg := range 2 {
+			isCandidate := (leg == 0) == candidateFirst
+			bin := cfg.baseline
+			if isCandidate {
+				bin = cfg.bin
+			}
 			r, err := measureBinary(bin, cfg)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", round+1, bin, err)
 			}
-			if bin == cfg.bin {
+			if isCandidate {
 				cand = append(cand, r)
 			} else {
 				base = append(base, r)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
 	"github.com/opsrunner/opsrunner/internal/stompc"
+	"github.com/opsrunner/opsrunner/internal/testenv"
 )
 
 // brokerProc is one `opsrunner broker` child process on a fixed address and
@@ -140,7 +141,7 @@ func (p *brokerProc) connect(timeout time.Duration) (*stompc.Conn, error) {
 
 // dial opens a go-stomp connection (the client measure uses).
 func (p *brokerProc) dial() (*stomp.Conn, error) {
-	return stomp.Dial("tcp", p.addr, stomp.ConnOpt.Host("localhost"), stomp.ConnOpt.HeartBeat(0, 0))
+	return stomp.Dial("tcp", p.addr, stomp.ConnOpt.Host("localhost"), stomp.ConnOpt.HeartBeat(0, 0), testenv.QuietLogs())
 }
 
 // stop ends the process with SIGTERM and waits for it to exit (SIGKILL

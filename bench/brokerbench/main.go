@@ -42,7 +42,7 @@ func main() {
 	backlog := flag.String("backlog", "", "queued messages at each checkpoint after 0, comma-separated (e.g. 100000,1000000,3000000): measure one queue's backlog instead of comparing brokers")
 	bin := flag.String("bin", "", "opsrunner binary for -backlog and -baseline-bin (default: built from ./cmd/opsrunner)")
 	baselineBin := flag.String("baseline-bin", "", "opsrunner binary to compare -bin with: small-backlog send and consume rates over -rounds alternated rounds")
-	rounds := flag.Int("rounds", 5, "rounds of -baseline-bin")
+	rounds := flag.Int("rounds", 6, "rounds of -baseline-bin")
 	dataDir := flag.String("dir", "", "folder for the brokers' data of -backlog and -baseline-bin (default: the system's temporary folder)")
 	producers := flag.Int("producers", 4, "-backlog: producer connections filling the queue")
 	consumers := flag.Int("consumers", 2, "-backlog: consumer connections draining it")
