@@ -1,15 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
@@ -179,25 +180,55 @@ func fill(p *brokerProc, n, first, size, producers int) (float64, error) {
 	return float64(n) / time.Since(t0).Seconds(), err
 }
 
-// produce sends the messages numbered lo to hi-1, the last with a receipt.
+// produce sends the messages numbered lo to hi-1 over one connection,
+// the last with a receipt, and waits for that receipt. Frames are written
+// raw through a buffer: the fill is not what is measured, and a client
+// that reads nothing until the end must not time out on heart-beats.
 func produce(p *brokerProc, lo, hi, size int) error {
-	c, err := p.dial()
+	nc, err := net.DialTimeout("tcp", p.addr, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("connect producer: %w", err)
 	}
-	defer c.MustDisconnect()
+	defer nc.Close()
+	w := bufio.NewWriterSize(nc, 64<<10)
+	r := frame.NewReader(nc)
+	w.WriteString("CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:0,0\n\n\x00")
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("connect producer: %w", err)
+	}
+	if f, err := readFrame(r); err != nil || f.Command != frame.CONNECTED {
+		return fmt.Errorf("connect producer: %v %v", f, err)
+	}
 	body := bytes.Repeat([]byte("b"), max(size, 12))
 	for i := lo; i < hi; i++ {
 		copy(body, fmt.Sprintf("%011d ", i))
-		opts := []func(*frame.Frame) error{stomp.SendOpt.Header("persistent", "true")}
+		receipt := ""
 		if i == hi-1 {
-			opts = append(opts, stomp.SendOpt.Receipt)
+			receipt = "receipt:end\n"
 		}
-		if err := c.Send(backlogQueue, "application/octet-stream", body, opts...); err != nil {
+		fmt.Fprintf(w, "SEND\ndestination:%s\npersistent:true\n%scontent-length:%d\n\n", backlogQueue, receipt, len(body))
+		w.Write(body)
+		if err := w.WriteByte(0); err != nil {
 			return fmt.Errorf("send %d: %w", i, err)
 		}
 	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	if f, err := readFrame(r); err != nil || f.Command != frame.RECEIPT {
+		return fmt.Errorf("receipt of the last send: %v %v", f, err)
+	}
 	return nil
+}
+
+// readFrame reads the next frame, skipping heart-beats.
+func readFrame(r *frame.Reader) (*frame.Frame, error) {
+	for {
+		f, err := r.Read()
+		if err != nil || f != nil {
+			return f, err
+		}
+	}
 }
 
 // drainBacklog consumes the n queued messages, then reads the disk use at
