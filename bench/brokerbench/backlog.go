@@ -80,12 +80,13 @@ func runBacklog(cfg backlogConfig) error {
 		skipped []int
 		queued  int
 	)
-	for _, level := range append([]int{0}, cfg.levels...) {
+	levels := append([]int{0}, cfg.levels...)
+	for i, level := range levels {
 		cp := checkpoint{queued: level}
 		if level > queued {
 			if err := fitsOnDisk(dir, p.dataDir, level, cfg.size); err != nil {
 				fmt.Printf("backlog: skipping %d and above: %v\n", level, err)
-				skipped = append(skipped, level)
+				skipped = levels[i:]
 				break
 			}
 			sm := sampleMemory(p.pid())
