@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
 )
@@ -18,8 +19,10 @@ type compareConfig struct {
 	dir               string
 }
 
-// rates is one leg's result, in messages per second.
-type rates struct{ send, consume float64 }
+// rates is one leg's result: messages per second, and the broker's CPU
+// time per message sent and consumed in microseconds (which the other
+// programs on a shared machine disturb less than the rates).
+type rates struct{ send, consume, cpu float64 }
 
 // runCompare measures both binaries each round, baseline first in even
 // rounds and candidate first in odd ones, each leg on a fresh broker
@@ -45,33 +48,38 @@ func runCompare(cfg compareConfig) error {
 				base = append(base, r)
 			}
 		}
-		fmt.Fprintf(os.Stderr, "compare: round %d: baseline %.0f/%.0f, candidate %.0f/%.0f msg/s\n",
-			round+1, base[round].send, base[round].consume, cand[round].send, cand[round].consume)
+		fmt.Fprintf(os.Stderr, "compare: round %d: baseline %.0f/%.0f msg/s %.1f µs/msg, candidate %.0f/%.0f msg/s %.1f µs/msg\n",
+			round+1, base[round].send, base[round].consume, base[round].cpu, cand[round].send, cand[round].consume, cand[round].cpu)
 	}
 	fmt.Printf("brokerbench -baseline-bin: %d rounds of %d persistent %d-byte messages sent then consumed (client-individual ack, prefetch %d), alternated\n",
 		cfg.rounds, cfg.n, cfg.size, cfg.prefetch)
 	fmt.Printf("  baseline  %s\n  candidate %s\n", cfg.baseline, cfg.bin)
 	fmt.Printf("%-10s %28s %28s %24s\n", "", "baseline median (min-max)", "candidate median (min-max)", "ratio median (min-max)")
-	pick := func(rs []rates, send bool) []float64 {
+	pick := func(rs []rates, of func(rates) float64) []float64 {
 		out := make([]float64, len(rs))
 		for i, r := range rs {
-			out[i] = r.consume
-			if send {
-				out[i] = r.send
-			}
+			out[i] = of(r)
 		}
 		return out
 	}
 	for _, leg := range []struct {
 		name string
-		send bool
-	}{{"send/s", true}, {"consume/s", false}} {
-		b, c := pick(base, leg.send), pick(cand, leg.send)
+		of   func(rates) float64
+	}{
+		{"send/s", func(r rates) float64 { return r.send }},
+		{"consume/s", func(r rates) float64 { return r.consume }},
+		{"cpu µs/msg", func(r rates) float64 { return r.cpu }},
+	} {
+		b, c := pick(base, leg.of), pick(cand, leg.of)
 		ratio := make([]float64, len(b))
 		for i := range b {
 			ratio[i] = c[i] / b[i] // paired by round
 		}
-		fmt.Printf("%-10s %28s %28s %24s\n", leg.name, spread(b, "%.0f"), spread(c, "%.0f"), spread(ratio, "%.2f"))
+		f := "%.0f"
+		if leg.name == "cpu µs/msg" {
+			f = "%.1f"
+		}
+		fmt.Printf("%-10s %28s %28s %24s\n", leg.name, spread(b, f), spread(c, f), spread(ratio, "%.2f"))
 	}
 	return nil
 }
@@ -92,7 +100,15 @@ func measureBinary(bin string, cfg compareConfig) (rates, error) {
 		return rates{}, err
 	}
 	var r rates
+	cpu0, err := readCPU(p.pid())
+	if err != nil {
+		return rates{}, err
+	}
 	r.send, r.consume, err = measure(p.dial, brokercaps.Embedded, cfg.n, cfg.size, cfg.prefetch)
+	if cpu1, cerr := readCPU(p.pid()); err == nil {
+		err = cerr
+		r.cpu = float64((cpu1-cpu0)/time.Microsecond) / float64(cfg.n)
+	}
 	if _, serr := p.stop(stopLimit); err == nil {
 		err = serr
 	}

@@ -272,6 +272,28 @@ func (s *sampler) stop() memory {
 	return s.top
 }
 
+// readCPU is the CPU time process pid has used so far, user and system
+// (in clock ticks of 10 ms, from /proc/PID/stat).
+func readCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time: %w", err)
+	}
+	// The command name, field 2, is in parentheses and may hold spaces:
+	// fields are counted after its closing one (state is field 3).
+	i := bytes.LastIndexByte(data, ')')
+	f := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("read CPU time: unexpected %q", data)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("read CPU time: %w", err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // diskUse is what a directory takes on disk: the sum of its files' sizes
 // and of the blocks allocated to them (smaller for sparse files, larger
 // for preallocated ones).
