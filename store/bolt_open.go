@@ -184,7 +184,8 @@ func compactIfSparse(db *bolt.DB, path string) (*bolt.DB, error) {
 		db.Close()
 		return nil, err
 	}
-	free := int64(db.Stats().FreePageN) * int64(db.Info().PageSize)
+	st := db.Stats() // pages freed by the last write are pending until the next one
+	free := int64(st.FreePageN+st.PendingPageN) * int64(db.Info().PageSize)
 	if fi.Size() < minCompactBytes || free <= fi.Size()/2 {
 		return db, nil
 	}

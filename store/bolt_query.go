@@ -16,9 +16,9 @@ const sinceSlack = time.Minute
 
 // runCandidates returns the ids of stored runs that pass f's indexed
 // fields, newest first, below f.Before: a run is on every posting list of
-// f's set fields. With none set it walks the index. The ids are valid
-// until tx ends.
-func runCandidates(tx *bolt.Tx, f RunFilter) func() []byte {
+// f's set fields. With none set it walks the index, and returns each id's
+// index entry too (nil otherwise). Both are valid until tx ends.
+func runCandidates(tx *bolt.Tx, f RunFilter) func() (id, entry []byte) {
 	var before []byte
 	if f.Before != "" {
 		before = []byte(f.Before)
@@ -26,9 +26,10 @@ func runCandidates(tx *bolt.Tx, f RunFilter) func() []byte {
 	wanted := filterPostings(f)
 	if len(wanted) == 0 {
 		c := &listCursor{c: tx.Bucket(bucketRunIndex).Cursor()}
-		return func() []byte {
-			before = c.below(before, false)
-			return before
+		return func() ([]byte, []byte) {
+			var entry []byte
+			before, entry = c.below(before, false)
+			return before, entry
 		}
 	}
 	lists := make([]*listCursor, len(wanted))
@@ -37,16 +38,16 @@ func runCandidates(tx *bolt.Tx, f RunFilter) func() []byte {
 		lists[i] = &listCursor{c: postings.Cursor(), prefix: appendPostingPrefix(nil, p)}
 	}
 	done := false
-	return func() []byte {
+	return func() ([]byte, []byte) {
 		if done {
-			return nil
+			return nil, nil
 		}
-		cand := lists[0].below(before, false)
+		cand, _ := lists[0].below(before, false)
 		// Zig-zag: seek each other list to the candidate; a list whose
 		// newest id at or below it is older makes that the candidate, until
 		// every list holds it (a match) or one list ends (no more matches).
 		for agreed, i := 1, 1; cand != nil && agreed < len(lists); i++ {
-			got := lists[i%len(lists)].below(cand, true)
+			got, _ := lists[i%len(lists)].below(cand, true)
 			if bytes.Equal(got, cand) {
 				agreed++
 			} else {
@@ -57,7 +58,7 @@ func runCandidates(tx *bolt.Tx, f RunFilter) func() []byte {
 			done = true
 		}
 		before = cand
-		return cand
+		return cand, nil
 	}
 }
 
@@ -66,42 +67,53 @@ func runCandidates(tx *bolt.Tx, f RunFilter) func() []byte {
 type listCursor struct {
 	c      *bolt.Cursor
 	prefix []byte
+	// at is the last id below returned: the cursor sits on it.
+	at []byte
 }
 
 // below returns the newest id on the list that is less than id (at most id
-// when inclusive); nil id means no bound. It returns nil when there is none.
-func (l *listCursor) below(id []byte, inclusive bool) []byte {
-	var k []byte
-	if id == nil {
-		k = l.last()
-	} else {
-		seek := append(l.prefix[:len(l.prefix):len(l.prefix)], id...)
-		if k, _ = l.c.Seek(seek); k == nil {
-			k, _ = l.c.Last()
-		} else if !inclusive || !bytes.Equal(k, seek) {
-			k, _ = l.c.Prev()
-		}
+// when inclusive), and its value; nil id means no bound. It returns nil
+// when there is none.
+func (l *listCursor) below(id []byte, inclusive bool) ([]byte, []byte) {
+	var k, v []byte
+	switch {
+	case id == nil:
+		k, v = l.last()
+	case !inclusive && l.at != nil && bytes.Equal(id, l.at):
+		k, v = l.c.Prev() // the cursor is on id: step back, no seek
+	default:
+		k, v = l.seekBelow(id, inclusive)
 	}
 	if k == nil || !bytes.HasPrefix(k, l.prefix) {
-		return nil
+		l.at = nil
+		return nil, nil
 	}
-	return k[len(l.prefix):]
+	l.at = k[len(l.prefix):]
+	return l.at, v
+}
+
+func (l *listCursor) seekBelow(id []byte, inclusive bool) ([]byte, []byte) {
+	seek := append(l.prefix[:len(l.prefix):len(l.prefix)], id...)
+	k, v := l.c.Seek(seek)
+	if k == nil {
+		return l.c.Last()
+	}
+	if !inclusive || !bytes.Equal(k, seek) {
+		return l.c.Prev()
+	}
+	return k, v
 }
 
 // last positions on the list's last key.
-func (l *listCursor) last() []byte {
+func (l *listCursor) last() ([]byte, []byte) {
 	end := successor(l.prefix)
 	if end == nil {
-		k, _ := l.c.Last()
-		return k
+		return l.c.Last()
 	}
-	k, _ := l.c.Seek(end)
-	if k == nil {
-		k, _ = l.c.Last()
-	} else {
-		k, _ = l.c.Prev()
+	if k, _ := l.c.Seek(end); k == nil {
+		return l.c.Last()
 	}
-	return k
+	return l.c.Prev()
 }
 
 // successor is the smallest key greater than every key starting with p;
@@ -126,7 +138,7 @@ func storedRuns(tx *bolt.Tx, f RunFilter, limit int, skip map[string]struct{}, o
 	next := runCandidates(tx, f)
 	examined := 0
 	for found := 0; found < limit; {
-		id := next()
+		id, entry := next()
 		if id == nil {
 			break
 		}
@@ -135,7 +147,10 @@ func storedRuns(tx *bolt.Tx, f RunFilter, limit int, skip map[string]struct{}, o
 			continue
 		}
 		if !f.Since.IsZero() {
-			started, err := startedAtOf(index.Get(id))
+			if entry == nil {
+				entry = index.Get(id)
+			}
+			started, err := startedAtOf(entry)
 			if err != nil {
 				return out, examined, fmt.Errorf("run %s: %w", id, err)
 			}
