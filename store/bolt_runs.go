@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -155,6 +157,11 @@ type runTx struct {
 	runs, index, postings, meta *bolt.Bucket
 	buf                         []byte
 	count                       int // stored runs
+	// adds and dels are the posting keys to put and delete at commit, in
+	// key order: the lists lie side by side in one bucket, and inserting
+	// each run's keys as they come would insert mid-node, moving the
+	// node's later entries each time.
+	adds, dels [][]byte
 }
 
 func newRunTx(tx *bolt.Tx, buf []byte) *runTx {
@@ -215,14 +222,10 @@ func (t *runTx) putIndex(id []byte, m, old runMeta, hadOld bool) error {
 			continue // on this list already
 		}
 		if hadOld && was[i].value != "" {
-			if err := t.postings.Delete(t.postingKey(was[i], id)); err != nil {
-				return err
-			}
+			t.dels = append(t.dels, t.postingKey(was[i], id))
 		}
 		if p.value != "" {
-			if err := t.postings.Put(t.postingKey(p, id), nil); err != nil {
-				return err
-			}
+			t.adds = append(t.adds, t.postingKey(p, id))
 		}
 	}
 	return nil
@@ -247,9 +250,7 @@ func (t *runTx) delete(id []byte) error {
 	m, _ := unpackMeta(entry)
 	for _, p := range m.postings() {
 		if p.value != "" {
-			if err := t.postings.Delete(t.postingKey(p, id)); err != nil {
-				return err
-			}
+			t.dels = append(t.dels, t.postingKey(p, id))
 		}
 	}
 	if err := t.index.Delete(id); err != nil {
@@ -278,7 +279,21 @@ func (t *runTx) trim(maxRuns int) error {
 	return nil
 }
 
-// commit stores the count of runs; call it last.
+// commit writes the posting changes, adds first (a run trimmed in the
+// transaction that added it leaves no posting), and the count of runs;
+// call it last.
 func (t *runTx) commit() error {
+	slices.SortFunc(t.adds, bytes.Compare)
+	for _, k := range t.adds {
+		if err := t.postings.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(t.dels, bytes.Compare)
+	for _, k := range t.dels {
+		if err := t.postings.Delete(k); err != nil {
+			return err
+		}
+	}
 	return t.meta.Put(metaCount, binary.BigEndian.AppendUint64(nil, uint64(max(t.count, 0))))
 }
