@@ -36,6 +36,7 @@ func main() {
 	sweep := flag.Duration("sweep", time.Minute, "how often to call Sweep, as the leader does (0: never)")
 	checkpoints := flag.Int("checkpoints", 10, "how many checkpoints to print")
 	contrast := flag.Bool("contrast", true, "first measure the queries at 1,000 runs too")
+	maxBatch := flag.Int("maxbatch", 0, "BoltOptions.MaxBatch (0: the default, as the agent)")
 	dir := flag.String("dir", "", "directory for the store files (default: a temporary one, removed at the end)")
 	flag.Parse()
 	if *dir == "" {
@@ -48,19 +49,19 @@ func main() {
 	}
 	ctx := context.Background()
 	if *contrast {
-		if err := bench(ctx, filepath.Join(*dir, "small.db"), 1000, *retention, *sweep, 1); err != nil {
+		if err := bench(ctx, filepath.Join(*dir, "small.db"), 1000, *retention, *maxBatch, *sweep, 1); err != nil {
 			log.Fatal(err)
 		}
 	}
-	if err := bench(ctx, filepath.Join(*dir, "large.db"), *runs, *retention, *sweep, *checkpoints); err != nil {
+	if err := bench(ctx, filepath.Join(*dir, "large.db"), *runs, *retention, *maxBatch, *sweep, *checkpoints); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // bench puts n runs into a new store at path and prints what it measured.
-func bench(ctx context.Context, path string, n, retention int, sweepEvery time.Duration, checkpoints int) error {
+func bench(ctx context.Context, path string, n, retention, maxBatch int, sweepEvery time.Duration, checkpoints int) error {
 	fmt.Printf("== %d runs, retention %d, sweep every %v\n", n, retention, sweepEvery)
-	s, err := store.OpenBolt(path, store.BoltOptions{Retention: store.Retention{MaxRuns: retention}})
+	s, err := store.OpenBolt(path, store.BoltOptions{Retention: store.Retention{MaxRuns: retention}, MaxBatch: maxBatch})
 	if err != nil {
 		return err
 	}
