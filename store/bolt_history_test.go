@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/opsrunner/opsrunner/store"
 )
 
@@ -107,17 +105,9 @@ func TestBoltIndexFollowsStatusChangeAndDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Ten runs of four set fields each: forty postings, none left over.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
+	if n, err := store.CountPostings(path); err != nil || n != 40 {
+		t.Errorf("%d postings for 10 runs of 4 fields (%v), want 40", n, err)
 	}
-	defer db.Close()
-	db.View(func(tx *bolt.Tx) error {
-		if n := tx.Bucket([]byte("runpostings")).Stats().KeyN; n != 40 {
-			t.Errorf("%d postings for 10 runs of 4 fields, want 40", n)
-		}
-		return nil
-	})
 }
 
 // A filter value no run has answers without looking at any run, however

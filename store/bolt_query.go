@@ -32,22 +32,22 @@ func runCandidates(tx *bolt.Tx, f RunFilter) func() (id, entry []byte) {
 			return before, entry
 		}
 	}
-	lists := make([]*listCursor, len(wanted))
+	lists := make([]*chunkCursor, len(wanted))
 	postings := tx.Bucket(bucketRunPostings)
 	for i, p := range wanted {
-		lists[i] = &listCursor{c: postings.Cursor(), prefix: appendPostingPrefix(nil, p)}
+		lists[i] = &chunkCursor{c: postings.Cursor(), prefix: appendPostingPrefix(nil, p)}
 	}
 	done := false
 	return func() ([]byte, []byte) {
 		if done {
 			return nil, nil
 		}
-		cand, _ := lists[0].below(before, false)
+		cand := lists[0].below(before, false)
 		// Zig-zag: seek each other list to the candidate; a list whose
 		// newest id at or below it is older makes that the candidate, until
 		// every list holds it (a match) or one list ends (no more matches).
 		for agreed, i := 1, 1; cand != nil && agreed < len(lists); i++ {
-			got, _ := lists[i%len(lists)].below(cand, true)
+			got := lists[i%len(lists)].below(cand, true)
 			if bytes.Equal(got, cand) {
 				agreed++
 			} else {

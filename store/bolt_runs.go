@@ -157,10 +157,8 @@ type runTx struct {
 	runs, index, postings, meta *bolt.Bucket
 	buf                         []byte
 	count                       int // stored runs
-	// adds and dels are the posting keys to put and delete at commit, in
-	// key order: the lists lie side by side in one bucket, and inserting
-	// each run's keys as they come would insert mid-node, moving the
-	// node's later entries each time.
+	// adds and dels are the postings (list prefix + id) to add and remove
+	// at commit, list by list (see applyPostings).
 	adds, dels [][]byte
 }
 
@@ -284,16 +282,9 @@ func (t *runTx) trim(maxRuns int) error {
 // call it last.
 func (t *runTx) commit() error {
 	slices.SortFunc(t.adds, bytes.Compare)
-	for _, k := range t.adds {
-		if err := t.postings.Put(k, nil); err != nil {
-			return err
-		}
-	}
 	slices.SortFunc(t.dels, bytes.Compare)
-	for _, k := range t.dels {
-		if err := t.postings.Delete(k); err != nil {
-			return err
-		}
+	if err := applyPostings(t.postings, t.adds, t.dels); err != nil {
+		return err
 	}
 	return t.meta.Put(metaCount, binary.BigEndian.AppendUint64(nil, uint64(max(t.count, 0))))
 }
