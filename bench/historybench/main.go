@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -37,6 +38,8 @@ func main() {
 	checkpoints := flag.Int("checkpoints", 10, "how many checkpoints to print")
 	contrast := flag.Bool("contrast", true, "first measure the queries at 1,000 runs too")
 	maxBatch := flag.Int("maxbatch", 0, "BoltOptions.MaxBatch (0: the default, as the agent)")
+	withQueries := flag.Bool("queries", true, "time the queries at the end")
+	rate := flag.Int("rate", 0, "runs per second at most, like an agent's webhook load (0: as fast as the store takes them)")
 	dir := flag.String("dir", "", "directory for the store files (default: a temporary one, removed at the end)")
 	flag.Parse()
 	if *dir == "" {
@@ -49,24 +52,24 @@ func main() {
 	}
 	ctx := context.Background()
 	if *contrast {
-		if err := bench(ctx, filepath.Join(*dir, "small.db"), 1000, *retention, *maxBatch, *sweep, 1); err != nil {
+		if err := bench(ctx, filepath.Join(*dir, "small.db"), 1000, *retention, *maxBatch, *rate, *sweep, 1, *withQueries); err != nil {
 			log.Fatal(err)
 		}
 	}
-	if err := bench(ctx, filepath.Join(*dir, "large.db"), *runs, *retention, *maxBatch, *sweep, *checkpoints); err != nil {
+	if err := bench(ctx, filepath.Join(*dir, "large.db"), *runs, *retention, *maxBatch, *rate, *sweep, *checkpoints, *withQueries); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // bench puts n runs into a new store at path and prints what it measured.
-func bench(ctx context.Context, path string, n, retention, maxBatch int, sweepEvery time.Duration, checkpoints int) error {
-	fmt.Printf("== %d runs, retention %d, sweep every %v\n", n, retention, sweepEvery)
+func bench(ctx context.Context, path string, n, retention, maxBatch, rate int, sweepEvery time.Duration, checkpoints int, withQueries bool) error {
+	fmt.Printf("== %d runs, retention %d, sweep every %v, rate %d/s (0: unpaced), MaxBatch %d (0: default)\n", n, retention, sweepEvery, rate, maxBatch)
 	s, err := store.OpenBolt(path, store.BoltOptions{Retention: store.Retention{MaxRuns: retention}, MaxBatch: maxBatch})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	began, lastSweep := time.Now(), time.Now()
+	began, lastSweep, cpu0 := time.Now(), time.Now(), cpuTime()
 	var peak rss
 	every := max(n/max(checkpoints, 1), 1)
 	fmt.Printf("%10s %9s %10s %9s %9s %9s\n", "runs", "elapsed", "file MiB", "RSS MiB", "anon MiB", "file-RSS")
@@ -76,6 +79,9 @@ func bench(ctx context.Context, path string, n, retention, maxBatch int, sweepEv
 		}
 		if i%1000 == 999 {
 			peak = peak.max(readRSS())
+			if rate > 0 { // pace: run i+1 is due at (i+1)/rate s
+				time.Sleep(time.Until(began.Add(time.Duration(i+1) * time.Second / time.Duration(rate))))
+			}
 		}
 		if sweepEvery > 0 && time.Since(lastSweep) >= sweepEvery {
 			if err := s.Sweep(ctx, time.Now()); err != nil {
@@ -95,6 +101,7 @@ func bench(ctx context.Context, path string, n, retention, maxBatch int, sweepEv
 				mib(fileSize(path)), mib(r.total), mib(r.anon), mib(r.file))
 		}
 	}
+	fmt.Printf("put %d runs in %v, CPU %.1f µs per run\n", n, time.Since(began).Round(time.Millisecond), float64((cpuTime()-cpu0).Nanoseconds())/1e3/float64(n))
 	fmt.Printf("peak RSS %.1f MiB (anon %.1f, file %.1f; sampled every 1,000 runs)\n", mib(peak.total), mib(peak.anon), mib(peak.file))
 	kept, bytes, err := retained(ctx, s)
 	if err != nil {
@@ -103,7 +110,19 @@ func bench(ctx context.Context, path string, n, retention, maxBatch int, sweepEv
 	size := fileSize(path)
 	fmt.Printf("stored runs %d, their JSON %.1f MiB (%.0f B/run); store file %.1f MiB = %.2fx\n",
 		kept, mib(bytes), float64(bytes)/float64(max(kept, 1)), mib(size), float64(size)/float64(max(bytes, 1)))
+	if !withQueries {
+		return nil
+	}
 	return queries(ctx, s)
+}
+
+// cpuTime is the CPU time this process used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var operations = []string{"checkout", "refund", "quote", "lookup", "notify"}
