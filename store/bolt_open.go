@@ -17,6 +17,12 @@ import (
 // every write can hold hundreds of thousands).
 const trimChunk = 50_000
 
+// allocSize is how much a growing file grows by at least. bbolt's 16 MiB
+// was up to 16 MiB of never-used file beyond the high-water mark of a
+// store whose retained runs take ~10 MiB; a file grows only until retention
+// holds, so growing it in smaller steps costs a few more truncate calls.
+const allocSize = 2 << 20
+
 // minCompactBytes is the smallest file compaction at open considers.
 const minCompactBytes = 1 << 20
 
@@ -45,6 +51,7 @@ func openBoltDB(path string) (*bolt.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
+	db.AllocSize = allocSize
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketProjects, bucketBundles, bucketStates, bucketRuns, bucketRunIndex,
 			bucketRunPostings, bucketRunMeta, bucketDeadLetters, bucketIdempotency, bucketCounters, bucketSecrets} {
