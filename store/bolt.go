@@ -46,7 +46,7 @@ var (
 	bucketBundles     = []byte("bundles")     // name\x00version(4 bytes) → bundle
 	bucketStates      = []byte("states")      // key → 0|1
 	bucketRuns        = []byte("runs")        // id → JSON storedRun
-	bucketRunIndex    = []byte("runindex")    // id → packed runMeta (filter scans)
+	bucketRunIndex    = []byte("runindex")    // id → packed runMeta (retention, re-puts, Since)
 	bucketDeadLetters = []byte("deadletters") // id → JSON DeadLetter
 	bucketIdempotency = []byte("idempotency") // key → JSON idemRecord
 	bucketCounters    = []byte("counters")    // key → count (8 bytes) expiry (8 bytes, Unix ns)

@@ -13,9 +13,9 @@ import (
 
 // Run history in a Bolt store: bucket runs holds id → run JSON, runindex
 // id → packed runMeta, and runpostings one posting list per value of each
-// filter field: key field byte, uvarint length, value, run id (no value).
-// A list's keys sort by id, so a query walks it newest first from its
-// cursor. runmeta holds the count of stored runs (kept in the transaction
+// filter field, under the prefix field byte, uvarint length, value, in
+// chunks of ids (see bolt_postings.go); a query walks a list newest first
+// from its cursor. runmeta holds the count of stored runs (kept in the transaction
 // that changes it, so retention needs no scan) and the index format.
 var (
 	bucketRunPostings = []byte("runpostings")
