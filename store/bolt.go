@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,9 +29,14 @@ type BoltOptions struct {
 	// FlushInterval is how long buffered runs may wait; zero means 200ms.
 	FlushInterval time.Duration
 	// MaxBatch is the buffered-run count that triggers an early flush; zero
-	// means 2048 (a fifth less CPU per run than 512 in BenchmarkFlushBatch,
-	// and less than 8192). PutRun writes through itself when 4×MaxBatch runs
-	// wait.
+	// means 512. PutRun writes through itself when 4×MaxBatch runs wait,
+	// so it bounds the runs held in memory and the pages a write adds
+	// before retention frees as many. historybench, 1M webhook runs as
+	// fast as the store takes them, with the agent's GC settings (GOGC
+	// 400): peak RSS 76 MiB at 512 against 250 MiB at 2048, store file
+	// 15 against 21 MiB, the same CPU per run, 1.2× the time (more
+	// fsyncs; still ~75,000 runs/s). BenchmarkFlushBatch (listener runs,
+	// explicit flushes) gives 512 1.1–1.5× the CPU per run of 2048.
 	MaxBatch int
 	// OnFlush, when set, is told of each write of buffered runs (a group
 	// commit): how many runs it wrote, how long the write took, its fsync
@@ -45,7 +51,7 @@ var (
 	bucketBundles     = []byte("bundles")     // name\x00version(4 bytes) → bundle
 	bucketStates      = []byte("states")      // key → 0|1
 	bucketRuns        = []byte("runs")        // id → JSON storedRun
-	bucketRunIndex    = []byte("runindex")    // id → packed runMeta (filter scans)
+	bucketRunIndex    = []byte("runindex")    // id → packed runMeta (retention, re-puts, Since)
 	bucketDeadLetters = []byte("deadletters") // id → JSON DeadLetter
 	bucketIdempotency = []byte("idempotency") // key → JSON idemRecord
 	bucketCounters    = []byte("counters")    // key → count (8 bytes) expiry (8 bytes, Unix ns)
@@ -84,6 +90,10 @@ type Bolt struct {
 	flushBuf []byte
 	flushIDs []string
 
+	// examined counts the stored runs Runs looked at (a test reads it to
+	// see that a query uses the posting lists).
+	examined atomic.Int64
+
 	kick      chan struct{}
 	stop      chan struct{}
 	done      chan struct{}
@@ -116,9 +126,9 @@ type idemRecord struct {
 // 64 KiB page, a cost that is lost in their fsync.
 const pageSize = 64 << 10
 
-// flushBytesPerRun sizes a flush's buffer: a listener run's key, record
-// and index entry take ~600 bytes.
-const flushBytesPerRun = 640
+// flushBytesPerRun sizes a flush's buffer: a listener run's key, record,
+// index entry and posting keys take ~850 bytes.
+const flushBytesPerRun = 896
 
 // maxKeptFlushBuf bounds the buffer kept between flushes (a batch of 2,048
 // listener runs takes ~1.3 MB).
@@ -131,25 +141,12 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		opts.FlushInterval = 200 * time.Millisecond
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 2048
+		opts.MaxBatch = 512
 	}
 	opts.Retention = opts.Retention.withDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, PageSize: pageSize})
+	db, err := openBoltFile(path, opts.Retention.MaxRuns)
 	if err != nil {
-		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketProjects, bucketBundles, bucketStates, bucketRuns,
-			bucketRunIndex, bucketDeadLetters, bucketIdempotency, bucketCounters, bucketSecrets} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create buckets in %s: %w", path, err)
+		return nil, err
 	}
 	s := &Bolt{
 		db:      db,
@@ -434,11 +431,10 @@ func (s *Bolt) Run(ctx context.Context, id string) (Run, error) {
 	return r, nil
 }
 
-// Runs implements Store: buffered and stored runs merged, newest first. The
-// disk scan reads a compact index and decodes only matching runs, so it stays
-// quick over the whole retained history. The index does not hold the
-// outcome, trigger or schedule: with one of them set, a run the index
-// selects is decoded only when its bytes hold it, then checked whole.
+// Runs implements Store: buffered and stored runs merged, newest first.
+// Stored runs are found through the posting lists of f's set fields (see
+// runCandidates): a value no run has answers at once, and only runs on
+// every list are decoded, however long the history.
 func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	limit := f.PageSize()
 	s.mu.Lock()
@@ -458,48 +454,11 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	s.mu.Unlock()
 
 	err := s.db.View(func(tx *bolt.Tx) error {
-		runs := tx.Bucket(bucketRuns)
-		c := tx.Bucket(bucketRunIndex).Cursor()
-		var k, v []byte
-		if f.Before != "" {
-			if k, v = c.Seek([]byte(f.Before)); k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
-			}
-		} else {
-			k, v = c.Last()
-		}
-		indexed := f
-		indexed.Outcome, indexed.Trigger, indexed.Schedule = "", "", "" // not in the index
-		needles := fieldBytes(f)
-		found := 0
-		for ; k != nil && found < limit; k, v = c.Prev() {
-			if _, ok := inBuffer[string(k)]; ok {
-				continue
-			}
-			m, err := unpackMeta(v)
-			if err != nil {
-				return fmt.Errorf("run %s: %w", k, err)
-			}
-			if !indexed.Matches(Run{ID: string(k), Project: m.project, Operation: m.operation, Status: m.status,
-				MessageID: m.messageID, StartedAt: m.startedAt}) {
-				continue
-			}
-			raw := runs.Get(k)
-			if raw == nil || !containsAll(raw, needles) {
-				continue
-			}
-			r, err := decodeRun(raw)
-			if err != nil {
-				return err
-			}
-			if f.Matches(r) {
-				out = append(out, r)
-				found++
-			}
-		}
-		return nil
+		var err error
+		var examined int
+		out, examined, err = storedRuns(tx, f, limit, inBuffer, out)
+		s.examined.Add(int64(examined))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
@@ -509,63 +468,6 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 		out = out[:limit]
 	}
 	return out, nil
-}
-
-// fieldBytes is how a stored run's JSON holds each of f's outcome,
-// trigger and schedule that is set (appendRun and json.Marshal write them
-// alike): a run whose bytes do not contain one does not match f.
-func fieldBytes(f RunFilter) [][]byte {
-	var out [][]byte
-	for _, kv := range [...]struct{ key, value string }{{"outcome", f.Outcome}, {"trigger", f.Trigger}, {"schedule", f.Schedule}} {
-		if kv.value != "" {
-			v, _ := json.Marshal(kv.value) // a string always encodes
-			out = append(out, append([]byte(`"`+kv.key+`":`), v...))
-		}
-	}
-	return out
-}
-
-func containsAll(b []byte, needles [][]byte) bool {
-	for _, n := range needles {
-		if !bytes.Contains(b, n) {
-			return false
-		}
-	}
-	return true
-}
-
-// runMeta is the part of a run that filters and retention look at.
-type runMeta struct {
-	project, operation, status, messageID string
-	startedAt                             time.Time
-}
-
-// appendMeta appends r's index entry (read by unpackMeta) to b.
-func appendMeta(b []byte, r Run) []byte {
-	for _, s := range [...]string{r.Project, r.Operation, r.Status, r.MessageID} {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	return binary.AppendVarint(b, r.StartedAt.UnixNano())
-}
-
-func unpackMeta(b []byte) (runMeta, error) {
-	var m runMeta
-	fields := []*string{&m.project, &m.operation, &m.status, &m.messageID}
-	for _, f := range fields {
-		n, w := binary.Uvarint(b)
-		if w <= 0 || uint64(len(b)-w) < n {
-			return m, errors.New("corrupt run index entry")
-		}
-		*f = string(b[w : w+int(n)])
-		b = b[w+int(n):]
-	}
-	ns, w := binary.Varint(b)
-	if w <= 0 {
-		return m, errors.New("corrupt run index entry")
-	}
-	m.startedAt = time.Unix(0, ns)
-	return m, nil
 }
 
 // Flush implements Store: it blocks until every run put before the call is
@@ -647,34 +549,20 @@ func (s *Bolt) writeBatch() error {
 	}
 	began := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		runs, index := tx.Bucket(bucketRuns), tx.Bucket(bucketRunIndex)
-		runs.FillPercent, index.FillPercent = 0.9, 0.9
-		take := func(start int) []byte { return buf[start:len(buf):len(buf)] }
+		t := newRunTx(tx, buf)
+		defer func() { buf = t.buf }()
 		for _, id := range ids {
-			r := batch[id]
-			start := len(buf)
-			buf = append(buf, id...)
-			key := take(start)
-
-			start = len(buf)
-			var ok bool
-			if buf, ok = appendRun(buf, r); !ok {
-				b, err := marshalRun(r)
-				if err != nil {
-					return err
-				}
-				buf = append(buf[:start], b...)
-			}
-			if err := runs.Put(key, take(start)); err != nil {
-				return err
-			}
-			start = len(buf)
-			buf = appendMeta(buf, r)
-			if err := index.Put(key, take(start)); err != nil {
+			if err := t.put(batch[id]); err != nil {
 				return err
 			}
 		}
-		return nil
+		// Retention holds at every write: the runs beyond MaxRuns go in the
+		// transaction that adds their successors, and the next write reuses
+		// their pages, so the file stays near the retained runs' size.
+		if err := t.trim(s.opts.Retention.MaxRuns); err != nil {
+			return err
+		}
+		return t.commit()
 	})
 	if s.opts.OnFlush != nil {
 		s.opts.OnFlush(len(batch), time.Since(began), err)
@@ -989,24 +877,18 @@ func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
 // sweepScan is how many run index entries one sweep transaction examines.
 const sweepScan = 10_000
 
-// sweepRuns deletes, oldest id first, the runs beyond the newest MaxRuns and
-// those started before cutoff, examining sweepScan entries per transaction.
+// sweepRuns deletes the runs started before cutoff, examining sweepScan
+// index entries per transaction, and those beyond the newest MaxRuns (each
+// flush deletes them already; this is a safety net).
 func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
-	var excess int
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		excess = tx.Bucket(bucketRunIndex).Stats().KeyN - s.opts.Retention.MaxRuns
-		return nil
-	}); err != nil {
-		return err
-	}
 	var after []byte // the last entry examined
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			index, runs := tx.Bucket(bucketRunIndex), tx.Bucket(bucketRuns)
-			c := index.Cursor()
+			t := newRunTx(tx, nil)
+			c := t.index.Cursor()
 			k, v := c.First()
 			if after != nil {
 				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
@@ -1018,11 +900,6 @@ func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
 			for n := 0; k != nil && n < sweepScan; k, v = c.Next() {
 				n++
 				last = k
-				if excess > 0 {
-					doomed = append(doomed, bytes.Clone(k))
-					excess--
-					continue
-				}
 				if m, err := unpackMeta(v); err != nil || m.startedAt.Before(cutoff) {
 					doomed = append(doomed, bytes.Clone(k))
 				}
@@ -1030,14 +907,16 @@ func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
 			done = k == nil
 			after = bytes.Clone(last) // keys are valid only inside the transaction
 			for _, k := range doomed {
-				if err := index.Delete(k); err != nil {
-					return err
-				}
-				if err := runs.Delete(k); err != nil {
+				if err := t.delete(k); err != nil {
 					return err
 				}
 			}
-			return nil
+			if done {
+				if err := t.trim(s.opts.Retention.MaxRuns); err != nil {
+					return err
+				}
+			}
+			return t.commit()
 		})
 		if err != nil {
 			return err

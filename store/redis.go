@@ -57,7 +57,11 @@ func OpenRedis(client redis.UniversalClient, prefix string, opts RedisOptions) (
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("open redis store: %w", err)
 	}
-	return &Redis{c: client, prefix: prefix, opts: opts, done: make(chan struct{})}, nil
+	s := &Redis{c: client, prefix: prefix, opts: opts, done: make(chan struct{})}
+	if err := s.indexRuns(ctx); err != nil {
+		return nil, fmt.Errorf("open redis store: index runs: %w", err)
+	}
+	return s, nil
 }
 
 func (r *Redis) key(parts ...string) string {
@@ -289,9 +293,19 @@ func (r *Redis) SetState(ctx context.Context, key string, enabled bool) error {
 // --- runs ---
 // A run is a JSON string at run:<id>; "runs" is a sorted set of ids with
 // score 0, so that lexical ranges give newest-first ULID order and paging;
-// "runs:time" scores ids by StartedAt (ms) for the age sweep.
+// "runs:time" scores ids by StartedAt (ms) for the age sweep and Since.
+// Each filter field's value has a set like "runs" of the ids of the runs
+// that have it, runs:by:<field byte>:<value> (see runIndexKey); a query
+// walks the smallest set of its fields. "runs:indexed" marks a prefix
+// whose sets are complete (runs stored before them are indexed at open).
 
-// PutRun implements Store in one pipelined round trip.
+// runIndexKey names the set of the ids of runs whose field has p's value.
+func (r *Redis) runIndexKey(p posting) string {
+	return r.prefix + "runs:by:" + string(p.field) + ":" + p.value
+}
+
+// PutRun implements Store in one pipelined round trip, two when the run
+// was stored before with other filter values (it leaves their sets).
 func (r *Redis) PutRun(ctx context.Context, run Run) error {
 	if run.ID == "" {
 		return errors.New("put run: empty id")
@@ -305,16 +319,56 @@ func (r *Redis) PutRun(ctx context.Context, run Run) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, r.key("run", run.ID), b, 0)
+	m := metaOf(run)
+	var prev *redis.StatusCmd
+	cmds, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		prev = p.SetArgs(ctx, r.key("run", run.ID), b, redis.SetArgs{Get: true})
 		p.ZAdd(ctx, r.key("runs"), redis.Z{Score: 0, Member: run.ID})
 		p.ZAdd(ctx, r.key("runs:time"), redis.Z{Score: float64(run.StartedAt.UnixMilli()), Member: run.ID})
+		for _, pst := range m.postings() {
+			if pst.value != "" {
+				p.ZAdd(ctx, r.runIndexKey(pst), redis.Z{Score: 0, Member: run.ID})
+			}
+		}
+		return nil
+	})
+	if err = firstError(cmds, err); err != nil {
+		return fmt.Errorf("put run %s: %w", run.ID, err)
+	}
+	if prev.Err() != nil {
+		return nil // a new run
+	}
+	old, err := decodeRun([]byte(prev.Val()))
+	if err != nil {
+		return nil // the former version is unreadable: its sets stay (a query skips what no longer matches)
+	}
+	was, now := metaOf(old).postings(), m.postings()
+	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, pst := range was {
+			if pst.value != "" && pst != now[i] {
+				p.ZRem(ctx, r.runIndexKey(pst), run.ID)
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("put run %s: %w", run.ID, err)
+		return fmt.Errorf("put run %s: leave former filter sets: %w", run.ID, err)
 	}
 	return nil
+}
+
+// firstError is the first error of cmds other than redis.Nil (a GET of a
+// key that is not set), or err when it is not a command's.
+func firstError(cmds []redis.Cmder, err error) error {
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			return e
+		}
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
 }
 
 // Run implements Store.
@@ -329,12 +383,21 @@ func (r *Redis) Run(ctx context.Context, id string) (Run, error) {
 	return decodeRun(b)
 }
 
-// Runs implements Store: it walks the id index newest first in chunks and
-// filters the decoded runs; retention bounds the walk.
+// Runs implements Store: it walks, newest first in chunks, the smallest
+// set of f's filter fields (all runs when none is set) and filters the
+// decoded runs. A value no run has, or a Since no run reaches, answers
+// without a walk; Since stops the walk a minute past it (as in Bolt).
 func (r *Redis) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
+	walk, empty, err := r.runWalkKey(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	if empty {
+		return nil, nil
+	}
 	limit := f.PageSize()
 	chunk := int64(256)
-	if f.Project == "" && f.Operation == "" && f.Status == "" && f.MessageID == "" && f.Outcome == "" && f.Trigger == "" && f.Schedule == "" && f.Since.IsZero() {
+	if f == (RunFilter{Before: f.Before, Limit: f.Limit}) {
 		chunk = int64(limit)
 	}
 	upper := "+"
@@ -343,7 +406,7 @@ func (r *Redis) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	}
 	var out []Run
 	for len(out) < limit {
-		ids, err := r.c.ZRevRangeByLex(ctx, r.key("runs"), &redis.ZRangeBy{Max: upper, Min: "-", Count: chunk}).Result()
+		ids, err := r.c.ZRevRangeByLex(ctx, walk, &redis.ZRangeBy{Max: upper, Min: "-", Count: chunk}).Result()
 		if err != nil {
 			return nil, fmt.Errorf("list runs: %w", err)
 		}
@@ -367,11 +430,106 @@ func (r *Redis) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 			if err != nil {
 				return nil, err
 			}
+			if !f.Since.IsZero() && run.StartedAt.Before(f.Since.Add(-sinceSlack)) {
+				return out, nil // every older id started earlier still
+			}
 			if f.Matches(run) && len(out) < limit {
 				out = append(out, run)
 			}
 		}
 		upper = "(" + ids[len(ids)-1]
+	}
+	return out, nil
+}
+
+// runWalkKey returns the set a query with f walks: the smallest of its
+// fields' sets, or "runs". empty is true when a set is empty or no run
+// started at or after f.Since: nothing matches.
+func (r *Redis) runWalkKey(ctx context.Context, f RunFilter) (key string, empty bool, err error) {
+	wanted := filterPostings(f)
+	cards := make([]*redis.IntCmd, len(wanted))
+	var since *redis.IntCmd
+	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, pst := range wanted {
+			cards[i] = p.ZCard(ctx, r.runIndexKey(pst))
+		}
+		if !f.Since.IsZero() {
+			since = p.ZCount(ctx, r.key("runs:time"), strconv.FormatInt(f.Since.UnixMilli(), 10), "+inf")
+		}
+		return nil
+	})
+	if err != nil {
+		return "", false, err
+	}
+	if since != nil && since.Val() == 0 {
+		return "", true, nil
+	}
+	key = r.key("runs")
+	smallest := int64(-1)
+	for i, c := range cards {
+		if c.Val() == 0 {
+			return "", true, nil
+		}
+		if smallest < 0 || c.Val() < smallest {
+			key, smallest = r.runIndexKey(wanted[i]), c.Val()
+		}
+	}
+	return key, false, nil
+}
+
+// indexRuns adds the runs stored before the filter sets to them, once per
+// prefix (bounded by the retention); agents doing it together do the
+// same thing twice.
+func (r *Redis) indexRuns(ctx context.Context) error {
+	if n, err := r.c.Exists(ctx, r.key("runs:indexed")).Result(); err != nil || n == 1 {
+		return err
+	}
+	ids, err := r.c.ZRange(ctx, r.key("runs"), 0, -1).Result()
+	if err != nil {
+		return err
+	}
+	for batch := range slices.Chunk(ids, 500) {
+		runs, err := r.runsOf(ctx, batch)
+		if err != nil {
+			return err
+		}
+		_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, run := range runs {
+				for _, pst := range metaOf(run).postings() {
+					if pst.value != "" {
+						p.ZAdd(ctx, r.runIndexKey(pst), redis.Z{Score: 0, Member: run.ID})
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return r.c.Set(ctx, r.key("runs:indexed"), "1", 0).Err()
+}
+
+// runsOf reads the stored runs of ids; missing ones are left out.
+func (r *Redis) runsOf(ctx context.Context, ids []string) ([]Run, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = r.key("run", id)
+	}
+	vals, err := r.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []Run
+	for _, v := range vals {
+		if s, ok := v.(string); ok {
+			if run, err := decodeRun([]byte(s)); err == nil {
+				out = append(out, run)
+			}
+		}
 	}
 	return out, nil
 }
@@ -631,6 +789,7 @@ func (r *Redis) Sweep(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// deleteRuns deletes the runs of ids and takes them out of every set.
 func (r *Redis) deleteRuns(ctx context.Context, ids []string) error {
 	for batch := range slices.Chunk(ids, 500) {
 		members := make([]any, len(batch))
@@ -638,7 +797,18 @@ func (r *Redis) deleteRuns(ctx context.Context, ids []string) error {
 		for i, id := range batch {
 			members[i], keys[i] = id, r.key("run", id)
 		}
-		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		runs, err := r.runsOf(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("sweep runs: %w", err)
+		}
+		_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, run := range runs {
+				for _, pst := range metaOf(run).postings() {
+					if pst.value != "" {
+						p.ZRem(ctx, r.runIndexKey(pst), run.ID)
+					}
+				}
+			}
 			for _, k := range keys {
 				p.Del(ctx, k) // one key per command: keys may sit in different slots
 			}

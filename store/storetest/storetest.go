@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("RunOutcomeFilter", func(t *testing.T) { t.Parallel(); testRunOutcomeFilter(t, newStore(t)) })
 	t.Run("RunOutcomePaging", func(t *testing.T) { t.Parallel(); testRunOutcomePaging(t, newStore(t)) })
 	t.Run("RunTriggerScheduleFilter", func(t *testing.T) { t.Parallel(); testRunTriggerScheduleFilter(t, newStore(t)) })
+	t.Run("RunQueries", func(t *testing.T) { t.Parallel(); testRunQueries(t, newStore(t)) })
 	t.Run("RunReplaceAcrossFlush", func(t *testing.T) { t.Parallel(); testRunReplace(t, newStore(t)) })
 	t.Run("ConcurrentPutRun", func(t *testing.T) { t.Parallel(); testConcurrentPutRun(t, newStore(t)) })
 	t.Run("SweepByAge", func(t *testing.T) { t.Parallel(); testSweepByAge(t, newStore(t)) })
@@ -80,6 +81,10 @@ func RunRetention(t *testing.T, newStore NewStoreWithRetention) {
 		}
 		if _, err := s.Run(ctx(t), id(0)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("Run(oldest) after sweep: err = %v, want ErrNotFound", err)
+		}
+		// A filtered query finds no deleted run either.
+		if got := ids(t, s, store.RunFilter{Project: "p", Status: store.StatusSucceeded, Limit: 100}); !slices.Equal(got, want) {
+			t.Fatalf("after sweep project=p status=succeeded = %v, want %v", got, want)
 		}
 	})
 }

@@ -1,0 +1,265 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// A posting list is stored in chunks: key list prefix + the chunk's first
+// id, value the chunk's ids in ascending order (each a uvarint length and
+// its bytes). Every id of a chunk is at least its key and below the next
+// chunk's key. A flush rewrites the few chunks its runs fall in (the last
+// ones, mostly) instead of putting and deleting a key per run and list:
+// bbolt moves a node's later entries at each insert or delete, which made
+// key-per-run lists cost three times the rest of a flush.
+
+// chunkIDs is how many ids a chunk holds at most (a chunk of ULIDs takes
+// ~3.5 KB; removing a run from a list rewrites one chunk).
+const chunkIDs = 128
+
+func appendIDs(b []byte, ids [][]byte) []byte {
+	for _, id := range ids {
+		b = binary.AppendUvarint(b, uint64(len(id)))
+		b = append(b, id...)
+	}
+	return b
+}
+
+// decodeIDs reads a chunk's ids; they alias v.
+func decodeIDs(v []byte) ([][]byte, error) {
+	var ids [][]byte
+	for len(v) > 0 {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || uint64(len(v)-w) < n {
+			return nil, errors.New("corrupt posting chunk")
+		}
+		ids, v = append(ids, v[w:w+int(n)]), v[w+int(n):]
+	}
+	return ids, nil
+}
+
+// splitPostingKey splits a key of t.adds or t.dels into its list prefix
+// and run id.
+func splitPostingKey(k []byte) (prefix, id []byte) {
+	n, w := binary.Uvarint(k[1:])
+	end := 1 + w + int(n)
+	return k[:end], k[end:]
+}
+
+// applyPostings writes sorted posting additions and deletions (keys list
+// prefix + id), list by list.
+func applyPostings(b *bolt.Bucket, adds, dels [][]byte) error {
+	for len(adds) > 0 || len(dels) > 0 {
+		var prefix []byte
+		switch {
+		case len(dels) == 0:
+			prefix, _ = splitPostingKey(adds[0])
+		case len(adds) == 0:
+			prefix, _ = splitPostingKey(dels[0])
+		default:
+			pa, _ := splitPostingKey(adds[0])
+			pd, _ := splitPostingKey(dels[0])
+			prefix = pa
+			if bytes.Compare(pd, pa) < 0 {
+				prefix = pd
+			}
+		}
+		na := countWithPrefix(adds, prefix)
+		nd := countWithPrefix(dels, prefix)
+		if err := updateList(b, prefix, idsOf(adds[:na], len(prefix)), idsOf(dels[:nd], len(prefix))); err != nil {
+			return err
+		}
+		adds, dels = adds[na:], dels[nd:]
+	}
+	return nil
+}
+
+func countWithPrefix(keys [][]byte, prefix []byte) int {
+	n := 0
+	for n < len(keys) {
+		if p, _ := splitPostingKey(keys[n]); !bytes.Equal(p, prefix) {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+func idsOf(keys [][]byte, prefixLen int) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = k[prefixLen:]
+	}
+	return out
+}
+
+// updateList adds and removes ids (each sorted) on the list under prefix,
+// rewriting each chunk they fall in once.
+func updateList(b *bolt.Bucket, prefix []byte, adds, dels [][]byte) error {
+	c := b.Cursor()
+	for len(adds) > 0 || len(dels) > 0 {
+		next := firstOf(adds, dels)
+		key, val, upper := chunkFor(c, prefix, next)
+		na, nd := len(adds), len(dels)
+		if upper != nil {
+			na = countBelow(adds, upper)
+			nd = countBelow(dels, upper)
+		}
+		var ids [][]byte
+		if key != nil {
+			var err error
+			if ids, err = decodeIDs(bytes.Clone(val)); err != nil {
+				return err
+			}
+		}
+		ids = mergeIDs(ids, adds[:na], dels[:nd])
+		adds, dels = adds[na:], dels[nd:]
+		if key != nil {
+			if err := b.Delete(bytes.Clone(key)); err != nil {
+				return err
+			}
+		}
+		for piece := range slices.Chunk(ids, chunkIDs) {
+			k := append(bytes.Clone(prefix), piece[0]...)
+			if err := b.Put(k, appendIDs(nil, piece)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func firstOf(a, b [][]byte) []byte {
+	switch {
+	case len(a) == 0:
+		return b[0]
+	case len(b) == 0 || bytes.Compare(a[0], b[0]) < 0:
+		return a[0]
+	}
+	return b[0]
+}
+
+func countBelow(ids [][]byte, upper []byte) int {
+	n, _ := slices.BinarySearchFunc(ids, upper, bytes.Compare)
+	return n
+}
+
+// chunkFor finds the chunk of the list under prefix that id falls in: the
+// one with the greatest key at most id, or the first when id is below it;
+// nil when the list is empty. upper is the next chunk's first id (nil for
+// the last chunk).
+func chunkFor(c *bolt.Cursor, prefix, id []byte) (key, val, upper []byte) {
+	key, val = floorKey(c, prefix, id)
+	if key == nil {
+		if key, val = c.Seek(prefix); key == nil || !bytes.HasPrefix(key, prefix) {
+			return nil, nil, nil
+		}
+	}
+	if k, _ := c.Next(); k != nil && bytes.HasPrefix(k, prefix) {
+		upper = k[len(prefix):]
+	}
+	return key, val, upper
+}
+
+// floorKey positions c on the greatest key with prefix that is at most
+// prefix+id; nil when there is none.
+func floorKey(c *bolt.Cursor, prefix, id []byte) ([]byte, []byte) {
+	seek := append(prefix[:len(prefix):len(prefix)], id...)
+	k, v := c.Seek(seek)
+	if k == nil {
+		k, v = c.Last()
+	} else if !bytes.Equal(k, seek) {
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, nil
+	}
+	return k, v
+}
+
+// mergeIDs returns ids (sorted) with adds inserted and dels removed (both
+// sorted).
+func mergeIDs(ids, adds, dels [][]byte) [][]byte {
+	out := make([][]byte, 0, len(ids)+len(adds))
+	i, j := 0, 0
+	for i < len(ids) || j < len(adds) {
+		var next []byte
+		switch {
+		case j == len(adds) || (i < len(ids) && bytes.Compare(ids[i], adds[j]) < 0):
+			next, i = ids[i], i+1
+		case i < len(ids) && bytes.Equal(ids[i], adds[j]):
+			next, i, j = ids[i], i+1, j+1
+		default:
+			next, j = adds[j], j+1
+		}
+		if _, gone := slices.BinarySearchFunc(dels, next, bytes.Compare); !gone {
+			out = append(out, next)
+		}
+	}
+	return out
+}
+
+// chunkCursor walks one posting list's ids from newest to oldest.
+type chunkCursor struct {
+	c      *bolt.Cursor
+	prefix []byte
+	key    []byte   // the chunk decoded in ids
+	ids    [][]byte // valid until the transaction ends
+}
+
+// below returns the newest id on the list that is less than id (at most id
+// when inclusive); nil id means no bound. It returns nil when there is none.
+func (l *chunkCursor) below(id []byte, inclusive bool) []byte {
+	var k, v []byte
+	if id == nil {
+		k, v = l.lastChunk()
+	} else {
+		k, v = floorKey(l.c, l.prefix, id)
+	}
+	for k != nil {
+		if !bytes.Equal(k, l.key) {
+			ids, err := decodeIDs(v)
+			if err != nil {
+				return nil // a corrupt chunk ends the list
+			}
+			l.key, l.ids = k, ids
+		}
+		n := len(l.ids)
+		if id != nil {
+			var found bool
+			n, found = slices.BinarySearchFunc(l.ids, id, bytes.Compare)
+			if found && inclusive {
+				return l.ids[n]
+			}
+		}
+		if n > 0 {
+			return l.ids[n-1]
+		}
+		// Every id here is above the bound: the previous chunk's last.
+		l.c.Seek(k)
+		if k, v = l.c.Prev(); k != nil && !bytes.HasPrefix(k, l.prefix) {
+			k = nil
+		}
+	}
+	return nil
+}
+
+// lastChunk positions on the list's last chunk.
+func (l *chunkCursor) lastChunk() ([]byte, []byte) {
+	var k, v []byte
+	if end := successor(l.prefix); end == nil {
+		k, v = l.c.Last()
+	} else if k, _ = l.c.Seek(end); k == nil {
+		k, v = l.c.Last()
+	} else {
+		k, v = l.c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, l.prefix) {
+		return nil, nil
+	}
+	return k, v
+}

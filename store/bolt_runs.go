@@ -1,0 +1,290 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Run history in a Bolt store: bucket runs holds id → run JSON, runindex
+// id → packed runMeta, and runpostings one posting list per value of each
+// filter field, under the prefix field byte, uvarint length, value, in
+// chunks of ids (see bolt_postings.go); a query walks a list newest first
+// from its cursor. runmeta holds the count of stored runs (kept in the transaction
+// that changes it, so retention needs no scan) and the index format.
+var (
+	bucketRunPostings = []byte("runpostings")
+	bucketRunMeta     = []byte("runmeta")
+
+	metaCount  = []byte("count")  // stored runs, 8 bytes big-endian
+	metaFormat = []byte("format") // runIndexFormat once the index is complete
+)
+
+// runIndexFormat is the index layout this code writes: 2 adds outcome,
+// trigger and schedule to runindex entries and the posting lists. A store
+// without it (written before) is reindexed at open.
+const runIndexFormat = 2
+
+// Filter fields with a posting list, as their key's first byte.
+const (
+	fieldProject   = 'p'
+	fieldOperation = 'o'
+	fieldStatus    = 's'
+	fieldMessageID = 'm'
+	fieldOutcome   = 'c'
+	fieldTrigger   = 't'
+	fieldSchedule  = 'h'
+)
+
+// runMeta is the part of a run that filters and retention look at.
+type runMeta struct {
+	project, operation, status, messageID string
+	startedAt                             time.Time
+	outcome, trigger, schedule            string
+}
+
+func metaOf(r Run) runMeta {
+	return runMeta{project: r.Project, operation: r.Operation, status: r.Status, messageID: r.MessageID,
+		startedAt: r.StartedAt, outcome: r.Outcome, trigger: r.Trigger, schedule: r.Schedule}
+}
+
+// posting is one field's value: a run is on the list (field, value) when
+// value is not empty.
+type posting struct {
+	field byte
+	value string
+}
+
+func (m runMeta) postings() [7]posting {
+	return [7]posting{{fieldProject, m.project}, {fieldOperation, m.operation}, {fieldStatus, m.status},
+		{fieldMessageID, m.messageID}, {fieldOutcome, m.outcome}, {fieldTrigger, m.trigger}, {fieldSchedule, m.schedule}}
+}
+
+// filterPostings is the posting lists a query with f intersects.
+func filterPostings(f RunFilter) []posting {
+	var out []posting
+	for _, p := range (runMeta{project: f.Project, operation: f.Operation, status: f.Status, messageID: f.MessageID,
+		outcome: f.Outcome, trigger: f.Trigger, schedule: f.Schedule}).postings() {
+		if p.value != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// appendPostingPrefix appends the key prefix of p's list to b.
+func appendPostingPrefix(b []byte, p posting) []byte {
+	b = append(b, p.field)
+	b = binary.AppendUvarint(b, uint64(len(p.value)))
+	return append(b, p.value...)
+}
+
+// appendMeta appends r's index entry (read by unpackMeta) to b: format 1's
+// fields, then format 2's.
+func appendMeta(b []byte, m runMeta) []byte {
+	for _, s := range [...]string{m.project, m.operation, m.status, m.messageID} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendVarint(b, m.startedAt.UnixNano())
+	for _, s := range [...]string{m.outcome, m.trigger, m.schedule} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// unpackMeta reads an index entry of either format.
+func unpackMeta(b []byte) (runMeta, error) {
+	var m runMeta
+	var err error
+	for _, f := range []*string{&m.project, &m.operation, &m.status, &m.messageID} {
+		if *f, b, err = unpackString(b); err != nil {
+			return m, err
+		}
+	}
+	ns, w := binary.Varint(b)
+	if w <= 0 {
+		return m, errors.New("corrupt run index entry")
+	}
+	m.startedAt, b = time.Unix(0, ns), b[w:]
+	if len(b) == 0 {
+		return m, nil // format 1
+	}
+	for _, f := range []*string{&m.outcome, &m.trigger, &m.schedule} {
+		if *f, b, err = unpackString(b); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+// startedAtOf reads only the start time of an index entry, without
+// allocating (a query with Since reads it for each candidate).
+func startedAtOf(b []byte) (time.Time, error) {
+	for range 4 {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return time.Time{}, errors.New("corrupt run index entry")
+		}
+		b = b[w+int(n):]
+	}
+	ns, w := binary.Varint(b)
+	if w <= 0 {
+		return time.Time{}, errors.New("corrupt run index entry")
+	}
+	return time.Unix(0, ns), nil
+}
+
+func unpackString(b []byte) (string, []byte, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || uint64(len(b)-w) < n {
+		return "", nil, errors.New("corrupt run index entry")
+	}
+	return string(b[w : w+int(n)]), b[w+int(n):], nil
+}
+
+// runTx writes runs in one read-write transaction: the run, its index
+// entry and its postings together, and the count of stored runs. Keys and
+// values put are appended to buf, which bbolt needs until the transaction
+// ends (a slice taken from it stays valid when a later append moves it).
+type runTx struct {
+	runs, index, postings, meta *bolt.Bucket
+	buf                         []byte
+	count                       int // stored runs
+	// adds and dels are the postings (list prefix + id) to add and remove
+	// at commit, list by list (see applyPostings).
+	adds, dels [][]byte
+}
+
+func newRunTx(tx *bolt.Tx, buf []byte) *runTx {
+	t := &runTx{runs: tx.Bucket(bucketRuns), index: tx.Bucket(bucketRunIndex),
+		postings: tx.Bucket(bucketRunPostings), meta: tx.Bucket(bucketRunMeta), buf: buf}
+	t.runs.FillPercent, t.index.FillPercent = 0.9, 0.9
+	if v := t.meta.Get(metaCount); len(v) == 8 {
+		t.count = int(binary.BigEndian.Uint64(v))
+	}
+	return t
+}
+
+func (t *runTx) take(start int) []byte { return t.buf[start:len(t.buf):len(t.buf)] }
+
+// put inserts or replaces r; a replaced run leaves the lists of the values
+// it no longer has.
+func (t *runTx) put(r Run) error {
+	start := len(t.buf)
+	t.buf = append(t.buf, r.ID...)
+	key := t.take(start)
+	var old runMeta
+	oldEntry := t.index.Get(key)
+	if oldEntry != nil {
+		var err error
+		if old, err = unpackMeta(oldEntry); err != nil {
+			return fmt.Errorf("run %s: %w", r.ID, err)
+		}
+	} else {
+		t.count++
+	}
+
+	start = len(t.buf)
+	var ok bool
+	if t.buf, ok = appendRun(t.buf, r); !ok {
+		b, err := marshalRun(r)
+		if err != nil {
+			return err
+		}
+		t.buf = append(t.buf[:start], b...)
+	}
+	if err := t.runs.Put(key, t.take(start)); err != nil {
+		return err
+	}
+	return t.putIndex(key, metaOf(r), old, oldEntry != nil)
+}
+
+// putIndex writes id's index entry m and its postings; a run indexed
+// before (hadOld, as old) leaves the lists of values it no longer has.
+func (t *runTx) putIndex(id []byte, m, old runMeta, hadOld bool) error {
+	start := len(t.buf)
+	t.buf = appendMeta(t.buf, m)
+	if err := t.index.Put(id, t.take(start)); err != nil {
+		return err
+	}
+	was := old.postings()
+	for i, p := range m.postings() {
+		if hadOld && was[i] == p {
+			continue // on this list already
+		}
+		if hadOld && was[i].value != "" {
+			t.dels = append(t.dels, t.postingKey(was[i], id))
+		}
+		if p.value != "" {
+			t.adds = append(t.adds, t.postingKey(p, id))
+		}
+	}
+	return nil
+}
+
+// postingKey appends the key of id on p's list to buf and returns it.
+func (t *runTx) postingKey(p posting, id []byte) []byte {
+	start := len(t.buf)
+	t.buf = appendPostingPrefix(t.buf, p)
+	t.buf = append(t.buf, id...)
+	return t.take(start)
+}
+
+// delete deletes the run id, its index entry and its postings.
+func (t *runTx) delete(id []byte) error {
+	entry := t.index.Get(id)
+	if entry == nil {
+		return nil
+	}
+	// A corrupt entry's postings, if any, stay: a query skips a posting
+	// whose run is gone.
+	m, _ := unpackMeta(entry)
+	for _, p := range m.postings() {
+		if p.value != "" {
+			t.dels = append(t.dels, t.postingKey(p, id))
+		}
+	}
+	if err := t.index.Delete(id); err != nil {
+		return err
+	}
+	t.count--
+	return t.runs.Delete(id)
+}
+
+// trim deletes the oldest runs (lowest ids) beyond the newest maxRuns.
+func (t *runTx) trim(maxRuns int) error {
+	excess := t.count - maxRuns
+	if excess <= 0 {
+		return nil
+	}
+	doomed := make([][]byte, 0, excess)
+	c := t.index.Cursor()
+	for k, _ := c.First(); k != nil && len(doomed) < excess; k, _ = c.Next() {
+		doomed = append(doomed, append([]byte(nil), k...))
+	}
+	for _, k := range doomed {
+		if err := t.delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit writes the posting changes, adds first (a run trimmed in the
+// transaction that added it leaves no posting), and the count of runs;
+// call it last.
+func (t *runTx) commit() error {
+	slices.SortFunc(t.adds, bytes.Compare)
+	slices.SortFunc(t.dels, bytes.Compare)
+	if err := applyPostings(t.postings, t.adds, t.dels); err != nil {
+		return err
+	}
+	return t.meta.Put(metaCount, binary.BigEndian.AppendUint64(nil, uint64(max(t.count, 0))))
+}

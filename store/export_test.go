@@ -1,0 +1,26 @@
+package store
+
+import bolt "go.etcd.io/bbolt"
+
+// Examined reports how many stored runs the store's queries have looked
+// at so far (candidates from the index or the posting lists).
+func (s *Bolt) Examined() int64 { return s.examined.Load() }
+
+// CountPostings opens the store file at path read-only and counts the ids
+// on its posting lists.
+func CountPostings(path string) (int, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	n := 0
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRunPostings).ForEach(func(k, v []byte) error {
+			ids, err := decodeIDs(v)
+			n += len(ids)
+			return err
+		})
+	})
+	return n, err
+}
