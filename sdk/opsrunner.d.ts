@@ -272,9 +272,13 @@ declare namespace opsrunner {
  * as its event (this operation's event when input is omitted) and shares
  * the chain's variables.
  *
- * With wait true (the default) it returns the operation's result (a Promise
- * it returned still pending is returned as is) and throws an
- * opsrunner.OperationError when the operation fails.
+ * With wait true (the default) it runs the operation and its
+ * onSuccess/onFailure chain now, returns the operation's result and throws
+ * an opsrunner.OperationError when the operation fails. When the operation
+ * or an operation of its chain returns a pending Promise, it returns a
+ * Promise instead: settled once the whole chain has ended (each member
+ * awaited before the next), with the operation's value, its rejection's
+ * reason or an OperationError. `await RunOperation(ref)` works either way.
  */
 declare function RunOperation(ref: string, wait?: true, input?: unknown): any;
 /**
