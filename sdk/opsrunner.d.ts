@@ -247,7 +247,19 @@ declare namespace opsrunner {
      * shorter wins. A negative or non-numeric value is a TypeError.
      */
     timeout?: number;
+    /**
+     * What a redirect answer (301, 302, 303, 307, 308) does. "follow" (the
+     * default): it is followed, up to the agent's egress.max_redirects, each
+     * hop checked against the project's egress; `redirected` is then true.
+     * "manual": the redirect response itself is returned (its status,
+     * headers with Location, body; `ok` and `redirected` false). "error":
+     * the fetch rejects with a TypeError naming the host. Any other value is
+     * a TypeError.
+     */
+    redirect?: RequestRedirect;
   }
+
+  type RequestRedirect = "follow" | "manual" | "error";
 
   type HeadersInit = Headers | Record<string, string> | Iterable<[string, string]>;
 
@@ -374,9 +386,9 @@ declare class Response {
   /** The reason phrase ("Not Found"); may be "". */
   readonly statusText: string;
   readonly headers: Headers;
-  /** The final URL, after redirects, without its fragment. */
+  /** The final URL, after redirects, without its fragment (with redirect "manual": the URL fetched). */
   readonly url: string;
-  /** At least one redirect was followed. */
+  /** At least one redirect was followed (never with redirect "manual" or "error"). */
   readonly redirected: boolean;
   /** "basic" for a fetched response, "default" for one built with new Response. */
   readonly type: "basic" | "default";

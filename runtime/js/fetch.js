@@ -193,6 +193,10 @@ function fetch(input, init) {
 			if (signal[timeoutOf] !== undefined && (timeout === undefined || signal[timeoutOf] < timeout)) timeout = signal[timeoutOf];
 		}
 		if (timeout !== undefined && !(timeout >= 0)) throw new TE('fetch: timeout must be a number of milliseconds');
+		const redirect = init.redirect === undefined ? 'follow' : String(init.redirect);
+		if (redirect !== 'follow' && redirect !== 'manual' && redirect !== 'error') {
+			throw new TE('fetch: redirect must be "follow", "manual" or "error", not ' + JSON.stringify(redirect));
+		}
 		// Made here, so that it locates the script's fetch call: a failure
 		// comes back from the loop, where no script frame is on the stack.
 		const failure = new TE('fetch failed');
@@ -207,7 +211,7 @@ function fetch(input, init) {
 			};
 			const names = [], values = [];
 			headers[store].forEach((v, k) => { names.push(k); values.push(v); });
-			const id = host.fetch(method, url, names, values, body, timeout, done, fail);
+			const id = host.fetch(method, url, names, values, body, timeout, redirect, done, fail);
 			if (signal) signal.addEventListener('abort', () => host.abort(id));
 		});
 	} catch (e) {
