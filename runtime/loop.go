@@ -123,10 +123,11 @@ func (r *run) wakeLoop() {
 // Promise has then settled, or nothing is left that could settle it. A
 // nested chain still waiting for a Promise when nothing is pending has its
 // step failed and goes on (abandonWait), so that it ends within the
-// operation. A timer set and forgotten still runs, as in Node.js. It returns the
-// uncatchable error of a limit reached meanwhile (timeout, memory, the
-// run's context). Called on the run's goroutine with no JavaScript on the
-// stack, so that Promise jobs run as each callback returns.
+// operation. A timer set and forgotten still runs, as in Node.js. It
+// returns the uncatchable error of a limit reached meanwhile (timeout,
+// memory, the run's context). Called on the run's goroutine with no
+// JavaScript on the stack, so that Promise jobs run as each callback
+// returns.
 func (r *run) drain() error {
 	for {
 		l := r.loop
