@@ -32,7 +32,8 @@ func newEgress(c EgressConfig) (*egress.Client, error) {
 type fetcher struct{ client *egress.Client }
 
 func (f fetcher) Fetch(ctx context.Context, p *scripts.Project, req runtime.FetchRequest) (*runtime.FetchResponse, error) {
-	resp, err := f.client.Do(ctx, p.Egress, egress.Request{Method: req.Method, URL: req.URL, Header: req.Header, Body: req.Body})
+	resp, err := f.client.Do(ctx, p.Egress, egress.Request{Method: req.Method, URL: req.URL, Header: req.Header,
+		Body: req.Body, Redirect: egress.Redirect(req.Redirect)})
 	if err != nil {
 		return nil, err
 	}

@@ -174,6 +174,76 @@ func TestTheAgentDenyListBeatsTheProjectsEgress(t *testing.T) {
 	}
 }
 
+// fetch's redirect option, against a real upstream through the agent's
+// egress client: "follow" (the default) follows and says so in
+// Response.redirected, "manual" answers the 3xx itself, "error" rejects
+// with a TypeError naming the host (not the path or query).
+func TestFetchRedirectModes(t *testing.T) {
+	t.Parallel()
+	var finals atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/final" {
+			finals.Add(1)
+			fmt.Fprint(w, "final")
+			return
+		}
+		w.Header().Set("X-Hop", "first")
+		http.Redirect(w, r, "/final", http.StatusFound)
+	}))
+	t.Cleanup(up.Close)
+	ta := startAgent(t, nil)
+	ta.mustDeploy(t, "redirects", bundle(t, map[string]string{
+		"opsrunner.yaml": `project: redirects
+egress: ["127.0.0.1"]
+operations:
+  - name: get
+    script: get.js
+    webhook: {path: get}
+`,
+		"get.js": `async function handle(event) {
+	const init = event.body.mode == null ? undefined : {redirect: event.body.mode};
+	try {
+		const resp = await fetch(event.body.url, init);
+		return {status: resp.status, ok: resp.ok, redirected: resp.redirected, url: resp.url,
+			location: resp.headers.get("location"), hop: resp.headers.get("x-hop"), text: await resp.text()};
+	} catch (e) {
+		return {error: e.name + ": " + e.message};
+	}
+}`,
+	}))
+	get := func(mode any) map[string]any {
+		body, _ := json.Marshal(map[string]any{"url": up.URL + "/start?token=abc", "mode": mode})
+		r := ta.do(t, http.MethodPost, "/hooks/redirects/get", "application/json", body, nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("webhook (mode %v): %d %s", mode, r.Status, r.Body)
+		}
+		return r.json(t)
+	}
+	for _, mode := range []any{nil, "follow"} {
+		got := get(mode)
+		if got["status"] != 200.0 || got["redirected"] != true || got["url"] != up.URL+"/final" || got["text"] != "final" {
+			t.Fatalf("mode %v: %v; want the final response, redirected", mode, got)
+		}
+	}
+	got := get("manual")
+	if got["status"] != 302.0 || got["ok"] != false || got["redirected"] != false || got["location"] != "/final" ||
+		got["hop"] != "first" || got["url"] != up.URL+"/start?token=abc" {
+		t.Fatalf("manual: %v; want the 302 itself", got)
+	}
+	got = get("error")
+	want := `TypeError: fetch to 127.0.0.1: the server answered a redirect (302) and the request's redirect option is "error"`
+	if got["error"] != want {
+		t.Fatalf("error: %v; want %q", got, want)
+	}
+	got = get("nowhere")
+	if msg, _ := got["error"].(string); msg != `TypeError: fetch: redirect must be "follow", "manual" or "error", not "nowhere"` {
+		t.Fatalf("a bad mode: %v", got)
+	}
+	if n := finals.Load(); n != 2 {
+		t.Fatalf("the final URL was fetched %d times, want 2 (manual and error do not follow)", n)
+	}
+}
+
 func TestASecretSetOnOneAgentIsReadOnAnother(t *testing.T) {
 	rds, b := clusterServices(t)
 	key := make([]byte, 32)

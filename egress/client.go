@@ -141,13 +141,33 @@ func rootCAs(files []string) (*x509.CertPool, error) {
 func (c *Client) Close() { c.transport.CloseIdleConnections() }
 
 // Request is one HTTP request of a script. An empty Method means GET;
-// Header may be nil; Body is sent as is (nil for none).
+// Header may be nil; Body is sent as is (nil for none); the zero Redirect
+// is RedirectFollow.
 type Request struct {
-	Method string
-	URL    string
-	Header http.Header
-	Body   []byte
+	Method   string
+	URL      string
+	Header   http.Header
+	Body     []byte
+	Redirect Redirect
 }
+
+// Redirect is what a request does with a redirect response (301, 302,
+// 303, 307 or 308), as WHATWG fetch's redirect option says.
+type Redirect string
+
+// Redirect modes.
+const (
+	// RedirectFollow follows redirects, up to Config.MaxRedirects, each
+	// one checked as a new request (a negative MaxRedirects follows none:
+	// the redirect response is returned as it is). "" means the same.
+	RedirectFollow Redirect = "follow"
+	// RedirectManual returns a redirect response as it is (status,
+	// headers with Location, body), Redirected false.
+	RedirectManual Redirect = "manual"
+	// RedirectError fails the request with a Redirected error when a
+	// redirect is answered.
+	RedirectError Redirect = "error"
+)
 
 // Response is the final response of a request, its body read whole.
 type Response struct {
@@ -168,7 +188,8 @@ type hop struct {
 }
 
 // Do performs req for a project whose policy is pol (nil allows nothing),
-// following redirects, and reads the whole response body. ctx bounds
+// following redirects or not as req.Redirect says, and reads the whole
+// response body. ctx bounds
 // everything: when it ends the connection is closed and Do returns a
 // Timeout. Every failure is an *Error. Do blocks until the response is read
 // or fails; it is safe for concurrent use.
@@ -177,6 +198,12 @@ func (c *Client) Do(ctx context.Context, pol *Policy, req Request) (*Response, e
 	if err != nil {
 		return nil, err
 	}
+	switch req.Redirect {
+	case "", RedirectFollow, RedirectManual, RedirectError:
+	default:
+		return nil, newError(Other, u.Hostname(), nil, "fetch: redirect must be %q, %q or %q, not %q",
+			RedirectFollow, RedirectManual, RedirectError, string(req.Redirect))
+	}
 	h := hop{method: normalMethod(req.Method), url: u, header: req.Header, body: req.Body}
 	first := u.Hostname()
 	for redirects := 0; ; redirects++ {
@@ -184,8 +211,14 @@ func (c *Client) Do(ctx context.Context, pol *Policy, req Request) (*Response, e
 		if err != nil {
 			return nil, err
 		}
+		if req.Redirect == RedirectError && isRedirect(resp.StatusCode) {
+			discard(resp)
+			host := h.url.Hostname()
+			return nil, newError(Redirected, host, nil,
+				"fetch to %s: the server answered a redirect (%d) and the request's redirect option is \"error\"", host, resp.StatusCode)
+		}
 		next, ok := hop{}, false
-		if c.maxRedirects >= 0 {
+		if c.maxRedirects >= 0 && req.Redirect != RedirectManual {
 			next, ok, err = nextHop(&h, resp)
 		}
 		if err != nil || !ok {

@@ -399,6 +399,56 @@ func TestRedirectLoopStopsAtTheBound(t *testing.T) {
 	}
 }
 
+// TestRedirectModes follows WHATWG fetch's redirect option: "follow" (the
+// default) follows, "manual" returns the redirect response as it is,
+// "error" fails when a redirect is answered, without following it.
+func TestRedirectModes(t *testing.T) {
+	t.Parallel()
+	target := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "final") })
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Hop", "first")
+		http.Redirect(w, r, target.URL+"/final", http.StatusFound)
+	})
+	c := newClient(t, egress.Config{})
+	pol := policy(t, "localhost")
+
+	for _, mode := range []egress.Redirect{"", egress.RedirectFollow} {
+		resp, err := c.Do(t.Context(), pol, egress.Request{URL: up.URL + "/start", Redirect: mode})
+		if err != nil || string(resp.Body) != "final" || !resp.Redirected || resp.URL != target.URL+"/final" {
+			t.Fatalf("redirect %q: %+v, %v; want the final response, redirected", mode, resp, err)
+		}
+	}
+
+	resp, err := c.Do(t.Context(), pol, egress.Request{URL: up.URL + "/start", Redirect: egress.RedirectManual})
+	if err != nil || resp.Status != http.StatusFound || resp.StatusText != "Found" || resp.Redirected ||
+		resp.Header.Get("Location") != target.URL+"/final" || resp.Header.Get("X-Hop") != "first" || resp.URL != up.URL+"/start" {
+		t.Fatalf("manual: %+v, %v; want the 302 itself", resp, err)
+	}
+
+	_, err = c.Do(t.Context(), pol, egress.Request{URL: up.URL + "/start?token=secret", Redirect: egress.RedirectError})
+	e := wantError(t, err, egress.Redirected, "127.0.0.1",
+		`fetch to 127.0.0.1: the server answered a redirect (302) and the request's redirect option is "error"`)
+	if strings.Contains(e.Error(), "secret") {
+		t.Fatalf("%q names the URL's query", e)
+	}
+	if n := target.requests.Load(); n != 2 {
+		t.Fatalf("the target saw %d requests, want 2 (the two follows; manual and error do not follow)", n)
+	}
+
+	// A redirect the policy would refuse is still returned by manual (it
+	// is not followed), and error fails before anything is dialled there.
+	denied := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusMovedPermanently)
+	})
+	resp, err = c.Do(t.Context(), pol, egress.Request{URL: denied.URL, Redirect: egress.RedirectManual})
+	if err != nil || resp.Status != http.StatusMovedPermanently || resp.Header.Get("Location") != "http://169.254.169.254/latest/meta-data/" {
+		t.Fatalf("manual to a denied host: %+v, %v; want the 301 itself", resp, err)
+	}
+
+	_, err = c.Do(t.Context(), pol, egress.Request{URL: up.URL, Redirect: "bogus"})
+	wantError(t, err, egress.Other, "127.0.0.1", `fetch: redirect must be "follow", "manual" or "error", not "bogus"`)
+}
+
 func TestRedirectToADeniedHost(t *testing.T) {
 	t.Parallel()
 	denied := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
@@ -603,7 +653,8 @@ func TestNewClientNamesABadCAFile(t *testing.T) {
 
 func TestKindNames(t *testing.T) {
 	t.Parallel()
-	if egress.NotAllowed.String() != "not allowed" || egress.Kind(0) != egress.Other || egress.Kind(99).String() != "Kind(99)" {
+	if egress.NotAllowed.String() != "not allowed" || egress.Redirected.String() != "redirected" ||
+		egress.Kind(0) != egress.Other || egress.Kind(99).String() != "Kind(99)" {
 		t.Fatal("Kind names")
 	}
 }

@@ -42,7 +42,9 @@
 // NotAllowed naming the address and why.
 //
 // Each redirect is a new request: its URL is checked and its address dialled
-// and checked the same way, with the same policy.
+// and checked the same way, with the same policy. A request may instead ask
+// for the redirect response itself (RedirectManual) or to fail on one
+// (RedirectError), as WHATWG fetch's redirect option does.
 //
 // # Pooled connections
 //

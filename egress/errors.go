@@ -34,10 +34,11 @@ const (
 	BodyTooLarge          // the response body is over Config.MaxBodyBytes
 	TooManyRedirects      // more redirects than Config.MaxRedirects
 	Timeout               // the context ended (deadline or cancel), or a connect timed out
+	Redirected            // a redirect answered a request whose Redirect is RedirectError
 )
 
 var kindNames = [...]string{"other", "not allowed", "invalid URL", "refused", "TLS", "DNS",
-	"body too large", "too many redirects", "timeout"}
+	"body too large", "too many redirects", "timeout", "redirected"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {

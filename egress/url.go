@@ -73,15 +73,23 @@ var bodyHeaders = []string{"Content-Type", "Content-Length", "Content-Encoding",
 // origin.
 var credentialHeaders = []string{"Authorization", "Cookie", "Cookie2", "Proxy-Authorization"}
 
+// isRedirect reports whether code is a redirect status (WHATWG fetch's
+// redirect statuses: 301, 302, 303, 307, 308).
+func isRedirect(code int) bool {
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
 // nextHop is the request a redirect response asks for, following WHATWG
 // fetch: 303 turns any method but GET and HEAD into a GET without a body,
 // 301 and 302 turn a POST into one, 307 and 308 keep the method and body.
 // ok is false when resp is not a redirect to follow.
 func nextHop(h *hop, resp *http.Response) (next hop, ok bool, err error) {
-	switch resp.StatusCode {
-	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
-		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
-	default:
+	if !isRedirect(resp.StatusCode) {
 		return hop{}, false, nil
 	}
 	loc := resp.Header.Get("Location")

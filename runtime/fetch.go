@@ -32,6 +32,11 @@ type FetchRequest struct {
 	URL    string
 	Header http.Header
 	Body   []byte
+	// Redirect is fetch's redirect option: "follow" (follow them, within
+	// the agent's bound, each checked against the egress policy),
+	// "manual" (return a redirect response as it is) or "error" (fail when
+	// one is answered).
+	Redirect string
 }
 
 // FetchResponse is a response read whole.
@@ -87,7 +92,7 @@ type fetchCall struct {
 }
 
 // jsFetch is host.fetch(method, url, headerNames, headerValues, body,
-// timeoutMs, done, fail): it starts the request on a goroutine owned by the
+// timeoutMs, redirect, done, fail): it starts the request on a goroutine owned by the
 // run's loop (it ends with the operation's context, or at host.abort(id))
 // and returns its id. done (see fetched) or fail(kind, message) is called
 // on the run's loop; kind is "abort", "timeout" or "error".
@@ -102,8 +107,8 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 		v.throwRange("too many timers and fetches pending in one run (at most %d)", maxPending)
 	}
 	c := &fetchCall{req: v.fetchRequest(call), project: fr.project, start: time.Now()}
-	c.done, _ = goja.AssertFunction(call.Argument(6))
-	c.fail, _ = goja.AssertFunction(call.Argument(7))
+	c.done, _ = goja.AssertFunction(call.Argument(7))
+	c.fail, _ = goja.AssertFunction(call.Argument(8))
 	// The top-level operation's context: a nested operation may return
 	// before the request ends, and the operation's limit covers it all.
 	c.opCtx = r.opContext(r.frames[0])
@@ -138,7 +143,7 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 // fetchRequest reads host.fetch's request arguments (checked by fetch.js).
 func (v *vm) fetchRequest(call goja.FunctionCall) FetchRequest {
 	req := FetchRequest{Method: call.Argument(0).String(), URL: call.Argument(1).String(),
-		Header: v.header(call.Argument(2), call.Argument(3))}
+		Header: v.header(call.Argument(2), call.Argument(3)), Redirect: call.Argument(6).String()}
 	switch b := call.Argument(4).Export().(type) {
 	case string:
 		req.Body = []byte(b)

@@ -91,18 +91,12 @@ func (v *vm) jsRunOperation(call goja.FunctionCall) goja.Value {
 		}
 		return v.rt.ToValue(id)
 	}
-	val, f, abort := r.runChain(fr, p, op, event, fr.depth+1, false)
+	val, f, abort := r.runNested(fr, p, op, event, fr.depth+1)
 	if abort != nil {
 		panic(abort.abort) // uncatchable: keeps unwinding the script
 	}
 	if f != nil {
-		obj, nerr := v.rt.New(v.errorCtor, v.rt.ToValue(f.msg))
-		if nerr != nil {
-			panic(v.rt.NewGoError(nerr))
-		}
-		_ = obj.Set("operation", op.Name)
-		_ = obj.Set("status", f.status)
-		panic(obj)
+		panic(v.operationError(op.Name, f))
 	}
 	if val == nil {
 		return goja.Undefined()

@@ -121,13 +121,23 @@ func (r *run) wakeLoop() {
 
 // drain runs the loop until no callback is pending: the operation's
 // Promise has then settled, or nothing is left that could settle it. A
-// timer set and forgotten still runs, as in Node.js. It returns the
-// uncatchable error of a limit reached meanwhile (timeout, memory, the
-// run's context). Called on the run's goroutine with no JavaScript on the
-// stack, so that Promise jobs run as each callback returns.
+// nested chain still waiting for a Promise when nothing is pending has its
+// step failed and goes on (abandonWait), so that it ends within the
+// operation. A timer set and forgotten still runs, as in Node.js. It
+// returns the uncatchable error of a limit reached meanwhile (timeout,
+// memory, the run's context). Called on the run's goroutine with no
+// JavaScript on the stack, so that Promise jobs run as each callback
+// returns.
 func (r *run) drain() error {
-	l := r.loop
-	for l != nil && l.pending > 0 {
+	for {
+		l := r.loop
+		if l == nil || l.pending == 0 {
+			// Nothing can settle a Promise a nested chain waits for.
+			if !r.abandonWait() {
+				return nil
+			}
+			continue
+		}
 		cbs := l.take()
 		if len(cbs) == 0 {
 			r.idle(l)
@@ -146,7 +156,6 @@ func (r *run) drain() error {
 			}
 		}
 	}
-	return nil
 }
 
 // requeue puts back callbacks not run (an earlier one was interrupted);
@@ -188,11 +197,16 @@ func (v *vm) trackRejections(p *goja.Promise, op goja.PromiseRejectionOperation)
 	case goja.PromiseRejectionReject:
 		r.unhandled = append(r.unhandled, p)
 	case goja.PromiseRejectionHandle:
-		for i, u := range r.unhandled {
-			if u == p {
-				r.unhandled = append(r.unhandled[:i], r.unhandled[i+1:]...)
-				break
-			}
+		r.handled(p)
+	}
+}
+
+// handled forgets p as a rejection no handler has seen.
+func (r *run) handled(p *goja.Promise) {
+	for i, u := range r.unhandled {
+		if u == p {
+			r.unhandled = append(r.unhandled[:i], r.unhandled[i+1:]...)
+			return
 		}
 	}
 }

@@ -72,6 +72,11 @@ type run struct {
 	holdsWorker bool
 	// unhandled are the rejected Promises no handler has seen yet.
 	unhandled []*goja.Promise
+	// chains are the nested chains not ended (nested.go), and waiting
+	// those of them waiting for their called operation's Promise, latest
+	// last. Both are emptied when a top-level operation ends.
+	chains  []*nestedChain
+	waiting []*nestedChain
 
 	// timerLeft is set when a frame's timer could not be stopped (its
 	// function has started): the run must not be reused (see release).
@@ -265,9 +270,10 @@ func (r *run) encodeResult(fr *frame, val goja.Value) *failure {
 }
 
 // runChain runs op, then its onSuccess or onFailure operations in order,
-// within outer (nil: at the top level, within the run's context). val and
-// f are op's own outcome; abort is non-nil when an interrupt beyond any
-// single operation stopped the chain (it must keep propagating).
+// within outer (nil: at the top level, within the run's context; nested
+// chains are runNested's). val and f are op's own outcome; abort is
+// non-nil when an interrupt beyond any single operation stopped the chain
+// (it must keep propagating).
 func (r *run) runChain(outer *frame, p *scripts.Project, op *scripts.Operation, event goja.Value, depth int, settle bool) (val goja.Value, f, abort *failure) {
 	val, f = r.runOp(outer, p, op, event, depth, settle)
 	if f != nil && f.abort != nil {
@@ -595,11 +601,15 @@ func (r *run) execOp(fr *frame, settle bool) (goja.Value, *failure) {
 // await runs the event loop of a top-level operation whose handler
 // returned ret (or failed with err) until nothing is pending, then fails on
 // a Promise rejected with no handler (other than ret, the operation's own
-// result, which settle reads). The loop ends with it. Nested operations
-// (RunOperation) return their Promise to the caller, whose loop runs it:
-// no loop can run while JavaScript is on the stack.
-func (r *run) await(ret goja.Value, err error) error {
-	defer r.endLoop()
+// result, which settle reads). The loop ends with it, and so do the steps
+// of nested chains still waiting. Nested operations (RunOperation) return
+// a Promise to the caller, whose loop runs it: no loop can run while
+// JavaScript is on the stack (see nested.go).
+func (r *run) await(ret goja.Value, err error) (werr error) {
+	defer func() {
+		r.endChains(werr)
+		r.endLoop()
+	}()
 	if err != nil {
 		r.unhandled = r.unhandled[:0] // the operation failed anyway: none reaches the next
 		return err
@@ -625,6 +635,7 @@ func (r *run) settle(ret goja.Value, file string, mustSettle bool) (goja.Value, 
 	case goja.PromiseStateFulfilled:
 		return p.Result(), nil
 	case goja.PromiseStateRejected:
+		r.handled(p) // its rejection is this failure, not an unhandled one
 		_, err := r.v.thrower(goja.Undefined(), p.Result())
 		return nil, r.failureFrom(err, file)
 	default:

@@ -38,6 +38,7 @@ type vm struct {
 	joining   []*goja.Object
 	parse     goja.Callable
 	thrower   goja.Callable
+	then      goja.Callable // Promise.prototype.then
 	noop      goja.Callable // a JavaScript function doing nothing: calling it raises a pending interrupt
 	msgCommit goja.Value
 	msgRollbk goja.Value
@@ -84,6 +85,7 @@ func newVM(e *Engine) (v *vm, err error) {
 	v.parse, _ = goja.AssertFunction(json.Get("parse"))
 	v.errorCtor = g.Get("Error")
 	v.freeze, _ = goja.AssertFunction(g.Get("Object").(*goja.Object).Get("freeze"))
+	v.then, _ = goja.AssertFunction(g.Get("Promise").(*goja.Object).Get("prototype").(*goja.Object).Get("then"))
 	v.wrappers = make(map[*goja.Program]goja.Callable)
 	v.progs = make(map[*goja.Program]progInfo)
 	v.modules = make(map[moduleKey]loadedFunc)

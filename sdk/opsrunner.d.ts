@@ -247,7 +247,19 @@ declare namespace opsrunner {
      * shorter wins. A negative or non-numeric value is a TypeError.
      */
     timeout?: number;
+    /**
+     * What a redirect answer (301, 302, 303, 307, 308) does. "follow" (the
+     * default): it is followed, up to the agent's egress.max_redirects, each
+     * hop checked against the project's egress; `redirected` is then true.
+     * "manual": the redirect response itself is returned (its status,
+     * headers with Location, body; `ok` and `redirected` false). "error":
+     * the fetch rejects with a TypeError naming the host. Any other value is
+     * a TypeError.
+     */
+    redirect?: RequestRedirect;
   }
+
+  type RequestRedirect = "follow" | "manual" | "error";
 
   type HeadersInit = Headers | Record<string, string> | Iterable<[string, string]>;
 
@@ -272,9 +284,13 @@ declare namespace opsrunner {
  * as its event (this operation's event when input is omitted) and shares
  * the chain's variables.
  *
- * With wait true (the default) it returns the operation's result (a Promise
- * it returned still pending is returned as is) and throws an
- * opsrunner.OperationError when the operation fails.
+ * With wait true (the default) it runs the operation and its
+ * onSuccess/onFailure chain now, returns the operation's result and throws
+ * an opsrunner.OperationError when the operation fails. When the operation
+ * or an operation of its chain returns a pending Promise, it returns a
+ * Promise instead: settled once the whole chain has ended (each member
+ * awaited before the next), with the operation's value, its rejection's
+ * reason or an OperationError. `await RunOperation(ref)` works either way.
  */
 declare function RunOperation(ref: string, wait?: true, input?: unknown): any;
 /**
@@ -370,9 +386,9 @@ declare class Response {
   /** The reason phrase ("Not Found"); may be "". */
   readonly statusText: string;
   readonly headers: Headers;
-  /** The final URL, after redirects, without its fragment. */
+  /** The final URL, after redirects, without its fragment (with redirect "manual": the URL fetched). */
   readonly url: string;
-  /** At least one redirect was followed. */
+  /** At least one redirect was followed (never with redirect "manual" or "error"). */
   readonly redirected: boolean;
   /** "basic" for a fetched response, "default" for one built with new Response. */
   readonly type: "basic" | "default";

@@ -10,4 +10,5 @@ function handle(event, ctx) {
   setInterval(() => {}, 10); // want TS2304
   new URL("http://example.com"); // want TS2304
   fetch("http://example.com", { methd: "GET" }); // want TS2561
+  fetch("http://example.com", { redirect: "nofollow" }); // want TS2820
 }

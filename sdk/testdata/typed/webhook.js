@@ -24,6 +24,7 @@ async function handle(event, ctx) {
       body: JSON.stringify(event.body),
       signal: ctl.signal,
       timeout: 2000,
+      redirect: "error",
     });
   } catch (e) {
     const err = /** @type {Error} */ (e);
