@@ -167,10 +167,14 @@ type Delivery struct {
 	explicit    bool   // ackMode explicit: only Commit commits
 	acker       Acker
 
-	mu        sync.Mutex
-	ops       []*OpDelivery
-	deadline  time.Time // the ack timeout's instant; zero means none
-	lease     cluster.Lease
+	mu       sync.Mutex
+	ops      []*OpDelivery
+	deadline time.Time // the ack timeout's instant; zero means none
+	lease    cluster.Lease
+	// claimCtx is the claim's context, which neither stopping the
+	// listener nor the ack deadline ends: what follows a settlement (the
+	// processed markers) uses it. nil before the claim.
+	claimCtx  context.Context
 	settled   bool
 	result    Settlement
 	observers []Observer
@@ -308,14 +312,24 @@ func (d *Delivery) setDeadline(t time.Time) {
 	d.mu.Unlock()
 }
 
-// setLease makes every commit check that lease is still held (fencing).
-func (d *Delivery) setLease(l cluster.Lease) {
+// setClaim makes every commit check that lease is still held (fencing);
+// ctx is the claim's context, not ended by stopping the listener.
+func (d *Delivery) setClaim(ctx context.Context, l cluster.Lease) {
 	d.mu.Lock()
-	d.lease = l
+	d.claimCtx, d.lease = ctx, l
 	d.mu.Unlock()
 }
 
-// claimLease is the lease set by setLease, or nil.
+// detachedLocked is a context for what must follow a settlement whatever
+// became of ctx: the claim's, else ctx without its cancellation.
+func (d *Delivery) detachedLocked(ctx context.Context) context.Context {
+	if d.claimCtx != nil {
+		return d.claimCtx
+	}
+	return context.WithoutCancel(ctx)
+}
+
+// claimLease is the lease set by setClaim, or nil.
 func (d *Delivery) claimLease() cluster.Lease {
 	d.mu.Lock()
 	defer d.mu.Unlock()

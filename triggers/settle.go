@@ -42,7 +42,7 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 	d.settled, d.result = true, s
 	for _, op := range d.ops {
 		if op.state == opCommitted && op.ran && d.marker != nil {
-			d.marker.mark(ctx, op)
+			d.marker.mark(d.detachedLocked(ctx), op)
 		}
 		op.sends = nil
 	}

@@ -160,14 +160,20 @@ func (l *listener) newDelivery(conn *stompc.Conn, raw *stompc.Message) *Delivery
 	if l.pol.topic && l.spec.Listener.Fanout == scripts.FanoutEach {
 		key = l.m.cfg.Agent + ":" + key // every agent runs its own copy
 	}
-	return NewDelivery(DeliveryConfig{
+	// The delivery and its acker in one allocation: they live as long.
+	da := &struct {
+		d Delivery
+		a stompAcker
+	}{a: stompAcker{conn: conn, raw: raw}}
+	da.d.init(DeliveryConfig{
 		Message:     Message{ID: id, Destination: l.spec.Listener.Destination, Headers: hdr, Body: raw.Body, Attempt: attempt},
 		Key:         key,
 		Operations:  dueOperations(l.spec.Listener.Operations, hdr.Get(HeaderOperations)),
 		Redelivered: redelivered,
 		AckMode:     l.pol.ackMode,
-		Acker:       &stompAcker{conn: conn, raw: raw},
+		Acker:       &da.a,
 	})
+	return &da.d
 }
 
 // dueOperations are the bound operations a message is due to: all of
