@@ -18,60 +18,74 @@ import (
 // after the other, settling each by its run's result; and it records the
 // runs (deliveryRecord).
 func (a *Agent) listenerHandler(spec triggers.ListenerSpec) triggers.Handler {
-	return func(ctx context.Context, d *triggers.Delivery) error {
-		rec := &deliveryRecord{a: a, spec: spec, d: d, runs: map[string]*opRun{}}
-		d.OnSettling(ctx, rec.settling)
-		d.OnSettled(rec.settled)
-		if !d.Pending() {
-			return nil // nothing to run: a duplicate, or a message to dead-letter unstarted
-		}
-		p, ok := a.Project(spec.Project)
-		if !ok {
-			return fmt.Errorf("project %s is not deployed", spec.Project)
-		}
-		rec.p = p
-		event := triggers.EventFor(d)
-		if spec.Listener.Filter != "" {
-			ok, err := a.engine.Filter(ctx, p, spec.Listener.Filter, event)
-			if err != nil {
-				return fmt.Errorf("filter: %w", err)
-			}
-			if !ok {
-				d.RollbackAll(triggers.ErrRefused)
-				return nil
-			}
-		}
-		var errs []error
-		for _, op := range d.Ops() {
-			switch {
-			case !op.Pending():
-			case !a.bindingEnabled(ctx, spec.ID, op.Name()):
-				op.Skip()
-			default:
-				errs = append(errs, a.runOperation(ctx, rec, op, event))
-			}
-		}
-		return errors.Join(errs...)
-	}
+	l := &listenerRuns{a: a, spec: spec}
+	return l.handle
 }
 
-// runOperation runs one operation for a delivery and settles its share
-// (triggers.OpDelivery.Done) by the result.
-func (a *Agent) runOperation(ctx context.Context, rec *deliveryRecord, op *triggers.OpDelivery, event map[string]any) error {
+// listenerRuns runs and records the deliveries of one listener; it lives
+// as long as the listener, so that a delivery costs no closure of its own.
+type listenerRuns struct {
+	a    *Agent
+	spec triggers.ListenerSpec
+}
+
+// handle is listenerHandler's Handler.
+func (l *listenerRuns) handle(ctx context.Context, d *triggers.Delivery) error {
+	a, spec := l.a, &l.spec
+	rec := newDeliveryRecord(l, d)
+	d.Observe(ctx, rec)
+	if !d.Pending() {
+		return nil // nothing to run: a duplicate, or a message to dead-letter unstarted
+	}
+	p, ok := a.Project(spec.Project)
+	if !ok {
+		return fmt.Errorf("project %s is not deployed", spec.Project)
+	}
+	rec.setProject(p)
+	event := triggers.EventFor(d)
+	if spec.Listener.Filter != "" {
+		ok, err := a.engine.Filter(ctx, p, spec.Listener.Filter, event)
+		if err != nil {
+			return fmt.Errorf("filter: %w", err)
+		}
+		if !ok {
+			d.RollbackAll(triggers.ErrRefused)
+			return nil
+		}
+	}
+	var errs []error
+	for _, op := range d.Ops() {
+		switch {
+		case !op.Pending():
+		case !a.bindingEnabled(ctx, spec.ID, op.Name()):
+			op.Skip()
+		default:
+			if err := a.runOperation(ctx, rec, p, op, event); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runOperation runs one operation of project p for a delivery and
+// settles its share (triggers.OpDelivery.Done) by the result.
+func (a *Agent) runOperation(ctx context.Context, rec *deliveryRecord, p *scripts.Project, op *triggers.OpDelivery, event map[string]any) error {
 	msg := op.Message()
-	run := a.newRun(newRunID(), rec.p, op.Name(), "listener")
-	run.Listener, run.MessageID, run.Attempt = rec.spec.ID, msg.ID, msg.Attempt
+	spec := &rec.l.spec
+	run := a.newRun(newRunID(), p, op.Name(), "listener")
+	run.Listener, run.MessageID, run.Attempt = spec.ID, msg.ID, msg.Attempt
 	run.Input, run.InputTruncated = runInput(event)
-	r := rec.start(run)
+	r := rec.start(op.Name(), run)
 	a.putRun(ctx, run) // visible as running while it runs
 	op.Start()
-	inv := runtime.Invocation{RunID: run.ID, Project: rec.p, Operation: op.Name(), Trigger: "listener", Event: event, Message: op}
-	live := a.startStoredRun(run, rec.p, op.Name())
+	inv := runtime.Invocation{RunID: run.ID, Project: p, Operation: op.Name(), Trigger: "listener", Event: event, Message: op}
+	live := a.startStoredRun(run, p, op.Name())
 	res := a.engine.Run(ctx, inv)
 	live.end(nil)
 	rec.ended(ctx, r, finish(run, res))
 	if err := op.Done(ctx, res.Err); err != nil {
-		a.log.Warn("settle operation", "listener", rec.spec.ID, "operation", op.Name(), "message", msg.ID, "err", err)
+		a.log.Warn("settle operation", "listener", spec.ID, "operation", op.Name(), "message", msg.ID, "err", err)
 	}
 	if res.Err != nil {
 		return fmt.Errorf("%s: %w", op.Name(), res.Err)
@@ -88,30 +102,62 @@ func (a *Agent) runOperation(ctx context.Context, rec *deliveryRecord, op *trigg
 // the history, at worst without its outcome, and a crash before it never
 // leaves a "committed" that did not happen. An operation the delivery
 // settled without running (a duplicate, a refusal, a message dead-lettered
-// unstarted) gets one record with its outcome.
+// unstarted) gets one record with its outcome. It is the delivery's
+// triggers.Observer. One allocation per delivery: it holds the record of
+// the usual delivery's one operation itself.
 type deliveryRecord struct {
-	a    *Agent
-	spec triggers.ListenerSpec
-	d    *triggers.Delivery
-	p    *scripts.Project // nil until the handler found it
+	l *listenerRuns
+	d *triggers.Delivery
 
 	mu   sync.Mutex
-	runs map[string]*opRun // by operation
+	p    *scripts.Project // nil until the handler found it
+	runs []opRun          // by the operation's index in d.Ops()
+	one  [1]opRun         // runs' room when d is due to one operation
 }
 
 // opRun is one operation's record in the making.
 type opRun struct {
+	used    bool // run is this operation's record
 	run     store.Run
 	ended   bool // run holds the finished run
 	unrun   bool // settled without a run: its status follows the outcome
-	outcome *triggers.OpOutcome
+	settled bool // outcome is the operation's
+	outcome triggers.OpOutcome
 }
 
-func (rec *deliveryRecord) start(run store.Run) *opRun {
-	r := &opRun{run: run}
+func newDeliveryRecord(l *listenerRuns, d *triggers.Delivery) *deliveryRecord {
+	rec := &deliveryRecord{l: l, d: d}
+	if n := len(d.Ops()); n <= len(rec.one) {
+		rec.runs = rec.one[:n]
+	} else {
+		rec.runs = make([]opRun, n)
+	}
+	return rec
+}
+
+func (rec *deliveryRecord) setProject(p *scripts.Project) {
 	rec.mu.Lock()
-	rec.runs[run.Operation] = r
+	rec.p = p
 	rec.mu.Unlock()
+}
+
+// slotLocked is the record of operation op, nil for an operation the
+// delivery is not due to.
+func (rec *deliveryRecord) slotLocked(op string) *opRun {
+	for i, o := range rec.d.Ops() {
+		if o.Name() == op {
+			return &rec.runs[i]
+		}
+	}
+	return nil
+}
+
+// start records that a run of op started.
+func (rec *deliveryRecord) start(op string, run store.Run) *opRun {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	r := rec.slotLocked(op)
+	r.used, r.run = true, run
 	return r
 }
 
@@ -120,28 +166,29 @@ func (rec *deliveryRecord) ended(ctx context.Context, r *opRun, run store.Run) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	r.run, r.ended = run, true
-	if r.outcome != nil {
-		rec.write(ctx, r)
+	if r.settled {
+		rec.write(context.WithoutCancel(ctx), r) // the run's context may have ended
 	}
 }
 
-// settling is the delivery's triggers.SettleFunc, told of a settlement
-// before its broker I/O. With run_durability sync, when the settlement
-// commits what an operation did, it makes the ended runs durable without
-// an outcome; its error refuses the commit.
-func (rec *deliveryRecord) settling(ctx context.Context, s triggers.Settlement) error {
-	if rec.a.cfg.RunDurability == RunDurabilityBatched || !commits(s) {
+// Settling implements triggers.Observer: told of a settlement before its
+// broker I/O. With run_durability sync, when the settlement commits what
+// an operation did, it makes the ended runs durable without an outcome;
+// its error refuses the commit.
+func (rec *deliveryRecord) Settling(ctx context.Context, s triggers.Settlement) error {
+	a := rec.l.a
+	if a.cfg.RunDurability == RunDurabilityBatched || !commits(s) {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
 	rec.mu.Lock()
-	for _, r := range rec.runs {
-		if r.ended && r.outcome == nil {
-			rec.a.putRun(ctx, r.run)
+	for i := range rec.runs {
+		if r := &rec.runs[i]; r.used && r.ended && !r.settled {
+			a.putRun(ctx, r.run)
 		}
 	}
 	rec.mu.Unlock()
-	if err := rec.a.store.Flush(ctx); err != nil {
+	if err := a.store.Flush(ctx); err != nil {
 		return fmt.Errorf("record runs of message %s before commit: %w", s.MessageID, err)
 	}
 	return nil
@@ -157,47 +204,46 @@ func commits(s triggers.Settlement) bool {
 	return false
 }
 
-// settled is told of the settlement after the broker confirmed it: it
-// writes the final record of each operation whose run ended (the others
-// when their run ends) and of each it settled without running.
-func (rec *deliveryRecord) settled(s triggers.Settlement) {
+// Settled implements triggers.Observer: told of the settlement after the
+// broker confirmed it, it writes the final record of each operation whose
+// run ended (the others when their run ends) and of each it settled
+// without running.
+func (rec *deliveryRecord) Settled(s triggers.Settlement) {
 	ctx := context.Background()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, o := range s.Ops {
-		r := rec.runs[o.Operation]
-		if r == nil {
-			if r = rec.unrun(o.Operation); r == nil {
-				continue
-			}
-			rec.runs[o.Operation] = r
+		r := rec.slotLocked(o.Operation)
+		if r == nil || !r.used && !rec.unrunLocked(r, o.Operation) {
+			continue
 		}
-		r.outcome = &o
+		r.outcome, r.settled = o, true
 		if r.ended {
 			rec.write(ctx, r)
 		}
 	}
 }
 
-// unrun is the record of an operation the delivery settled without
-// running it; nil when the project is gone.
-func (rec *deliveryRecord) unrun(op string) *opRun {
-	p := rec.p
+// unrunLocked makes r the record of operation op, which the delivery
+// settled without running it; false when the project is gone.
+func (rec *deliveryRecord) unrunLocked(r *opRun, op string) bool {
+	a, p := rec.l.a, rec.p
 	if p == nil {
 		var ok bool
-		if p, ok = rec.a.Project(rec.spec.Project); !ok {
-			return nil
+		if p, ok = a.Project(rec.l.spec.Project); !ok {
+			return false
 		}
 	}
 	msg := rec.d.Message()
-	run := rec.a.newRun(newRunID(), p, op, "listener")
-	run.Listener, run.MessageID, run.Attempt = rec.spec.ID, msg.ID, msg.Attempt
-	return &opRun{run: finish(run, runtime.Result{Status: store.StatusSucceeded}), ended: true, unrun: true}
+	run := a.newRun(newRunID(), p, op, "listener")
+	run.Listener, run.MessageID, run.Attempt = rec.l.spec.ID, msg.ID, msg.Attempt
+	*r = opRun{used: true, run: finish(run, runtime.Result{Status: store.StatusSucceeded}), ended: true, unrun: true}
+	return true
 }
 
-// write records r's run with its outcome.
+// write records r's run with its outcome; ctx must outlive the run's.
 func (rec *deliveryRecord) write(ctx context.Context, r *opRun) {
-	run, o := r.run, r.outcome
+	run, o := r.run, &r.outcome
 	run.Outcome = o.Outcome
 	switch {
 	case errors.Is(o.Err, triggers.ErrAckTimeout):
@@ -210,6 +256,6 @@ func (rec *deliveryRecord) write(ctx context.Context, r *opRun) {
 			run.Status = store.StatusFailed
 		}
 	}
-	rec.a.metrics.observe(run)
-	rec.a.putRun(context.WithoutCancel(ctx), run) // the run's context may have ended
+	rec.l.a.metrics.observe(run)
+	rec.l.a.putRun(ctx, run)
 }

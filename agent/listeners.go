@@ -25,27 +25,49 @@ func listenerID(project, name string) string { return project + "/" + name }
 // (here, or on another agent: the store's change notifications).
 type stateCache struct {
 	mu sync.Mutex
-	m  map[string]cachedState
+	m  map[stateKey]cachedState
 }
 
 type cachedState struct{ on, ok bool }
 
+// stateKey names a cached state: a store key (op ""), or a binding's
+// listener id and operation, whose store key (bindingKey) is built only
+// when the cache misses: a delivery reads its bindings' states.
+type stateKey struct{ key, op string }
+
+func (k stateKey) storeKey() string {
+	if k.op == "" {
+		return k.key
+	}
+	return bindingKey(k.key, k.op)
+}
+
+// get reads the state of a store key.
 func (c *stateCache) get(ctx context.Context, st store.Store, key string) (bool, bool, error) {
+	return c.lookup(ctx, st, stateKey{key: key})
+}
+
+// binding reads the state of listener id's binding to op.
+func (c *stateCache) binding(ctx context.Context, st store.Store, id, op string) (bool, bool, error) {
+	return c.lookup(ctx, st, stateKey{key: id, op: op})
+}
+
+func (c *stateCache) lookup(ctx context.Context, st store.Store, k stateKey) (bool, bool, error) {
 	c.mu.Lock()
-	v, hit := c.m[key]
+	v, hit := c.m[k]
 	c.mu.Unlock()
 	if hit {
 		return v.on, v.ok, nil
 	}
-	on, ok, err := st.State(ctx, key)
+	on, ok, err := st.State(ctx, k.storeKey())
 	if err != nil {
 		return false, false, err
 	}
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = map[string]cachedState{}
+		c.m = map[stateKey]cachedState{}
 	}
-	c.m[key] = cachedState{on, ok}
+	c.m[k] = cachedState{on, ok}
 	c.mu.Unlock()
 	return on, ok, nil
 }
@@ -71,7 +93,7 @@ func (a *Agent) listenerEnabled(ctx context.Context, id string, l *scripts.Liste
 }
 
 func (a *Agent) bindingEnabled(ctx context.Context, id, op string) bool {
-	on, ok, err := a.states.get(ctx, a.store, bindingKey(id, op))
+	on, ok, err := a.states.binding(ctx, a.store, id, op)
 	if err != nil {
 		a.log.Warn("read binding state", "listener", id, "operation", op, "error", err)
 	}

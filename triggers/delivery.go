@@ -61,11 +61,31 @@ type Outgoing struct {
 
 // Acker is the broker side of a delivery. Settle publishes sends and
 // acknowledges the message in one transaction, confirmed by the broker;
-// fence runs right before the transaction commits and its error aborts it.
-// Send publishes at once (ackMode auto).
+// fence, unless nil, is checked right before the transaction commits and
+// its error aborts it (checkFence). Send publishes at once (ackMode auto).
 type Acker interface {
-	Settle(ctx context.Context, sends []Outgoing, fence func(context.Context) error) error
+	Settle(ctx context.Context, sends []Outgoing, fence Fence) error
 	Send(destination string, body []byte, headers map[string]string) error
+}
+
+// Fence is what must still hold when a settlement commits: the claim's
+// lease (a cluster.Lease is one), when the settlement commits what an
+// operation did. An interface rather than a func so that passing the
+// lease costs no closure per delivery.
+type Fence interface {
+	// Check returns nil while the fence holds. It may do I/O.
+	Check(ctx context.Context) error
+}
+
+// checkFence checks fence, if any, for an Acker's Settle.
+func checkFence(ctx context.Context, fence Fence) error {
+	if fence == nil {
+		return nil
+	}
+	if err := fence.Check(ctx); err != nil {
+		return fmt.Errorf("check claim: %w", err)
+	}
+	return nil
 }
 
 // OpOutcome is how one operation of a delivery settled.
@@ -87,12 +107,41 @@ type Settlement struct {
 	Ops     []OpOutcome
 }
 
-// SettleFunc observes a delivery's settlement. It is called right before
-// the broker I/O that makes the settlement final, and once more if that
-// I/O fails (every operation then rolled back with the failure). An error
-// from the first call refuses a commit: the delivery rolls back instead.
-// The agent makes its run records durable there.
+// Observer is told of a delivery's settlement. Settling is called right
+// before the broker I/O that makes the settlement final, and once more if
+// that I/O fails (every operation then rolled back with the failure); an
+// error from its first call refuses a commit: the delivery rolls back
+// instead (the agent makes its run records durable there). Settled is
+// called once, after the broker confirmed the settlement. Both are called
+// with the delivery's lock held, from the goroutine that settles it: they
+// must not call the delivery's methods that settle or lock it (Message
+// and ID are fine). s.Ops must not be modified. An interface, not two
+// funcs, so that a long-lived observer (the listener's counts) or one
+// allocated anyway (the agent's run record) costs no closure per delivery.
+type Observer interface {
+	Settling(ctx context.Context, s Settlement) error
+	Settled(s Settlement)
+}
+
+// SettleFunc observes a delivery's settlement before its broker I/O, as
+// Observer.Settling does.
 type SettleFunc func(ctx context.Context, s Settlement) error
+
+// Settling calls f.
+func (f SettleFunc) Settling(ctx context.Context, s Settlement) error { return f(ctx, s) }
+
+// Settled does nothing.
+func (SettleFunc) Settled(Settlement) {}
+
+// SettledFunc observes a delivery's settlement after the broker confirmed
+// it, as Observer.Settled does.
+type SettledFunc func(s Settlement)
+
+// Settling does nothing.
+func (SettledFunc) Settling(context.Context, Settlement) error { return nil }
+
+// Settled calls f.
+func (f SettledFunc) Settled(s Settlement) { f(s) }
 
 // copyKind says what a settlement publishes besides the committed
 // operations' sends.
@@ -118,22 +167,31 @@ type Delivery struct {
 	explicit    bool   // ackMode explicit: only Commit commits
 	acker       Acker
 
-	mu        sync.Mutex
-	ops       []*OpDelivery
-	deadline  time.Time // the ack timeout's instant; zero means none
-	lease     cluster.Lease
+	mu       sync.Mutex
+	ops      []*OpDelivery
+	deadline time.Time // the ack timeout's instant; zero means none
+	lease    cluster.Lease
+	// claimCtx is the claim's context, which neither stopping the
+	// listener nor the ack deadline ends: what follows a settlement (the
+	// processed markers) uses it. nil before the claim.
+	claimCtx  context.Context
 	settled   bool
 	result    Settlement
-	observers []SettleFunc
-	after     []func(Settlement)
+	observers []Observer
 	// marker writes the processed markers of the committed operations
 	// after the settlement (Dedup sets it).
 	marker *markers
 
-	// one holds the operation of a delivery due to just one, the usual
-	// case, so that it costs no allocation of its own.
-	one    OpDelivery
-	oneRef [1]*OpDelivery
+	// Room inside the delivery for what the usual delivery needs, so that
+	// it costs no allocation of its own: the operation of a delivery due
+	// to just one, its observers (the listener's counts and the agent's
+	// record), and the outcome of its first settlement (outcomesUsed: an
+	// observer may keep a Settlement, so the room is handed out once).
+	one          OpDelivery
+	oneRef       [1]*OpDelivery
+	observerRoom [2]Observer
+	outcomeRoom  [1]OpOutcome
+	outcomesUsed bool
 }
 
 // DeliveryConfig describes a delivery for NewDelivery.
@@ -151,20 +209,25 @@ type DeliveryConfig struct {
 
 // NewDelivery returns a pending delivery.
 func NewDelivery(c DeliveryConfig) *Delivery {
-	d := &Delivery{
-		msg: c.Message, key: c.Key, redelivered: c.Redelivered, acker: c.Acker,
-		auto: c.AckMode == "auto", explicit: c.AckMode == "explicit",
-	}
+	d := new(Delivery)
+	d.init(c)
+	return d
+}
+
+// init makes d, a zero Delivery not yet shared, a pending delivery.
+func (d *Delivery) init(c DeliveryConfig) {
+	d.msg, d.key, d.redelivered, d.acker = c.Message, c.Key, c.Redelivered, c.Acker
+	d.auto, d.explicit = c.AckMode == "auto", c.AckMode == "explicit"
+	d.observers = d.observerRoom[:0]
 	if len(c.Operations) == 1 {
 		d.one = OpDelivery{d: d, name: c.Operations[0]}
 		d.oneRef[0] = &d.one
 		d.ops = d.oneRef[:]
-		return d
+		return
 	}
 	for _, name := range c.Operations {
 		d.ops = append(d.ops, &OpDelivery{d: d, name: name})
 	}
-	return d
 }
 
 // Message returns the message; its Headers must not be modified.
@@ -211,33 +274,28 @@ func (d *Delivery) Settled() bool {
 	return d.settled
 }
 
-// OnSettling registers f, told of the settlement before its broker I/O
-// (see SettleFunc); on a settled delivery it is called at once.
-func (d *Delivery) OnSettling(ctx context.Context, f SettleFunc) {
+// Observe registers o, told of the settlement (see Observer); on a
+// settled delivery, o.Settling then o.Settled are called at once.
+func (d *Delivery) Observe(ctx context.Context, o Observer) {
 	d.mu.Lock()
 	if !d.settled {
-		d.observers = append(d.observers, f)
+		d.observers = append(d.observers, o)
 		d.mu.Unlock()
 		return
 	}
 	s := d.result
 	d.mu.Unlock()
-	_ = f(ctx, s)
+	_ = o.Settling(ctx, s)
+	o.Settled(s)
 }
+
+// OnSettling registers f, told of the settlement before its broker I/O
+// (see Observer); on a settled delivery it is called at once.
+func (d *Delivery) OnSettling(ctx context.Context, f SettleFunc) { d.Observe(ctx, f) }
 
 // OnSettled registers f, called once with the settlement after the
 // broker confirmed it; on a settled delivery it is called at once.
-func (d *Delivery) OnSettled(f func(Settlement)) {
-	d.mu.Lock()
-	if !d.settled {
-		d.after = append(d.after, f)
-		d.mu.Unlock()
-		return
-	}
-	s := d.result
-	d.mu.Unlock()
-	f(s)
-}
+func (d *Delivery) OnSettled(f func(Settlement)) { d.Observe(context.Background(), SettledFunc(f)) }
 
 // setAttempt sets the attempt the delivery counts (a broker redelivery).
 func (d *Delivery) setAttempt(n int) {
@@ -254,14 +312,24 @@ func (d *Delivery) setDeadline(t time.Time) {
 	d.mu.Unlock()
 }
 
-// setLease makes every commit check that lease is still held (fencing).
-func (d *Delivery) setLease(l cluster.Lease) {
+// setClaim makes every commit check that lease is still held (fencing);
+// ctx is the claim's context, not ended by stopping the listener.
+func (d *Delivery) setClaim(ctx context.Context, l cluster.Lease) {
 	d.mu.Lock()
-	d.lease = l
+	d.claimCtx, d.lease = ctx, l
 	d.mu.Unlock()
 }
 
-// claimLease is the lease set by setLease, or nil.
+// detachedLocked is a context for what must follow a settlement whatever
+// became of ctx: the claim's, else ctx without its cancellation.
+func (d *Delivery) detachedLocked(ctx context.Context) context.Context {
+	if d.claimCtx != nil {
+		return d.claimCtx
+	}
+	return context.WithoutCancel(ctx)
+}
+
+// claimLease is the lease set by setClaim, or nil.
 func (d *Delivery) claimLease() cluster.Lease {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -102,11 +102,13 @@ func EventFor(d interface{ Message() Message }) map[string]any {
 		id = x.ID()
 	}
 	h := m.Headers
-	var body any = string(m.Body)
+	var body any
 	if mentionsJSON(h.Get("content-type")) {
 		// Parsed by the runtime, which falls back to the text when the
 		// bytes are not JSON: checking them here first doubled the work.
 		body = json.RawMessage(m.Body)
+	} else {
+		body = string(m.Body)
 	}
 	redelivered := m.Attempt > 1 || h.Get("redelivered") == "true"
 	return map[string]any{

@@ -14,8 +14,8 @@ type fakeAcker struct {
 	fail    error        // returned by the next Settle
 }
 
-func (a *fakeAcker) Settle(ctx context.Context, sends []Outgoing, fence func(context.Context) error) error {
-	if err := fence(ctx); err != nil {
+func (a *fakeAcker) Settle(ctx context.Context, sends []Outgoing, fence Fence) error {
+	if err := checkFence(ctx, fence); err != nil {
 		return err
 	}
 	a.mu.Lock()

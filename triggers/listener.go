@@ -132,20 +132,30 @@ type listener struct {
 	handler Handler // the lifecycle chain around the agent's handler
 
 	inFlight atomic.Int64
-	counts   [6]atomic.Int64 // by outcomeIndex
+	counts   outcomeCounts // observes every delivery of the listener
 
 	mu    sync.Mutex
 	state string
 	kind  string
 }
 
-// outcomes are the delivery outcomes in the order of listener.counts.
+// outcomes are the delivery outcomes in the order of outcomeCounts.
 var outcomes = store.Outcomes()
 
-func (l *listener) count(outcome string) {
-	for i, o := range outcomes {
-		if o == outcome {
-			l.counts[i].Add(1)
+// outcomeCounts counts a listener's settled operations by outcome, in the
+// order of outcomes: an Observer of each of its deliveries.
+type outcomeCounts [6]atomic.Int64
+
+// Settling does nothing: only what the broker confirmed counts.
+func (c *outcomeCounts) Settling(context.Context, Settlement) error { return nil }
+
+// Settled counts a settled delivery's outcomes, one per operation.
+func (c *outcomeCounts) Settled(s Settlement) {
+	for _, o := range s.Ops {
+		for i, name := range outcomes {
+			if name == o.Outcome {
+				c[i].Add(1)
+			}
 		}
 	}
 }
@@ -243,13 +253,6 @@ func (l *listener) chain(h Handler) Handler {
 		Deadline(l.pol.ackTimeout),
 		Finish(),
 	)
-}
-
-// countSettlement counts a settled delivery's outcomes, one per operation.
-func (l *listener) countSettlement(s Settlement) {
-	for _, o := range s.Ops {
-		l.count(o.Outcome)
-	}
 }
 
 // claimHoldBack is how long a fully loaded agent waits before claiming a

@@ -64,7 +64,7 @@ func Claim(c claim) Middleware {
 			}
 			bg := context.WithoutCancel(ctx)
 			defer lease.Release(bg)
-			d.setLease(lease)
+			d.setClaim(bg, lease)
 			// The holder before us may have committed between our marker
 			// check and our claim: look again now that nobody else can.
 			if err := c.m.skipProcessed(bg, d); err != nil {

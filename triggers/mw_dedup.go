@@ -55,9 +55,10 @@ func (m *markers) skipProcessed(ctx context.Context, d *Delivery) error {
 	return d.settle(context.WithoutCancel(ctx), noCopy, nil)
 }
 
-// mark writes op's marker once its commit is confirmed.
+// mark writes op's marker once its commit is confirmed; ctx must not be
+// one that the run's end cancels.
 func (m *markers) mark(ctx context.Context, op *OpDelivery) {
-	if err := m.coord.MarkProcessed(context.WithoutCancel(ctx), m.key(op), m.retention); err != nil {
+	if err := m.coord.MarkProcessed(ctx, m.key(op), m.retention); err != nil {
 		m.log.Error("write processed marker", "listener", m.listener, "operation", op.name, "message", op.d.msg.ID, "err", err)
 	}
 }

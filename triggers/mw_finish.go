@@ -27,7 +27,9 @@ func Finish() Middleware {
 					cause = errNotRun
 				}
 				d.RollbackAll(cause)
-				_ = d.commitIfDone(context.WithoutCancel(ctx))
+				if !d.Settled() { // usually the last commit settled it already
+					_ = d.commitIfDone(context.WithoutCancel(ctx))
+				}
 				err = nil
 			}()
 			return next(ctx, d)

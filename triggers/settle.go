@@ -42,12 +42,12 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 	d.settled, d.result = true, s
 	for _, op := range d.ops {
 		if op.state == opCommitted && op.ran && d.marker != nil {
-			d.marker.mark(ctx, op)
+			d.marker.mark(d.detachedLocked(ctx), op)
 		}
 		op.sends = nil
 	}
-	for _, f := range d.after {
-		f(s)
+	for _, o := range d.observers {
+		o.Settled(s)
 	}
 	return nil
 }
@@ -80,18 +80,12 @@ func (d *Delivery) publishLocked(ctx context.Context, copy *Outgoing) error {
 			sends = append(sends, op.sends...)
 		}
 	}
-	fenced := d.ranLocked()
+	var fence Fence
+	if d.lease != nil && d.ranLocked() {
+		fence = d.lease
+	}
 	if copy != nil {
 		sends = append(sends, *copy)
-	}
-	fence := func(ctx context.Context) error {
-		if d.lease == nil || !fenced {
-			return nil
-		}
-		if err := d.lease.Check(ctx); err != nil {
-			return fmt.Errorf("check claim: %w", err)
-		}
-		return nil
 	}
 	return d.acker.Settle(ctx, sends, fence)
 }
@@ -109,8 +103,8 @@ func (d *Delivery) rollbackCommittedLocked(cause error) {
 // notifyLocked tells the observers; the first error is returned.
 func (d *Delivery) notifyLocked(ctx context.Context, s Settlement) error {
 	var first error
-	for _, f := range d.observers {
-		if err := f(ctx, s); err != nil && first == nil {
+	for _, o := range d.observers {
+		if err := o.Settling(ctx, s); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -120,7 +114,12 @@ func (d *Delivery) notifyLocked(ctx context.Context, s Settlement) error {
 // settlementLocked is what settling with a copy of kind means for each
 // operation.
 func (d *Delivery) settlementLocked(kind copyKind) Settlement {
-	s := Settlement{MessageID: d.msg.ID, Attempt: d.msg.Attempt, Ops: make([]OpOutcome, 0, len(d.ops))}
+	s := Settlement{MessageID: d.msg.ID, Attempt: d.msg.Attempt}
+	if len(d.ops) <= len(d.outcomeRoom) && !d.outcomesUsed {
+		s.Ops, d.outcomesUsed = d.outcomeRoom[:0], true
+	} else {
+		s.Ops = make([]OpOutcome, 0, len(d.ops))
+	}
 	for _, op := range d.ops {
 		o := OpOutcome{Operation: op.name, Err: op.cause}
 		switch {

@@ -111,7 +111,7 @@ func (s source) subscribe(conn *stompc.Conn) error {
 func (s source) deliver(ctx context.Context, h Handler, conn *stompc.Conn, raw *stompc.Message) error {
 	l := s.l
 	d := l.newDelivery(conn, raw)
-	d.OnSettled(l.countSettlement)
+	d.Observe(ctx, &l.counts)
 	if d.auto {
 		if err := conn.Ack(raw); err != nil {
 			return fmt.Errorf("ack on receipt: %w", err)
@@ -160,14 +160,20 @@ func (l *listener) newDelivery(conn *stompc.Conn, raw *stompc.Message) *Delivery
 	if l.pol.topic && l.spec.Listener.Fanout == scripts.FanoutEach {
 		key = l.m.cfg.Agent + ":" + key // every agent runs its own copy
 	}
-	return NewDelivery(DeliveryConfig{
+	// The delivery and its acker in one allocation: they live as long.
+	da := &struct {
+		d Delivery
+		a stompAcker
+	}{a: stompAcker{conn: conn, raw: raw}}
+	da.d.init(DeliveryConfig{
 		Message:     Message{ID: id, Destination: l.spec.Listener.Destination, Headers: hdr, Body: raw.Body, Attempt: attempt},
 		Key:         key,
 		Operations:  dueOperations(l.spec.Listener.Operations, hdr.Get(HeaderOperations)),
 		Redelivered: redelivered,
 		AckMode:     l.pol.ackMode,
-		Acker:       stompAcker{conn: conn, raw: raw},
+		Acker:       &da.a,
 	})
+	return &da.d
 }
 
 // dueOperations are the bound operations a message is due to: all of
@@ -200,9 +206,9 @@ type stompAcker struct {
 // confirmed by a receipt (go-stomp's Ack takes no options); if it is lost,
 // the broker redelivers and the processed markers written next make that
 // copy a skipped duplicate.
-func (a stompAcker) Settle(ctx context.Context, sends []Outgoing, fence func(context.Context) error) error {
+func (a *stompAcker) Settle(ctx context.Context, sends []Outgoing, fence Fence) error {
 	if len(sends) == 0 {
-		if err := fence(ctx); err != nil {
+		if err := checkFence(ctx, fence); err != nil {
 			return err
 		}
 		if err := a.conn.Ack(a.raw); err != nil {
@@ -224,7 +230,7 @@ func (a stompAcker) Settle(ctx context.Context, sends []Outgoing, fence func(con
 		_ = tx.Abort()
 		return fmt.Errorf("ack: %w", err)
 	}
-	if err := fence(ctx); err != nil { // the claim must still be ours
+	if err := checkFence(ctx, fence); err != nil { // the claim must still be ours
 		_ = tx.Abort()
 		return err
 	}
@@ -235,7 +241,7 @@ func (a stompAcker) Settle(ctx context.Context, sends []Outgoing, fence func(con
 }
 
 // Send publishes at once, outside any transaction.
-func (a stompAcker) Send(destination string, body []byte, headers map[string]string) error {
+func (a *stompAcker) Send(destination string, body []byte, headers map[string]string) error {
 	return a.conn.Send(destination, body, sendOpts(headers))
 }
 
