@@ -63,9 +63,17 @@ type Config struct {
 	// both ways: it heart-beats as often as a client asks and expects
 	// heart-beats as often as a client offers, but not more often than
 	// this. 0 → 1s.
-	HeartBeat      time.Duration
-	MaxDeliveries  int   // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
-	MaxMemoryBytes int64 // persistent bodies held in memory across queues before they are read back from disk on dispatch; 0 → 64 MiB
+	HeartBeat     time.Duration
+	MaxDeliveries int // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
+	// DeadLetterExpired moves a message whose expires time passed to
+	// DeadLetterDestination (with dead-letter-reason: expired) instead of
+	// dropping it.
+	DeadLetterExpired bool
+	// MaxMemoryBytes bounds the persistent message bodies held in memory
+	// across queues; past it they are read back from disk on dispatch.
+	// Whatever the backlog, a queue keeps at most a window of its pending
+	// messages in memory (1,000), the rest on disk only. 0 → 64 MiB.
+	MaxMemoryBytes int64
 	// MaxPendingBytes bounds the bytes queued for writing to one
 	// connection, frames handed to the socket and not yet taken by it
 	// included. At it, delivery to the connection's subscriptions pauses
@@ -134,6 +142,7 @@ type Broker struct {
 	refusing int            // connections being refused (over MaxConnections or MaxConnectionsPerIP)
 	seq      uint64
 	memBytes int64
+	expired  int64     // messages expired, since start
 	wbufs    sync.Pool // *bufio.Writer of writeBufferSize, used by connection writers while they write
 	closed   bool
 
@@ -174,7 +183,7 @@ func New(cfg Config) (*Broker, error) {
 		done:      make(chan struct{}),
 	}
 	if cfg.DataDir != "" {
-		j, err := openJournal(cfg.DataDir)
+		j, err := openJournal(cfg.DataDir, b.log)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +192,7 @@ func New(cfg Config) (*Broker, error) {
 			_ = j.close()
 			return nil, fmt.Errorf("recovering journal: %w", err)
 		}
-		j.start(b.log)
+		j.start()
 	}
 	if users != nil {
 		b.wg.Go(func() { b.watchUsersFile(users) })
