@@ -32,7 +32,7 @@ var legacyMessages = []byte("messages")
 
 // maxPendingJournalBytes bounds journal writes waiting for the committer;
 // readers of producing connections wait above it (back-pressure).
-const maxPendingJournalBytes = 32 << 20
+const maxPendingJournalBytes = 16 << 20
 
 // journalPageSize is the page size of a new journal file. Larger pages keep
 // the free-page list that each commit writes short after a deep backlog

@@ -19,8 +19,8 @@ import (
 // opens, and online when what is live is small enough to copy quickly
 // (commits wait for the copy).
 const (
-	compactMinFile = 64 << 20 // files smaller than this are left as they are
-	compactMaxLive = 64 << 20 // online compaction copies at most this much
+	compactMinFile = 16 << 20 // files smaller than this are left as they are
+	compactMaxLive = 16 << 20 // online compaction copies at most this much
 	compactEvery   = 5 * time.Second
 	releaseEvery   = time.Second
 )

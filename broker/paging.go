@@ -49,6 +49,7 @@ func (b *Broker) enqueue(q *queue, e *entry, bt *batch) {
 	if e.key != nil && (q.levels[e.priority].disk > 0 || q.mem >= windowEntries) {
 		_, _, seq, _ := splitKey(e.key)
 		q.addDisk(e.priority, 1, e.size, seq)
+		e.body = nil // its journal write holds a copy; fill reads it back
 		bt.spilled = append(bt.spilled, q)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
@@ -179,6 +180,7 @@ and the users stay as they were):
 				return err
 			}
 			cfg.Addr, cfg.DataDir, cfg.Logger = addr, dataDir, log
+			setBrokerMemoryLimit(cfg.MaxMemoryBytes, getenv)
 			b, err := broker.New(cfg)
 			if err != nil {
 				return err
@@ -222,7 +224,8 @@ and the users stay as they were):
 	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "`N` connections at once")
 	f.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "`N` connections at once from one IP address")
 	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "`BYTES` queued for one connection before delivery to it pauses")
-	f.Int64Var(&cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "`BYTES` of persistent message bodies held in memory; past it they are read back from disk on delivery")
+	f.Int64Var(&cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "`BYTES` of persistent message bodies held in memory; past it they are read back from disk on delivery (a queue keeps at most 1,000 pending messages in memory, the rest on disk)")
+	f.BoolVar(&cfg.DeadLetterExpired, "dead-letter-expired", false, "move expired messages to their dead-letter queue instead of dropping them")
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "`DURATION` from TCP accept to the CONNECT frame")
 	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://`ADDR`/stomp (empty: off)")
 	f.StringVar(&tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on `ADDR` (empty: off)")
@@ -293,4 +296,21 @@ func serveBrokerWS(b *broker.Broker, addr string, log *slog.Logger, failed func(
 	}()
 	log.Info("broker websocket listening", "addr", "ws://"+ln.Addr().String()+agent.BrokerWSPath)
 	return func() { _ = srv.Close(); <-done }, nil
+}
+
+// brokerMemoryOverhead is what a broker process needs besides the message
+// bodies it keeps: its journal's write queue (16 MiB at most), windows of
+// message headers, connections' buffers.
+const brokerMemoryOverhead = 64 << 20
+
+// setBrokerMemoryLimit gives the Go runtime a soft memory limit of the
+// broker's body budget plus its overhead, unless GOMEMLIMIT sets one:
+// without it the heap grows to twice what is live before a collection and
+// freed memory goes back to the system slowly, so a burst of sends leaves
+// the process several times larger than what it holds.
+func setBrokerMemoryLimit(bodies int64, getenv func(string) string) {
+	if getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(max(bodies, 0) + brokerMemoryOverhead)
 }
