@@ -142,7 +142,6 @@ type Broker struct {
 	refusing int            // connections being refused (over MaxConnections or MaxConnectionsPerIP)
 	seq      uint64
 	memBytes int64
-	expired  int64     // messages expired, since start
 	wbufs    sync.Pool // *bufio.Writer of writeBufferSize, used by connection writers while they write
 	closed   bool
 

@@ -440,7 +440,6 @@ func (b *Broker) giveBack(d *delivery, bt *batch) {
 // dead-letter queue when Config.DeadLetterExpired is set (not from a
 // dead-letter queue), else dropped.
 func (b *Broker) expire(e *entry, bt *batch) {
-	b.expired++
 	if !b.cfg.DeadLetterExpired || strings.HasSuffix(e.dest, ".DLQ") {
 		b.drop(e, bt)
 		return
