@@ -200,3 +200,45 @@ func fileSize(t testing.TB, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// A journal written before entries were keyed by priority (bucket
+// "messages", keys queue name, 0, seq) opens with its messages.
+func TestALegacyJournalOpensWithItsMessages(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, "broker.db"), 0o600, nil)
+	must(t, err)
+	must(t, db.Update(func(tx *bolt.Tx) error {
+		old, err := tx.CreateBucket(legacyMessages)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bucketNames[bucketSubs]); err != nil {
+			return err
+		}
+		for i, p := range []int{4, 9, 4} {
+			e := &entry{id: "old-" + strconv.Itoa(i), dest: "/queue/legacy", priority: p, deliveries: i,
+				hdr: []string{"priority", strconv.Itoa(p)}, body: []byte("body-" + strconv.Itoa(i))}
+			key := append(append([]byte("/queue/legacy"), 0), 0, 0, 0, 0, 0, 0, 0, byte(i+1))
+			if err := old.Put(key, encodeEntry(e)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	must(t, db.Close())
+
+	b := startBroker(t, Config{DataDir: dir})
+	c := dial(t, b)
+	s := subscribe(t, c, "/queue/legacy", stomp.AckClientIndividual, prefetch10)
+	for _, want := range []string{"body-1", "body-0", "body-2"} {
+		m := recv(t, s)
+		if string(m.Body) != want {
+			t.Fatalf("got %q, want %q", m.Body, want)
+		}
+		must(t, c.Ack(m))
+	}
+	send(t, c, "/queue/legacy", "new", persistent)
+	if m := recv(t, s); string(m.Body) != "new" {
+		t.Fatalf("got %q after the legacy messages, want new", m.Body)
+	}
+}
