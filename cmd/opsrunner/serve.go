@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/opsrunner/opsrunner/agent"
@@ -180,7 +179,6 @@ and the users stay as they were):
 				return err
 			}
 			cfg.Addr, cfg.DataDir, cfg.Logger = addr, dataDir, log
-			setBrokerMemoryLimit(cfg.MaxMemoryBytes, getenv)
 			b, err := broker.New(cfg)
 			if err != nil {
 				return err
@@ -296,21 +294,4 @@ func serveBrokerWS(b *broker.Broker, addr string, log *slog.Logger, failed func(
 	}()
 	log.Info("broker websocket listening", "addr", "ws://"+ln.Addr().String()+agent.BrokerWSPath)
 	return func() { _ = srv.Close(); <-done }, nil
-}
-
-// brokerMemoryOverhead is what a broker process needs besides the message
-// bodies it keeps: its journal's write queue (16 MiB at most), windows of
-// message headers, connections' buffers.
-const brokerMemoryOverhead = 64 << 20
-
-// setBrokerMemoryLimit gives the Go runtime a soft memory limit of the
-// broker's body budget plus its overhead, unless GOMEMLIMIT sets one:
-// without it the heap grows to twice what is live before a collection and
-// freed memory goes back to the system slowly, so a burst of sends leaves
-// the process several times larger than what it holds.
-func setBrokerMemoryLimit(bodies int64, getenv func(string) string) {
-	if getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	debug.SetMemoryLimit(max(bodies, 0) + brokerMemoryOverhead)
 }
