@@ -46,6 +46,7 @@ bench: test-deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./runtime/ ./store/
 	GOGC=400 $(GO) test -run '^$$' -bench WebhookHandler -benchtime 2s ./agent/
 	$(GO) run ./bench/brokerbench
+	$(GO) run ./bench/brokerbench -backlog 100000,1000000
 	$(GO) run ./bench/webhookbench
 	$(GO) run ./bench/iobench
 	$(GO) run ./bench/listenerbench

@@ -5,6 +5,12 @@
 // (ending with a receipt after the last ACK), and prints messages per second
 // for each leg and the ratio embedded/ActiveMQ. Brokers are started by
 // internal/testenv and stopped at exit. Run by `make bench`.
+//
+// With -backlog it measures instead an `opsrunner broker` child (-bin, or
+// built from this module) as a black box with one queue holding large
+// backlogs (backlog.go): memory, disk, restart times and the drain rate.
+// With -baseline-bin it compares the small-backlog send and consume rates
+// of -bin with those of another build (backlog_compare.go).
 package main
 
 import (
@@ -33,7 +39,28 @@ func main() {
 	size := flag.Int("size", 200, "body bytes")
 	prefetch := flag.Int("prefetch", 1000, "consumer prefetch")
 	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, embedded-users: with broker users and a bcrypt login, activemq, rabbitmq)")
+	backlog := flag.String("backlog", "", "queued messages at each checkpoint after 0, comma-separated (e.g. 100000,1000000,3000000): measure one queue's backlog instead of comparing brokers")
+	bin := flag.String("bin", "", "opsrunner binary for -backlog and -baseline-bin (default: built from ./cmd/opsrunner)")
+	baselineBin := flag.String("baseline-bin", "", "opsrunner binary to compare -bin with: small-backlog send and consume rates over -rounds alternated rounds")
+	rounds := flag.Int("rounds", 6, "rounds of -baseline-bin")
+	dataDir := flag.String("dir", "", "folder for the brokers' data of -backlog and -baseline-bin (default: the system's temporary folder)")
+	producers := flag.Int("producers", 4, "-backlog: producer connections filling the queue")
+	consumers := flag.Int("consumers", 2, "-backlog: consumer connections draining it")
+	settle := flag.Duration("settle", 5*time.Second, "-backlog: wait after the drain and after the restart that follows it, for compaction")
 	flag.Parse()
+	if *backlog != "" || *baselineBin != "" {
+		levels, err := parseLevels(*backlog)
+		if err == nil {
+			err = runBinaries(levels, *bin, *baselineBin, *dataDir, flagSet("size"), backlogConfig{
+				size: *size, producers: *producers, consumers: *consumers, prefetch: *prefetch, settle: *settle,
+			}, compareConfig{rounds: *rounds, n: *n, size: *size, prefetch: *prefetch})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "brokerbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	starters := map[string]func() (*testenv.Broker, error){
 		testenv.KindEmbedded: testenv.StartEmbedded,
@@ -52,7 +79,8 @@ func main() {
 		r := result{kind: kind}
 		b, err := start()
 		if err == nil {
-			r.send, r.consume, err = measure(b, *n, *size, *prefetch)
+			dial := func() (*stomp.Conn, error) { return b.Dial() }
+			r.send, r.consume, err = measure(dial, b.Kind, *n, *size, *prefetch)
 			b.Stop()
 		}
 		r.err = err
@@ -80,13 +108,14 @@ func main() {
 	}
 }
 
-// measure runs both legs on a fresh queue and returns messages per second.
-func measure(b *testenv.Broker, n, size, prefetch int) (sendRate, consumeRate float64, err error) {
-	caps := brokercaps.For(b.Kind)
+// measure runs both legs on a fresh queue of a broker of kind that dial
+// connects to and returns messages per second.
+func measure(dial func() (*stomp.Conn, error), kind string, n, size, prefetch int) (sendRate, consumeRate float64, err error) {
+	caps := brokercaps.For(kind)
 	queue := fmt.Sprintf("/queue/brokerbench.%d", time.Now().UnixNano())
 	body := bytes.Repeat([]byte("x"), size)
 
-	prod, err := b.Dial()
+	prod, err := dial()
 	if err != nil {
 		return 0, 0, fmt.Errorf("connect producer: %w", err)
 	}
@@ -103,7 +132,7 @@ func measure(b *testenv.Broker, n, size, prefetch int) (sendRate, consumeRate fl
 	}
 	sendRate = float64(n) / time.Since(t0).Seconds()
 
-	cons, err := b.Dial()
+	cons, err := dial()
 	if err != nil {
 		return 0, 0, fmt.Errorf("connect consumer: %w", err)
 	}
