@@ -148,6 +148,7 @@ type Broker struct {
 	addr      atomic.Pointer[net.Addr]
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup // connection goroutines
+	quiescing atomic.Bool    // Close is answering what it applied before it kills connections
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
@@ -332,6 +333,7 @@ func (b *Broker) Close() error {
 			conns = append(conns, c)
 		}
 		b.mu.Unlock()
+		b.quiesce(conns)
 		for _, c := range conns {
 			c.kill()
 		}
@@ -341,6 +343,45 @@ func (b *Broker) Close() error {
 		}
 	})
 	return b.closeErr
+}
+
+// quiesceTimeout bounds how long Close waits for the journal and for
+// connections to take what they are owed.
+const quiesceTimeout = 2 * time.Second
+
+// quiesce answers what the broker applied before it closes: it stops
+// reading frames, waits until the journal has written every frame applied
+// (so that each RECEIPT, of a SEND or of a transaction's COMMIT, is queued)
+// and lets connections' writers send what is queued. Without it a client
+// whose COMMIT was applied and written, but whose RECEIPT was cut off,
+// cannot tell it from a lost one and runs it again.
+func (b *Broker) quiesce(conns []*conn) {
+	b.quiescing.Store(true)
+	for _, c := range conns {
+		c.stopRead.Store(true)
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
+	deadline := time.After(quiesceTimeout)
+	for _, c := range conns {
+		select {
+		case <-c.readDone:
+		case <-deadline:
+			return
+		}
+	}
+	if b.journal != nil && !b.journal.idle(quiesceTimeout) {
+		return
+	}
+	for _, c := range conns {
+		c.closeAfterFlush()
+	}
+	for _, c := range conns {
+		select {
+		case <-c.dead:
+		case <-deadline:
+			return
+		}
+	}
 }
 
 // Stats is a snapshot of one destination, for tests and metrics.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -199,6 +200,19 @@ func (j *journal) submit(ops []jop, done func(error)) {
 	j.pending += r.size
 	j.cond.Broadcast()
 	j.mu.Unlock()
+}
+
+// idle waits up to timeout until everything submitted so far is written
+// and its callbacks have run; it reports whether that happened.
+func (j *journal) idle(timeout time.Duration) bool {
+	done := make(chan struct{})
+	j.submit(nil, func(error) { close(done) })
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // waitRoom blocks while too many bytes wait for the committer.
