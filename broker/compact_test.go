@@ -99,3 +99,35 @@ func TestCompactionUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 	}
 	t.Logf("%d messages exchanged while compacting", sent)
 }
+
+// Closing the broker answers every frame it applied: a producer that
+// waits for each SEND's receipt has a receipt for exactly the messages
+// found after a restart.
+func TestCloseAnswersEverySendItApplied(t *testing.T) {
+	for round := range 5 {
+		dir := t.TempDir()
+		b := startBroker(t, Config{DataDir: dir})
+		// go-stomp waits out its receipt timeout on a closed connection
+		c, err := stomp.Dial("tcp", b.Addr().String(), stomp.ConnOpt.RcvReceiptTimeout(2*time.Second))
+		must(t, err)
+		receipted := 0
+		sending := make(chan struct{})
+		go func() {
+			defer close(sending)
+			for i := 0; ; i++ {
+				if c.Send("/queue/close", "text/plain", []byte(strconv.Itoa(i)), persistent, stomp.SendOpt.Receipt) != nil {
+					return
+				}
+				receipted++
+			}
+		}()
+		time.Sleep(time.Duration(50+20*round) * time.Millisecond)
+		_ = b.Close()
+		<-sending
+		b2 := startBroker(t, Config{DataDir: dir})
+		if s, _ := b2.QueueStats("/queue/close"); s.Pending != receipted {
+			t.Fatalf("round %d: %d messages stored, %d receipts received", round, s.Pending, receipted)
+		}
+		_ = b2.Close()
+	}
+}
