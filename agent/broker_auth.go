@@ -65,6 +65,8 @@ func (a *Agent) embeddedBrokerConfig() broker.Config {
 		MaxConnectionsPerIP: a.cfg.BrokerMaxConnectionsPerIP,
 		MaxFrameBytes:       a.cfg.BrokerMaxFrameBytes,
 		MaxPendingBytes:     a.cfg.BrokerMaxPendingBytes,
+		MaxMemoryBytes:      int64(a.cfg.BrokerMemoryLimit),
+		DeadLetterExpired:   a.cfg.BrokerDeadLetterExpired,
 		Logger:              a.log.With("component", "broker"),
 	}
 }

@@ -65,6 +65,14 @@ type Config struct {
 	// connection of the embedded broker; past it, delivery to that
 	// connection pauses until it reads. 0 means 4 MiB.
 	BrokerMaxPendingBytes int `yaml:"broker_max_pending_bytes"`
+	// BrokerMemoryLimit bounds the persistent message bodies the embedded
+	// broker holds in memory, across queues; past it they are read back
+	// from disk on delivery. Whatever the backlog, each queue keeps at
+	// most 1,000 pending messages in memory, the rest on disk. 0 means 64 MiB.
+	BrokerMemoryLimit int `yaml:"broker_memory_limit"`
+	// BrokerDeadLetterExpired moves messages of the embedded broker whose
+	// expires time passed to their dead-letter queue instead of dropping them.
+	BrokerDeadLetterExpired bool `yaml:"broker_dead_letter_expired"`
 	// BrokerURL, when set, is the "default" connection and no embedded broker starts.
 	BrokerURL string `yaml:"broker_url"`
 	// BrokerTLSCAFile, BrokerTLSCertFile and BrokerTLSKeyFile are the
@@ -332,6 +340,8 @@ var envVars = []struct {
 	{"OPSRUNNER_BROKER_MAX_FRAME_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxFrameBytes = n })},
 	{"OPSRUNNER_BROKER_WS_ADDR", func(c *Config, v string) error { c.BrokerWSAddr = v; return nil }},
 	{"OPSRUNNER_BROKER_MAX_PENDING_BYTES", intSetter(func(c *Config, n int) { c.BrokerMaxPendingBytes = n })},
+	{"OPSRUNNER_BROKER_MEMORY_LIMIT", intSetter(func(c *Config, n int) { c.BrokerMemoryLimit = n })},
+	{"OPSRUNNER_BROKER_DEAD_LETTER_EXPIRED", boolSetter(func(c *Config, b bool) { c.BrokerDeadLetterExpired = b })},
 	// broker_users as YAML, e.g. [{login: app, passcode: "$2a$…", read: ["*"], write: ["*"]}]
 	{"OPSRUNNER_BROKER_USERS", func(c *Config, v string) (err error) { c.BrokerUsers, err = broker.ParseUsers([]byte(v)); return err }},
 	{"OPSRUNNER_BROKER_USERS_FILE", func(c *Config, v string) error { c.BrokerUsersFile = v; return nil }},
@@ -378,6 +388,17 @@ func intSetter(set func(*Config, int)) func(*Config, string) error {
 			return fmt.Errorf("not a number: %q", v)
 		}
 		set(c, n)
+		return nil
+	}
+}
+
+func boolSetter(set func(*Config, bool)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("not true or false: %q", v)
+		}
+		set(c, b)
 		return nil
 	}
 }
@@ -527,6 +548,7 @@ func (c *Config) validateBrokerUsers() []error {
 	}{
 		{"broker_max_frame_bytes", c.BrokerMaxFrameBytes},
 		{"broker_max_pending_bytes", c.BrokerMaxPendingBytes},
+		{"broker_memory_limit", c.BrokerMemoryLimit},
 		{"broker_max_connections_per_ip", c.BrokerMaxConnectionsPerIP},
 	} {
 		if n.v < 0 {

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"context"
 	"sort"
 	"sync/atomic"
 
+	"github.com/opsrunner/opsrunner/api"
 	"github.com/opsrunner/opsrunner/broker"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,6 +26,8 @@ var (
 		"Messages delivered and not yet acknowledged, by destination.", []string{"destination"}, nil)
 	descBrokerConsumers = prometheus.NewDesc("opsrunner_broker_queue_consumers",
 		"Subscriptions receiving from the destination.", []string{"destination"}, nil)
+	descBrokerOldest = prometheus.NewDesc("opsrunner_broker_queue_oldest_message_age_seconds",
+		"How long the oldest message waiting for a consumer has waited, by destination (0: none waits).", []string{"destination"}, nil)
 )
 
 // brokerCollector reports the embedded broker's destinations, read on
@@ -34,7 +38,7 @@ type brokerCollector struct {
 
 // Describe implements prometheus.Collector.
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBrokerDestinations, descBrokerDepth, descBrokerPendingBytes, descBrokerInFlight, descBrokerConsumers} {
+	for _, d := range []*prometheus.Desc{descBrokerDestinations, descBrokerDepth, descBrokerPendingBytes, descBrokerInFlight, descBrokerConsumers, descBrokerOldest} {
 		ch <- d
 	}
 }
@@ -55,6 +59,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBrokerPendingBytes, s.PendingBytes, s.Destination)
 		gauge(descBrokerInFlight, s.InFlight, s.Destination)
 		gauge(descBrokerConsumers, s.Consumers, s.Destination)
+		ch <- prometheus.MustNewConstMetric(descBrokerOldest, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Destination)
 	}
 }
 
@@ -72,4 +77,20 @@ func busiest(all []broker.DestinationStats, n int) destinations {
 		return kept[i].Pending+kept[i].InFlight > kept[j].Pending+kept[j].InFlight
 	})
 	return destinations{all: all, kept: kept[:n]}
+}
+
+// BrokerDestinations implements api.BrokerStatsReader: the embedded
+// broker's destinations, none when this agent runs no embedded broker.
+func (a *Agent) BrokerDestinations(context.Context) ([]api.Destination, bool, error) {
+	b := a.metrics.broker.Load()
+	if b == nil {
+		return nil, false, nil
+	}
+	all := b.Destinations()
+	out := make([]api.Destination, 0, len(all))
+	for _, s := range all {
+		out = append(out, api.Destination{Destination: s.Destination, Pending: s.Pending, PendingBytes: s.PendingBytes,
+			InFlight: s.InFlight, Consumers: s.Consumers, OldestMessageAgeSeconds: s.OldestAge.Seconds()})
+	}
+	return out, true, nil
 }

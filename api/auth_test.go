@@ -117,6 +117,10 @@ func (b *scopeBackend) DeleteProject(_ context.Context, project string) error {
 	return nil
 }
 
+func (b *scopeBackend) BrokerDestinations(context.Context) ([]api.Destination, bool, error) {
+	return []api.Destination{{Destination: "/queue/shop.orders"}}, true, nil
+}
+
 func (b *scopeBackend) Info(context.Context) (api.Info, error) {
 	return api.Info{Version: "test", Agent: "a1", BrokerAddr: "127.0.0.1:61613"}, nil
 }
@@ -256,6 +260,7 @@ func TestEveryEndpointChecksItsScope(t *testing.T) {
 		{endpoint{"GET", "/api/v1/cluster/members", "", ""}, "", [5]int{200, 200, 200, 200, 200}},
 		{endpoint{"GET", "/api/v1/openapi.json", "", ""}, "", [5]int{200, 200, 200, 200, 200}},
 		{endpoint{"GET", "/api/v1/info", "", ""}, "", [5]int{200, 200, 200, 200, 200}},
+		{endpoint{"GET", "/api/v1/broker/destinations", "", ""}, "admin", [5]int{200, 403, 403, 403, 403}},
 	}
 
 	h, b := newScopeServer(t, api.Options{})

@@ -376,6 +376,8 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	deleteCalls(c)
 	c.do(specCall{method: "GET", path: "/api/v1/info", token: readerToken, want: 200})
 	c.do(specCall{method: "GET", path: "/api/v1/info", want: 401})
+	c.do(specCall{method: "GET", path: "/api/v1/broker/destinations", token: adminToken, want: 200})
+	c.do(specCall{method: "GET", path: "/api/v1/broker/destinations", token: readerToken, want: 403})
 	c.do(specCall{method: "GET", path: "/api/v1/cluster/members", token: adminToken, want: 200})
 	c.do(specCall{method: "GET", path: "/api/v1/cluster/members", want: 401})
 	c.checkErrorBody("an unknown path", c.serve(specCall{method: "GET", path: "/api/v1/nowhere", token: adminToken}, 404))

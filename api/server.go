@@ -144,6 +144,7 @@ func (s *server) routes() []route {
 		{get, "/cluster/members", s.members, anyToken},
 		{get, "/openapi.json", s.openAPI, open},
 		{get, "/info", s.info, anyToken},
+		{get, "/broker/destinations", s.brokerDestinations, adminOnly},
 	}
 }
 

@@ -63,9 +63,17 @@ type Config struct {
 	// both ways: it heart-beats as often as a client asks and expects
 	// heart-beats as often as a client offers, but not more often than
 	// this. 0 → 1s.
-	HeartBeat      time.Duration
-	MaxDeliveries  int   // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
-	MaxMemoryBytes int64 // persistent bodies held in memory across queues before they are read back from disk on dispatch; 0 → 64 MiB
+	HeartBeat     time.Duration
+	MaxDeliveries int // per message; reaching it on give-back moves the message to DeadLetterDestination; 0 → unlimited
+	// DeadLetterExpired moves a message whose expires time passed to
+	// DeadLetterDestination (with dead-letter-reason: expired) instead of
+	// dropping it.
+	DeadLetterExpired bool
+	// MaxMemoryBytes bounds the persistent message bodies held in memory
+	// across queues; past it they are read back from disk on dispatch.
+	// Whatever the backlog, a queue keeps at most a window of its pending
+	// messages in memory (1,000), the rest on disk only. 0 → 64 MiB.
+	MaxMemoryBytes int64
 	// MaxPendingBytes bounds the bytes queued for writing to one
 	// connection, frames handed to the socket and not yet taken by it
 	// included. At it, delivery to the connection's subscriptions pauses
@@ -140,6 +148,7 @@ type Broker struct {
 	addr      atomic.Pointer[net.Addr]
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup // connection goroutines
+	quiescing atomic.Bool    // Close is answering what it applied before it kills connections
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
@@ -174,7 +183,7 @@ func New(cfg Config) (*Broker, error) {
 		done:      make(chan struct{}),
 	}
 	if cfg.DataDir != "" {
-		j, err := openJournal(cfg.DataDir)
+		j, err := openJournal(cfg.DataDir, b.log)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +192,7 @@ func New(cfg Config) (*Broker, error) {
 			_ = j.close()
 			return nil, fmt.Errorf("recovering journal: %w", err)
 		}
-		j.start(b.log)
+		j.start()
 	}
 	if users != nil {
 		b.wg.Go(func() { b.watchUsersFile(users) })
@@ -324,6 +333,7 @@ func (b *Broker) Close() error {
 			conns = append(conns, c)
 		}
 		b.mu.Unlock()
+		b.quiesce(conns)
 		for _, c := range conns {
 			c.kill()
 		}
@@ -333,6 +343,45 @@ func (b *Broker) Close() error {
 		}
 	})
 	return b.closeErr
+}
+
+// quiesceTimeout bounds how long Close waits for the journal and for
+// connections to take what they are owed.
+const quiesceTimeout = 2 * time.Second
+
+// quiesce answers what the broker applied before it closes: it stops
+// reading frames, waits until the journal has written every frame applied
+// (so that each RECEIPT, of a SEND or of a transaction's COMMIT, is queued)
+// and lets connections' writers send what is queued. Without it a client
+// whose COMMIT was applied and written, but whose RECEIPT was cut off,
+// cannot tell it from a lost one and runs it again.
+func (b *Broker) quiesce(conns []*conn) {
+	b.quiescing.Store(true)
+	for _, c := range conns {
+		c.stopRead.Store(true)
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
+	deadline := time.After(quiesceTimeout)
+	for _, c := range conns {
+		select {
+		case <-c.readDone:
+		case <-deadline:
+			return
+		}
+	}
+	if b.journal != nil && !b.journal.idle(quiesceTimeout) {
+		return
+	}
+	for _, c := range conns {
+		c.closeAfterFlush()
+	}
+	for _, c := range conns {
+		select {
+		case <-c.dead:
+		case <-deadline:
+			return
+		}
+	}
 }
 
 // Stats is a snapshot of one destination, for tests and metrics.

@@ -37,6 +37,7 @@ type conn struct {
 	txs       map[string][]*frame.Frame
 	connectBy time.Time    // read deadline until CONNECT
 	connected atomic.Bool  // CONNECTED sent; readAfter applies
+	stopRead  atomic.Bool  // the broker is closing: read no more frames
 	readAfter atomic.Int64 // read deadline in ns after CONNECT; 0 = none
 
 	wmu      sync.Mutex // guards the outbound queue below
@@ -264,7 +265,9 @@ func (c *conn) closeWhenRead() {
 type deadlineReader struct{ c *conn }
 
 func (r deadlineReader) Read(p []byte) (int, error) {
-	if !r.c.connected.Load() {
+	if r.c.stopRead.Load() {
+		_ = r.c.nc.SetReadDeadline(time.Now())
+	} else if !r.c.connected.Load() {
 		_ = r.c.nc.SetReadDeadline(r.c.connectBy)
 	} else if d := time.Duration(r.c.readAfter.Load()); d > 0 {
 		_ = r.c.nc.SetReadDeadline(time.Now().Add(d))
@@ -384,7 +387,9 @@ func (c *conn) cleanup() {
 	closing := c.closing || c.linger
 	c.wmu.Unlock()
 	if !closing {
-		c.kill()
+		if !b.quiescing.Load() { // else Close flushes what it owes, then kills it
+			c.kill()
+		}
 		return
 	}
 	// the writer flushes and closes; bound how long a non-reading client holds it

@@ -1,28 +1,49 @@
 package broker
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
+// Buckets of the journal.
 const (
-	bucketMsgs byte = iota // queue name, 0, seq(8) → encoded entry
-	bucketSubs             // durable key → topic, 0, selector
+	bucketEntries    byte = iota // queue name, 0, priority(1), seq(8) → encoded entry
+	bucketSubs                   // durable key → topic, 0, selector
+	bucketCounts                 // queue name, 0, priority(1) → entries(uvarint) body bytes(uvarint)
+	bucketDeliveries             // entry key → delivery count (uvarint), for entries given back at least once
 )
 
-var bucketNames = [...][]byte{bucketMsgs: []byte("messages"), bucketSubs: []byte("durables")}
+var bucketNames = [...][]byte{
+	bucketEntries:    []byte("entries"),
+	bucketSubs:       []byte("durables"),
+	bucketCounts:     []byte("counts"),
+	bucketDeliveries: []byte("deliveries"),
+}
+
+// legacyMessages is the bucket of journals written before entries were
+// keyed by priority (queue name, 0, seq(8)); open moves its entries.
+var legacyMessages = []byte("messages")
 
 // maxPendingJournalBytes bounds journal writes waiting for the committer;
 // readers of producing connections wait above it (back-pressure).
-const maxPendingJournalBytes = 32 << 20
+const maxPendingJournalBytes = 16 << 20
+
+// journalPageSize is the page size of a new journal file. Larger pages keep
+// the free-page list that each commit writes short after a deep backlog
+// drains (a 1 GiB file has 65,536 pages of 16 KiB, not 262,144 of 4 KiB).
+const journalPageSize = 16 << 10
+
+// entriesFill is how full bbolt packs the pages of the entries bucket:
+// keys are appended in order per queue and priority, so pages split at the
+// end and can be packed nearly full (bbolt's default, half, doubles the file).
+const entriesFill = 0.9
 
 // jop is one journal write.
 type jop struct {
@@ -30,6 +51,13 @@ type jop struct {
 	del    bool
 	key    []byte
 	val    []byte
+	// prefix, with del, deletes every key of bucketEntries, bucketCounts
+	// and bucketDeliveries that starts with key (a removed queue).
+	prefix bool
+	// msg is +1 for an entry stored, -1 for one deleted (bucketEntries
+	// only): with size, its body bytes, it keeps bucketCounts right.
+	msg  int
+	size int
 }
 
 type jreq struct {
@@ -40,9 +68,15 @@ type jreq struct {
 
 // journal is the bbolt store of persistent messages with a committer
 // goroutine that writes every request queued since its last commit in one
-// transaction and one fsync (group commit).
+// transaction and one fsync (group commit). Besides the entries it keeps,
+// in the same transactions, how many entries and body bytes each queue and
+// priority holds, so that opening it reads counts, not entries.
 type journal struct {
-	db *bolt.DB
+	path string
+	log  *slog.Logger
+
+	dbMu sync.RWMutex // write-held only to swap db when compacting
+	db   *bolt.DB
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -51,46 +85,67 @@ type journal struct {
 	closing bool
 	started bool // set by start before the broker is shared
 	stopped chan struct{}
+
+	release pageRelease // committer-owned: mapped pages given back after reads
+	compact compactPolicy
 }
 
-func openJournal(dir string) (*journal, error) {
+func openJournal(dir string, log *slog.Logger) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating broker data dir: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "broker.db"), 0o600, &bolt.Options{
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+	j := &journal{path: filepath.Join(dir, "broker.db"), log: log, stopped: make(chan struct{})}
+	j.cond = sync.NewCond(&j.mu)
+	if err := j.compactAtOpen(); err != nil {
+		return nil, err
+	}
+	db, err := openBolt(j.path)
+	if err != nil {
+		return nil, err
+	}
+	j.db = db
+	if err := db.Update(initBuckets); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("creating journal buckets: %w", err)
+	}
+	return j, nil
+}
+
+// openBolt opens the journal file. The free-page list is written with each
+// commit so that opening a large journal does not walk every page to
+// rebuild it.
+func openBolt(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		FreelistType: bolt.FreelistMapType,
+		PageSize:     journalPageSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening broker journal: %w", err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, n := range bucketNames {
-			if _, err := tx.CreateBucketIfNotExists(n); err != nil {
-				return err
-			}
+	return db, nil
+}
+
+// initBuckets creates the buckets and moves the entries of a journal
+// written before entries were keyed by priority.
+func initBuckets(tx *bolt.Tx) error {
+	for _, n := range bucketNames {
+		if _, err := tx.CreateBucketIfNotExists(n); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("creating journal buckets: %w", err)
 	}
-	j := &journal{db: db, stopped: make(chan struct{})}
-	j.cond = sync.NewCond(&j.mu)
-	return j, nil
+	return migrateLegacy(tx)
 }
 
 // start runs the committer goroutine; close stops it.
-func (j *journal) start(log *slog.Logger) {
+func (j *journal) start() {
 	j.started = true
 	go func() {
 		defer close(j.stopped)
-		j.commitLoop(log)
+		j.commitLoop()
 	}()
 }
 
-func (j *journal) commitLoop(log *slog.Logger) {
+func (j *journal) commitLoop() {
 	for {
 		j.mu.Lock()
 		for len(j.reqs) == 0 && !j.closing {
@@ -102,29 +157,12 @@ func (j *journal) commitLoop(log *slog.Logger) {
 		if len(reqs) == 0 {
 			return // closing and drained
 		}
-		err := j.db.Update(func(tx *bolt.Tx) error {
-			bks := [len(bucketNames)]*bolt.Bucket{}
-			for i, n := range bucketNames {
-				bks[i] = tx.Bucket(n)
-			}
-			for _, r := range reqs {
-				for _, op := range r.ops {
-					var err error
-					if op.del {
-						err = bks[op.bucket].Delete(op.key)
-					} else {
-						err = bks[op.bucket].Put(op.key, op.val)
-					}
-					if err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+		err := j.view(func(db *bolt.DB) error {
+			return db.Update(func(tx *bolt.Tx) error { return applyOps(tx, reqs) })
 		})
 		if err != nil {
 			err = fmt.Errorf("writing broker journal: %w", err)
-			log.Error("broker: journal commit failed", "err", err)
+			j.log.Error("broker: journal commit failed", "err", err)
 		}
 		size := 0
 		for _, r := range reqs {
@@ -139,6 +177,7 @@ func (j *journal) commitLoop(log *slog.Logger) {
 				r.done(err)
 			}
 		}
+		j.afterCommit()
 	}
 }
 
@@ -163,6 +202,19 @@ func (j *journal) submit(ops []jop, done func(error)) {
 	j.mu.Unlock()
 }
 
+// idle waits up to timeout until everything submitted so far is written
+// and its callbacks have run; it reports whether that happened.
+func (j *journal) idle(timeout time.Duration) bool {
+	done := make(chan struct{})
+	j.submit(nil, func(error) { close(done) })
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
 // waitRoom blocks while too many bytes wait for the committer.
 func (j *journal) waitRoom() {
 	j.mu.Lock()
@@ -172,20 +224,30 @@ func (j *journal) waitRoom() {
 	j.mu.Unlock()
 }
 
+// view runs fn with the current database, which compaction does not swap
+// meanwhile.
+func (j *journal) view(fn func(db *bolt.DB) error) error {
+	j.dbMu.RLock()
+	defer j.dbMu.RUnlock()
+	return fn(j.db)
+}
+
 // get reads the body of the entry stored under key.
 func (j *journal) get(key []byte) ([]byte, error) {
 	var body []byte
-	err := j.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketNames[bucketMsgs]).Get(key)
-		if v == nil {
-			return errors.New("message not in journal")
-		}
-		e, err := decodeEntry(v, true)
-		if err != nil {
-			return err
-		}
-		body = e.body
-		return nil
+	err := j.view(func(db *bolt.DB) error {
+		return db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketNames[bucketEntries]).Get(key)
+			if v == nil {
+				return errors.New("message not in journal")
+			}
+			e, err := decodeEntry(v, true)
+			if err != nil {
+				return err
+			}
+			body = e.body
+			return nil
+		})
 	})
 	return body, err
 }
@@ -203,148 +265,4 @@ func (j *journal) close() error {
 		return fmt.Errorf("closing broker journal: %w", err)
 	}
 	return nil
-}
-
-// entry encoding: version(1) id dest priority(1) expires deliveries nhdr {k v}... body
-// strings are uvarint length + bytes, numbers are varints.
-
-func encodeEntry(e *entry) []byte {
-	n := 32 + len(e.id) + len(e.dest) + len(e.body)
-	for _, h := range e.hdr {
-		n += len(h) + 2
-	}
-	buf := make([]byte, 0, n)
-	buf = append(buf, 1)
-	buf = appendString(buf, e.id)
-	buf = appendString(buf, e.dest)
-	buf = append(buf, byte(e.priority))
-	buf = binary.AppendVarint(buf, e.expires)
-	buf = binary.AppendUvarint(buf, uint64(e.deliveries))
-	buf = binary.AppendUvarint(buf, uint64(len(e.hdr)/2))
-	for _, h := range e.hdr {
-		buf = appendString(buf, h)
-	}
-	return append(buf, e.body...)
-}
-
-func appendString(buf []byte, s string) []byte {
-	buf = binary.AppendUvarint(buf, uint64(len(s)))
-	return append(buf, s...)
-}
-
-var errCorrupt = errors.New("corrupt journal record")
-
-func decodeEntry(v []byte, withBody bool) (*entry, error) {
-	r := bytes.NewReader(v)
-	ver, err := r.ReadByte()
-	if err != nil || ver != 1 {
-		return nil, errCorrupt
-	}
-	str := func() (string, error) {
-		n, err := binary.ReadUvarint(r)
-		if err != nil || n > uint64(r.Len()) {
-			return "", errCorrupt
-		}
-		b := make([]byte, n)
-		_, _ = r.Read(b)
-		return string(b), nil
-	}
-	e := &entry{persistent: true}
-	if e.id, err = str(); err != nil {
-		return nil, err
-	}
-	if e.dest, err = str(); err != nil {
-		return nil, err
-	}
-	p, err := r.ReadByte()
-	if err != nil || p > 9 {
-		return nil, errCorrupt
-	}
-	e.priority = int(p)
-	if e.expires, err = binary.ReadVarint(r); err != nil {
-		return nil, errCorrupt
-	}
-	d, err := binary.ReadUvarint(r)
-	if err != nil {
-		return nil, errCorrupt
-	}
-	e.deliveries = int(d)
-	nh, err := binary.ReadUvarint(r)
-	if err != nil || nh > uint64(r.Len()) {
-		return nil, errCorrupt
-	}
-	e.hdr = make([]string, 0, 2*nh)
-	for range 2 * nh {
-		s, err := str()
-		if err != nil {
-			return nil, err
-		}
-		e.hdr = append(e.hdr, s)
-	}
-	e.size = r.Len()
-	if withBody {
-		e.body = make([]byte, r.Len())
-		_, _ = r.Read(e.body)
-	}
-	return e, nil
-}
-
-// recover loads durable subscriptions and persisted messages into memory,
-// keeping bodies in RAM up to MaxMemoryBytes.
-func (b *Broker) recover() error {
-	var stale [][]byte
-	err := b.journal.db.View(func(tx *bolt.Tx) error {
-		err := tx.Bucket(bucketNames[bucketSubs]).ForEach(func(k, v []byte) error {
-			topic, sel, _ := bytes.Cut(v, []byte{0})
-			ds := &durableSub{key: string(k), topic: string(topic), sel: string(sel)}
-			if _, err := b.newDurableQueue(ds); err != nil {
-				b.log.Warn("broker: dropping durable subscription with bad selector", "key", ds.key, "err", err)
-				stale = append(stale, append([]byte{bucketSubs}, k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketNames[bucketMsgs]).ForEach(func(k, v []byte) error {
-			if len(k) < 9 {
-				return errCorrupt
-			}
-			name := string(k[:len(k)-9])
-			seq := binary.BigEndian.Uint64(k[len(k)-8:])
-			b.seq = max(b.seq, seq)
-			var q *queue
-			if key, ok := cutPrefix(name, durablePrefix); ok {
-				if ds := b.durables[key]; ds != nil {
-					q = ds.q
-				}
-			} else {
-				q = b.queueFor(name)
-			}
-			if q == nil {
-				stale = append(stale, append([]byte{bucketMsgs}, k...))
-				return nil
-			}
-			inMem := b.memBytes < b.cfg.MaxMemoryBytes
-			e, err := decodeEntry(v, inMem)
-			if err != nil {
-				return fmt.Errorf("message %q: %w", k, err)
-			}
-			e.key = append([]byte(nil), k...)
-			b.account(e)
-			q.pushBack(e)
-			return nil
-		})
-	})
-	if err != nil || len(stale) == 0 {
-		return err
-	}
-	return b.journal.db.Update(func(tx *bolt.Tx) error {
-		for _, k := range stale {
-			if err := tx.Bucket(bucketNames[k[0]]).Delete(k[1:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"encoding/binary"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
@@ -19,6 +20,8 @@ type entry struct {
 	size       int
 	inMem      bool   // body counted in Broker.memBytes
 	key        []byte // journal key; nil when not persisted
+	stored     bool   // its journal write has committed
+	countSaved bool   // its delivery count is in the journal (bucketDeliveries)
 	priority   int
 	expires    int64 // ms since epoch; 0 = never
 	persistent bool
@@ -51,9 +54,11 @@ func (e *entry) header(name string) (string, bool) {
 type queue struct {
 	name      string // journal name; "" for ephemeral queues
 	dest      string
-	levels    [10]list.List // FIFO per priority
-	pending   int
-	bytes     int // body bytes of the pending entries
+	levels    [10]level // by priority
+	pending   int       // entries waiting, in memory or on disk only
+	bytes     int       // body bytes of the pending entries
+	mem       int       // pending entries in memory
+	disk      int       // pending entries on disk only
 	inflight  int
 	consumers []*subscription
 	rr        int
@@ -67,12 +72,14 @@ type queue struct {
 func (q *queue) pushBack(e *entry) {
 	e.elem = q.levels[e.priority].PushBack(e)
 	q.pending++
+	q.mem++
 	q.bytes += e.size
 }
 
 func (q *queue) pushFront(e *entry) {
 	e.elem = q.levels[e.priority].PushFront(e)
 	q.pending++
+	q.mem++
 	q.bytes += e.size
 }
 
@@ -81,18 +88,24 @@ func (q *queue) remove(e *entry) {
 	q.levels[e.priority].Remove(e.elem)
 	e.elem = nil
 	q.pending--
+	q.mem--
 	q.bytes -= e.size
 }
 
-// clear drops every pending entry of q.
+// clear drops every pending entry of q, in memory and on disk.
 func (b *Broker) clear(q *queue, bt *batch) {
 	for p := range q.levels {
-		for el := q.levels[p].Front(); el != nil; el = el.Next() {
+		lv := &q.levels[p]
+		for el := lv.Front(); el != nil; el = el.Next() {
 			b.drop(el.Value.(*entry), bt)
 		}
-		q.levels[p].Init()
+		lv.Init()
+		lv.disk, lv.diskBytes = 0, 0
 	}
-	q.pending, q.bytes = 0, 0
+	if q.disk > 0 && b.journal != nil {
+		bt.ops = append(bt.ops, jop{del: true, prefix: true, key: queuePrefix(q.name)})
+	}
+	q.pending, q.bytes, q.mem, q.disk = 0, 0, 0, 0
 }
 
 // durableSub is a durable topic subscription, alive while its subscriber is away.
@@ -143,9 +156,10 @@ type delivery struct {
 // batch collects the effects of one client frame (or one COMMIT): journal
 // operations to write in one transaction, and queues to dispatch.
 type batch struct {
-	ops   []jop
-	puts  []*entry
-	dirty map[*queue]struct{}
+	ops     []jop
+	puts    []*entry
+	dirty   map[*queue]struct{}
+	spilled []*queue // queues given entries on disk only: dispatched again once they are stored
 }
 
 func (bt *batch) touch(q *queue) {
@@ -220,8 +234,8 @@ func (b *Broker) persist(q *queue, e *entry, bt *batch) {
 		return
 	}
 	b.seq++
-	e.key = binary.BigEndian.AppendUint64(append([]byte(q.name), 0), b.seq)
-	bt.ops = append(bt.ops, jop{bucket: bucketMsgs, key: e.key, val: encodeEntry(e)})
+	e.key = entryKey(q.name, e.priority, b.seq)
+	bt.ops = append(bt.ops, jop{bucket: bucketEntries, key: e.key, val: encodeEntry(e), msg: 1, size: e.size})
 	bt.puts = append(bt.puts, e)
 }
 
@@ -237,8 +251,7 @@ func (b *Broker) publish(e *entry, bt *batch) {
 	if !isTopic(e.dest) {
 		q := b.queueFor(e.dest)
 		b.persist(q, e, bt)
-		b.account(e)
-		q.pushBack(e)
+		b.enqueue(q, e, bt)
 		bt.touch(q)
 		return
 	}
@@ -250,8 +263,7 @@ func (b *Broker) publish(e *entry, bt *batch) {
 		cp.elem = nil
 		c := &cp
 		b.persist(q, c, bt)
-		b.account(c)
-		q.pushBack(c)
+		b.enqueue(q, c, bt)
 		if q.ephemeral {
 			b.trim(q, bt)
 		}
@@ -287,7 +299,10 @@ func (b *Broker) drop(e *entry, bt *batch) {
 	}
 	e.gone = true
 	if e.key != nil {
-		bt.ops = append(bt.ops, jop{bucket: bucketMsgs, del: true, key: e.key})
+		bt.ops = append(bt.ops, jop{bucket: bucketEntries, del: true, key: e.key, msg: -1, size: e.size})
+		if e.countSaved {
+			bt.ops = append(bt.ops, jop{bucket: bucketDeliveries, del: true, key: e.key})
+		}
 	}
 	if e.inMem {
 		e.inMem = false
@@ -304,7 +319,7 @@ func (b *Broker) take(q *queue, s *subscription, now int64, bt *batch) *entry {
 			e := el.Value.(*entry)
 			if e.expires > 0 && e.expires <= now {
 				q.remove(e)
-				b.drop(e, bt)
+				b.expire(e, bt)
 			} else if s.sel == nil || s.sel.matches(e.header) {
 				q.remove(e)
 				return e
@@ -323,6 +338,7 @@ func (b *Broker) dispatch(q *queue, bt *batch) {
 	}
 	now := nowMillis()
 	for idle := 0; q.pending > 0 && idle < n; {
+		b.fill(q)
 		s := q.consumers[q.rr%n]
 		q.rr = (q.rr + 1) % n
 		if !s.ready() {
@@ -412,20 +428,39 @@ func (b *Broker) giveBack(d *delivery, bt *batch) {
 		b.deadLetter(e, bt)
 		return
 	}
+	if e.key != nil {
+		e.countSaved = true
+		bt.ops = append(bt.ops, jop{bucket: bucketDeliveries, key: e.key, val: binary.AppendUvarint(nil, uint64(e.deliveries))})
+	}
 	q.pushFront(e)
 	bt.touch(q)
 }
 
-func (b *Broker) deadLetter(e *entry, bt *batch) {
+// expire disposes of an entry whose time to live passed: to its
+// dead-letter queue when Config.DeadLetterExpired is set (not from a
+// dead-letter queue), else dropped.
+func (b *Broker) expire(e *entry, bt *batch) {
+	if !b.cfg.DeadLetterExpired || strings.HasSuffix(e.dest, ".DLQ") {
+		b.drop(e, bt)
+		return
+	}
+	b.deadLetterFor(e, "expired", bt)
+}
+
+func (b *Broker) deadLetter(e *entry, bt *batch) { b.deadLetterFor(e, "max-deliveries", bt) }
+
+// deadLetterFor moves e to its dead-letter queue, saying why in the
+// dead-letter-reason header; a dead letter does not expire.
+func (b *Broker) deadLetterFor(e *entry, reason string, bt *batch) {
 	dlq := DeadLetterDestination(e.dest)
 	b.drop(e, bt)
 	hdr := make([]string, 0, len(e.hdr)+2)
 	for i := 0; i+1 < len(e.hdr); i += 2 {
-		if e.hdr[i] != "original-destination" {
+		if k := e.hdr[i]; k != "original-destination" && k != "dead-letter-reason" && k != "expires" {
 			hdr = append(hdr, e.hdr[i], e.hdr[i+1])
 		}
 	}
-	hdr = append(hdr, "original-destination", e.dest)
+	hdr = append(hdr, "original-destination", e.dest, "dead-letter-reason", reason)
 	body := e.body
 	if body == nil && e.key != nil && e.size > 0 {
 		var err error
@@ -435,11 +470,10 @@ func (b *Broker) deadLetter(e *entry, bt *batch) {
 		}
 	}
 	d := &entry{id: e.id, dest: dlq, hdr: hdr, body: body, size: len(body), priority: e.priority,
-		expires: e.expires, persistent: e.persistent}
+		persistent: e.persistent}
 	q := b.queueFor(dlq)
 	b.persist(q, d, bt)
-	b.account(d)
-	q.pushBack(d)
+	b.enqueue(q, d, bt)
 	bt.touch(q)
 	b.log.Info("broker: message dead-lettered", "message-id", e.id, "from", e.dest, "to", dlq)
 }
@@ -465,20 +499,26 @@ func (b *Broker) finish(bt *batch, done func(error)) {
 		return
 	}
 	puts := bt.puts
+	refill := bt.spilled
+	var rt batch
 	b.journal.submit(bt.ops, func(err error) {
 		if err != nil {
 			b.log.Error("broker: journal write failed", "err", err)
 		}
 		b.mu.Lock()
 		for _, e := range puts {
-			if b.memBytes <= b.cfg.MaxMemoryBytes {
-				break
-			}
-			if e.inMem && !e.gone && e.key != nil {
+			e.stored = err == nil
+			if b.memBytes > b.cfg.MaxMemoryBytes && e.inMem && !e.gone && e.key != nil {
 				e.body, e.inMem = nil, false
 				b.memBytes -= int64(e.size)
 			}
 		}
+		for _, q := range refill {
+			if q.disk > 0 {
+				rt.touch(q) // entries it keeps on disk may now be read
+			}
+		}
+		b.finish(&rt, nil)
 		if done != nil {
 			done(err)
 		}

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/go-stomp/stomp/v3"
 )
@@ -37,8 +39,30 @@ func TestDestinationsReportsQueuesAndTopics(t *testing.T) {
 		t.Fatalf("destinations = %+v, want %+v", got, want)
 	}
 	for i := range want {
+		got[i].OldestAge = 0 // TestOldestAgeReadsTheBacklogOnDisk
 		if got[i] != want[i] {
 			t.Errorf("destination %d = %+v, want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// The oldest waiting message's age comes from its timestamp header, also
+// when it waits on disk only.
+func TestOldestAgeReadsTheBacklogOnDisk(t *testing.T) {
+	b := startBroker(t, Config{DataDir: t.TempDir()})
+	c := dial(t, b)
+	sent := time.Now().Add(-time.Minute).UnixMilli()
+	send(t, c, "/queue/stats.old", "first", persistent, stomp.SendOpt.Header("timestamp", strconv.FormatInt(sent, 10)))
+	sendMany(t, c, "/queue/stats.old", "later", windowEntries+10)
+	send(t, c, "/queue/stats.old", "urgent", persistent, stomp.SendOpt.Header("priority", "8"),
+		stomp.SendOpt.Header("timestamp", strconv.FormatInt(sent-1000, 10)))
+	var got DestinationStats
+	for _, s := range b.Destinations() {
+		if s.Destination == "/queue/stats.old" {
+			got = s
+		}
+	}
+	if got.Pending != windowEntries+12 || got.OldestAge < time.Minute || got.OldestAge > 2*time.Minute {
+		t.Fatalf("stats %+v: want %d pending, the oldest ~61 s old", got, windowEntries+12)
 	}
 }

@@ -102,8 +102,11 @@ func TestScheduleOncePerTickInClusterWhileLeaderKilled(t *testing.T) {
 		}
 	}
 	t.Logf("ticks in the 20 s by agent: %v", perAgent)
-	if n < 19 || n > 21 {
-		t.Errorf("every: 1s over 20 s ran %d ticks in the cluster, want 20 ± 1", n)
+	// A tick the killed leader had claimed holds the schedule's 2 s lease
+	// until it lapses: up to two ticks due meanwhile are missed (catchUp
+	// decides; docs/schedules.md), besides one at either edge of the window.
+	if n < 17 || n > 21 {
+		t.Errorf("every: 1s over 20 s ran %d ticks in the cluster, want 20, less at most the 2 s lease, ± 1", n)
 	}
 	if perAgent[leader] == 0 || perAgent[leader] == n {
 		t.Errorf("the killed leader ran %d of %d ticks: the test did not kill the agent running them", perAgent[leader], n)

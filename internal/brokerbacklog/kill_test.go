@@ -165,7 +165,9 @@ func count(bs []bool) int {
 // comes a third time with delivery-count 3 and redelivered: the count
 // survives the restart.
 func TestDeliveryCountsSurviveRestart(t *testing.T) {
-	t.Skip("enable when the broker keeps delivery counts across restarts")
+	if testing.Short() {
+		t.Skip("runs a broker process")
+	}
 	b := startBroker(t)
 	const queue = "/queue/backlog.counts"
 	fill(t, b.Addr, queue, 1, msgSize, func(int) int { return 4 })
