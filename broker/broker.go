@@ -350,36 +350,33 @@ func (b *Broker) Close() error {
 const quiesceTimeout = 2 * time.Second
 
 // quiesce answers what the broker applied before it closes: it stops
-// reading frames, waits until the journal has written every frame applied
-// (so that each RECEIPT, of a SEND or of a transaction's COMMIT, is queued)
-// and lets connections' writers send what is queued. Without it a client
-// whose COMMIT was applied and written, but whose RECEIPT was cut off,
-// cannot tell it from a lost one and runs it again.
+// applying frames (they are read and dropped, so that closing sends no
+// reset), waits until the journal has written every frame applied (so
+// that each RECEIPT, of a SEND or of a transaction's COMMIT, is queued)
+// and until connections' sockets have taken what is queued; then Close
+// closes them as it always did. Without it a client whose COMMIT was
+// applied and written, but whose RECEIPT was cut off, cannot tell it from
+// a lost one and runs it again.
 func (b *Broker) quiesce(conns []*conn) {
-	b.quiescing.Store(true)
 	for _, c := range conns {
-		c.stopRead.Store(true)
-		_ = c.nc.SetReadDeadline(time.Now())
+		c.discard.Store(true)
 	}
-	deadline := time.After(quiesceTimeout)
-	for _, c := range conns {
-		select {
-		case <-c.readDone:
-		case <-deadline:
-			return
-		}
-	}
+	b.mu.Lock() // a frame being applied has been
+	b.mu.Unlock()
 	if b.journal != nil && !b.journal.idle(quiesceTimeout) {
 		return
 	}
+	deadline := time.After(quiesceTimeout)
 	for _, c := range conns {
-		c.closeAfterFlush()
-	}
-	for _, c := range conns {
-		select {
-		case <-c.dead:
-		case <-deadline:
-			return
+		for !c.flushed() {
+			select {
+			case <-c.dead:
+			case <-deadline:
+				return
+			case <-time.After(5 * time.Millisecond):
+				continue
+			}
+			break
 		}
 	}
 }

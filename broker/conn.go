@@ -37,7 +37,7 @@ type conn struct {
 	txs       map[string][]*frame.Frame
 	connectBy time.Time    // read deadline until CONNECT
 	connected atomic.Bool  // CONNECTED sent; readAfter applies
-	stopRead  atomic.Bool  // the broker is closing: read no more frames
+	discard   atomic.Bool  // the broker is closing: frames read are dropped unapplied
 	readAfter atomic.Int64 // read deadline in ns after CONNECT; 0 = none
 
 	wmu      sync.Mutex // guards the outbound queue below
@@ -97,6 +97,13 @@ func (c *conn) send(f *frame.Frame) {
 		c.b.log.Warn("broker: disconnecting client that does not read", "remote", c.nc.RemoteAddr())
 		c.kill()
 	}
+}
+
+// flushed reports whether the socket has taken every frame queued for c.
+func (c *conn) flushed() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.outBytes == 0
 }
 
 // throttled reports whether c has MaxPendingBytes or more queued; the
@@ -265,9 +272,7 @@ func (c *conn) closeWhenRead() {
 type deadlineReader struct{ c *conn }
 
 func (r deadlineReader) Read(p []byte) (int, error) {
-	if r.c.stopRead.Load() {
-		_ = r.c.nc.SetReadDeadline(time.Now())
-	} else if !r.c.connected.Load() {
+	if !r.c.connected.Load() {
 		_ = r.c.nc.SetReadDeadline(r.c.connectBy)
 	} else if d := time.Duration(r.c.readAfter.Load()); d > 0 {
 		_ = r.c.nc.SetReadDeadline(time.Now().Add(d))
@@ -387,9 +392,7 @@ func (c *conn) cleanup() {
 	closing := c.closing || c.linger
 	c.wmu.Unlock()
 	if !closing {
-		if !b.quiescing.Load() { // else Close flushes what it owes, then kills it
-			c.kill()
-		}
+		c.kill()
 		return
 	}
 	// the writer flushes and closes; bound how long a non-reading client holds it
@@ -505,6 +508,9 @@ func (c *conn) handle(f *frame.Frame) (stop bool, err error) {
 	b := c.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if c.discard.Load() {
+		return false, nil
+	}
 	var bt batch
 	switch f.Command {
 	case frame.SEND, frame.ACK, frame.NACK:

@@ -157,9 +157,12 @@ func (j *journal) commitLoop() {
 		if len(reqs) == 0 {
 			return // closing and drained
 		}
-		err := j.view(func(db *bolt.DB) error {
-			return db.Update(func(tx *bolt.Tx) error { return applyOps(tx, reqs) })
-		})
+		var err error
+		if hasOps(reqs) {
+			err = j.view(func(db *bolt.DB) error {
+				return db.Update(func(tx *bolt.Tx) error { return applyOps(tx, reqs) })
+			})
+		}
 		if err != nil {
 			err = fmt.Errorf("writing broker journal: %w", err)
 			j.log.Error("broker: journal commit failed", "err", err)
@@ -179,6 +182,16 @@ func (j *journal) commitLoop() {
 		}
 		j.afterCommit()
 	}
+}
+
+// hasOps reports whether any of reqs writes (wake-ups and barriers do not).
+func hasOps(reqs []*jreq) bool {
+	for _, r := range reqs {
+		if len(r.ops) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // submit queues ops for the next group commit; done (may be nil) runs on the
@@ -260,6 +273,9 @@ func (j *journal) close() error {
 	j.mu.Unlock()
 	if j.started {
 		<-j.stopped
+	}
+	if j.compact.wake != nil {
+		j.compact.wake.Stop()
 	}
 	if err := j.db.Close(); err != nil {
 		return fmt.Errorf("closing broker journal: %w", err)

@@ -33,23 +33,41 @@ type pageRelease struct {
 
 func (r *pageRelease) read(n int) { r.unread.Add(int64(n)) }
 
+// releaseRead releases the mapped pages sooner than releaseEvery when this
+// much was read since (a fast drain reads ~100 MiB a second).
+const releaseRead = 32 << 20
+
 // compactPolicy paces the checks for online compaction (committer only).
-type compactPolicy struct{ last time.Time }
+// A check put off by the pacing is made later by a wake-up, so that a
+// journal drained by its last commits is compacted without more traffic.
+type compactPolicy struct {
+	last time.Time
+	wake *time.Timer // pending wake-up, nil when none
+}
 
 // afterCommit runs on the committer after each commit.
 func (j *journal) afterCommit() {
 	now := time.Now()
-	if now.Sub(j.release.last) >= releaseEvery {
+	if now.Sub(j.release.last) >= releaseEvery || j.release.unread.Load() >= releaseRead {
 		j.release.last = now
 		j.release.unread.Store(0)
 		if err := j.view(releaseMapped); err != nil {
 			j.log.Debug("broker: releasing journal pages", "err", err)
 		}
 	}
-	if now.Sub(j.compact.last) < compactEvery {
+	if wait := compactEvery - now.Sub(j.compact.last); wait > 0 {
+		if j.compact.wake == nil {
+			j.compact.wake = time.AfterFunc(wait, func() { j.submit(nil, nil) })
+		}
 		return
 	}
-	j.compact.last = now
+	j.compact.last, j.compact.wake = now, nil
+	j.maybeCompact()
+}
+
+// maybeCompact compacts the journal online when more than half of it is
+// free and little enough is live to copy quickly.
+func (j *journal) maybeCompact() {
 	size, free := space(j.db)
 	if size < compactMinFile || 2*free < size || size-free > compactMaxLive {
 		return

@@ -182,11 +182,10 @@ func TestADrainedJournalIsCompactedOnline(t *testing.T) {
 		must(t, c.Ack(recv(t, s)))
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for fileSize(t, path) > peak/10 {
+	for fileSize(t, path) > peak/10 { // with no more traffic
 		if time.Now().After(deadline) {
 			t.Fatalf("journal %d bytes 30 s after draining, peak %d: not compacted", fileSize(t, path), peak)
 		}
-		send(t, c, "/queue/other", "tick") // commits let the committer check
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("journal %d bytes at peak, %d after draining", peak, fileSize(t, path))
