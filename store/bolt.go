@@ -556,10 +556,10 @@ func (s *Bolt) writeBatch() error {
 				return err
 			}
 		}
-		// Retention holds at every write: the runs beyond MaxRuns go in the
-		// transaction that adds their successors, and the next write reuses
-		// their pages, so the file stays near the retained runs' size.
-		if err := t.trim(s.opts.Retention.MaxRuns); err != nil {
+		// Retention holds at every write, within trimSlack: the runs beyond
+		// MaxRuns go in a transaction that adds successors, and later writes
+		// reuse their pages, so the file stays near the retained runs' size.
+		if err := t.trim(s.opts.Retention.MaxRuns, trimSlack(s.opts.Retention.MaxRuns)); err != nil {
 			return err
 		}
 		return t.commit()
@@ -877,10 +877,20 @@ func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
 // sweepScan is how many run index entries one sweep transaction examines.
 const sweepScan = 10_000
 
-// sweepRuns deletes the runs started before cutoff, examining sweepScan
-// index entries per transaction, and those beyond the newest MaxRuns (each
-// flush deletes them already; this is a safety net).
+// sweepRuns deletes the runs beyond the newest MaxRuns (flushes leave at
+// most trimSlack of them), then those started before cutoff, examining
+// sweepScan index entries per transaction.
 func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t := newRunTx(tx, nil)
+		if err := t.trim(s.opts.Retention.MaxRuns, 0); err != nil {
+			return err
+		}
+		return t.commit()
+	})
+	if err != nil {
+		return err
+	}
 	var after []byte // the last entry examined
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
@@ -908,11 +918,6 @@ func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
 			after = bytes.Clone(last) // keys are valid only inside the transaction
 			for _, k := range doomed {
 				if err := t.delete(k); err != nil {
-					return err
-				}
-			}
-			if done {
-				if err := t.trim(s.opts.Retention.MaxRuns); err != nil {
 					return err
 				}
 			}

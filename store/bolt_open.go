@@ -93,7 +93,7 @@ func prepareRuns(db *bolt.DB, maxRuns int) error {
 	for more := true; more; {
 		err := db.Update(func(tx *bolt.Tx) error {
 			t := newRunTx(tx, nil)
-			if err := t.trim(max(maxRuns, t.count-trimChunk)); err != nil {
+			if err := t.trim(max(maxRuns, t.count-trimChunk), 0); err != nil {
 				return err
 			}
 			more = t.count > maxRuns

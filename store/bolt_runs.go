@@ -258,10 +258,17 @@ func (t *runTx) delete(id []byte) error {
 	return t.runs.Delete(id)
 }
 
-// trim deletes the oldest runs (lowest ids) beyond the newest maxRuns.
-func (t *runTx) trim(maxRuns int) error {
+// trimSlack is how far past maxRuns a store may go before trim deletes:
+// a 64th of maxRuns, at least 64 runs. Deleting in batches touches the
+// oldest pages (runs, index, posting lists) once per batch rather than at
+// every write, a small write's largest cost.
+func trimSlack(maxRuns int) int { return max(maxRuns/64, 64) }
+
+// trim deletes the oldest runs (lowest ids) beyond the newest maxRuns,
+// once more than slack of them wait.
+func (t *runTx) trim(maxRuns, slack int) error {
 	excess := t.count - maxRuns
-	if excess <= 0 {
+	if excess <= 0 || excess <= slack {
 		return nil
 	}
 	doomed := make([][]byte, 0, excess)

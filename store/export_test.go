@@ -24,3 +24,6 @@ func CountPostings(path string) (int, error) {
 	})
 	return n, err
 }
+
+// TrimSlack is how far past MaxRuns a flush lets the store go.
+var TrimSlack = trimSlack
