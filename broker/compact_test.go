@@ -21,6 +21,7 @@ func TestCompactionUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var logs logBuffer
+	defer func() { t.Log(logs.String()) }()
 	b := startBroker(t, Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	c := dial(t, b)
 	body := make([]byte, 32<<10)
@@ -47,12 +48,16 @@ func TestCompactionUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 	})
 	sent := 0
 	var prodErr error
-	producing := make(chan struct{})
-	go func() { // sends until the journal was compacted, and 500 more
+	producing, stop := make(chan struct{}), make(chan struct{})
+	go func() { // sends until the journal was compacted and 500 more, or until stopped
 		defer close(producing)
 		p := dial(t, b)
-		deadline, extra := time.Now().Add(60*time.Second), -1
-		for ; extra != 0 && time.Now().Before(deadline); sent++ {
+		for extra := -1; extra != 0; sent++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			if extra < 0 && strings.Contains(logs.String(), "journal compacted") {
 				extra = 500
 			} else if extra > 0 {
@@ -69,11 +74,16 @@ func TestCompactionUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 	for range 1500 {
 		must(t, drainer.Ack(recv(t, big)))
 	}
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(logs.String(), "journal compacted"); {
+		if time.Now().After(deadline) {
+			close(stop)
+			<-producing
+			t.Fatal("the journal was not compacted within 60 s of draining")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	<-producing
 	must(t, prodErr)
-	if !strings.Contains(logs.String(), "journal compacted") {
-		t.Fatal("the journal was not compacted within 60 s of draining")
-	}
 	seen := map[string]bool{}
 	for len(seen) < sent {
 		select {

@@ -68,8 +68,8 @@ func (j *journal) afterCommit() {
 // maybeCompact compacts the journal online when more than half of it is
 // free and little enough is live to copy quickly.
 func (j *journal) maybeCompact() {
-	size, free := space(j.db)
-	if size < compactMinFile || 2*free < size || size-free > compactMaxLive {
+	size, live := space(j.db)
+	if size < compactMinFile || 2*live > size || live > compactMaxLive {
 		return
 	}
 	start := time.Now()
@@ -81,13 +81,17 @@ func (j *journal) maybeCompact() {
 	j.log.Info("broker: journal compacted", "bytes_before", size, "bytes_after", after, "took", time.Since(start))
 }
 
-// space is the size of db's file and how many of its bytes are free.
-func space(db *bolt.DB) (size, free int64) {
-	st := db.Stats()
+// space is the size of db's file and how many of its bytes are live: its
+// pages up to the high-water mark less the free ones (bbolt grows the file
+// ahead of the pages it uses; that tail counts as free).
+func space(db *bolt.DB) (size, live int64) {
 	if fi, err := os.Stat(db.Path()); err == nil {
 		size = fi.Size()
 	}
-	return size, int64(st.FreePageN+st.PendingPageN) * int64(db.Info().PageSize)
+	var used int64
+	_ = db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+	st := db.Stats()
+	return size, max(used-int64(st.FreePageN+st.PendingPageN)*int64(db.Info().PageSize), 0)
 }
 
 // compactOnline replaces the journal's file with a compacted copy, holding
@@ -122,8 +126,8 @@ func (j *journal) compactAtOpen() error {
 	if err != nil {
 		return err
 	}
-	size, free := space(db)
-	if 2*free < size {
+	size, live := space(db)
+	if 2*live > size {
 		return db.Close()
 	}
 	tmp := j.path + ".compact"
