@@ -50,7 +50,9 @@ func (b *Broker) enqueue(q *queue, e *entry, bt *batch) {
 		_, _, seq, _ := splitKey(e.key)
 		q.addDisk(e.priority, 1, e.size, seq)
 		e.body = nil // its journal write holds a copy; fill reads it back
-		bt.spilled = append(bt.spilled, q)
+		if n := len(bt.spilled); n == 0 || bt.spilled[n-1] != q {
+			bt.spilled = append(bt.spilled, q)
+		}
 		return
 	}
 	b.account(e)
@@ -152,7 +154,7 @@ func (j *journal) readLevel(name string, p int, from uint64, n int, keep func(si
 				if err != nil {
 					return err
 				}
-				e.key, e.stored = bytes.Clone(k), true
+				e.key = bytes.Clone(k)
 				if counted != nil {
 					if d := deliveries.Get(k); d != nil {
 						cnt, _ := binary.Uvarint(d)

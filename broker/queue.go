@@ -20,7 +20,6 @@ type entry struct {
 	size       int
 	inMem      bool   // body counted in Broker.memBytes
 	key        []byte // journal key; nil when not persisted
-	stored     bool   // its journal write has committed
 	countSaved bool   // its delivery count is in the journal (bucketDeliveries)
 	priority   int
 	expires    int64 // ms since epoch; 0 = never
@@ -507,8 +506,10 @@ func (b *Broker) finish(bt *batch, done func(error)) {
 		}
 		b.mu.Lock()
 		for _, e := range puts {
-			e.stored = err == nil
-			if b.memBytes > b.cfg.MaxMemoryBytes && e.inMem && !e.gone && e.key != nil {
+			if b.memBytes <= b.cfg.MaxMemoryBytes {
+				break
+			}
+			if e.inMem && !e.gone && e.key != nil {
 				e.body, e.inMem = nil, false
 				b.memBytes -= int64(e.size)
 			}

@@ -14,7 +14,7 @@ import (
 // from the journal as they dispatch (fill), so opening a journal with a
 // deep backlog takes as long as opening an empty one.
 func (b *Broker) recover() error {
-	var stale [][]byte // queue prefixes to delete
+	var stale []jop // deletes what the journal holds for what no longer exists
 	err := b.journal.view(func(db *bolt.DB) error {
 		return db.View(func(tx *bolt.Tx) error {
 			stale = b.recoverDurables(tx)
@@ -26,7 +26,7 @@ func (b *Broker) recover() error {
 				}
 				q := b.recoveredQueue(name)
 				if q == nil {
-					stale = append(stale, queuePrefix(name))
+					stale = append(stale, jop{del: true, prefix: true, key: queuePrefix(name)})
 					return nil
 				}
 				c := decodeCount(v)
@@ -39,34 +39,22 @@ func (b *Broker) recover() error {
 	if err != nil || len(stale) == 0 {
 		return err
 	}
-	ops := make([]jop, 0, len(stale))
-	for _, k := range stale {
-		ops = append(ops, staleOp(k))
-	}
 	return b.journal.view(func(db *bolt.DB) error {
-		return db.Update(func(tx *bolt.Tx) error { return applyOps(tx, []*jreq{{ops: ops}}) })
+		return db.Update(func(tx *bolt.Tx) error { return applyOps(tx, []*jreq{{ops: stale}}) })
 	})
 }
 
-// staleOp deletes what the journal holds for a stale queue prefix or, for
-// a key of bucketSubs (marked with a leading 0xff), that subscription.
-func staleOp(k []byte) jop {
-	if len(k) > 0 && k[0] == 0xff {
-		return jop{bucket: bucketSubs, del: true, key: k[1:]}
-	}
-	return jop{del: true, prefix: true, key: k}
-}
-
 // recoverDurables registers the durable subscriptions of the journal and
-// returns the keys of those that no longer parse.
-func (b *Broker) recoverDurables(tx *bolt.Tx) [][]byte {
-	var stale [][]byte
+// returns the ops that delete those that no longer parse, with their messages.
+func (b *Broker) recoverDurables(tx *bolt.Tx) []jop {
+	var stale []jop
 	_ = tx.Bucket(bucketNames[bucketSubs]).ForEach(func(k, v []byte) error {
 		topic, sel, _ := bytes.Cut(v, []byte{0})
 		ds := &durableSub{key: string(k), topic: string(topic), sel: string(sel)}
 		if _, err := b.newDurableQueue(ds); err != nil {
 			b.log.Warn("broker: dropping durable subscription with bad selector", "key", ds.key, "err", err)
-			stale = append(stale, append([]byte{0xff}, k...), queuePrefix(durablePrefix+ds.key))
+			stale = append(stale, jop{bucket: bucketSubs, del: true, key: bytes.Clone(k)},
+				jop{del: true, prefix: true, key: queuePrefix(durablePrefix + ds.key)})
 		}
 		return nil
 	})
