@@ -486,6 +486,15 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateProjects()...)
 	errs = append(errs, c.validateBrokerUsers()...)
+	errs = append(errs, c.validateConnections()...)
+	return errors.Join(errs...)
+}
+
+// validateConnections checks the broker connections and derives the
+// default one from broker_url (and its broker_tls_* files) or the embedded
+// broker's address when connections does not name one.
+func (c *Config) validateConnections() []error {
+	var errs []error
 	if c.Connections == nil {
 		c.Connections = map[string]Connection{}
 	}
@@ -517,7 +526,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("connection %s: %w", name, err))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // validateProjects checks the projects section: project names and their
