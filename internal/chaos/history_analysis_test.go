@@ -124,6 +124,11 @@ func TestTakeovers(t *testing.T) {
 		// the kill, beside it: no takeover.
 		pairRun("15", "m8", "steady", "a2", 980, 1200, "succeeded", "committed", ""),
 		pairRun("16", "m8", "steady", "a1", 990, -1, "running", "", ""),
+		// m9: a poison message interrupted on a1, run again by a2 0.4 s after
+		// the kill and failing there, as it always does: taken over at 0.4 s.
+		pairRun("17", "m9", "steady", "a1", 990, -1, "running", "", ""),
+		pairRun("18", "m9", "steady", "a2", 1400, 1450, "failed", "rolled_back", "poison"),
+		pairRun("19", "m9", "steady", "a2", 1900, 1950, "failed", "rolled_back", "poison"),
 		// m3: interrupted on a2, never committed afterwards in the history.
 		pairRun("7", "m3", "steady", "a2", 4990, -1, "running", "", ""),
 		// m4: settled normally on a1 before the kill: not held.
@@ -133,7 +138,7 @@ func TestTakeovers(t *testing.T) {
 	}
 	f := takeovers(runs, kills, time.Second)
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
-	if want := []time.Duration{ms(500), ms(600), ms(1000), ms(1500), ms(3000)}; !slices.Equal(f.times, want) {
+	if want := []time.Duration{ms(400), ms(500), ms(600), ms(1000), ms(1500), ms(3000)}; !slices.Equal(f.times, want) {
 		t.Errorf("times = %v, want %v", f.times, want)
 	}
 	if f.unresolved != 2 {
@@ -142,7 +147,7 @@ func TestTakeovers(t *testing.T) {
 	if f.max() != ms(3000) || f.median() != ms(1000) {
 		t.Errorf("max %s, median %s, want 3s, 1s", f.max(), f.median())
 	}
-	if len(f.details) != 7 {
+	if len(f.details) != 8 {
 		t.Errorf("details = %q, want one line per held message", f.details)
 	}
 	if (takeoverFigures{}).max() != 0 || (takeoverFigures{}).median() != 0 {

@@ -294,9 +294,12 @@ func killOf(kills []kill, r runView, window time.Duration) int {
 }
 
 // takenOver returns when the message of the runs rs, held by an agent
-// killed at t, was taken over: the first of rs started after t that
-// committed, at its finishedAt; or that was interrupted in turn, at its
-// start (the next kill's takeover measures the rest).
+// killed at t, was taken over: the first of rs started after t — at its
+// finishedAt when it committed, else at its start. A run that failed (a
+// poison message, a planned failure) or was interrupted in turn still ran:
+// its outcome is the operation's, not the takeover's (the next kill's
+// takeover measures the rest); counting only commits would add the
+// redelivery backoff of every failure to the takeover.
 func takenOver(rs []runView, t time.Time) (at time.Time, how string, ok bool) {
 	for _, r := range rs {
 		switch {
@@ -305,6 +308,8 @@ func takenOver(rs []runView, t time.Time) (at time.Time, how string, ok bool) {
 			return r.StartedAt, "run again on " + r.Agent + ", interrupted in turn,", true
 		case r.Outcome == outcomeCommitted && r.FinishedAt != nil:
 			return *r.FinishedAt, "committed by " + r.Agent, true
+		default:
+			return r.StartedAt, "run again on " + r.Agent + " (" + r.Status + ", " + r.Outcome + ")", true
 		}
 	}
 	return time.Time{}, "", false
