@@ -960,6 +960,10 @@ func (s *Bolt) Close() error {
 		close(s.stop)
 		<-s.done
 		ferr := s.writeBatch()
+		if ferr == nil {
+			// The next open finds every run on its posting lists.
+			ferr = s.db.Update(postAll)
+		}
 		s.hub.close()
 		s.closeErr = errors.Join(ferr, s.db.Close())
 	})

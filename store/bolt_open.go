@@ -82,13 +82,24 @@ func prepareRuns(db *bolt.DB, maxRuns int) error {
 	}); err != nil {
 		return err
 	}
-	if format != runIndexFormat {
+	switch format {
+	case runIndexFormat:
+	case 2: // every run on its posting lists: the mark goes on the newest
+		if err := db.Update(markAllPosted); err != nil {
+			return err
+		}
+	default:
 		if err := trimUnindexed(db, maxRuns); err != nil {
 			return err
 		}
 		if err := db.Update(reindexRuns); err != nil {
 			return err
 		}
+	}
+	// A tail left by a crash (or by Close's failed last write) is posted
+	// now: the store opens as Close leaves it.
+	if err := db.Update(postAll); err != nil {
+		return err
 	}
 	for more := true; more; {
 		err := db.Update(func(tx *bolt.Tx) error {
@@ -199,7 +210,10 @@ func reindexRuns(tx *bolt.Tx) error {
 		return err
 	}
 	t := newRunTx(tx, nil)
-	t.count = 0
+	t.count, t.tail = 0, 0
+	if len(ids) > 0 {
+		t.posted = ids[len(ids)-1]
+	}
 	for i, id := range ids {
 		if err := t.putIndex(id, metas[i], runMeta{}, false); err != nil {
 			return err
@@ -210,6 +224,28 @@ func reindexRuns(tx *bolt.Tx) error {
 		return err
 	}
 	return tx.Bucket(bucketRunMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, runIndexFormat))
+}
+
+// markAllPosted puts the posted mark on the newest run of a store whose
+// runs are all on their posting lists (format 2).
+func markAllPosted(tx *bolt.Tx) error {
+	k, _ := tx.Bucket(bucketRunIndex).Cursor().Last()
+	t := newRunTx(tx, nil)
+	t.posted, t.tail = bytes.Clone(k), 0
+	if err := t.commit(); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRunMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, runIndexFormat))
+}
+
+// postAll adds every run above the posted mark to its posting lists.
+func postAll(tx *bolt.Tx) error {
+	t := newRunTx(tx, nil)
+	if t.tail == 0 {
+		return nil
+	}
+	t.postTail()
+	return t.commit()
 }
 
 // compactIfSparse copies db into a new file when more than half of its

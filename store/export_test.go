@@ -27,3 +27,16 @@ func CountPostings(path string) (int, error) {
 
 // TrimSlack is how far past MaxRuns a flush lets the store go.
 var TrimSlack = trimSlack
+
+// Crash closes the store as a kill -9 leaves it: the flusher stops and
+// nothing more is written (runs still buffered are lost, runs above the
+// posted mark stay off their posting lists).
+func (s *Bolt) Crash() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	s.hub.close()
+	return s.db.Close()
+}
