@@ -114,10 +114,10 @@ func main() {
 
 // Leg names.
 const (
-	legBare        = "bare echo handler"
-	legProbe       = "pooled goja probe"
-	legOpsrunner   = "opsrunner webhook"
-	legBaseline    = "baseline " // and the binary's name
+	legBare      = "bare echo handler"
+	legProbe     = "pooled goja probe"
+	legOpsrunner = "opsrunner webhook"
+	legBaseline  = "baseline " // and the binary's name
 )
 
 // leg is one target measured in each round: its webhook URL and the CPU
