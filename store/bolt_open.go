@@ -30,8 +30,8 @@ const minCompactBytes = 1 << 20
 // history to this code's index format and to maxRuns, and compacts the file
 // when more than half of it is free, so that an old, oversized store
 // shrinks once.
-func openBoltFile(path string, maxRuns int) (*bolt.DB, error) {
-	db, err := openBoltDB(path)
+func openBoltFile(path string, maxRuns, pageSize int) (*bolt.DB, error) {
+	db, err := openBoltDB(path, pageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -39,14 +39,16 @@ func openBoltFile(path string, maxRuns int) (*bolt.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("prepare run history in %s: %w", path, err)
 	}
-	db, err = compactIfSparse(db, path)
+	db, err = compactIfSparse(db, path, pageSize)
 	if err != nil {
 		return nil, fmt.Errorf("compact %s: %w", path, err)
 	}
 	return db, nil
 }
 
-func openBoltDB(path string) (*bolt.DB, error) {
+// openBoltDB opens the file at path (made with pageSize if new) and
+// creates the buckets.
+func openBoltDB(path string, pageSize int) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, PageSize: pageSize})
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
@@ -250,9 +252,9 @@ func postAll(tx *bolt.Tx) error {
 
 // compactIfSparse copies db into a new file when more than half of its
 // file is free pages (bbolt reuses free pages but never shrinks a file),
-// replaces the file with the copy and returns the copy opened. A failed
-// copy leaves the file as it was.
-func compactIfSparse(db *bolt.DB, path string) (*bolt.DB, error) {
+// replaces the file with the copy (made with pageSize) and returns the copy
+// opened. A failed copy leaves the file as it was.
+func compactIfSparse(db *bolt.DB, path string, pageSize int) (*bolt.DB, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		db.Close()
@@ -284,7 +286,7 @@ func compactIfSparse(db *bolt.DB, path string) (*bolt.DB, error) {
 		// directory sync failed, opens as before.
 		os.Remove(tmp)
 	}
-	return openBoltDB(path)
+	return openBoltDB(path, pageSize)
 }
 
 // syncDir makes a rename in dir durable.
