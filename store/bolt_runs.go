@@ -221,7 +221,12 @@ type runTx struct {
 func newRunTx(tx *bolt.Tx, buf []byte) *runTx {
 	t := &runTx{runs: tx.Bucket(bucketRuns), index: tx.Bucket(bucketRunIndex),
 		postings: tx.Bucket(bucketRunPostings), meta: tx.Bucket(bucketRunMeta), buf: buf}
-	t.runs.FillPercent, t.index.FillPercent = 0.9, 0.9
+	// Runs and index entries are appended in id order, and each posting
+	// list grows at its end: a page split at bbolt's default half would
+	// leave every page behind the newest half empty for good. Full pages
+	// leave no room for a run that grows when put again (running, then
+	// finished), but that is mostly a run on the newest page.
+	t.runs.FillPercent, t.index.FillPercent, t.postings.FillPercent = 1.0, 1.0, 1.0
 	if v := t.meta.Get(metaCount); len(v) == 8 {
 		t.count = int(binary.BigEndian.Uint64(v))
 	}
