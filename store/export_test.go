@@ -3,7 +3,8 @@ package store
 import bolt "go.etcd.io/bbolt"
 
 // Examined reports how many stored runs the store's queries have looked
-// at so far (candidates from the index or the posting lists).
+// at so far (candidates from the index or the posting lists, and runs of
+// the tail whose index entry matched; not the tail's other entries).
 func (s *Bolt) Examined() int64 { return s.examined.Load() }
 
 // CountPostings opens the store file at path read-only and counts the ids
