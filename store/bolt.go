@@ -38,6 +38,10 @@ type BoltOptions struct {
 	// fsyncs; still ~75,000 runs/s). BenchmarkFlushBatch (listener runs,
 	// explicit flushes) gives 512 1.1–1.5× the CPU per run of 2048.
 	MaxBatch int
+	// PageSize is the page size of a new store file, a power of two from
+	// 4 KiB; zero means 16 KiB. A file keeps the size it was made with,
+	// unless compaction at open copies it.
+	PageSize int
 	// OnFlush, when set, is told of each write of buffered runs (a group
 	// commit): how many runs it wrote, how long the write took, its fsync
 	// included, and its error. It is called on the writing goroutine and
@@ -117,14 +121,16 @@ type idemRecord struct {
 	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
 }
 
-// pageSize is the page size of a new store file (an existing file keeps its
-// own). Runs dominate the writes and arrive in id order, so each flush
-// appends full pages: at 64 KiB a flush of 2,048 runs writes a sixteenth of
-// the pages (and pwrite calls) it writes at 4 KiB, and the B+tree has fewer
-// branch levels to update. BenchmarkFlushBatch: ~2.9 → ~2.2 µs of CPU per
-// run. Small writes (states, idempotency keys, counters) now rewrite a
-// 64 KiB page, a cost that is lost in their fsync.
-const pageSize = 64 << 10
+// defaultPageSize is the page size of a new store file (an existing file
+// keeps its own). Runs dominate the writes and arrive in id order, so a
+// large batch appends full pages: at 64 KiB a flush of 2,048 listener runs
+// writes a sixteenth of the pages (and pwrite calls) it writes at 4 KiB,
+// and the B+tree has fewer branch levels to update. But each write also
+// rewrites whole pages where it changes a few bytes (the newest run and
+// index pages, their branches, the bucket roots): a webhook's small group
+// commit writes and syncs every byte of them. 16 KiB is between the two
+// (see BenchmarkFlushBatch and BenchmarkDurablePutRun for both).
+const defaultPageSize = 16 << 10
 
 // flushBytesPerRun sizes a flush's buffer: a listener run's key, record,
 // index entry and posting keys take ~850 bytes.
@@ -143,8 +149,11 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
 	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = defaultPageSize
+	}
 	opts.Retention = opts.Retention.withDefaults()
-	db, err := openBoltFile(path, opts.Retention.MaxRuns)
+	db, err := openBoltFile(path, opts.Retention.MaxRuns, opts.PageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -960,6 +969,10 @@ func (s *Bolt) Close() error {
 		close(s.stop)
 		<-s.done
 		ferr := s.writeBatch()
+		if ferr == nil {
+			// The next open finds every run on its posting lists.
+			ferr = s.db.Update(postAll)
+		}
 		s.hub.close()
 		s.closeErr = errors.Join(ferr, s.db.Close())
 	})

@@ -117,7 +117,9 @@ func TestBoltIndexFollowsStatusChangeAndDeletion(t *testing.T) {
 }
 
 // A filter value no run has answers without looking at any run, however
-// many are stored; a combination no run matches looks at few.
+// many are stored; a combination no run matches looks at few. (A query
+// also reads the index entries of the tail, at most 512 runs not yet on
+// the posting lists.)
 func TestBoltQueryMatchingNothingDoesNotScan(t *testing.T) {
 	t.Parallel()
 	s := openBolt(t, store.BoltOptions{})

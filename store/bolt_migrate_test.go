@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -94,5 +95,59 @@ func TestBoltReindexesAStoreOfTheFormerFormat(t *testing.T) {
 	}
 	if got, _ := s.Runs(t.Context(), RunFilter{Limit: 100}); len(got) != 50 || got[49].ID != "run-031" {
 		t.Errorf("after one more run: %d runs, the oldest %s; want 50 from run-031", len(got), got[len(got)-1].ID)
+	}
+}
+
+// A store of format 2 (every run on its posting lists, no posted mark)
+// opens with its mark on its newest run: its runs and the runs put after
+// are found by every filter, and nothing is posted twice.
+func TestBoltMarksAFormat2StorePosted(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "opsrunner.db")
+	put := func(s *Bolt, from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			r := Run{ID: fmt.Sprintf("run-%04d", i), Project: "p", Operation: fmt.Sprintf("op%d", i%2), StartedAt: time.Now()}
+			if err := s.PutRun(t.Context(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(s, 0, 700)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { // as format 2 left it
+		meta := tx.Bucket(bucketRunMeta)
+		return errors.Join(meta.Delete(metaPosted), meta.Delete(metaTail),
+			meta.Put(metaFormat, binary.BigEndian.AppendUint64(nil, 2)))
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+
+	if s, err = OpenBolt(path, BoltOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	put(s, 700, 800)
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Runs(t.Context(), RunFilter{Operation: "op1", Limit: 1000}); err != nil || len(got) != 400 || got[0].ID != "run-0799" {
+		t.Errorf("op1 runs: %d (%v), want 400 from run-0799", len(got), err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountPostings(path); err != nil || n != 800*2 {
+		t.Errorf("%d postings (%v), want 1,600", n, err)
 	}
 }

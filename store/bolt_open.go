@@ -17,11 +17,12 @@ import (
 // every write can hold hundreds of thousands).
 const trimChunk = 50_000
 
-// allocSize is how much a growing file grows by at least. bbolt's 16 MiB
-// was up to 16 MiB of never-used file beyond the high-water mark of a
-// store whose retained runs take ~10 MiB; a file grows only until retention
-// holds, so growing it in smaller steps costs a few more truncate calls.
-const allocSize = 2 << 20
+// allocSize is how far beyond its high-water mark a growing file grows.
+// bbolt's 16 MiB was up to 16 MiB of never-used file beside a store whose
+// retained runs take ~10 MiB; a file grows only until retention holds, so
+// growing it in small steps costs a few more truncate and fsync calls
+// while it grows (40 for 10 MiB), none after.
+const allocSize = 256 << 10
 
 // minCompactBytes is the smallest file compaction at open considers.
 const minCompactBytes = 1 << 20
@@ -30,8 +31,8 @@ const minCompactBytes = 1 << 20
 // history to this code's index format and to maxRuns, and compacts the file
 // when more than half of it is free, so that an old, oversized store
 // shrinks once.
-func openBoltFile(path string, maxRuns int) (*bolt.DB, error) {
-	db, err := openBoltDB(path)
+func openBoltFile(path string, maxRuns, pageSize int) (*bolt.DB, error) {
+	db, err := openBoltDB(path, pageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -39,14 +40,16 @@ func openBoltFile(path string, maxRuns int) (*bolt.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("prepare run history in %s: %w", path, err)
 	}
-	db, err = compactIfSparse(db, path)
+	db, err = compactIfSparse(db, path, pageSize)
 	if err != nil {
 		return nil, fmt.Errorf("compact %s: %w", path, err)
 	}
 	return db, nil
 }
 
-func openBoltDB(path string) (*bolt.DB, error) {
+// openBoltDB opens the file at path (made with pageSize if new) and
+// creates the buckets.
+func openBoltDB(path string, pageSize int) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, PageSize: pageSize})
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
@@ -82,13 +85,24 @@ func prepareRuns(db *bolt.DB, maxRuns int) error {
 	}); err != nil {
 		return err
 	}
-	if format != runIndexFormat {
+	switch format {
+	case runIndexFormat:
+	case 2: // every run on its posting lists: the mark goes on the newest
+		if err := db.Update(markAllPosted); err != nil {
+			return err
+		}
+	default:
 		if err := trimUnindexed(db, maxRuns); err != nil {
 			return err
 		}
 		if err := db.Update(reindexRuns); err != nil {
 			return err
 		}
+	}
+	// A tail left by a crash (or by Close's failed last write) is posted
+	// now: the store opens as Close leaves it.
+	if err := db.Update(postAll); err != nil {
+		return err
 	}
 	for more := true; more; {
 		err := db.Update(func(tx *bolt.Tx) error {
@@ -199,7 +213,10 @@ func reindexRuns(tx *bolt.Tx) error {
 		return err
 	}
 	t := newRunTx(tx, nil)
-	t.count = 0
+	t.count, t.tail = 0, 0
+	if len(ids) > 0 {
+		t.posted = ids[len(ids)-1]
+	}
 	for i, id := range ids {
 		if err := t.putIndex(id, metas[i], runMeta{}, false); err != nil {
 			return err
@@ -212,11 +229,33 @@ func reindexRuns(tx *bolt.Tx) error {
 	return tx.Bucket(bucketRunMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, runIndexFormat))
 }
 
+// markAllPosted puts the posted mark on the newest run of a store whose
+// runs are all on their posting lists (format 2).
+func markAllPosted(tx *bolt.Tx) error {
+	k, _ := tx.Bucket(bucketRunIndex).Cursor().Last()
+	t := newRunTx(tx, nil)
+	t.posted, t.tail = bytes.Clone(k), 0
+	if err := t.commit(); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRunMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, runIndexFormat))
+}
+
+// postAll adds every run above the posted mark to its posting lists.
+func postAll(tx *bolt.Tx) error {
+	t := newRunTx(tx, nil)
+	if t.tail == 0 {
+		return nil
+	}
+	t.postTail()
+	return t.commit()
+}
+
 // compactIfSparse copies db into a new file when more than half of its
 // file is free pages (bbolt reuses free pages but never shrinks a file),
-// replaces the file with the copy and returns the copy opened. A failed
-// copy leaves the file as it was.
-func compactIfSparse(db *bolt.DB, path string) (*bolt.DB, error) {
+// replaces the file with the copy (made with pageSize) and returns the copy
+// opened. A failed copy leaves the file as it was.
+func compactIfSparse(db *bolt.DB, path string, pageSize int) (*bolt.DB, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		db.Close()
@@ -248,7 +287,7 @@ func compactIfSparse(db *bolt.DB, path string) (*bolt.DB, error) {
 		// directory sync failed, opens as before.
 		os.Remove(tmp)
 	}
-	return openBoltDB(path)
+	return openBoltDB(path, pageSize)
 }
 
 // syncDir makes a rename in dir durable.

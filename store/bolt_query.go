@@ -15,23 +15,28 @@ import (
 const sinceSlack = time.Minute
 
 // runCandidates returns the ids of stored runs that pass f's indexed
-// fields, newest first, below f.Before: a run is on every posting list of
-// f's set fields. With none set it walks the index, and returns each id's
-// index entry too (nil otherwise). Both are valid until tx ends.
+// fields, newest first, below f.Before. With none set it walks the index.
+// Otherwise it reads the index entries of the tail (the runs above the
+// posted mark, see postingTail) and returns those that match, then walks
+// the posting lists: a run below the mark is on every list of f's set
+// fields. It returns an id's index entry when it read it (nil otherwise).
+// Both are valid until tx ends.
 func runCandidates(tx *bolt.Tx, f RunFilter) func() (id, entry []byte) {
 	var before []byte
 	if f.Before != "" {
 		before = []byte(f.Before)
 	}
 	wanted := filterPostings(f)
+	index := &listCursor{c: tx.Bucket(bucketRunIndex).Cursor()}
 	if len(wanted) == 0 {
-		c := &listCursor{c: tx.Bucket(bucketRunIndex).Cursor()}
 		return func() ([]byte, []byte) {
 			var entry []byte
-			before, entry = c.below(before, false)
+			before, entry = index.below(before, false)
 			return before, entry
 		}
 	}
+	posted := tx.Bucket(bucketRunMeta).Get(metaPosted)
+	inTail := true
 	lists := make([]*chunkCursor, len(wanted))
 	postings := tx.Bucket(bucketRunPostings)
 	for i, p := range wanted {
@@ -39,6 +44,17 @@ func runCandidates(tx *bolt.Tx, f RunFilter) func() (id, entry []byte) {
 	}
 	done := false
 	return func() ([]byte, []byte) {
+		for inTail {
+			id, entry := index.below(before, false)
+			if id == nil || bytes.Compare(id, posted) <= 0 {
+				inTail = false
+				break
+			}
+			before = id
+			if entryMatches(entry, wanted) {
+				return id, entry
+			}
+		}
 		if done {
 			return nil, nil
 		}

@@ -16,19 +16,32 @@ import (
 // filter field, under the prefix field byte, uvarint length, value, in
 // chunks of ids (see bolt_postings.go); a query walks a list newest first
 // from its cursor. runmeta holds the count of stored runs (kept in the transaction
-// that changes it, so retention needs no scan) and the index format.
+// that changes it, so retention needs no scan), the index format, and the
+// posted mark: every run with an id up to it is on its posting lists; the
+// runs above it (the tail, at most postingTail of them) are only in runs
+// and runindex, and a query reads their index entries (see runCandidates).
 var (
 	bucketRunPostings = []byte("runpostings")
 	bucketRunMeta     = []byte("runmeta")
 
 	metaCount  = []byte("count")  // stored runs, 8 bytes big-endian
 	metaFormat = []byte("format") // runIndexFormat once the index is complete
+	metaPosted = []byte("posted") // the posted mark, a run id; none: ""
+	metaTail   = []byte("tail")   // stored runs above the posted mark, 8 bytes big-endian
 )
 
 // runIndexFormat is the index layout this code writes: 2 adds outcome,
-// trigger and schedule to runindex entries and the posting lists. A store
-// without it (written before) is reindexed at open.
-const runIndexFormat = 2
+// trigger and schedule to runindex entries and the posting lists, 3 the
+// posted mark. A store of format 2 gets its mark at open; one without a
+// format (written before the posting lists) is reindexed.
+const runIndexFormat = 3
+
+// postingTail is how many stored runs may wait above the posted mark
+// before a write adds them to their posting lists. A webhook's write
+// (its run and index entry) then rewrites no page of the posting lists,
+// one per list its runs are on; they are rewritten once per postingTail
+// runs. A query reads the tail's index entries (a few µs per hundred).
+const postingTail = 512
 
 // Filter fields with a posting list, as their key's first byte.
 const (
@@ -141,6 +154,47 @@ func startedAtOf(b []byte) (time.Time, error) {
 	return time.Unix(0, ns), nil
 }
 
+// entryMatches reports whether the index entry e has each of wanted's
+// values, without allocating (a query reads every entry of the tail).
+func entryMatches(e []byte, wanted []posting) bool {
+	for _, p := range wanted {
+		if v, ok := entryValue(e, p.field); !ok || string(v) != p.value {
+			return false
+		}
+	}
+	return true
+}
+
+// entryOrder is the fields of an index entry in order; 0 is the start time.
+var entryOrder = [...]byte{fieldProject, fieldOperation, fieldStatus, fieldMessageID, 0, fieldOutcome, fieldTrigger, fieldSchedule}
+
+// entryValue returns field's value in the index entry e (empty for a field
+// format 1 lacks); ok is false when e is corrupt.
+func entryValue(e []byte, field byte) (v []byte, ok bool) {
+	for _, f := range entryOrder {
+		if f == 0 {
+			_, w := binary.Varint(e)
+			if w <= 0 {
+				return nil, false
+			}
+			e = e[w:]
+			continue
+		}
+		if len(e) == 0 && f == fieldOutcome {
+			return nil, true // format 1
+		}
+		n, w := binary.Uvarint(e)
+		if w <= 0 || uint64(len(e)-w) < n {
+			return nil, false
+		}
+		v, e = e[w:w+int(n)], e[w+int(n):]
+		if f == field {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
 func unpackString(b []byte) (string, []byte, error) {
 	n, w := binary.Uvarint(b)
 	if w <= 0 || uint64(len(b)-w) < n {
@@ -156,7 +210,9 @@ func unpackString(b []byte) (string, []byte, error) {
 type runTx struct {
 	runs, index, postings, meta *bolt.Bucket
 	buf                         []byte
-	count                       int // stored runs
+	count                       int    // stored runs
+	posted                      []byte // the posted mark
+	tail                        int    // stored runs above posted
 	// adds and dels are the postings (list prefix + id) to add and remove
 	// at commit, list by list (see applyPostings).
 	adds, dels [][]byte
@@ -165,12 +221,24 @@ type runTx struct {
 func newRunTx(tx *bolt.Tx, buf []byte) *runTx {
 	t := &runTx{runs: tx.Bucket(bucketRuns), index: tx.Bucket(bucketRunIndex),
 		postings: tx.Bucket(bucketRunPostings), meta: tx.Bucket(bucketRunMeta), buf: buf}
-	t.runs.FillPercent, t.index.FillPercent = 0.9, 0.9
+	// Runs and index entries are appended in id order, and each posting
+	// list grows at its end: a page split at bbolt's default half would
+	// leave every page behind the newest half empty for good. Full pages
+	// leave no room for a run that grows when put again (running, then
+	// finished), but that is mostly a run on the newest page.
+	t.runs.FillPercent, t.index.FillPercent, t.postings.FillPercent = 1.0, 1.0, 1.0
 	if v := t.meta.Get(metaCount); len(v) == 8 {
 		t.count = int(binary.BigEndian.Uint64(v))
 	}
+	if v := t.meta.Get(metaTail); len(v) == 8 {
+		t.tail = int(binary.BigEndian.Uint64(v))
+	}
+	t.posted = bytes.Clone(t.meta.Get(metaPosted))
 	return t
 }
+
+// inTail reports whether id is above the posted mark: not on posting lists.
+func (t *runTx) inTail(id []byte) bool { return bytes.Compare(id, t.posted) > 0 }
 
 func (t *runTx) take(start int) []byte { return t.buf[start:len(t.buf):len(t.buf)] }
 
@@ -189,6 +257,9 @@ func (t *runTx) put(r Run) error {
 		}
 	} else {
 		t.count++
+		if t.inTail(key) {
+			t.tail++
+		}
 	}
 
 	start = len(t.buf)
@@ -206,13 +277,18 @@ func (t *runTx) put(r Run) error {
 	return t.putIndex(key, metaOf(r), old, oldEntry != nil)
 }
 
-// putIndex writes id's index entry m and its postings; a run indexed
-// before (hadOld, as old) leaves the lists of values it no longer has.
+// putIndex writes id's index entry m and, below the posted mark, its
+// postings; a run indexed before (hadOld, as old) leaves the lists of
+// values it no longer has. A run in the tail gets its postings when the
+// tail is posted.
 func (t *runTx) putIndex(id []byte, m, old runMeta, hadOld bool) error {
 	start := len(t.buf)
 	t.buf = appendMeta(t.buf, m)
 	if err := t.index.Put(id, t.take(start)); err != nil {
 		return err
+	}
+	if t.inTail(id) {
+		return nil
 	}
 	was := old.postings()
 	for i, p := range m.postings() {
@@ -246,9 +322,13 @@ func (t *runTx) delete(id []byte) error {
 	// A corrupt entry's postings, if any, stay: a query skips a posting
 	// whose run is gone.
 	m, _ := unpackMeta(entry)
-	for _, p := range m.postings() {
-		if p.value != "" {
-			t.dels = append(t.dels, t.postingKey(p, id))
+	if t.inTail(id) {
+		t.tail--
+	} else {
+		for _, p := range m.postings() {
+			if p.value != "" {
+				t.dels = append(t.dels, t.postingKey(p, id))
+			}
 		}
 	}
 	if err := t.index.Delete(id); err != nil {
@@ -284,14 +364,48 @@ func (t *runTx) trim(maxRuns, slack int) error {
 	return nil
 }
 
-// commit writes the posting changes, adds first (a run trimmed in the
-// transaction that added it leaves no posting), and the count of runs;
-// call it last.
+// commit posts the tail once it holds postingTail runs, writes the
+// posting changes, adds first (a run trimmed in the transaction that added
+// it leaves no posting), the count of runs, the tail's length and the
+// posted mark; call it last.
 func (t *runTx) commit() error {
+	if t.tail >= postingTail {
+		t.postTail()
+	}
 	slices.SortFunc(t.adds, bytes.Compare)
 	slices.SortFunc(t.dels, bytes.Compare)
 	if err := applyPostings(t.postings, t.adds, t.dels); err != nil {
 		return err
 	}
-	return t.meta.Put(metaCount, binary.BigEndian.AppendUint64(nil, uint64(max(t.count, 0))))
+	if err := t.meta.Put(metaCount, binary.BigEndian.AppendUint64(nil, uint64(max(t.count, 0)))); err != nil {
+		return err
+	}
+	if err := t.meta.Put(metaTail, binary.BigEndian.AppendUint64(nil, uint64(max(t.tail, 0)))); err != nil {
+		return err
+	}
+	return t.meta.Put(metaPosted, t.posted)
+}
+
+// postTail adds the runs above the posted mark to their posting lists (at
+// commit) and moves the mark to the newest run.
+func (t *runTx) postTail() {
+	c := t.index.Cursor()
+	k, v := c.Seek(t.posted)
+	if k != nil && bytes.Equal(k, t.posted) {
+		k, v = c.Next()
+	}
+	for ; k != nil; k, v = c.Next() {
+		start := len(t.buf)
+		t.buf = append(t.buf, k...)
+		id := t.take(start)
+		// A corrupt entry gets no postings; its run is found by no filter.
+		m, _ := unpackMeta(v)
+		for _, p := range m.postings() {
+			if p.value != "" {
+				t.adds = append(t.adds, t.postingKey(p, id))
+			}
+		}
+		t.posted = id
+	}
+	t.tail = 0
 }

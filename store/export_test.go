@@ -3,7 +3,8 @@ package store
 import bolt "go.etcd.io/bbolt"
 
 // Examined reports how many stored runs the store's queries have looked
-// at so far (candidates from the index or the posting lists).
+// at so far (candidates from the index or the posting lists, and runs of
+// the tail whose index entry matched; not the tail's other entries).
 func (s *Bolt) Examined() int64 { return s.examined.Load() }
 
 // CountPostings opens the store file at path read-only and counts the ids
@@ -27,3 +28,16 @@ func CountPostings(path string) (int, error) {
 
 // TrimSlack is how far past MaxRuns a flush lets the store go.
 var TrimSlack = trimSlack
+
+// Crash closes the store as a kill -9 leaves it: the flusher stops and
+// nothing more is written (runs still buffered are lost, runs above the
+// posted mark stay off their posting lists).
+func (s *Bolt) Crash() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	s.hub.close()
+	return s.db.Close()
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/store"
 )
 
@@ -100,14 +101,16 @@ func TestBoltFlushContext(t *testing.T) {
 // BenchmarkDurablePutRun is what a webhook now pays for its record: a
 // finished run put, then Flush (one fsync per batch). serial is one caller
 // (a batch per run: the cost of a flush); parallel has GOMAXPROCS×16
-// callers sharing batches (group commit).
+// callers sharing batches (group commit), with either page size.
+// cpu-ns/op is this process's CPU per run.
 func BenchmarkDurablePutRun(b *testing.B) {
 	for _, tc := range []struct {
 		name        string
 		parallelism int
-	}{{"serial", 0}, {"parallel", 16}} {
+		pageSize    int
+	}{{"serial", 0, 16 << 10}, {"parallel/page=16K", 16, 16 << 10}, {"parallel/page=64K", 16, 64 << 10}} {
 		b.Run(tc.name, func(b *testing.B) {
-			s, err := store.OpenBolt(filepath.Join(b.TempDir(), "opsrunner.db"), store.BoltOptions{})
+			s, err := store.OpenBolt(filepath.Join(b.TempDir(), "opsrunner.db"), store.BoltOptions{PageSize: tc.pageSize})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -125,18 +128,20 @@ func BenchmarkDurablePutRun(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			cpu0 := baseline.CPUTime()
 			if tc.parallelism == 0 {
 				for b.Loop() {
 					put()
 				}
-				return
+			} else {
+				b.SetParallelism(tc.parallelism)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						put()
+					}
+				})
 			}
-			b.SetParallelism(tc.parallelism)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					put()
-				}
-			})
+			b.ReportMetric(float64((baseline.CPUTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

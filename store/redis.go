@@ -305,25 +305,58 @@ func (r *Redis) runIndexKey(p posting) string {
 }
 
 // PutRun implements Store in one pipelined round trip, two when the run
-// was stored before with other filter values (it leaves their sets).
+// was stored before with other filter values (it leaves their sets). The
+// count of runs holds at every write, within the trim slack of a Bolt
+// store: a put that finds more than that beyond MaxRuns deletes the oldest
+// runs beyond it (agents trimming at once delete the same runs, which is
+// harmless).
 func (r *Redis) PutRun(ctx context.Context, run Run) error {
+	stored, err := r.putRun(ctx, run)
+	if err != nil {
+		return err
+	}
+	return r.trimRuns(ctx, stored)
+}
+
+// trimRuns deletes the oldest runs beyond MaxRuns when more than its trim
+// slack wait; stored is the count of runs.
+func (r *Redis) trimRuns(ctx context.Context, stored int64) error {
+	maxRuns := r.opts.Retention.MaxRuns
+	excess := stored - int64(maxRuns)
+	if excess <= int64(trimSlack(maxRuns)) {
+		return nil
+	}
+	ids, err := r.c.ZRange(ctx, r.key("runs"), 0, excess-1).Result()
+	if err != nil {
+		return fmt.Errorf("trim runs: %w", err)
+	}
+	if err := r.deleteRuns(ctx, ids); err != nil {
+		return fmt.Errorf("trim runs: %w", err)
+	}
+	return nil
+}
+
+// putRun writes run and its sets; it returns the count of runs stored.
+func (r *Redis) putRun(ctx context.Context, run Run) (stored int64, err error) {
 	if run.ID == "" {
-		return errors.New("put run: empty id")
+		return 0, errors.New("put run: empty id")
 	}
 	select {
 	case <-r.done:
-		return fmt.Errorf("put run %s: %w", run.ID, ErrClosed)
+		return 0, fmt.Errorf("put run %s: %w", run.ID, ErrClosed)
 	default:
 	}
 	b, err := encodeRun(run)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	m := metaOf(run)
 	var prev *redis.StatusCmd
+	var count *redis.IntCmd
 	cmds, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		prev = p.SetArgs(ctx, r.key("run", run.ID), b, redis.SetArgs{Get: true})
 		p.ZAdd(ctx, r.key("runs"), redis.Z{Score: 0, Member: run.ID})
+		count = p.ZCard(ctx, r.key("runs"))
 		p.ZAdd(ctx, r.key("runs:time"), redis.Z{Score: float64(run.StartedAt.UnixMilli()), Member: run.ID})
 		for _, pst := range m.postings() {
 			if pst.value != "" {
@@ -333,14 +366,14 @@ func (r *Redis) PutRun(ctx context.Context, run Run) error {
 		return nil
 	})
 	if err = firstError(cmds, err); err != nil {
-		return fmt.Errorf("put run %s: %w", run.ID, err)
+		return 0, fmt.Errorf("put run %s: %w", run.ID, err)
 	}
 	if prev.Err() != nil {
-		return nil // a new run
+		return count.Val(), nil // a new run
 	}
 	old, err := decodeRun([]byte(prev.Val()))
 	if err != nil {
-		return nil // the former version is unreadable: its sets stay (a query skips what no longer matches)
+		return count.Val(), nil // the former version is unreadable: its sets stay (a query skips what no longer matches)
 	}
 	was, now := metaOf(old).postings(), m.postings()
 	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -352,9 +385,9 @@ func (r *Redis) PutRun(ctx context.Context, run Run) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("put run %s: leave former filter sets: %w", run.ID, err)
+		return 0, fmt.Errorf("put run %s: leave former filter sets: %w", run.ID, err)
 	}
-	return nil
+	return count.Val(), nil
 }
 
 // firstError is the first error of cmds other than redis.Nil (a GET of a

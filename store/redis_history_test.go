@@ -67,3 +67,37 @@ func TestRedisIndexesRunsStoredBefore(t *testing.T) {
 		t.Fatalf("after the sweep the dead-lettered set holds %d ids (%v), want 2", n, err)
 	}
 }
+
+// Retention holds at every write on Redis too, without a sweep: after each
+// put the store keeps the newest runs, never more than MaxRuns and its
+// trim slack, and a trimmed run leaves its filter sets.
+func TestRedisRetentionHoldsAtEveryPut(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	ctx := t.Context()
+	const prefix, maxRuns = "trim:", 100
+	s, err := store.OpenRedis(client, prefix, store.RedisOptions{Retention: store.Retention{MaxRuns: maxRuns}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := int64(maxRuns + store.TrimSlack(maxRuns))
+	for i := range 500 {
+		if err := s.PutRun(ctx, historyRun(i, store.StatusSucceeded)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := client.ZCard(ctx, prefix+"runs").Result()
+		if err != nil || n < min(int64(i+1), maxRuns) || n > most {
+			t.Fatalf("after %d runs: %d stored (%v), want %d to %d", i+1, n, err, min(i+1, maxRuns), most)
+		}
+	}
+	runs, err := s.Runs(ctx, store.RunFilter{Operation: "op0", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSet, err := client.ZCard(ctx, prefix+"runs:by:o:op0").Result()
+	if err != nil || inSet != int64(len(runs)) || runs[0].ID != "run-0000498" {
+		t.Errorf("op0: %d runs from %s, its set %d ids (%v); want as many, from run-0000498", len(runs), runs[0].ID, inSet, err)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/opsrunner/opsrunner/store"
 )
@@ -110,10 +111,42 @@ func bench(ctx context.Context, path string, n, retention, maxBatch, rate int, s
 	size := fileSize(path)
 	fmt.Printf("stored runs %d, their JSON %.1f MiB (%.0f B/run); store file %.1f MiB = %.2fx\n",
 		kept, mib(bytes), float64(bytes)/float64(max(kept, 1)), mib(size), float64(size)/float64(max(bytes, 1)))
-	if !withQueries {
-		return nil
+	if withQueries {
+		if err := queries(ctx, s); err != nil {
+			return err
+		}
 	}
-	return queries(ctx, s)
+	if err := s.Close(); err != nil {
+		return err
+	}
+	return printBuckets(path)
+}
+
+// printBuckets prints what each bucket of the closed store at path takes:
+// keys, the bytes they use and the pages they hold, and the file's free
+// pages, so the file's size can be told apart.
+func printBuckets(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ps := int64(db.Info().PageSize)
+	return db.View(func(tx *bolt.Tx) error {
+		fmt.Printf("  %-12s %8s %10s %10s %8s\n", "bucket", "keys", "used MiB", "pages MiB", "fill")
+		var pages int64
+		err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			st := b.Stats()
+			used := int64(st.LeafInuse + st.BranchInuse)
+			alloc := int64(st.LeafAlloc + st.BranchAlloc)
+			pages += alloc
+			fmt.Printf("  %-12s %8d %10.2f %10.2f %7.0f%%\n", name, st.KeyN, mib(used), mib(alloc), 100*float64(used)/float64(max(alloc, 1)))
+			return nil
+		})
+		fmt.Printf("  page size %d KiB, in buckets %.2f MiB, high-water mark %.2f MiB, file %.2f MiB\n",
+			ps>>10, mib(pages), mib(tx.Size()), mib(fileSize(path)))
+		return err
+	})
 }
 
 // cpuTime is the CPU time this process used, user and system.

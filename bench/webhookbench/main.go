@@ -6,10 +6,20 @@
 // third); it prints each round and the medians of the rounds' ratios.
 // A third leg, a pooled goja handler with none of opsrunner's guarantees,
 // shows the ceiling of running JS per request on the machine at hand.
+//
+// With -bin the agent measured is a process of that opsrunner binary, and
+// with -baseline-bin a second agent process (another build) is measured
+// alternately with the others, its CPU time per request read from /proc:
+//
+//	go run ./bench/webhookbench -bin /tmp/new -baseline-bin /tmp/old -rounds 6 -probe=false
+//
+// With -history N it sends N webhook requests to one agent process of -bin
+// with run retention -retention, and reports the agent's RSS (sampled every
+// second), the store file against the retained runs' JSON and each run
+// filter's time through the API (see history.go).
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -18,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime/pprof"
 	"slices"
@@ -27,7 +38,6 @@ import (
 
 	"github.com/opsrunner/opsrunner/agent"
 	"github.com/opsrunner/opsrunner/internal/baseline"
-	"github.com/opsrunner/opsrunner/scripts"
 )
 
 func main() {
@@ -37,30 +47,28 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds of both measurements; the ratios reported are their medians")
 	withProbe := flag.Bool("probe", true, "also measure a pooled goja handler without opsrunner's guarantees (baseline.GojaHandler), the ceiling of a JS run per request")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process during the first opsrunner measurement to `file`")
+	bin := flag.String("bin", "", "measure the agent of this opsrunner `binary`, run as a process (`serve`), instead of one in this process")
+	baselineBin := flag.String("baseline-bin", "", "also measure the agent of each of these opsrunner `binaries` (comma-separated) as a process, alternated with the other legs, and report the ratios of opsrunner to each")
+	history := flag.Int("history", 0, "instead: send this many webhook requests to one agent process of -bin with -retention, sampling its RSS every second, then report its peak RSS, store file against the retained runs and each filter query's time through the API")
+	retention := flag.Int("retention", 10_000, "run_retention.max_runs of the -history agent")
 	flag.Parse()
 	agent.TuneGC(0) // as `opsrunner serve` does
+	if *history > 0 {
+		if err := historyMode(*bin, *history, *retention, *conns); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: install it with `make test-deps` (Debian package wrk)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
-	bare, err := serve(ctx, baseline.EchoHandler())
-	if err != nil {
-		log.Fatal(err)
-	}
-	var probe string
-	if *withProbe {
-		if probe, err = serve(ctx, baseline.GojaHandler()); err != nil {
-			log.Fatal(err)
-		}
-	}
-	hook, stop, err := startAgent(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
+	legs, stop, err := startLegs(ctx, *withProbe, *bin, *baselineBin)
 	defer stop()
-
+	if err != nil {
+		log.Fatal(err)
+	}
 	script, err := writeScript()
 	if err != nil {
 		log.Fatal(err)
@@ -68,58 +76,136 @@ func main() {
 	defer os.Remove(script)
 
 	// Warm all up, then measure in rounds; odd rounds run them in reverse.
-	for _, u := range []string{bare, probe, hook} {
-		if u == "" {
-			continue
-		}
-		if _, err := runWrk(u, script, 2*time.Second, *conns, *threads); err != nil {
+	for _, l := range legs {
+		if _, err := runWrk(l.url, script, 2*time.Second, *conns, *threads, l.cpu); err != nil {
 			log.Fatal(err)
 		}
 	}
 	fmt.Printf("webhook benchmark: wrk -t%d -c%d -d%s, POST JSON → parse → small object, %d rounds\n", *threads, *conns, *duration, *rounds)
-	var rpsRatios, p99Ratios, probeRatios []float64
+	results := make([][]result, len(legs)) // by leg, then round
 	for i := range *rounds {
-		var b, p, o result
-		legs := []func() error{
-			func() (err error) { b, err = runWrk(bare, script, *duration, *conns, *threads); return err },
-			func() (err error) {
-				if probe != "" {
-					p, err = runWrk(probe, script, *duration, *conns, *threads)
-				}
-				return err
-			},
-			func() error {
-				stopProfile, err := startProfile(*cpuprofile, i == 0)
-				if err != nil {
-					return err
-				}
-				defer stopProfile()
-				o, err = runWrk(hook, script, *duration, *conns, *threads)
-				return err
-			},
+		order := make([]int, len(legs))
+		for j := range order {
+			order[j] = j
 		}
 		if i%2 == 1 {
-			slices.Reverse(legs)
+			slices.Reverse(order)
 		}
-		for _, leg := range legs {
-			if err := leg(); err != nil {
+		for _, j := range order {
+			stopProfile, err := startProfile(*cpuprofile, i == 0 && legs[j].name == legOpsrunner && *bin == "")
+			if err != nil {
 				log.Fatal(err)
 			}
+			r, err := runWrk(legs[j].url, script, *duration, *conns, *threads, legs[j].cpu)
+			stopProfile()
+			if err != nil {
+				log.Fatal(err)
+			}
+			results[j] = append(results[j], r)
 		}
-		rpsRatios = append(rpsRatios, o.rps/b.rps)
-		p99Ratios = append(p99Ratios, float64(o.p99)/float64(b.p99))
-		fmt.Printf("  round %d bare echo handler : %9.0f req/s  p50 %-9s p99 %-9s errors %d  cpu %s/req\n", i+1, b.rps, b.p50, b.p99, b.errors, b.cpu.Round(100*time.Nanosecond))
-		if probe != "" {
-			probeRatios = append(probeRatios, p.rps/b.rps)
-			fmt.Printf("  round %d pooled goja probe : %9.0f req/s  p50 %-9s p99 %-9s errors %d  cpu %s/req  (ratios %.2f, p99 %.2f)\n", i+1, p.rps, p.p50, p.p99, p.errors, p.cpu.Round(100*time.Nanosecond), p.rps/b.rps, float64(p.p99)/float64(b.p99))
+		for j, l := range legs {
+			r, b := results[j][i], results[0][i]
+			fmt.Printf("  round %d %-20s: %9.0f req/s  p50 %-9s p99 %-9s errors %d  cpu %s/req  (ratios %.2f, p99 %.2f)\n", i+1, l.name,
+				r.rps, r.p50, r.p99, r.errors, r.cpu.Round(100*time.Nanosecond), r.rps/b.rps, float64(r.p99)/float64(b.p99))
 		}
-		fmt.Printf("  round %d opsrunner webhook : %9.0f req/s  p50 %-9s p99 %-9s errors %d  cpu %s/req  (ratios %.2f, p99 %.2f)\n", i+1, o.rps, o.p50, o.p99, o.errors, o.cpu.Round(100*time.Nanosecond), o.rps/b.rps, float64(o.p99)/float64(b.p99))
 	}
-	if probe != "" {
-		fmt.Printf("  throughput ratio probe/bare, median     = %.2f (the ceiling of a JS run per request here)\n", median(probeRatios))
+	report(legs, results)
+}
+
+// Leg names.
+const (
+	legBare      = "bare echo handler"
+	legProbe     = "pooled goja probe"
+	legOpsrunner = "opsrunner webhook"
+	legBaseline  = "baseline " // and the binary's name
+)
+
+// leg is one target measured in each round: its webhook URL and the CPU
+// time of the process serving it.
+type leg struct {
+	name string
+	url  string
+	cpu  func() time.Duration
+}
+
+// startLegs starts what the legs measure: the bare echo handler (first),
+// the probe, the opsrunner agent (in this process, or of bin) and the
+// agent of baselineBin. stop ends them all; it is never nil.
+func startLegs(ctx context.Context, withProbe bool, bin, baselineBin string) ([]leg, func(), error) {
+	var stops []func()
+	stop := func() {
+		for _, s := range slices.Backward(stops) {
+			s()
+		}
 	}
-	fmt.Printf("  throughput ratio opsrunner/bare, median = %.2f (target ≥ 0.80)\n", median(rpsRatios))
-	fmt.Printf("  p99 ratio opsrunner/bare, median        = %.2f (target ≤ 1.50)\n", median(p99Ratios))
+	bare, err := serve(ctx, baseline.EchoHandler())
+	if err != nil {
+		return nil, stop, err
+	}
+	legs := []leg{{legBare, bare, baseline.CPUTime}}
+	if withProbe {
+		probe, err := serve(ctx, baseline.GojaHandler())
+		if err != nil {
+			return nil, stop, err
+		}
+		legs = append(legs, leg{legProbe, probe, baseline.CPUTime})
+	}
+	if bin == "" {
+		hook, stopAgent, err := startAgent(ctx)
+		if err != nil {
+			return nil, stop, err
+		}
+		stops = append(stops, stopAgent)
+		legs = append(legs, leg{legOpsrunner, hook, baseline.CPUTime})
+	}
+	bins := []struct{ name, bin string }{{legOpsrunner, bin}}
+	for b := range strings.SplitSeq(baselineBin, ",") {
+		bins = append(bins, struct{ name, bin string }{legBaseline + filepath.Base(b), b})
+	}
+	for _, b := range bins {
+		if b.bin == "" {
+			continue
+		}
+		p, hook, err := startAgentProc(b.bin, "", "")
+		if err != nil {
+			return nil, stop, fmt.Errorf("%s: %w", b.name, err)
+		}
+		stops = append(stops, p.stop)
+		legs = append(legs, leg{b.name, hook, p.cpu})
+	}
+	return legs, stop, nil
+}
+
+// report prints the medians of the rounds' ratios: each leg to the bare
+// handler, and opsrunner to the baseline binary, with their spread.
+func report(legs []leg, results [][]result) {
+	ratios := func(a, b []result, f func(result) float64) []float64 {
+		out := make([]float64, len(a))
+		for i := range a {
+			out[i] = f(a[i]) / f(b[i])
+		}
+		return out
+	}
+	rps := func(r result) float64 { return r.rps }
+	p99 := func(r result) float64 { return float64(r.p99) }
+	cpu := func(r result) float64 { return float64(r.cpu) }
+	ops := slices.IndexFunc(legs, func(l leg) bool { return l.name == legOpsrunner })
+	for j, l := range legs[1:] {
+		fmt.Printf("  throughput ratio %s/bare = %s\n", l.name, spread(ratios(results[j+1], results[0], rps)))
+		fmt.Printf("  p99 ratio %s/bare        = %s\n", l.name, spread(ratios(results[j+1], results[0], p99)))
+	}
+	for j, l := range legs {
+		if strings.HasPrefix(l.name, legBaseline) && ops >= 0 {
+			fmt.Printf("  opsrunner/%s: throughput %s, CPU per request %s\n", l.name,
+				spread(ratios(results[ops], results[j], rps)), spread(ratios(results[ops], results[j], cpu)))
+		}
+	}
+	fmt.Println("  (targets: opsrunner/bare throughput ≥ 0.80, p99 ≤ 1.50)")
+}
+
+// spread formats the median of xs and their range.
+func spread(xs []float64) string {
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", median(xs), slices.Min(xs), slices.Max(xs))
 }
 
 func median(xs []float64) float64 {
@@ -159,7 +245,8 @@ func serve(ctx context.Context, h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String() + baseline.EchoPath, nil
 }
 
-// startAgent runs an agent with a webhook doing the same work in JS.
+// startAgent runs an agent in this process with a webhook doing the same
+// work in JS.
 func startAgent(ctx context.Context) (string, func(), error) {
 	dir, err := os.MkdirTemp("", "webhookbench")
 	if err != nil {
@@ -177,27 +264,10 @@ func startAgent(ctx context.Context) (string, func(), error) {
 	go func() { done <- a.Serve(actx) }()
 	<-a.Started()
 	stop := func() { cancel(); <-done; os.RemoveAll(dir) }
-	files := map[string][]byte{
-		"opsrunner.yaml": []byte(baseline.WebhookManifest),
-		"hook.js":        []byte(baseline.WebhookScript),
-	}
-	var buf bytes.Buffer
-	if err := scripts.WriteBundle(&buf, files); err != nil {
-		stop()
-		return "", nil, err
-	}
 	base := "http://" + a.HTTPAddr()
-	req, _ := http.NewRequest(http.MethodPut, base+"/api/v1/projects/bench", &buf)
-	req.Header.Set("Content-Type", "application/gzip")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if err := deploy(base); err != nil {
 		stop()
 		return "", nil, err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		stop()
-		return "", nil, fmt.Errorf("deploy: %s", resp.Status)
 	}
 	return base + "/hooks/bench/hook", stop, nil
 }
@@ -216,7 +286,7 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
-	cpu      time.Duration // this process's CPU time per request (the server's side; wrk runs apart)
+	cpu      time.Duration // the serving process's CPU time per request (wrk runs apart)
 }
 
 var (
@@ -225,8 +295,10 @@ var (
 	reErrors = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
 
-func runWrk(url, script string, d time.Duration, conns, threads int) (result, error) {
-	cpu0 := baseline.CPUTime()
+// runWrk runs wrk against url for d; cpu is the CPU time of the process
+// serving url, charged to the requests.
+func runWrk(url, script string, d time.Duration, conns, threads int, cpu func() time.Duration) (result, error) {
+	cpu0 := cpu()
 	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", d.String(),
 		"--latency", "-s", script, url).CombinedOutput()
 	if err != nil {
@@ -239,7 +311,7 @@ func runWrk(url, script string, d time.Duration, conns, threads int) (result, er
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
 	if r.rps > 0 {
-		r.cpu = time.Duration(float64(baseline.CPUTime()-cpu0) / (r.rps * d.Seconds()))
+		r.cpu = time.Duration(float64(cpu()-cpu0) / (r.rps * d.Seconds()))
 	}
 	for _, p := range reP.FindAllSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(string(p[2]), 64)

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opsrunner/opsrunner/internal/baseline"
+	"github.com/opsrunner/opsrunner/scripts"
+)
+
+// agentProc is an `opsrunner serve` child process of any build, with the
+// benchmark's webhook deployed, measured from outside: its CPU time and
+// RSS from /proc. It runs in its own process group and dies with this
+// program (Pdeathsig). Not safe for concurrent use.
+type agentProc struct {
+	base string // http://host:port of its API
+	dir  string // its data dir, config and log
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has been waited for
+}
+
+// startAgentProc starts bin's agent on free loopback ports with its data in
+// a new folder under parent (the system's temporary folder when empty), the
+// YAML config cfg (may be empty) and run_durability from
+// OPSRUNNER_RUN_DURABILITY as this process has it, waits until it answers
+// /healthz and deploys the webhook. The returned URL is the webhook's.
+func startAgentProc(bin, parent, cfg string) (*agentProc, string, error) {
+	dir, err := os.MkdirTemp(parent, "webhookbench-agent")
+	if err != nil {
+		return nil, "", err
+	}
+	httpAddr, err1 := freeAddr()
+	brokerAddr, err2 := freeAddr()
+	if err := errors.Join(err1, err2, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600)); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "config.yaml"))
+	cmd.Env = append(os.Environ(), "OPSRUNNER_HTTP_ADDR="+httpAddr, "OPSRUNNER_EMBEDDED_BROKER_ADDR="+brokerAddr,
+		"OPSRUNNER_DATA_DIR="+filepath.Join(dir, "data"), "OPSRUNNER_AGENT_ID=bench", "OPSRUNNER_LOG_LEVEL=warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		os.RemoveAll(dir)
+		return nil, "", fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &agentProc{base: "http://" + httpAddr, dir: dir, cmd: cmd, done: make(chan struct{})}
+	go func() { // owner: p; ends when the process exits
+		_ = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	if err := p.waitHealthy(30 * time.Second); err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	if err := deploy(p.base); err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	return p, p.base + "/hooks/bench/hook", nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// waitHealthy polls /healthz every 20 ms until it answers 200, the
+// process exits or limit passes.
+func (p *agentProc) waitHealthy(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := http.Get(p.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			log, _ := os.ReadFile(filepath.Join(p.dir, "agent.log"))
+			return fmt.Errorf("agent exited: %s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent not healthy within %s: %v", limit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deploy deploys the benchmark's webhook project to the agent at base.
+func deploy(base string) error {
+	files := map[string][]byte{
+		"opsrunner.yaml": []byte(baseline.WebhookManifest),
+		"hook.js":        []byte(baseline.WebhookScript),
+	}
+	var buf bytes.Buffer
+	if err := scripts.WriteBundle(&buf, files); err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodPut, base+"/api/v1/projects/bench", &buf)
+	req.Header.Set("Content-Type", "application/gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("deploy: %s", resp.Status)
+	}
+	return nil
+}
+
+// cpu is the process's CPU time (user + system) so far, from
+// /proc/<pid>/stat (in clock ticks of 10 ms).
+func (p *agentProc) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3, utime 14 and stime 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// rss is the process's VmRSS in bytes, from /proc/<pid>/status.
+func (p *agentProc) rss() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// stop ends the process with SIGTERM (SIGKILL after 10 s) and removes its
+// folder. Idempotent.
+func (p *agentProc) stop() {
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	p.cmd = nil
+	os.RemoveAll(p.dir)
+}
