@@ -693,7 +693,9 @@ func testIdempotency(t *testing.T, s store.Store) {
 		}
 	}
 	time.Sleep(ttl + 100*time.Millisecond)
-	if bound, created, err := s.ClaimIdempotencyKey(c, "k1", claim("run-4", "d4"), ttl); err != nil || !created || bound.RunID != "run-4" {
+	// The fresh binding lives a minute, so that a slow machine cannot
+	// let it lapse before the sweep below.
+	if bound, created, err := s.ClaimIdempotencyKey(c, "k1", claim("run-4", "d4"), time.Minute); err != nil || !created || bound.RunID != "run-4" {
 		t.Fatalf("Claim after ttl = %+v, %v, %v; want a fresh binding", bound, created, err)
 	}
 	if err := s.Sweep(c, time.Now()); err != nil {
