@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/dop251/goja"
@@ -141,9 +142,8 @@ func (r *run) drain() error {
 		cbs := l.take()
 		if len(cbs) == 0 {
 			r.idle(l)
-			// A wake-up without a callback may be a limit: any JavaScript
-			// call now raises its interrupt.
-			if _, err := r.v.noop(goja.Undefined()); err != nil {
+			// A wake-up without a callback may be a limit.
+			if err := r.raiseAtRest(); err != nil {
 				return err
 			}
 			continue
@@ -156,6 +156,30 @@ func (r *run) drain() error {
 			}
 		}
 	}
+}
+
+// restingInterrupt is a limit's interrupt (timeout, the run's context)
+// raised while the run's loop waited, with no JavaScript on the stack:
+// every script call had returned and goja drops its job queue at an
+// interrupt, so the runtime holds nothing half done and may be pooled
+// again. A runtime interrupted while a script executed is discarded (see
+// failureFrom): a client that hangs up on 200 waiting webhooks must not
+// cost 200 runtimes to build again.
+type restingInterrupt struct{ ie *goja.InterruptedError }
+
+func (e *restingInterrupt) Error() string { return e.ie.Error() }
+func (e *restingInterrupt) Unwrap() error { return e.ie }
+
+// raiseAtRest raises the interrupt of a limit reached, if any, by calling
+// into JavaScript (any call raises it) from the loop, where no script is
+// executing; nil when no limit has been reached.
+func (r *run) raiseAtRest() error {
+	_, err := r.v.noop(goja.Undefined())
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		return &restingInterrupt{ie: ie}
+	}
+	return err
 }
 
 // requeue puts back callbacks not run (an earlier one was interrupted);

@@ -272,3 +272,44 @@ func TestARejectionLeftByAFailedOperationDoesNotFailTheNext(t *testing.T) {
 		t.Fatalf("steps %+v: the onFailure operation should succeed", res.Steps)
 	}
 }
+
+// A limit reached while a run waits (its context ended: the client hung
+// up; its timeout) interrupts it with no script executing: its runtime
+// goes back to the pool and serves the next run as a fresh one would. A
+// runtime interrupted while a script executes is still dropped.
+func TestARuntimeInterruptedWhileItsRunWaitsIsPooledAgain(t *testing.T) {
+	waiting := `async function handle() { await sleep(10000); return 1; }`
+	cases := map[string]struct {
+		src     string
+		timeout time.Duration // the operation's; else the run's context ends
+		pooled  int
+	}{
+		"run context ends while waiting": {src: waiting, pooled: 1},
+		"timeout while waiting":          {src: waiting, timeout: 50 * time.Millisecond, pooled: 1},
+		"timeout while executing":        {src: `async function handle() { await sleep(1); for (;;) {} }`, timeout: 50 * time.Millisecond, pooled: 0},
+	}
+	for name, tt := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEngine(t, Config{NoPrewarm: true, Runtimes: 1, MemoryLimit: 1 << 40})
+			p := newProject(t, "p", op{name: "main", timeout: tt.timeout, src: tt.src},
+				op{name: "next", src: `async function handle() { await sleep(1); return 2; }`})
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if tt.timeout > 0 {
+				ctx = context.Background()
+			}
+			res := e.Run(ctx, Invocation{Project: p, Operation: "main", Trigger: TriggerWebhook})
+			if res.Status != store.StatusTimedOut {
+				t.Fatalf("status %s, err %v; want timed_out", res.Status, res.Err)
+			}
+			if n := len(e.pool); n != tt.pooled {
+				t.Fatalf("%d idle runtimes after the interrupted run, want %d", n, tt.pooled)
+			}
+			res = e.Run(context.Background(), Invocation{Project: p, Operation: "next", Trigger: TriggerWebhook})
+			if res.Status != store.StatusSucceeded || string(res.JSON) != "2" {
+				t.Fatalf("the next run: status %s, result %s, err %v", res.Status, res.JSON, res.Err)
+			}
+		})
+	}
+}

@@ -438,7 +438,8 @@ func (r *run) expire(fr *frame) {
 // interruptTop raises the interrupt of the top-level operation's limit
 // (its timeout, or the end of the run's context) at once, for a host call
 // that saw the operation's context end before the limit's timer or the
-// watchdog said so; it returns the resulting error.
+// watchdog said so; it returns the resulting error. Called from the run's
+// loop, with no JavaScript on the stack (see raiseAtRest).
 func (r *run) interruptTop() error {
 	r.mu.Lock()
 	if len(r.frames) > 0 {
@@ -451,8 +452,7 @@ func (r *run) interruptTop() error {
 		}
 	}
 	r.mu.Unlock()
-	_, err := r.v.noop(goja.Undefined())
-	return err
+	return r.raiseAtRest()
 }
 
 // contextEnded runs on the watchdog's goroutine once it sees the run's
@@ -652,7 +652,10 @@ var promiseType = reflect.TypeFor[*goja.Promise]()
 func (r *run) failureFrom(err error, file string) *failure {
 	var ie *goja.InterruptedError
 	if errors.As(err, &ie) {
-		r.v.broken = true // interrupted runtimes are not reused
+		var rest *restingInterrupt
+		if !errors.As(err, &rest) {
+			r.v.broken = true // interrupted while a script executed: not reused
+		}
 		c, _ := ie.Value().(*interruptCause)
 		if c == nil {
 			c = &interruptCause{err: fmt.Errorf("interrupted: %v", ie.Value()), status: store.StatusFailed}

@@ -17,8 +17,11 @@
 // measuring, one request to each server must be answered 200 with the
 // expected body (a server that cannot reach the upstream may answer 200
 // with an error), and each leg must have called the upstream once per
-// answer. With -cpuprofile the opsrunner legs run in this process instead,
-// to be profiled. Run by `make bench`.
+// answer. With -base-agent, an older opsrunner build is measured too, in
+// the same rounds, and each mode's ratios to it are printed (CPU per
+// request among them: the figure load disturbs least). With -cpuprofile
+// the opsrunner legs run in this process instead, to be profiled. Run by
+// `make bench`.
 package main
 
 import (
@@ -41,6 +44,7 @@ type options struct {
 	rounds     int
 	durability []string // run durability modes, one opsrunner leg each
 	agentBin   string   // a built opsrunner; empty: build one
+	baseBin    string   // an older opsrunner measured as well, leg by leg; empty: none
 	node       string   // the node binary; empty: skip the Node.js leg
 	cpuProfile string   // profile the first opsrunner leg, run in this process, into this file
 	serveGo    string   // run as the Go baseline on this address (internal)
@@ -56,6 +60,7 @@ func parseFlags() options {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every leg; the ratios reported are their medians")
 	durability := flag.String("durability", "sync,batched", "run durability modes to measure, comma-separated (sync, batched): one opsrunner leg each")
 	flag.StringVar(&o.agentBin, "agent", "", "opsrunner binary to run (default: go build ./cmd/opsrunner into a temporary directory)")
+	flag.StringVar(&o.baseBin, "base-agent", "", "also measure this opsrunner `binary` (an older build, say) in every round, one leg per durability mode, and print each mode's ratio to it")
 	flag.StringVar(&o.node, "node", "node", "Node.js binary; the Node.js leg is skipped when it is not found")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "run the opsrunner legs in this process (the agent has no profiling endpoint; their CPU and RSS are then this process's) and write a CPU profile of the first one's first round to `file`")
 	flag.StringVar(&o.serveGo, "serve-go", "", "internal: serve the Go baseline on this address")
@@ -207,7 +212,13 @@ func startLegs(dir string, o options, upstreamURL string) (legs []*leg, nodeVers
 	}
 	for i, mode := range o.durability {
 		if o.cpuProfile == "" {
-			if err := add(startAgent(dir, bin, mode, upstreamURL)); err != nil {
+			if err := add(startAgent(dir, bin, agentLeg, mode, upstreamURL)); err != nil {
+				return legs, "", err
+			}
+			if o.baseBin == "" {
+				continue
+			}
+			if err := add(startAgent(dir, o.baseBin, baseLeg, mode, upstreamURL)); err != nil {
 				return legs, "", err
 			}
 			continue
@@ -289,30 +300,35 @@ func printRound(i int, l *leg, width int) {
 	}
 }
 
-// printSummary prints each agent leg's ratios to each baseline and every
-// leg's peak RSS.
+// Leg name prefixes of the agent under test and of the -base-agent build.
+const (
+	agentLeg = "opsrunner"
+	baseLeg  = "base opsrunner"
+)
+
+// printSummary prints each agent leg's ratios to each baseline, to the
+// -base-agent leg of its mode if any, and every leg's peak RSS.
 func printSummary(legs []*leg) {
 	var baselines, agents []*leg
+	olds := map[string]*leg{}
 	for _, l := range legs {
-		if strings.HasPrefix(l.name, "opsrunner") {
+		switch {
+		case strings.HasPrefix(l.name, agentLeg):
 			agents = append(agents, l)
-		} else {
+		case strings.HasPrefix(l.name, baseLeg):
+			olds[strings.TrimPrefix(l.name, baseLeg)] = l
+		default:
 			baselines = append(baselines, l)
 		}
 	}
 	for _, a := range agents {
+		if old := olds[strings.TrimPrefix(a.name, agentLeg)]; old != nil {
+			printRatios(a, old, 0)
+		}
+	}
+	for _, a := range agents {
 		for _, b := range baselines {
-			var rps, p99 []float64
-			for i := range a.rounds {
-				rps = append(rps, a.rounds[i].rps/b.rounds[i].rps)
-				p99 = append(p99, float64(a.rounds[i].p99)/float64(b.rounds[i].p99))
-			}
-			verdict := "met"
-			if median(rps) < targetRatio[b.name] {
-				verdict = "NOT met"
-			}
-			fmt.Printf("  %s / %s: req/s ratio median %.2f (%.2f–%.2f; target ≥ %.2f %s), p99 ratio median %.2f (%.2f–%.2f)\n",
-				a.name, b.name, median(rps), slices.Min(rps), slices.Max(rps), targetRatio[b.name], verdict, median(p99), slices.Min(p99), slices.Max(p99))
+			printRatios(a, b, targetRatio[b.name])
 		}
 	}
 	var peaks []string
@@ -321,6 +337,28 @@ func printSummary(legs []*leg) {
 		peaks = append(peaks, fmt.Sprintf("%s %s", l.name, mib(hwm)))
 	}
 	fmt.Printf("  peak RSS (VmHWM): %s\n", strings.Join(peaks, ", "))
+}
+
+// printRatios prints the medians and spreads of a's req/s, p99 and CPU
+// per request over b's, round by round, and whether the req/s ratio meets
+// target (none when zero).
+func printRatios(a, b *leg, target float64) {
+	var rps, p99, cpu []float64
+	for i := range a.rounds {
+		rps = append(rps, a.rounds[i].rps/b.rounds[i].rps)
+		p99 = append(p99, float64(a.rounds[i].p99)/float64(b.rounds[i].p99))
+		cpu = append(cpu, float64(a.rounds[i].cpu)/float64(b.rounds[i].cpu))
+	}
+	verdict := ""
+	if target > 0 {
+		verdict = fmt.Sprintf("; target ≥ %.2f met", target)
+		if median(rps) < target {
+			verdict = fmt.Sprintf("; target ≥ %.2f NOT met", target)
+		}
+	}
+	fmt.Printf("  %s / %s: req/s ratio median %.2f (%.2f–%.2f%s), p99 ratio median %.2f (%.2f–%.2f), cpu/req ratio median %.2f (%.2f–%.2f)\n",
+		a.name, b.name, median(rps), slices.Min(rps), slices.Max(rps), verdict, median(p99), slices.Min(p99), slices.Max(p99),
+		median(cpu), slices.Min(cpu), slices.Max(cpu))
 }
 
 // targetRatio is issue 21's target for opsrunner's throughput over each

@@ -237,10 +237,11 @@ func startNode(dir, node, upstreamURL string) (*child, error) {
 }
 
 // startAgent runs `opsrunner serve` from binary with run durability mode
-// (sync or batched) and deploys the project calling upstreamURL.
-func startAgent(dir, binary, mode, upstreamURL string) (*child, error) {
-	name := "opsrunner (" + mode + ")"
-	dataDir := filepath.Join(dir, "agent-"+mode)
+// (sync or batched) and deploys the project calling upstreamURL; its leg
+// is named prefix (mode).
+func startAgent(dir, binary, prefix, mode, upstreamURL string) (*child, error) {
+	name := prefix + " (" + mode + ")"
+	dataDir := filepath.Join(dir, strings.ReplaceAll(prefix, " ", "-")+"-"+mode)
 	httpPort, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
@@ -254,7 +255,7 @@ func startAgent(dir, binary, mode, upstreamURL string) (*child, error) {
 		"OPSRUNNER_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(httpPort),
 		"OPSRUNNER_EMBEDDED_BROKER_ADDR=127.0.0.1:"+strconv.Itoa(brokerPort),
 		"OPSRUNNER_DATA_DIR="+dataDir,
-		"OPSRUNNER_AGENT_ID=iobench-"+mode,
+		"OPSRUNNER_AGENT_ID=iobench-"+strings.ReplaceAll(prefix, " ", "-")+"-"+mode,
 		"OPSRUNNER_RUN_DURABILITY="+mode,
 	)
 	c, err := startChild(name, dir, cmd, httpPort, "/hooks/iobench/hook")
