@@ -11,8 +11,8 @@
 // of the rounds' agent/bare ratios (target ≥ 0.85), with the medians of
 // the agent's CPU per message (alone, as a ratio to the bare leg's, and its
 // excess over the engine leg's), which other load on the machine sways
-// less. It measures each
-// consumer count of -consumers (1, a listener's default, and 2) and prints
+// less. It measures each consumer count of -consumers (1, a listener's
+// default, and 2) and prints
 // the broker's CPU per message and how busy the machine was beside this
 // process's: with two cores shared by broker and client, the legs with more
 // than one consumer are bound by the CPU both spend per message. A third leg, the bare
