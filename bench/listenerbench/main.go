@@ -8,8 +8,11 @@
 // which goes first, because this machine is shared and one leg's figure can
 // swing by a third between runs; the program prints each round's messages
 // per second, CPU and allocations per message for both legs, and the median
-// of the rounds' agent/bare ratios (target ≥ 0.85). It measures each
-// consumer count of -consumers (1, a listener's default, and 2) and prints
+// of the rounds' agent/bare ratios (target ≥ 0.85), with the medians of
+// the agent's CPU per message (alone, as a ratio to the bare leg's, and its
+// excess over the engine leg's), which other load on the machine sways
+// less. It measures each consumer count of -consumers (1, a listener's
+// default, and 2) and prints
 // the broker's CPU per message and how busy the machine was beside this
 // process's: with two cores shared by broker and client, the legs with more
 // than one consumer are bound by the CPU both spend per message. A third leg, the bare
@@ -90,15 +93,34 @@ type result struct {
 // medianRatio is the median over rounds of the rate of the leg of picks
 // over the bare leg's.
 func (r result) medianRatio(pick func(round) leg) float64 {
-	ratios := make([]float64, len(r.rounds))
+	return r.median(func(rd round) float64 { return pick(rd).rate / rd.bare.rate })
+}
+
+// median is the median over rounds of f.
+func (r result) median(f func(round) float64) float64 {
+	v := make([]float64, len(r.rounds))
 	for i, rd := range r.rounds {
-		ratios[i] = pick(rd).rate / rd.bare.rate
+		v[i] = f(rd)
 	}
-	slices.Sort(ratios)
-	if len(ratios)%2 == 1 {
-		return ratios[len(ratios)/2]
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
 	}
-	return (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// printCPU prints the medians of the agent's CPU per message: less swayed
+// by other load on the machine than the rates, and, over the bare leg's
+// or the engine leg's in the same round, what the agent adds per message.
+func (r result) printCPU(engine bool) {
+	fmt.Printf("%-10s %4d median agent CPU µs/msg: %.1f (agent/bare CPU %.2fx)", r.kind, r.consumers,
+		r.median(func(rd round) float64 { return rd.agent.cpu }),
+		r.median(func(rd round) float64 { return rd.agent.cpu / rd.bare.cpu }))
+	if engine {
+		fmt.Printf(", over the engine leg's: %.1f µs/msg (the listener's lifecycle and run history)",
+			r.median(func(rd round) float64 { return rd.agent.cpu - rd.engine.cpu }))
+	}
+	fmt.Println()
 }
 
 func main() {
@@ -195,6 +217,7 @@ func main() {
 			fmt.Println()
 		}
 		fmt.Printf("%-10s %4d median agent/bare over %d rounds: %.2fx\n", r.kind, r.consumers, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.agent }))
+		r.printCPU(s.engineLeg)
 		if s.probeLeg {
 			fmt.Printf("%-10s %4d median goja/bare over %d rounds: %.2fx (the ceiling of a JS run per message here)\n", r.kind, r.consumers, len(r.rounds), r.medianRatio(func(rd round) leg { return rd.probe }))
 		}
