@@ -168,3 +168,56 @@ func checkKeyedLists(path string) error {
 		return nil
 	})
 }
+
+// Listener runs of one message id (redeliveries), each put running and
+// then finished, flushed in batches while retention trims: the trims
+// delete whole pages of the message id list's keys, and the lists before
+// it (outcome, ...) still take every run. Small pages make a trim empty
+// whole pages.
+func TestBoltTrimsAKeyedListBesideChunkedOnes(t *testing.T) {
+	t.Parallel()
+	const maxRuns, batch, total = 1000, 100, 4000
+	s, err := OpenBolt(filepath.Join(t.TempDir(), "opsrunner.db"),
+		BoltOptions{Retention: Retention{MaxRuns: maxRuns}, FlushInterval: time.Hour, PageSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var model []Run
+	for i := range total {
+		r := Run{ID: fmt.Sprintf("run-%05d", i), Project: "p", Trigger: "listener", Status: StatusRunning,
+			MessageID: "ID:broker-1:1:1:1", StartedAt: time.Now()}
+		if err := s.PutRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		if i%batch == batch/2 {
+			if err := s.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Status, r.Outcome = StatusSucceeded, OutcomeCommitted
+		if err := s.PutRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		if i%batch == batch-1 {
+			if err := s.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		model = append(model, r)
+	}
+	if err := s.Sweep(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	model = model[total-maxRuns:]
+	for _, f := range []RunFilter{{MessageID: "ID:broker-1:1:1:1"}, {Outcome: OutcomeCommitted}, {Status: StatusSucceeded, MessageID: "ID:broker-1:1:1:1"}} {
+		f.Limit = 1 << 20
+		got, err := s.Runs(t.Context(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != maxRuns || got[0].ID != model[maxRuns-1].ID || got[maxRuns-1].ID != model[0].ID {
+			t.Errorf("%+v: %d runs, want the newest %d", f, len(got), maxRuns)
+		}
+	}
+}

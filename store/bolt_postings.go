@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,6 +97,10 @@ func updateList(b *bolt.Bucket, prefix []byte, adds, dels [][]byte) error {
 			na = countBelow(adds, upper)
 			nd = countBelow(dels, upper)
 		}
+		if na == 0 && nd == 0 {
+			// chunkFor missed next's chunk: stop rather than loop.
+			return fmt.Errorf("posting list %q: no chunk found for %q", prefix, next)
+		}
 		var ids [][]byte
 		if key != nil {
 			var err error
@@ -153,7 +158,9 @@ func chunkFor(c *bolt.Cursor, prefix, id []byte) (key, val, upper []byte) {
 }
 
 // floorKey positions c on the greatest key with prefix that is at most
-// prefix+id; nil when there is none.
+// prefix+id; nil when there is none. In a write transaction it also
+// returns nil when a page between that key and the next was emptied by
+// deletes (bbolt's Prev stops on an empty page): see runTx.commit.
 func floorKey(c *bolt.Cursor, prefix, id []byte) ([]byte, []byte) {
 	seek := append(prefix[:len(prefix):len(prefix)], id...)
 	k, v := c.Seek(seek)

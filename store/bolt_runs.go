@@ -215,9 +215,10 @@ type runTx struct {
 	posted                      []byte // the posted mark
 	tail                        int    // stored runs above posted
 	// lists holds the ids to add to and remove from each chunked posting
-	// list at commit, by list prefix (see applyLists); keyed lists are
-	// written at once (see isKeyed).
+	// list at commit, by list prefix (see applyLists). A keyed list's
+	// key (see isKeyed) is put at once, and deleted at commit (in unkeyed).
 	lists   map[string]*listChanges
+	unkeyed [][]byte
 	scratch []byte // a list prefix, to look lists up
 }
 
@@ -300,9 +301,7 @@ func (t *runTx) putIndex(id []byte, m, old runMeta, hadOld bool) error {
 			continue // on this list already
 		}
 		if hadOld && was[i].value != "" {
-			if err := t.removePosting(was[i], id); err != nil {
-				return err
-			}
+			t.removePosting(was[i], id)
 		}
 		if p.value != "" {
 			if err := t.addPosting(p, id); err != nil {
@@ -337,17 +336,18 @@ func (t *runTx) addPosting(p posting, id []byte) error {
 	return t.postings.Put(key, t.take(start))
 }
 
-// removePosting takes id off p's list: at once for a keyed list, at
-// commit otherwise. id must stay valid until the transaction ends.
-func (t *runTx) removePosting(p posting, id []byte) error {
+// removePosting takes id off p's list at commit. id must stay valid until
+// the transaction ends.
+func (t *runTx) removePosting(p posting, id []byte) {
 	if !isKeyed(p.field) {
 		l := t.list(p)
 		l.dels = append(l.dels, id)
-		return nil
+		return
 	}
-	t.scratch = appendPostingPrefix(t.scratch[:0], p)
-	t.scratch = append(t.scratch, id...)
-	return t.postings.Delete(t.scratch)
+	start := len(t.buf)
+	t.buf = appendPostingPrefix(t.buf, p)
+	t.buf = append(t.buf, id...)
+	t.unkeyed = append(t.unkeyed, t.take(start))
 }
 
 // list returns the changes to p's chunked list, made on first use.
@@ -380,9 +380,7 @@ func (t *runTx) delete(id []byte) error {
 			if p.value == "" {
 				continue
 			}
-			if err := t.removePosting(p, kept); err != nil {
-				return err
-			}
+			t.removePosting(p, kept)
 		}
 	}
 	if err := t.index.Delete(id); err != nil {
@@ -420,8 +418,14 @@ func (t *runTx) trim(maxRuns, slack int) error {
 
 // commit posts the tail once it holds postingTail runs, writes the
 // changes to chunked posting lists, adds first (a run trimmed in the
-// transaction that added it leaves no posting), the count of runs, the
-// tail's length and the posted mark; call it last.
+// transaction that added it leaves no posting), deletes the keys of keyed
+// lists, and writes the count of runs, the tail's length and the posted
+// mark; call it last.
+//
+// The keyed deletions come after the chunked lists: a trim deletes a run
+// of adjacent keys, which can leave a page empty until the transaction
+// commits, and a bbolt cursor stepping back (Prev) onto an empty page
+// returns nil, which would make a list after it look empty (see floorKey).
 func (t *runTx) commit() error {
 	if t.tail >= postingTail {
 		if err := t.postTail(); err != nil {
@@ -430,6 +434,11 @@ func (t *runTx) commit() error {
 	}
 	if err := applyLists(t.postings, t.lists); err != nil {
 		return err
+	}
+	for _, k := range t.unkeyed {
+		if err := t.postings.Delete(k); err != nil {
+			return err
+		}
 	}
 	if err := t.meta.Put(metaCount, binary.BigEndian.AppendUint64(nil, uint64(max(t.count, 0)))); err != nil {
 		return err
