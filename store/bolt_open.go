@@ -232,7 +232,7 @@ func reindexRuns(tx *bolt.Tx) error {
 // upgradeIndex brings the index of a store of format 2 or 3 to
 // runIndexFormat: a store of format 2 has every run on its posting lists,
 // so the posted mark goes on the newest; the message id lists of both are
-// chunked.
+// in chunks, which become one key per run (see isKeyed).
 func upgradeIndex(tx *bolt.Tx, format uint64) error {
 	if format == 2 {
 		k, _ := tx.Bucket(bucketRunIndex).Cursor().Last()
