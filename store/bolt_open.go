@@ -87,8 +87,8 @@ func prepareRuns(db *bolt.DB, maxRuns int) error {
 	}
 	switch format {
 	case runIndexFormat:
-	case 2: // every run on its posting lists: the mark goes on the newest
-		if err := db.Update(markAllPosted); err != nil {
+	case 2, 3:
+		if err := db.Update(func(tx *bolt.Tx) error { return upgradeIndex(tx, format) }); err != nil {
 			return err
 		}
 	default:
@@ -229,16 +229,52 @@ func reindexRuns(tx *bolt.Tx) error {
 	return tx.Bucket(bucketRunMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, runIndexFormat))
 }
 
-// markAllPosted puts the posted mark on the newest run of a store whose
-// runs are all on their posting lists (format 2).
-func markAllPosted(tx *bolt.Tx) error {
-	k, _ := tx.Bucket(bucketRunIndex).Cursor().Last()
-	t := newRunTx(tx, nil)
-	t.posted, t.tail = bytes.Clone(k), 0
-	if err := t.commit(); err != nil {
-		return err
+// upgradeIndex brings the index of a store of format 2 or 3 to
+// runIndexFormat: a store of format 2 has every run on its posting lists,
+// so the posted mark goes on the newest; the message id lists of both are
+// in chunks, which become one key per run (see isKeyed).
+func upgradeIndex(tx *bolt.Tx, format uint64) error {
+	if format == 2 {
+		k, _ := tx.Bucket(bucketRunIndex).Cursor().Last()
+		t := newRunTx(tx, nil)
+		t.posted, t.tail = bytes.Clone(k), 0
+		if err := t.commit(); err != nil {
+			return err
+		}
+	}
+	if err := keyLists(tx.Bucket(bucketRunPostings), fieldMessageID); err != nil {
+		return fmt.Errorf("key message id lists: %w", err)
 	}
 	return tx.Bucket(bucketRunMeta).Put(metaFormat, binary.BigEndian.AppendUint64(nil, runIndexFormat))
+}
+
+// keyLists rewrites the chunks of field's lists that hold more than one id
+// as one key per id (a chunk of one id is such a key already).
+func keyLists(b *bolt.Bucket, field byte) error {
+	var keys, values [][]byte
+	c := b.Cursor()
+	for k, v := c.Seek([]byte{field}); k != nil && k[0] == field; k, v = c.Next() {
+		ids, err := decodeIDs(v)
+		if err != nil {
+			return fmt.Errorf("posting chunk %q: %w", k, err)
+		}
+		if len(ids) > 1 {
+			keys, values = append(keys, bytes.Clone(k)), append(values, bytes.Clone(v))
+		}
+	}
+	for i, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+		prefix, _ := splitPostingKey(k)
+		ids, _ := decodeIDs(values[i])
+		for _, id := range ids {
+			if err := b.Put(append(bytes.Clone(prefix), id...), appendIDs(nil, [][]byte{id})); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // postAll adds every run above the posted mark to its posting lists.
@@ -247,7 +283,9 @@ func postAll(tx *bolt.Tx) error {
 	if t.tail == 0 {
 		return nil
 	}
-	t.postTail()
+	if err := t.postTail(); err != nil {
+		return err
+	}
 	return t.commit()
 }
 

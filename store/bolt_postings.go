@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,7 +16,9 @@ import (
 // chunk's key. A flush rewrites the few chunks its runs fall in (the last
 // ones, mostly) instead of putting and deleting a key per run and list:
 // bbolt moves a node's later entries at each insert or delete, which made
-// key-per-run lists cost three times the rest of a flush.
+// key-per-run lists cost three times the rest of a flush. Lists of
+// message ids are the exception (see isKeyed): one key per run, each a
+// chunk of one id, which readers walk as any other list.
 
 // chunkIDs is how many ids a chunk holds at most (a chunk of ULIDs takes
 // ~3.5 KB; removing a run from a list rewrites one chunk).
@@ -42,59 +45,44 @@ func decodeIDs(v []byte) ([][]byte, error) {
 	return ids, nil
 }
 
-// splitPostingKey splits a key of t.adds or t.dels into its list prefix
-// and run id.
+// splitPostingKey splits a posting key (or a chunk's key) into its list
+// prefix and id.
 func splitPostingKey(k []byte) (prefix, id []byte) {
 	n, w := binary.Uvarint(k[1:])
 	end := 1 + w + int(n)
 	return k[:end], k[end:]
 }
 
-// applyPostings writes sorted posting additions and deletions (keys list
-// prefix + id), list by list.
-func applyPostings(b *bolt.Bucket, adds, dels [][]byte) error {
-	for len(adds) > 0 || len(dels) > 0 {
-		var prefix []byte
-		switch {
-		case len(dels) == 0:
-			prefix, _ = splitPostingKey(adds[0])
-		case len(adds) == 0:
-			prefix, _ = splitPostingKey(dels[0])
-		default:
-			pa, _ := splitPostingKey(adds[0])
-			pd, _ := splitPostingKey(dels[0])
-			prefix = pa
-			if bytes.Compare(pd, pa) < 0 {
-				prefix = pd
-			}
-		}
-		na := countWithPrefix(adds, prefix)
-		nd := countWithPrefix(dels, prefix)
-		if err := updateList(b, prefix, idsOf(adds[:na], len(prefix)), idsOf(dels[:nd], len(prefix))); err != nil {
+// listChanges is the ids to add to and remove from one chunked posting
+// list in a transaction.
+type listChanges struct {
+	prefix     []byte
+	adds, dels [][]byte
+}
+
+// applyLists writes the changes to each list, in the order of their
+// prefixes (the bucket's key order). A flush adds its runs in id order, so
+// a list's ids mostly arrive sorted: they are sorted only when not.
+func applyLists(b *bolt.Bucket, lists map[string]*listChanges) error {
+	order := make([]*listChanges, 0, len(lists))
+	for _, l := range lists {
+		order = append(order, l)
+	}
+	slices.SortFunc(order, func(x, y *listChanges) int { return bytes.Compare(x.prefix, y.prefix) })
+	for _, l := range order {
+		sortIDs(l.adds)
+		sortIDs(l.dels)
+		if err := updateList(b, l.prefix, l.adds, l.dels); err != nil {
 			return err
 		}
-		adds, dels = adds[na:], dels[nd:]
 	}
 	return nil
 }
 
-func countWithPrefix(keys [][]byte, prefix []byte) int {
-	n := 0
-	for n < len(keys) {
-		if p, _ := splitPostingKey(keys[n]); !bytes.Equal(p, prefix) {
-			break
-		}
-		n++
+func sortIDs(ids [][]byte) {
+	if !slices.IsSortedFunc(ids, bytes.Compare) {
+		slices.SortFunc(ids, bytes.Compare)
 	}
-	return n
-}
-
-func idsOf(keys [][]byte, prefixLen int) [][]byte {
-	out := make([][]byte, len(keys))
-	for i, k := range keys {
-		out[i] = k[prefixLen:]
-	}
-	return out
 }
 
 // updateList adds and removes ids (each sorted) on the list under prefix,
@@ -108,6 +96,10 @@ func updateList(b *bolt.Bucket, prefix []byte, adds, dels [][]byte) error {
 		if upper != nil {
 			na = countBelow(adds, upper)
 			nd = countBelow(dels, upper)
+		}
+		if na == 0 && nd == 0 {
+			// chunkFor missed next's chunk: stop rather than loop.
+			return fmt.Errorf("posting list %q: no chunk found for %q", prefix, next)
 		}
 		var ids [][]byte
 		if key != nil {
@@ -166,7 +158,9 @@ func chunkFor(c *bolt.Cursor, prefix, id []byte) (key, val, upper []byte) {
 }
 
 // floorKey positions c on the greatest key with prefix that is at most
-// prefix+id; nil when there is none.
+// prefix+id; nil when there is none. In a write transaction it also
+// returns nil when a page between that key and the next was emptied by
+// deletes (bbolt's Prev stops on an empty page): see runTx.commit.
 func floorKey(c *bolt.Cursor, prefix, id []byte) ([]byte, []byte) {
 	seek := append(prefix[:len(prefix):len(prefix)], id...)
 	k, v := c.Seek(seek)

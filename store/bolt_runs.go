@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -14,7 +13,8 @@ import (
 // Run history in a Bolt store: bucket runs holds id → run JSON, runindex
 // id → packed runMeta, and runpostings one posting list per value of each
 // filter field, under the prefix field byte, uvarint length, value, in
-// chunks of ids (see bolt_postings.go); a query walks a list newest first
+// chunks of ids (message ids: one key per run, see isKeyed and
+// bolt_postings.go); a query walks a list newest first
 // from its cursor. runmeta holds the count of stored runs (kept in the transaction
 // that changes it, so retention needs no scan), the index format, and the
 // posted mark: every run with an id up to it is on its posting lists; the
@@ -32,9 +32,10 @@ var (
 
 // runIndexFormat is the index layout this code writes: 2 adds outcome,
 // trigger and schedule to runindex entries and the posting lists, 3 the
-// posted mark. A store of format 2 gets its mark at open; one without a
-// format (written before the posting lists) is reindexed.
-const runIndexFormat = 3
+// posted mark, 4 keyed message id lists (see isKeyed). A store of format 2
+// gets its mark at open, and one of 2 or 3 its message id lists split; one
+// without a format (written before the posting lists) is reindexed.
+const runIndexFormat = 4
 
 // postingTail is how many stored runs may wait above the posted mark
 // before a write adds them to their posting lists. A webhook's write
@@ -213,14 +214,18 @@ type runTx struct {
 	count                       int    // stored runs
 	posted                      []byte // the posted mark
 	tail                        int    // stored runs above posted
-	// adds and dels are the postings (list prefix + id) to add and remove
-	// at commit, list by list (see applyPostings).
-	adds, dels [][]byte
+	// lists holds the ids to add to and remove from each chunked posting
+	// list at commit, by list prefix (see applyLists). A keyed list's
+	// key (see isKeyed) is put at once, and deleted at commit (in unkeyed).
+	lists   map[string]*listChanges
+	unkeyed [][]byte
+	scratch []byte // a list prefix, to look lists up
 }
 
 func newRunTx(tx *bolt.Tx, buf []byte) *runTx {
 	t := &runTx{runs: tx.Bucket(bucketRuns), index: tx.Bucket(bucketRunIndex),
-		postings: tx.Bucket(bucketRunPostings), meta: tx.Bucket(bucketRunMeta), buf: buf}
+		postings: tx.Bucket(bucketRunPostings), meta: tx.Bucket(bucketRunMeta), buf: buf,
+		lists: map[string]*listChanges{}}
 	// Runs and index entries are appended in id order, and each posting
 	// list grows at its end: a page split at bbolt's default half would
 	// leave every page behind the newest half empty for good. Full pages
@@ -280,7 +285,7 @@ func (t *runTx) put(r Run) error {
 // putIndex writes id's index entry m and, below the posted mark, its
 // postings; a run indexed before (hadOld, as old) leaves the lists of
 // values it no longer has. A run in the tail gets its postings when the
-// tail is posted.
+// tail is posted. id must stay valid until the transaction ends.
 func (t *runTx) putIndex(id []byte, m, old runMeta, hadOld bool) error {
 	start := len(t.buf)
 	t.buf = appendMeta(t.buf, m)
@@ -296,21 +301,64 @@ func (t *runTx) putIndex(id []byte, m, old runMeta, hadOld bool) error {
 			continue // on this list already
 		}
 		if hadOld && was[i].value != "" {
-			t.dels = append(t.dels, t.postingKey(was[i], id))
+			t.removePosting(was[i], id)
 		}
 		if p.value != "" {
-			t.adds = append(t.adds, t.postingKey(p, id))
+			if err := t.addPosting(p, id); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// postingKey appends the key of id on p's list to buf and returns it.
-func (t *runTx) postingKey(p posting, id []byte) []byte {
+// isKeyed reports whether field's lists keep one key per run (list prefix
+// + id, its value a chunk of that one id) instead of chunks of up to
+// chunkIDs: a message id is on one run mostly, and rewriting a list of
+// one at each flush and trim (a seek, decode, merge and encode) cost more
+// than the rest of a listener run's postings.
+func isKeyed(field byte) bool { return field == fieldMessageID }
+
+// addPosting puts id on p's list: at once for a keyed list, at commit
+// otherwise. id must stay valid until the transaction ends.
+func (t *runTx) addPosting(p posting, id []byte) error {
+	if !isKeyed(p.field) {
+		l := t.list(p)
+		l.adds = append(l.adds, id)
+		return nil
+	}
 	start := len(t.buf)
 	t.buf = appendPostingPrefix(t.buf, p)
 	t.buf = append(t.buf, id...)
-	return t.take(start)
+	key := t.take(start)
+	start = len(t.buf)
+	t.buf = appendIDs(t.buf, [][]byte{id})
+	return t.postings.Put(key, t.take(start))
+}
+
+// removePosting takes id off p's list at commit. id must stay valid until
+// the transaction ends.
+func (t *runTx) removePosting(p posting, id []byte) {
+	if !isKeyed(p.field) {
+		l := t.list(p)
+		l.dels = append(l.dels, id)
+		return
+	}
+	start := len(t.buf)
+	t.buf = appendPostingPrefix(t.buf, p)
+	t.buf = append(t.buf, id...)
+	t.unkeyed = append(t.unkeyed, t.take(start))
+}
+
+// list returns the changes to p's chunked list, made on first use.
+func (t *runTx) list(p posting) *listChanges {
+	t.scratch = appendPostingPrefix(t.scratch[:0], p)
+	if l, ok := t.lists[string(t.scratch)]; ok {
+		return l
+	}
+	l := &listChanges{prefix: bytes.Clone(t.scratch)}
+	t.lists[string(l.prefix)] = l
+	return l
 }
 
 // delete deletes the run id, its index entry and its postings.
@@ -325,10 +373,14 @@ func (t *runTx) delete(id []byte) error {
 	if t.inTail(id) {
 		t.tail--
 	} else {
+		start := len(t.buf)
+		t.buf = append(t.buf, id...)
+		kept := t.take(start) // id may change before commit
 		for _, p := range m.postings() {
-			if p.value != "" {
-				t.dels = append(t.dels, t.postingKey(p, id))
+			if p.value == "" {
+				continue
 			}
+			t.removePosting(p, kept)
 		}
 	}
 	if err := t.index.Delete(id); err != nil {
@@ -365,17 +417,28 @@ func (t *runTx) trim(maxRuns, slack int) error {
 }
 
 // commit posts the tail once it holds postingTail runs, writes the
-// posting changes, adds first (a run trimmed in the transaction that added
-// it leaves no posting), the count of runs, the tail's length and the
-// posted mark; call it last.
+// changes to chunked posting lists, adds first (a run trimmed in the
+// transaction that added it leaves no posting), deletes the keys of keyed
+// lists, and writes the count of runs, the tail's length and the posted
+// mark; call it last.
+//
+// The keyed deletions come after the chunked lists: a trim deletes a run
+// of adjacent keys, which can leave a page empty until the transaction
+// commits, and a bbolt cursor stepping back (Prev) onto an empty page
+// returns nil, which would make a list after it look empty (see floorKey).
 func (t *runTx) commit() error {
 	if t.tail >= postingTail {
-		t.postTail()
+		if err := t.postTail(); err != nil {
+			return err
+		}
 	}
-	slices.SortFunc(t.adds, bytes.Compare)
-	slices.SortFunc(t.dels, bytes.Compare)
-	if err := applyPostings(t.postings, t.adds, t.dels); err != nil {
+	if err := applyLists(t.postings, t.lists); err != nil {
 		return err
+	}
+	for _, k := range t.unkeyed {
+		if err := t.postings.Delete(k); err != nil {
+			return err
+		}
 	}
 	if err := t.meta.Put(metaCount, binary.BigEndian.AppendUint64(nil, uint64(max(t.count, 0)))); err != nil {
 		return err
@@ -386,9 +449,9 @@ func (t *runTx) commit() error {
 	return t.meta.Put(metaPosted, t.posted)
 }
 
-// postTail adds the runs above the posted mark to their posting lists (at
-// commit) and moves the mark to the newest run.
-func (t *runTx) postTail() {
+// postTail adds the runs above the posted mark to their posting lists (the
+// chunked ones at commit) and moves the mark to the newest run.
+func (t *runTx) postTail() error {
 	c := t.index.Cursor()
 	k, v := c.Seek(t.posted)
 	if k != nil && bytes.Equal(k, t.posted) {
@@ -401,11 +464,15 @@ func (t *runTx) postTail() {
 		// A corrupt entry gets no postings; its run is found by no filter.
 		m, _ := unpackMeta(v)
 		for _, p := range m.postings() {
-			if p.value != "" {
-				t.adds = append(t.adds, t.postingKey(p, id))
+			if p.value == "" {
+				continue
+			}
+			if err := t.addPosting(p, id); err != nil {
+				return err
 			}
 		}
 		t.posted = id
 	}
 	t.tail = 0
+	return nil
 }
