@@ -34,29 +34,10 @@ func keyedRun(i int) Run {
 func checkMessageFilters(t *testing.T, when string, s *Bolt, model []Run) {
 	t.Helper()
 	last := model[len(model)-1]
-	for _, f := range []RunFilter{
+	checkFiltersAgainst(t, when, s, model, []RunFilter{
 		{MessageID: "shared"}, {MessageID: "shared", Status: StatusFailed}, {MessageID: "shared", Before: model[len(model)/2].ID},
 		{MessageID: last.MessageID}, {MessageID: last.MessageID, Status: StatusRunning}, {MessageID: "nosuch"},
-	} {
-		f.Limit = 1 << 20
-		var want []string
-		for _, r := range slices.Backward(model) {
-			if f.Matches(r) {
-				want = append(want, r.ID)
-			}
-		}
-		runs, err := s.Runs(t.Context(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, r := range runs {
-			got = append(got, r.ID)
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("%s, %+v: %v, want %v", when, f, got, want)
-		}
-	}
+	})
 }
 
 // A store of format 3 (message id lists in chunks of many ids) opens with

@@ -158,21 +158,38 @@ func chunkFor(c *bolt.Cursor, prefix, id []byte) (key, val, upper []byte) {
 }
 
 // floorKey positions c on the greatest key with prefix that is at most
-// prefix+id; nil when there is none. In a write transaction it also
-// returns nil when a page between that key and the next was emptied by
-// deletes (bbolt's Prev stops on an empty page): see runTx.commit.
+// prefix+id; nil when there is none.
 func floorKey(c *bolt.Cursor, prefix, id []byte) ([]byte, []byte) {
 	seek := append(prefix[:len(prefix):len(prefix)], id...)
 	k, v := c.Seek(seek)
+	if k != nil && bytes.Equal(k, seek) {
+		return k, v
+	}
 	if k == nil {
 		k, v = c.Last()
-	} else if !bytes.Equal(k, seek) {
+	} else {
 		k, v = c.Prev()
 	}
-	if k == nil || !bytes.HasPrefix(k, prefix) {
+	if k != nil && bytes.HasPrefix(k, prefix) {
+		return k, v
+	}
+	return floorKeyForward(c, prefix, seek)
+}
+
+// floorKeyForward is floorKey walking forward from prefix's first key. In
+// a write transaction bbolt's Prev and Last return nil on reaching a leaf
+// page that deletes earlier in the transaction emptied, where Next skips
+// such pages: stepping back found nothing, so it is checked forward (one
+// more seek, for a list with no key at most seek).
+func floorKeyForward(c *bolt.Cursor, prefix, seek []byte) ([]byte, []byte) {
+	var last []byte
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, seek) <= 0; k, _ = c.Next() {
+		last = k
+	}
+	if last == nil {
 		return nil, nil
 	}
-	return k, v
+	return c.Seek(bytes.Clone(last))
 }
 
 // mergeIDs returns ids (sorted) with adds inserted and dels removed (both

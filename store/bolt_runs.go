@@ -425,7 +425,8 @@ func (t *runTx) trim(maxRuns, slack int) error {
 // The keyed deletions come after the chunked lists: a trim deletes a run
 // of adjacent keys, which can leave a page empty until the transaction
 // commits, and a bbolt cursor stepping back (Prev) onto an empty page
-// returns nil, which would make a list after it look empty (see floorKey).
+// returns nil. floorKey then looks forward; writing the chunked lists
+// first spares it that.
 func (t *runTx) commit() error {
 	if t.tail >= postingTail {
 		if err := t.postTail(); err != nil {

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -68,28 +67,9 @@ func TestBoltTailIsFoundByFiltersAfterACrash(t *testing.T) {
 // checkFilters compares queries with several filters against model.
 func checkFilters(t *testing.T, when string, s store.Store, model []store.Run) {
 	t.Helper()
-	for _, f := range []store.RunFilter{
+	store.CheckFiltersAgainst(t, when, s, model, []store.RunFilter{
 		{Status: store.StatusFailed}, {Status: store.StatusSucceeded, Operation: "op2"}, {Operation: "op1"},
 		{Project: "p"}, {Trigger: "webhook"}, {Project: "nosuch"}, {Status: store.StatusRunning},
 		{Operation: "op0", Before: model[700].ID}, {Operation: "op0", Before: model[300].ID},
-	} {
-		f.Limit = 1 << 20
-		var want []string
-		for _, r := range slices.Backward(model) {
-			if f.Matches(r) {
-				want = append(want, r.ID)
-			}
-		}
-		runs, err := s.Runs(t.Context(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, r := range runs {
-			got = append(got, r.ID)
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("%s, %+v: %d runs, want %d", when, f, len(got), len(want))
-		}
-	}
+	})
 }

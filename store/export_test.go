@@ -41,3 +41,7 @@ func (s *Bolt) Crash() error {
 	s.hub.close()
 	return s.db.Close()
 }
+
+// CheckFiltersAgainst fails t when a query by any of filters does not
+// answer the runs of model it matches, newest first.
+var CheckFiltersAgainst = checkFiltersAgainst
