@@ -515,110 +515,83 @@ func (c *conn) handle(f *frame.Frame) (stop bool, err error) {
 	switch f.Command {
 	case frame.SEND, frame.ACK, frame.NACK:
 		if tx, ok := f.Header.Contains(frame.Transaction); ok {
-			err = c.stage(tx, f)
-		} else {
-			err = c.apply(f, &bt)
+			ops, open := c.txs[tx]
+			if !open {
+				return false, protoErr("unknown transaction %q", tx)
+			}
+			var err error
+			if f.Command == frame.SEND {
+				_, err = c.destination(f, Write)
+			} else {
+				_, err = c.findDelivery(f)
+			}
+			if err != nil {
+				return false, err
+			}
+			c.txs[tx] = append(ops, f)
+			break
+		}
+		if err := c.apply(f, &bt); err != nil {
+			return false, err
 		}
 	case frame.SUBSCRIBE:
-		err = c.subscribe(f, &bt)
+		if err := c.subscribe(f, &bt); err != nil {
+			return false, err
+		}
 	case frame.UNSUBSCRIBE:
-		err = c.unsubscribe(f, &bt)
+		if err := c.unsubscribe(f, &bt); err != nil {
+			return false, err
+		}
 	case frame.BEGIN:
-		err = c.begin(f)
+		tx, err := required(f, frame.Transaction)
+		if err != nil {
+			return false, err
+		}
+		if _, dup := c.txs[tx]; dup {
+			return false, protoErr("transaction %q already begun", tx)
+		}
+		c.txs[tx] = []*frame.Frame{}
 	case frame.COMMIT, frame.ABORT:
-		err = c.end(f, &bt)
+		tx, err := required(f, frame.Transaction)
+		if err != nil {
+			return false, err
+		}
+		ops, open := c.txs[tx]
+		if !open {
+			return false, protoErr("unknown transaction %q", tx)
+		}
+		delete(c.txs, tx)
+		if f.Command == frame.COMMIT {
+			for _, op := range ops {
+				// acks of deliveries settled since are skipped: the commit stays atomic
+				_ = c.apply(op, &bt)
+			}
+		}
 	case frame.DISCONNECT:
 		stop = true
 	}
-	if err != nil {
-		return false, err
+	var done func(error)
+	if r, ok := f.Header.Contains(frame.Receipt); ok {
+		if stop {
+			c.wmu.Lock()
+			c.linger = true
+			c.wmu.Unlock()
+		}
+		done = func(err error) {
+			if err != nil {
+				c.fail(fmt.Errorf("journal write failed: %w", err), f)
+				return
+			}
+			c.send(frame.New(frame.RECEIPT, frame.ReceiptId, r))
+			if stop {
+				c.closeAfterFlush()
+			}
+		}
+	} else if stop {
+		c.closeAfterFlush()
 	}
-	b.finish(&bt, c.afterApplied(f, stop))
+	b.finish(&bt, done)
 	return stop, nil
-}
-
-// stage checks a SEND, ACK or NACK of transaction tx and keeps it for the
-// transaction's COMMIT. Called with b.mu held.
-func (c *conn) stage(tx string, f *frame.Frame) error {
-	ops, open := c.txs[tx]
-	if !open {
-		return protoErr("unknown transaction %q", tx)
-	}
-	var err error
-	if f.Command == frame.SEND {
-		_, err = c.destination(f, Write)
-	} else {
-		_, err = c.findDelivery(f)
-	}
-	if err != nil {
-		return err
-	}
-	c.txs[tx] = append(ops, f)
-	return nil
-}
-
-// begin opens the transaction a BEGIN names.
-func (c *conn) begin(f *frame.Frame) error {
-	tx, err := required(f, frame.Transaction)
-	if err != nil {
-		return err
-	}
-	if _, dup := c.txs[tx]; dup {
-		return protoErr("transaction %q already begun", tx)
-	}
-	c.txs[tx] = []*frame.Frame{}
-	return nil
-}
-
-// end closes the transaction a COMMIT or ABORT names, applying its frames
-// into bt on COMMIT. Called with b.mu held.
-func (c *conn) end(f *frame.Frame, bt *batch) error {
-	tx, err := required(f, frame.Transaction)
-	if err != nil {
-		return err
-	}
-	ops, open := c.txs[tx]
-	if !open {
-		return protoErr("unknown transaction %q", tx)
-	}
-	delete(c.txs, tx)
-	if f.Command == frame.COMMIT {
-		for _, op := range ops {
-			// acks of deliveries settled since are skipped: the commit stays atomic
-			_ = c.apply(op, bt)
-		}
-	}
-	return nil
-}
-
-// afterApplied returns what runs once f's effects are written: the RECEIPT
-// it asked for (or the connection's failure if the journal write failed),
-// and for a DISCONNECT (stop) the close once everything owed is sent. It
-// returns nil when nothing is owed; a DISCONNECT without a receipt starts
-// closing at once.
-func (c *conn) afterApplied(f *frame.Frame, stop bool) func(error) {
-	r, ok := f.Header.Contains(frame.Receipt)
-	if !ok {
-		if stop {
-			c.closeAfterFlush()
-		}
-		return nil
-	}
-	if stop {
-		c.wmu.Lock()
-		c.linger = true
-		c.wmu.Unlock()
-	}
-	return func(err error) {
-		if err != nil {
-			c.fail(fmt.Errorf("journal write failed: %w", err), f)
-			return
-		}
-		c.send(frame.New(frame.RECEIPT, frame.ReceiptId, r))
-		if stop {
-			c.closeAfterFlush()
-		}
-	}
 }
 
 // apply performs a SEND, ACK or NACK. Called with b.mu held.

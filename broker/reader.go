@@ -95,6 +95,8 @@ func (fr *frameReader) read() (*frame.Frame, error) {
 	if len(line) == 0 {
 		return nil, nil
 	}
+	budget := fr.maxFrame - len(line)
+	headerBudget := fr.maxHeader - len(line) - 1
 	cmd := string(line)
 	if !clientCommands[cmd] {
 		if len(cmd) > 32 {
@@ -103,69 +105,41 @@ func (fr *frameReader) read() (*frame.Frame, error) {
 		return nil, protoErr("unknown command %q", cmd)
 	}
 	f := frame.New(cmd)
-	budget, err := fr.readHeaders(f, len(line))
-	if err != nil {
-		return nil, err
-	}
-	if f.Body, err = fr.readBody(f, budget); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
-// readHeaders reads f's header lines up to the blank line, within the
-// frame's bounds (the command line took used bytes of them), and returns
-// the bytes the body may still take.
-func (fr *frameReader) readHeaders(f *frame.Frame, used int) (budget int, err error) {
-	budget = fr.maxFrame - used
-	headerBudget := fr.maxHeader - used - 1
-	unescape := fr.unescape && f.Command != frame.CONNECT && f.Command != frame.STOMP
+	unescape := fr.unescape && cmd != frame.CONNECT && cmd != frame.STOMP
 	for {
 		line, err := fr.readLine()
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if len(line) == 0 {
-			return budget, nil
+			break
 		}
 		if budget -= len(line) + 1; budget < 0 {
-			return 0, protoErr("frame larger than %d bytes", fr.maxFrame)
+			return nil, protoErr("frame larger than %d bytes", fr.maxFrame)
 		}
 		if headerBudget -= len(line) + 1; headerBudget < 0 {
-			return 0, protoErr("headers larger than %d bytes", fr.maxHeader)
+			return nil, protoErr("headers larger than %d bytes", fr.maxHeader)
 		}
 		if f.Header.Len() >= fr.maxHeaders {
-			return 0, protoErr("more than %d headers", fr.maxHeaders)
+			return nil, protoErr("more than %d headers", fr.maxHeaders)
 		}
-		key, val, err := parseHeader(line, unescape)
-		if err != nil {
-			return 0, err
+		k, v, ok := bytes.Cut(line, []byte{':'})
+		if !ok || len(k) == 0 {
+			return nil, protoErr("malformed header line")
+		}
+		var key, val string
+		if unescape {
+			if key, err = unescapeHeader(k); err == nil {
+				val, err = unescapeHeader(v)
+			}
+			if err != nil {
+				return nil, err
+			}
+		} else {
+			key, val = string(k), string(v)
 		}
 		f.Header.Add(key, val)
 	}
-}
-
-// parseHeader splits one header line into its key and value.
-func parseHeader(line []byte, unescape bool) (key, val string, err error) {
-	k, v, ok := bytes.Cut(line, []byte{':'})
-	if !ok || len(k) == 0 {
-		return "", "", protoErr("malformed header line")
-	}
-	if !unescape {
-		return string(k), string(v), nil
-	}
-	if key, err = unescapeHeader(k); err != nil {
-		return "", "", err
-	}
-	if val, err = unescapeHeader(v); err != nil {
-		return "", "", err
-	}
-	return key, val, nil
-}
-
-// readBody reads f's body and its closing NUL: content-length bytes when
-// the header is given, else up to the first NUL; at most budget bytes.
-func (fr *frameReader) readBody(f *frame.Frame, budget int) ([]byte, error) {
 	if cl, ok := f.Header.Contains(frame.ContentLength); ok {
 		n, err := strconv.ParseUint(cl, 10, 31)
 		if err != nil {
@@ -174,8 +148,8 @@ func (fr *frameReader) readBody(f *frame.Frame, budget int) ([]byte, error) {
 		if int(n) > budget {
 			return nil, protoErr("frame larger than %d bytes", fr.maxFrame)
 		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(fr.r, body); err != nil {
+		f.Body = make([]byte, n)
+		if _, err := io.ReadFull(fr.r, f.Body); err != nil {
 			return nil, err
 		}
 		nul, err := fr.r.ReadByte()
@@ -185,7 +159,7 @@ func (fr *frameReader) readBody(f *frame.Frame, budget int) ([]byte, error) {
 		if nul != 0 {
 			return nil, protoErr("frame body longer than its content-length")
 		}
-		return body, nil
+		return f, nil
 	}
 	var body []byte
 	for {
@@ -195,13 +169,16 @@ func (fr *frameReader) readBody(f *frame.Frame, budget int) ([]byte, error) {
 		}
 		budget -= len(chunk)
 		if err == nil {
-			return append(body, chunk[:len(chunk)-1]...), nil
+			body = append(body, chunk[:len(chunk)-1]...)
+			break
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, err
 		}
 		body = append(body, chunk...)
 	}
+	f.Body = body
+	return f, nil
 }
 
 func unescapeHeader(b []byte) (string, error) {

@@ -607,84 +607,69 @@ func (p *parser) comparison() (node, error) {
 	not := p.accept(tKeyword, "NOT")
 	switch {
 	case p.accept(tKeyword, "BETWEEN"):
-		return p.between(l, not)
+		lo, err := p.sum()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.expect(tKeyword, "AND"); err != nil {
+			return nil, err
+		}
+		hi, err := p.sum()
+		if err != nil {
+			return nil, err
+		}
+		return betweenNode{l, lo, hi, not}, nil
 	case p.accept(tKeyword, "IN"):
-		return p.in(l, not)
+		if err := p.expect(tOp, "("); err != nil {
+			return nil, err
+		}
+		var set []string
+		for {
+			t := p.next()
+			switch t.kind {
+			case tStr:
+				set = append(set, t.text)
+			case tNum:
+				f, err := strconv.ParseFloat(t.text, 64)
+				if err != nil {
+					return nil, fmt.Errorf("bad number %q", t.text)
+				}
+				set = append(set, strconv.FormatFloat(f, 'g', -1, 64), t.text)
+			default:
+				return nil, fmt.Errorf("IN list wants literals, got %q at offset %d", t.text, t.pos)
+			}
+			if p.accept(tOp, ")") {
+				break
+			}
+			if err := p.expect(tOp, ","); err != nil {
+				return nil, err
+			}
+		}
+		return inNode{l, set, not}, nil
 	case p.accept(tKeyword, "LIKE"):
-		return p.like(l, not)
+		t := p.next()
+		if t.kind != tStr {
+			return nil, fmt.Errorf("LIKE wants a string pattern, got %q at offset %d", t.text, t.pos)
+		}
+		esc := ""
+		if p.accept(tKeyword, "ESCAPE") {
+			e := p.next()
+			if e.kind != tStr {
+				return nil, fmt.Errorf("ESCAPE wants a string, got %q at offset %d", e.text, e.pos)
+			}
+			esc = e.text
+		}
+		re, err := likePattern(t.text, esc)
+		if err != nil {
+			return nil, err
+		}
+		return likeNode{l, re, not}, nil
 	}
 	if not {
 		t := p.peek()
 		return nil, fmt.Errorf("expected BETWEEN, IN or LIKE after NOT, got %q at offset %d", t.text, t.pos)
 	}
 	return l, nil
-}
-
-// between parses "lo AND hi" after l [NOT] BETWEEN.
-func (p *parser) between(l node, not bool) (node, error) {
-	lo, err := p.sum()
-	if err != nil {
-		return nil, err
-	}
-	if err := p.expect(tKeyword, "AND"); err != nil {
-		return nil, err
-	}
-	hi, err := p.sum()
-	if err != nil {
-		return nil, err
-	}
-	return betweenNode{l, lo, hi, not}, nil
-}
-
-// in parses the literal list "(a, b, ...)" after l [NOT] IN; a number is
-// kept both as written and in its canonical form.
-func (p *parser) in(l node, not bool) (node, error) {
-	if err := p.expect(tOp, "("); err != nil {
-		return nil, err
-	}
-	var set []string
-	for {
-		t := p.next()
-		switch t.kind {
-		case tStr:
-			set = append(set, t.text)
-		case tNum:
-			f, err := strconv.ParseFloat(t.text, 64)
-			if err != nil {
-				return nil, fmt.Errorf("bad number %q", t.text)
-			}
-			set = append(set, strconv.FormatFloat(f, 'g', -1, 64), t.text)
-		default:
-			return nil, fmt.Errorf("IN list wants literals, got %q at offset %d", t.text, t.pos)
-		}
-		if p.accept(tOp, ")") {
-			return inNode{l, set, not}, nil
-		}
-		if err := p.expect(tOp, ","); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// like parses "'pattern' [ESCAPE 'c']" after l [NOT] LIKE.
-func (p *parser) like(l node, not bool) (node, error) {
-	t := p.next()
-	if t.kind != tStr {
-		return nil, fmt.Errorf("LIKE wants a string pattern, got %q at offset %d", t.text, t.pos)
-	}
-	esc := ""
-	if p.accept(tKeyword, "ESCAPE") {
-		e := p.next()
-		if e.kind != tStr {
-			return nil, fmt.Errorf("ESCAPE wants a string, got %q at offset %d", e.text, e.pos)
-		}
-		esc = e.text
-	}
-	re, err := likePattern(t.text, esc)
-	if err != nil {
-		return nil, err
-	}
-	return likeNode{l, re, not}, nil
 }
 
 func (p *parser) sum() (node, error) {

@@ -144,15 +144,10 @@ func applyServeFlags(cmd *cobra.Command, cfg *agent.Config) error {
 	return nil
 }
 
-// brokerOptions are the flags of `opsrunner broker`.
-type brokerOptions struct {
-	addr, wsAddr, dataDir    string
-	tlsAddr, tlsCert, tlsKey string
-	cfg                      broker.Config
-}
-
 func newBroker(getenv func(string) string) *cobra.Command {
-	var o brokerOptions
+	var addr, wsAddr, dataDir string
+	var tlsAddr, tlsCert, tlsKey string
+	var cfg broker.Config
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run the embedded STOMP 1.2 broker on its own",
@@ -180,68 +175,62 @@ and the users stay as they were):
 			if err != nil {
 				return fmt.Errorf("--log-format/--log-level: %w", err)
 			}
-			return o.run(cmd.Context(), log)
+			if err := checkBrokerFlags(cfg.UsersFile != "", addr, wsAddr, tlsAddr, tlsCert, tlsKey); err != nil {
+				return err
+			}
+			cfg.Addr, cfg.DataDir, cfg.Logger = addr, dataDir, log
+			b, err := broker.New(cfg)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			failed := make(chan error, 2)
+			fail := func(err error) { failed <- err; cancel() }
+			if wsAddr != "" {
+				stop, err := serveBrokerWS(b, wsAddr, log, fail)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			if tlsAddr != "" {
+				stop, err := serveBrokerTLS(ctx, b, tlsAddr, tlsCert, tlsKey, log, fail)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			log.Info("broker listening", "addr", "stomp://"+addr, "data", dataDir, "users_file", cfg.UsersFile)
+			if err := b.ListenAndServe(ctx); err != nil {
+				return err
+			}
+			select {
+			case err := <-failed:
+				return err
+			default:
+				return nil
+			}
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", "127.0.0.1:61613", "listen `ADDR`")
-	f.StringVar(&o.dataDir, "data-dir", "./data/broker", "journal `DIR` (empty: memory only)")
-	f.StringVar(&o.cfg.UsersFile, "users", "", "YAML `FILE` of the users and their permissions, re-read on change (default: none, any login accepted on loopback only)")
-	f.IntVar(&o.cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted, in `BYTES`")
-	f.IntVar(&o.cfg.MaxConnections, "max-connections", 10000, "`N` connections at once")
-	f.IntVar(&o.cfg.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "`N` connections at once from one IP address")
-	f.IntVar(&o.cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "`BYTES` queued for one connection before delivery to it pauses")
-	f.Int64Var(&o.cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "`BYTES` of persistent message bodies held in memory; past it they are read back from disk on delivery (a queue keeps at most 1,000 pending messages in memory, the rest on disk)")
-	f.BoolVar(&o.cfg.DeadLetterExpired, "dead-letter-expired", false, "move expired messages to their dead-letter queue instead of dropping them")
-	f.DurationVar(&o.cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "`DURATION` from TCP accept to the CONNECT frame")
-	f.StringVar(&o.wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://`ADDR`/stomp (empty: off)")
-	f.StringVar(&o.tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on `ADDR` (empty: off)")
-	f.StringVar(&o.tlsCert, "tls-cert-file", "", "PEM certificate `FILE` (chain) of the TLS listener, re-read on change")
-	f.StringVar(&o.tlsKey, "tls-key-file", "", "PEM private key `FILE` of the TLS listener, re-read on change")
+	f.StringVar(&addr, "addr", "127.0.0.1:61613", "listen `ADDR`")
+	f.StringVar(&dataDir, "data-dir", "./data/broker", "journal `DIR` (empty: memory only)")
+	f.StringVar(&cfg.UsersFile, "users", "", "YAML `FILE` of the users and their permissions, re-read on change (default: none, any login accepted on loopback only)")
+	f.IntVar(&cfg.MaxFrameBytes, "max-frame-bytes", 4<<20, "largest frame accepted, in `BYTES`")
+	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "`N` connections at once")
+	f.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "`N` connections at once from one IP address")
+	f.IntVar(&cfg.MaxPendingBytes, "max-pending-bytes", 4<<20, "`BYTES` queued for one connection before delivery to it pauses")
+	f.Int64Var(&cfg.MaxMemoryBytes, "max-memory-bytes", 64<<20, "`BYTES` of persistent message bodies held in memory; past it they are read back from disk on delivery (a queue keeps at most 1,000 pending messages in memory, the rest on disk)")
+	f.BoolVar(&cfg.DeadLetterExpired, "dead-letter-expired", false, "move expired messages to their dead-letter queue instead of dropping them")
+	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "`DURATION` from TCP accept to the CONNECT frame")
+	f.StringVar(&wsAddr, "ws-addr", "", "also serve STOMP over WebSocket at ws://`ADDR`/stomp (empty: off)")
+	f.StringVar(&tlsAddr, "tls-addr", "", "also serve STOMP over TLS (stomp+ssl) on `ADDR` (empty: off)")
+	f.StringVar(&tlsCert, "tls-cert-file", "", "PEM certificate `FILE` (chain) of the TLS listener, re-read on change")
+	f.StringVar(&tlsKey, "tls-key-file", "", "PEM private key `FILE` of the TLS listener, re-read on change")
 	addLogFlags(cmd, " (env OPSRUNNER_LOG_FORMAT; default text)", " (env OPSRUNNER_LOG_LEVEL; default info)")
 	return cmd
-}
-
-// run serves the broker until ctx ends or a listener fails.
-func (o brokerOptions) run(ctx context.Context, log *slog.Logger) error {
-	if err := checkBrokerFlags(o.cfg.UsersFile != "", o.addr, o.wsAddr, o.tlsAddr, o.tlsCert, o.tlsKey); err != nil {
-		return err
-	}
-	cfg := o.cfg
-	cfg.Addr, cfg.DataDir, cfg.Logger = o.addr, o.dataDir, log
-	b, err := broker.New(cfg)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	failed := make(chan error, 2)
-	fail := func(err error) { failed <- err; cancel() }
-	if o.wsAddr != "" {
-		stop, err := serveBrokerWS(b, o.wsAddr, log, fail)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-	if o.tlsAddr != "" {
-		stop, err := serveBrokerTLS(ctx, b, o.tlsAddr, o.tlsCert, o.tlsKey, log, fail)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-	log.Info("broker listening", "addr", "stomp://"+o.addr, "data", o.dataDir, "users_file", cfg.UsersFile)
-	if err := b.ListenAndServe(ctx); err != nil {
-		return err
-	}
-	select {
-	case err := <-failed:
-		return err
-	default:
-		return nil
-	}
 }
 
 // orEnv is flag when set, else the environment's value.
