@@ -400,7 +400,7 @@ func trimSlack(maxRuns int) int { return max(maxRuns/64, 64) }
 // once more than slack of them wait.
 func (t *runTx) trim(maxRuns, slack int) error {
 	excess := t.count - maxRuns
-	if excess <= 0 || excess <= slack {
+	if excess <= max(slack, 0) {
 		return nil
 	}
 	doomed := make([][]byte, 0, excess)
