@@ -360,11 +360,14 @@ func (c *conn) fail(err error, f *frame.Frame) {
 	if errors.As(err, &pe) {
 		headers = pe.headers
 	}
+	cmd := ""
 	if f != nil {
+		cmd = f.Command
 		if r, ok := f.Header.Contains(frame.Receipt); ok {
 			headers = append(headers[:len(headers):len(headers)], frame.ReceiptId, r)
 		}
 	}
+	c.b.log.Info("broker: closing a connection with an ERROR", "remote", c.nc.RemoteAddr(), "frame", cmd, "err", err)
 	c.send(errorFrame(err.Error(), headers...))
 	c.closeAfterFlush()
 }

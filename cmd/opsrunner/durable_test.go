@@ -102,6 +102,7 @@ func TestCommittedDeliveriesSurviveKill9(t *testing.T) {
 		testenv.Unavailable(t, "embedded broker", err)
 	}
 	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
+	b.LogOnFailure(t)
 
 	manifest := `project: durabledl
 operations:

@@ -59,6 +59,7 @@ func TestAgentKill9MidRunRedelivers(t *testing.T) {
 		testenv.Unavailable(t, "embedded broker", err)
 	}
 	t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
+	b.LogOnFailure(t)
 
 	manifest, script := slowEffectProject("kill9", 3)
 	env, url, first, logs, conn := startDeployed(t, b, "kill9", manifest, script)
@@ -265,6 +266,7 @@ func TestAgentCrashLoopDeadLetters(t *testing.T) {
 				testenv.Unavailable(t, kind.name, err)
 			}
 			t.Cleanup(func() { b.Stop(); os.RemoveAll(b.Dir) })
+			b.LogOnFailure(t)
 			crashLoop(t, b)
 		})
 	}

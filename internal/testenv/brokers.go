@@ -265,7 +265,20 @@ func (s *sharedBroker) get(t testing.TB, service string, start func() (*Broker, 
 	if s.err != nil {
 		Unavailable(t, service, s.err)
 	}
+	s.b.LogOnFailure(t)
 	return s.b
+}
+
+// LogOnFailure makes a failing t print the last lines of b's output (a
+// shared broker's covers every test using it; an embedded broker logs the
+// protocol errors it answers before closing a connection). Register it
+// after any clean-up that removes b.Dir: clean-ups run last first.
+func (b *Broker) LogOnFailure(t testing.TB) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s broker output (last lines of %s):\n%s", b.Kind, filepath.Join(b.Dir, "out.log"), tail(filepath.Join(b.Dir, "out.log"), 40))
+		}
+	})
 }
 
 // Embedded returns the binary's shared embedded broker (package broker, run
