@@ -22,10 +22,18 @@ type Coordinator interface {
 	// Release or until refreshing fails (then Lost is closed). It returns
 	// ErrHeld when another holder owns the key. It does not block waiting.
 	Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error)
-	// MarkProcessed records key as processed for retention.
+	// MarkProcessed records key as processed for retention, replacing an
+	// in-doubt marker.
 	MarkProcessed(ctx context.Context, key string, retention time.Duration) error
-	// Processed reports whether key carries a processed marker.
+	// Processed reports whether key carries a processed marker (an
+	// in-doubt marker is not one).
 	Processed(ctx context.Context, key string) (bool, error)
+	// MarkInDoubt records for retention that key's work was in a commit
+	// sent but never confirmed, by the delivery of the broker message
+	// messageID (not empty); it replaces the key's marker, if any.
+	MarkInDoubt(ctx context.Context, key, messageID string, retention time.Duration) error
+	// Marker reads key's marker; the zero Marker means none.
+	Marker(ctx context.Context, key string) (Marker, error)
 	// Heartbeat publishes this agent's membership record (with its TTL).
 	Heartbeat(ctx context.Context, m Member) error
 	// Members lists live members, oldest first, and the leader's id.
@@ -33,6 +41,19 @@ type Coordinator interface {
 	// Close releases every resource. Idempotent.
 	Close() error
 }
+
+// Marker is what a key's marker records. The zero value means no marker.
+type Marker struct {
+	// Processed: the work is done (MarkProcessed).
+	Processed bool
+	// InDoubt, when not empty, is the broker message id of the delivery
+	// whose commit of the work was sent but never confirmed (MarkInDoubt):
+	// the work may or may not be done.
+	InDoubt string
+}
+
+// ErrNoMessageID is returned by MarkInDoubt given an empty message id.
+var ErrNoMessageID = errors.New("in-doubt marker without a message id")
 
 // Lease is a held lock. Release is idempotent and safe from any goroutine.
 type Lease interface {

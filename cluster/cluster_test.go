@@ -237,3 +237,31 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Markers keep their Redis keys: a processed marker is done:<key> = "1",
+// as agents before in-doubt markers wrote and read it; an in-doubt marker
+// shares the key with its own value.
+func TestRedisMarkerKeys(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Redis(t)
+	client, prefix := newClient(t, srv.Addr), newPrefix()
+	c := newRedis(t, client, prefix, cluster.RedisOptions{})
+	ctx := t.Context()
+	if err := client.Set(ctx, prefix+"done:old", "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Marker(ctx, "old"); err != nil || m != (cluster.Marker{Processed: true}) {
+		t.Fatalf("marker written as before reads %+v, %v", m, err)
+	}
+	if err := c.MarkProcessed(ctx, "new", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MarkInDoubt(ctx, "doubt", "m-9", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"new": "1", "doubt": "in-doubt:m-9"} {
+		if got, err := client.Get(ctx, prefix+"done:"+key).Result(); err != nil || got != want {
+			t.Errorf("done:%s = %q, %v; want %q", key, got, err, want)
+		}
+	}
+}

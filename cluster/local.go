@@ -34,8 +34,9 @@ type Local struct {
 
 	mu      sync.Mutex
 	locks   map[string]*localLease
-	markers map[string]int64 // key → expiry, ns since epoch
-	order   markerQueue      // insertion order, for eviction
+	markers map[string]int64  // key → expiry, ns since epoch
+	doubts  map[string]string // key → message id, for in-doubt markers
+	order   markerQueue       // insertion order, for eviction
 	member  *Member
 	closed  bool
 	seq     uint64 // the last lease's token
@@ -81,7 +82,7 @@ var _ Coordinator = (*Local)(nil)
 // NewLocal returns the coordinator of a one-agent cluster; agentID is the
 // leader until Heartbeat names the member.
 func NewLocal(agentID string) *Local {
-	return &Local{agentID: agentID, maxMarkers: localMaxMarkers, epoch: time.Now(), locks: make(map[string]*localLease), markers: make(map[string]int64)}
+	return &Local{agentID: agentID, maxMarkers: localMaxMarkers, epoch: time.Now(), locks: make(map[string]*localLease), markers: make(map[string]int64), doubts: make(map[string]string)}
 }
 
 // localLease is a Local lock. In one process a refresh cannot fail, so a
@@ -153,6 +154,22 @@ func (ls *localLease) Release(ctx context.Context) error {
 // MarkProcessed implements Coordinator; retention zero means
 // DefaultRetention. It keeps at most 100,000 markers, dropping the oldest.
 func (l *Local) MarkProcessed(ctx context.Context, key string, retention time.Duration) error {
+	l.mark(key, "", retention)
+	return nil
+}
+
+// MarkInDoubt implements Coordinator, as MarkProcessed does.
+func (l *Local) MarkInDoubt(ctx context.Context, key, messageID string, retention time.Duration) error {
+	if messageID == "" {
+		return fmt.Errorf("mark %s in doubt: %w", key, ErrNoMessageID)
+	}
+	l.mark(key, messageID, retention)
+	return nil
+}
+
+// mark writes key's marker: processed when doubt is "", else in doubt
+// with that message id.
+func (l *Local) mark(key, doubt string, retention time.Duration) {
 	if retention <= 0 {
 		retention = DefaultRetention
 	}
@@ -161,6 +178,11 @@ func (l *Local) MarkProcessed(ctx context.Context, key string, retention time.Du
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.markers[key] = exp
+	if doubt == "" {
+		delete(l.doubts, key)
+	} else {
+		l.doubts[key] = doubt
+	}
 	l.order.push(marker{key, exp})
 	// Drop from the front what expired or exceeds the cap. Entries whose key
 	// was marked again later carry a stale expiry and are simply skipped.
@@ -171,18 +193,30 @@ func (l *Local) MarkProcessed(ctx context.Context, key string, retention time.Du
 		}
 		if l.markers[m.key] == m.expires {
 			delete(l.markers, m.key)
+			delete(l.doubts, m.key)
 		}
 		l.order.pop()
 	}
-	return nil
 }
 
 // Processed implements Coordinator.
 func (l *Local) Processed(ctx context.Context, key string) (bool, error) {
+	m, err := l.Marker(ctx, key)
+	return m.Processed, err
+}
+
+// Marker implements Coordinator.
+func (l *Local) Marker(ctx context.Context, key string) (Marker, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	exp, ok := l.markers[key]
-	return ok && int64(time.Since(l.epoch)) < exp, nil
+	if !ok || int64(time.Since(l.epoch)) >= exp {
+		return Marker{}, nil
+	}
+	if id := l.doubts[key]; id != "" {
+		return Marker{InDoubt: id}, nil
+	}
+	return Marker{Processed: true}, nil
 }
 
 // Heartbeat implements Coordinator: it stores m as the one member.

@@ -72,3 +72,27 @@ func TestMarkerQueueOrder(t *testing.T) {
 		t.Fatalf("len %d, want %d", q.len(), next-want)
 	}
 }
+
+// An in-doubt marker dropped by the cap takes its message id with it: the
+// key marked again later reads as what that later mark says.
+func TestLocalInDoubtMarkersBounded(t *testing.T) {
+	t.Parallel()
+	l := NewLocal("a")
+	l.maxMarkers = 2
+	ctx := t.Context()
+	for _, key := range []string{"a", "b", "c"} {
+		if err := l.MarkInDoubt(ctx, key, "id-"+key, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(l.doubts) != 2 {
+		t.Fatalf("%d in-doubt ids kept, want 2: %v", len(l.doubts), l.doubts)
+	}
+	if m, _ := l.Marker(ctx, "a"); m != (Marker{}) {
+		t.Fatalf("evicted marker reads %+v", m)
+	}
+	_ = l.MarkProcessed(ctx, "c", time.Hour)
+	if m, _ := l.Marker(ctx, "c"); m != (Marker{Processed: true}) || l.doubts["c"] != "" {
+		t.Fatalf("marker c = %+v after MarkProcessed (ids %v)", m, l.doubts)
+	}
+}

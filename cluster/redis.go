@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,7 @@ type RedisOptions struct {
 // concurrent use. Keys live under the prefix given to NewRedis:
 //
 //	lock:<key>      redislock locks
-//	done:<key>      processed markers (PX retention)
+//	done:<key>      markers (PX retention): "1" processed, "in-doubt:<id>" in doubt
 //	member:<id>     heartbeat records (JSON, PX MemberTTL)
 //	members         sorted set of member ids by start time
 //	leader          the leader's id (SET NX PX LeaderTTL)
@@ -201,25 +202,56 @@ func (r *Redis) Expire(ctx context.Context, key string) error {
 
 // --- processed markers ---
 
+// inDoubtPrefix begins the value of an in-doubt marker, before its
+// message id; a processed marker's value is "1".
+const inDoubtPrefix = "in-doubt:"
+
 // MarkProcessed implements Coordinator with a key of PX retention; zero
 // means DefaultRetention.
 func (r *Redis) MarkProcessed(ctx context.Context, key string, retention time.Duration) error {
-	if retention <= 0 {
-		retention = DefaultRetention
-	}
-	if err := r.c.Set(ctx, r.prefix+"done:"+key, "1", retention).Err(); err != nil {
+	if err := r.mark(ctx, key, "1", retention); err != nil {
 		return fmt.Errorf("mark %s processed: %w", key, err)
 	}
 	return nil
 }
 
+// MarkInDoubt implements Coordinator in the key MarkProcessed writes.
+func (r *Redis) MarkInDoubt(ctx context.Context, key, messageID string, retention time.Duration) error {
+	if messageID == "" {
+		return fmt.Errorf("mark %s in doubt: %w", key, ErrNoMessageID)
+	}
+	if err := r.mark(ctx, key, inDoubtPrefix+messageID, retention); err != nil {
+		return fmt.Errorf("mark %s in doubt: %w", key, err)
+	}
+	return nil
+}
+
+func (r *Redis) mark(ctx context.Context, key, value string, retention time.Duration) error {
+	if retention <= 0 {
+		retention = DefaultRetention
+	}
+	return r.c.Set(ctx, r.prefix+"done:"+key, value, retention).Err()
+}
+
 // Processed implements Coordinator.
 func (r *Redis) Processed(ctx context.Context, key string) (bool, error) {
-	n, err := r.c.Exists(ctx, r.prefix+"done:"+key).Result()
-	if err != nil {
-		return false, fmt.Errorf("check %s processed: %w", key, err)
+	m, err := r.Marker(ctx, key)
+	return m.Processed, err
+}
+
+// Marker implements Coordinator with one GET.
+func (r *Redis) Marker(ctx context.Context, key string) (Marker, error) {
+	v, err := r.c.Get(ctx, r.prefix+"done:"+key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return Marker{}, nil
+	case err != nil:
+		return Marker{}, fmt.Errorf("read marker %s: %w", key, err)
 	}
-	return n == 1, nil
+	if id, ok := strings.CutPrefix(v, inDoubtPrefix); ok {
+		return Marker{InDoubt: id}, nil
+	}
+	return Marker{Processed: true}, nil
 }
 
 // --- membership and leadership ---

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opsrunner/opsrunner/cluster"
+	"github.com/opsrunner/opsrunner/internal/stompc"
 )
 
 // ErrSettled is returned by Commit after a rollback, by Rollback after a
@@ -29,6 +30,13 @@ var ErrRefused = errors.New("refused by filter")
 // ErrDuplicate is the cause recorded for an operation whose processed
 // marker says it already committed this message.
 var ErrDuplicate = errors.New("already processed")
+
+// ErrCommitInDoubt is wrapped by an Acker's Settle when the transaction
+// was sent but never confirmed (the connection broke, or the receipt timed
+// out): the broker may have applied it. A delivery whose commit is in
+// doubt settles no more: its connection must go, so that the broker gives
+// the message back unless the commit applied.
+var ErrCommitInDoubt = stompc.ErrInDoubt
 
 // Bounds on the sends one delivery buffers until it commits: a script that
 // sends in a runaway loop fails its run (and the delivery rolls back)
@@ -60,7 +68,8 @@ type Outgoing struct {
 }
 
 // Acker is the broker side of a delivery. Settle publishes sends and
-// acknowledges the message in one transaction, confirmed by the broker;
+// acknowledges the message in one transaction, confirmed by the broker
+// (an error wrapping ErrCommitInDoubt when it was sent unconfirmed);
 // fence, unless nil, is checked right before the transaction commits and
 // its error aborts it (checkFence). Send publishes at once (ackMode auto).
 type Acker interface {
@@ -162,6 +171,7 @@ const (
 type Delivery struct {
 	msg         Message
 	key         string // dedup key
+	brokerID    string // the broker's message-id when stable across redelivery, else ""
 	redelivered bool   // the broker gave it back (redelivered: true)
 	auto        bool   // acknowledged on receipt: sends go out directly
 	explicit    bool   // ackMode explicit: only Commit commits
@@ -176,6 +186,7 @@ type Delivery struct {
 	// processed markers) uses it. nil before the claim.
 	claimCtx  context.Context
 	settled   bool
+	inDoubt   bool // a commit went out unconfirmed: no settlement follows
 	result    Settlement
 	observers []Observer
 	// marker writes the processed markers of the committed operations
@@ -199,6 +210,12 @@ type DeliveryConfig struct {
 	Message Message
 	// Key is the dedup key: the message id unless the listener names a header.
 	Key string
+	// BrokerID is the broker's message-id of this copy of the message when
+	// the broker keeps it across redeliveries (ActiveMQ, the embedded
+	// broker), so that it tells the message coming back from another copy
+	// with the same dedup key; "" where it is not stable (RabbitMQ). A
+	// commit in doubt leaves markers naming it (see Dedup); "" leaves none.
+	BrokerID string
 	// Operations are the operations due, in binding order.
 	Operations  []string
 	Redelivered bool
@@ -216,7 +233,7 @@ func NewDelivery(c DeliveryConfig) *Delivery {
 
 // init makes d, a zero Delivery not yet shared, a pending delivery.
 func (d *Delivery) init(c DeliveryConfig) {
-	d.msg, d.key, d.redelivered, d.acker = c.Message, c.Key, c.Redelivered, c.Acker
+	d.msg, d.key, d.brokerID, d.redelivered, d.acker = c.Message, c.Key, c.BrokerID, c.Redelivered, c.Acker
 	d.auto, d.explicit = c.AckMode == "auto", c.AckMode == "explicit"
 	d.observers = d.observerRoom[:0]
 	if len(c.Operations) == 1 {

@@ -14,11 +14,20 @@ import (
 // unchanged), and acknowledges the message. Observers hear of it right
 // before; the processed markers of the committed operations are written
 // after. Idempotent: a settled delivery returns nil.
+//
+// A transaction that went out unconfirmed (ErrCommitInDoubt) may have
+// been applied: its operations are recorded rolled back with that cause,
+// and marked in doubt (markInDoubtLocked); every later settlement fails,
+// so that the connection goes and the broker alone decides: it gives the
+// message back unless the commit applied.
 func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.settled {
 		return nil
+	}
+	if d.inDoubt {
+		return fmt.Errorf("settle message %s: %w", d.msg.ID, ErrCommitInDoubt)
 	}
 	if kind == noCopy && d.pastDeadline() && !d.auto && d.ranLocked() {
 		for _, op := range d.ops {
@@ -35,6 +44,9 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 	}
 	if err := d.publishLocked(ctx, copy); err != nil {
 		err = fmt.Errorf("settle message %s: %w", d.msg.ID, err)
+		if errors.Is(err, ErrCommitInDoubt) {
+			d.markInDoubtLocked(ctx)
+		}
 		d.rollbackCommittedLocked(err)
 		_ = d.notifyLocked(ctx, d.settlementLocked(noCopy))
 		return err
@@ -50,6 +62,23 @@ func (d *Delivery) settle(ctx context.Context, kind copyKind, copy *Outgoing) er
 		o.Settled(s)
 	}
 	return nil
+}
+
+// markInDoubtLocked follows a commit sent but never confirmed: each
+// operation it committed after a run gets an in-doubt marker naming the
+// message's broker id, in place of the processed marker a confirmed
+// commit writes. Without a stable broker id nothing is marked: a copy of
+// the message may then run again, as before in-doubt markers.
+func (d *Delivery) markInDoubtLocked(ctx context.Context) {
+	d.inDoubt = true
+	if d.marker == nil || d.brokerID == "" {
+		return
+	}
+	for _, op := range d.ops {
+		if op.state == opCommitted && op.ran {
+			d.marker.markInDoubt(d.detachedLocked(ctx), op, d.brokerID)
+		}
+	}
 }
 
 // ranLocked reports whether some operation of d committed after a run:

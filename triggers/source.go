@@ -160,6 +160,13 @@ func (l *listener) newDelivery(conn *stompc.Conn, raw *stompc.Message) *Delivery
 	if l.pol.topic && l.spec.Listener.Fanout == scripts.FanoutEach {
 		key = l.m.cfg.Agent + ":" + key // every agent runs its own copy
 	}
+	l.mu.Lock()
+	stable := brokercaps.For(l.kind).StableMessageID
+	l.mu.Unlock()
+	var brokerID string
+	if stable {
+		brokerID = hdr.Get("message-id")
+	}
 	// The delivery and its acker in one allocation: they live as long.
 	da := &struct {
 		d Delivery
@@ -168,6 +175,7 @@ func (l *listener) newDelivery(conn *stompc.Conn, raw *stompc.Message) *Delivery
 	da.d.init(DeliveryConfig{
 		Message:     Message{ID: id, Destination: l.spec.Listener.Destination, Headers: hdr, Body: raw.Body, Attempt: attempt},
 		Key:         key,
+		BrokerID:    brokerID,
 		Operations:  dueOperations(l.spec.Listener.Operations, hdr.Get(HeaderOperations)),
 		Redelivered: redelivered,
 		AckMode:     l.pol.ackMode,
@@ -202,10 +210,11 @@ type stompAcker struct {
 }
 
 // Settle publishes sends and ACKs in one transaction confirmed by a
-// receipt; with nothing to publish a plain ACK suffices. It is not
-// confirmed by a receipt (go-stomp's Ack takes no options); if it is lost,
-// the broker redelivers and the processed markers written next make that
-// copy a skipped duplicate.
+// receipt; a COMMIT that went out without its receipt coming back returns
+// an error wrapping ErrCommitInDoubt. With nothing to publish a plain ACK
+// suffices. It is not confirmed by a receipt; if it is lost, the broker
+// redelivers and the processed markers written next make that copy a
+// skipped duplicate.
 func (a *stompAcker) Settle(ctx context.Context, sends []Outgoing, fence Fence) error {
 	if len(sends) == 0 {
 		if err := checkFence(ctx, fence); err != nil {

@@ -40,6 +40,7 @@ func Run(t *testing.T, newCoord NewCoordinator) {
 		{"CloseLosesLeases", testClose},
 		{"AfterLost", testAfterLost},
 		{"ProcessedMarkers", testProcessed},
+		{"InDoubtMarkers", testInDoubt},
 		{"Membership", testMembership},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -269,6 +270,45 @@ func testProcessed(t *testing.T, c cluster.Coordinator) {
 	time.Sleep(600 * time.Millisecond)
 	check("m1", false)
 	check("m2", true)
+}
+
+// An in-doubt marker carries its message id, is no processed marker, and
+// expires like one; the two kinds replace each other on one key.
+func testInDoubt(t *testing.T, c cluster.Coordinator) {
+	ctx := t.Context()
+	check := func(key string, want cluster.Marker) {
+		t.Helper()
+		got, err := c.Marker(ctx, key)
+		if err != nil || got != want {
+			t.Fatalf("Marker(%s) = %+v, %v; want %+v", key, got, err, want)
+		}
+		done, err := c.Processed(ctx, key)
+		if err != nil || done != want.Processed {
+			t.Fatalf("Processed(%s) = %v, %v; want %v", key, done, err, want.Processed)
+		}
+	}
+	check("k1", cluster.Marker{})
+	if err := c.MarkInDoubt(ctx, "k1", "ID:broker-1:7", 400*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MarkInDoubt(ctx, "k2", "m-2", 0); err != nil { // default retention
+		t.Fatal(err)
+	}
+	if err := c.MarkInDoubt(ctx, "k3", "", 0); !errors.Is(err, cluster.ErrNoMessageID) {
+		t.Fatalf("MarkInDoubt without a message id: err = %v, want ErrNoMessageID", err)
+	}
+	check("k1", cluster.Marker{InDoubt: "ID:broker-1:7"})
+	check("k3", cluster.Marker{})
+	if err := c.MarkProcessed(ctx, "k2", 0); err != nil { // the confirmed commit
+		t.Fatal(err)
+	}
+	check("k2", cluster.Marker{Processed: true})
+	if err := c.MarkInDoubt(ctx, "k2", "m-3", 0); err != nil {
+		t.Fatal(err)
+	}
+	check("k2", cluster.Marker{InDoubt: "m-3"})
+	time.Sleep(600 * time.Millisecond)
+	check("k1", cluster.Marker{})
 }
 
 func testMembership(t *testing.T, c cluster.Coordinator) {

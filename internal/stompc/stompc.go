@@ -31,6 +31,12 @@ import (
 // ErrStopped is returned by Next once the context given to StopOn has ended.
 var ErrStopped = errors.New("stompc: stopped")
 
+// ErrInDoubt is wrapped by Commit's error when the COMMIT frame was written
+// but its RECEIPT never came (the connection broke, or the receipt timed
+// out): the broker may or may not have applied the transaction. Any other
+// Commit error is a definite failure: the transaction was not applied.
+var ErrInDoubt = errors.New("commit in doubt")
+
 // Limits on what a broker may send in one frame.
 const (
 	maxHeaderBytes = 1 << 20
@@ -307,13 +313,22 @@ func (t *Tx) Abort() error {
 	return t.c.write(frame.ABORT, []string{frame.Transaction, t.id}, nil, false)
 }
 
-// Commit commits the transaction and waits for the broker's receipt.
+// Commit commits the transaction and waits for the broker's receipt. An
+// error wrapping ErrInDoubt means the COMMIT went out unconfirmed; a failed
+// write or an ERROR frame from the broker means it was not applied (a
+// broker that refuses a frame answers with ERROR and closes the
+// connection, which discards the open transaction).
 func (t *Tx) Commit() error {
 	id := t.c.nextID()
 	if err := t.c.write(frame.COMMIT, []string{frame.Transaction, t.id, frame.Receipt, id}, nil, false); err != nil {
 		return err
 	}
-	return t.c.waitReceipt(id)
+	err := t.c.waitReceipt(id)
+	var refused *brokerErr
+	if err == nil || errors.As(err, &refused) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrInDoubt, err)
 }
 
 // Disconnect says goodbye and waits up to 5 s for the broker's receipt,
@@ -400,13 +415,18 @@ func (c *Conn) heartBeat(every time.Duration) {
 	c.beat.Reset(every)
 }
 
+// brokerErr is a broker's ERROR frame: the broker answered, refusing.
+type brokerErr struct{ msg string }
+
+func (e *brokerErr) Error() string { return "broker error: " + e.msg }
+
 func brokerError(h Header, body []byte) error {
 	msg := h.Get(frame.Message)
 	// Brokers often repeat the message header in the body: say it once.
 	if b := strings.TrimSpace(string(body)); b != "" && b != msg {
 		msg += ": " + b
 	}
-	return fmt.Errorf("broker error: %s", msg)
+	return &brokerErr{msg: msg}
 }
 
 // --- writing ---

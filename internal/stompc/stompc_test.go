@@ -3,6 +3,7 @@ package stompc
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
 	"reflect"
 	"strings"
@@ -109,4 +110,53 @@ func FuzzReadFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// failingConn is a connection whose writes fail.
+type failingConn struct{ pipeConn }
+
+func (f *failingConn) Write([]byte) (int, error) { return 0, net.ErrClosed }
+
+// Commit tells a COMMIT that went out unconfirmed (the connection ended or
+// the receipt timed out: ErrInDoubt) from one the broker confirmed, refused
+// with an ERROR frame, or never received (the write failed).
+func TestCommitInDoubt(t *testing.T) {
+	commit := func(c *Conn) error { return (&Tx{c: c, id: "t1"}).Commit() }
+	cases := []struct {
+		name    string
+		conn    func() *Conn
+		ok      bool
+		inDoubt bool
+	}{
+		{name: "receipt", ok: true, conn: func() *Conn {
+			c, _ := newTestConn([]byte("MESSAGE\nack:5\n\nx\x00RECEIPT\nreceipt-id:1\n\n\x00"))
+			return c
+		}},
+		{name: "connection lost before the receipt", inDoubt: true, conn: func() *Conn {
+			c, _ := newTestConn([]byte("MESSAGE\nack:5\n\nx\x00"))
+			return c
+		}},
+		{name: "receipt timeout", inDoubt: true, conn: func() *Conn {
+			client, broker := net.Pipe()
+			t.Cleanup(func() { client.Close(); broker.Close() })
+			go func() { _, _ = bufio.NewReader(broker).ReadString(0) }() // takes the COMMIT, answers nothing
+			return &Conn{nc: client, r: bufio.NewReader(client), w: bufio.NewWriter(client), receiptTimeout: 50 * time.Millisecond}
+		}},
+		{name: "ERROR frame", conn: func() *Conn {
+			c, _ := newTestConn([]byte("ERROR\nreceipt-id:1\nmessage:unknown transaction\n\n\x00"))
+			return c
+		}},
+		{name: "write fails", conn: func() *Conn {
+			p := &failingConn{pipeConn{in: bytes.NewReader(nil)}}
+			return &Conn{nc: p, r: bufio.NewReader(p), w: bufio.NewWriter(p), receiptTimeout: time.Second}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := commit(tc.conn())
+			if (err == nil) != tc.ok || errors.Is(err, ErrInDoubt) != tc.inDoubt {
+				t.Fatalf("Commit = %v; want ok %v, in doubt %v", err, tc.ok, tc.inDoubt)
+			}
+		})
+	}
 }
