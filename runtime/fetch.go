@@ -64,11 +64,22 @@ func installFetch(v *vm) error {
 	install, _ := goja.AssertFunction(fn)
 	host := v.rt.NewObject()
 	_ = host.Set("fetch", v.jsFetch)
-	_ = host.Set("abort", v.jsAbortFetch)
+	_ = host.Set("json", v.jsParseBody)
 	_ = host.Set("decode", v.jsDecodeUTF8)
 	_ = host.Set("encode", v.jsEncodeUTF8)
-	if _, err := install(goja.Undefined(), host); err != nil {
+	ret, err := install(goja.Undefined(), host)
+	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
+	}
+	obj, _ := ret.(*goja.Object)
+	if obj == nil {
+		return errors.New("fetch: js/fetch.js returned no helpers")
+	}
+	var ok1, ok2 bool
+	v.fetchReceived, ok1 = goja.AssertFunction(obj.Get("received"))
+	v.fetchListen, ok2 = goja.AssertFunction(obj.Get("listen"))
+	if !ok1 || !ok2 {
+		return errors.New("fetch: js/fetch.js returned no helpers")
 	}
 	return nil
 }
@@ -81,21 +92,24 @@ var (
 
 // fetchCall is one fetch in flight.
 type fetchCall struct {
-	req        FetchRequest
-	project    *scripts.Project
-	timeout    time.Duration // 0: none but the operation's
-	done, fail goja.Callable
-	opCtx      context.Context // the top-level operation's
-	ctx        context.Context
-	abort      context.CancelCauseFunc
-	start      time.Time
+	req     FetchRequest
+	project *scripts.Project
+	timeout time.Duration // 0: none but the operation's
+	// failure is the TypeError made at the script's fetch call, thrown
+	// when the request fails; signal is its AbortSignal, nil for none.
+	failure, signal *goja.Object
+	resolve, reject func(any) error // the fetch's Promise
+	opCtx           context.Context // the top-level operation's
+	ctx             context.Context
+	abort           context.CancelCauseFunc
+	start           time.Time
 }
 
 // jsFetch is host.fetch(method, url, headerNames, headerValues, body,
-// timeoutMs, redirect, done, fail): it starts the request on a goroutine owned by the
-// run's loop (it ends with the operation's context, or at host.abort(id))
-// and returns its id. done (see fetched) or fail(kind, message) is called
-// on the run's loop; kind is "abort", "timeout" or "error".
+// timeoutMs, redirect, failure, signal): it starts the request on a
+// goroutine owned by the run's loop (it ends with the operation's context,
+// or when signal aborts) and returns the fetch's Promise, settled on the
+// run's loop (see fetchEnded).
 func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
 	f := r.e.cfg.Fetcher
@@ -107,8 +121,8 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 		v.throwRange("too many timers and fetches pending in one run (at most %d)", maxPending)
 	}
 	c := &fetchCall{req: v.fetchRequest(call), project: fr.project, start: time.Now()}
-	c.done, _ = goja.AssertFunction(call.Argument(7))
-	c.fail, _ = goja.AssertFunction(call.Argument(8))
+	c.failure, _ = call.Argument(7).(*goja.Object)
+	c.signal, _ = call.Argument(8).(*goja.Object)
 	// The top-level operation's context: a nested operation may return
 	// before the request ends, and the operation's limit covers it all.
 	c.opCtx = r.opContext(r.frames[0])
@@ -116,6 +130,8 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 	if t := call.Argument(5); present(t) {
 		c.timeout = max(delayOf(t), time.Nanosecond)
 	}
+	var promise *goja.Promise
+	promise, c.resolve, c.reject = v.rt.NewPromise()
 	l.nextID++
 	id := l.nextID
 	if l.aborts == nil {
@@ -137,7 +153,16 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 			return v.fetchEnded(r, c, resp, err, cause)
 		})
 	}()
-	return v.rt.ToValue(id)
+	if c.signal != nil {
+		abort := func(goja.FunctionCall) goja.Value {
+			c.abort(errFetchAborted) // a no-op once the fetch has ended
+			return goja.Undefined()
+		}
+		if _, err := v.fetchListen(goja.Undefined(), c.signal, v.rt.ToValue(abort)); err != nil {
+			panic(err)
+		}
+	}
+	return v.rt.ToValue(promise)
 }
 
 // fetchRequest reads host.fetch's request arguments (checked by fetch.js).
@@ -153,8 +178,10 @@ func (v *vm) fetchRequest(call goja.FunctionCall) FetchRequest {
 	return req
 }
 
-// fetchEnded settles a fetch on the run's loop: its log line, then done or
-// fail; cause is why its context ended, if it did.
+// fetchEnded settles a fetch on the run's loop: its log line, then its
+// Promise; cause is why its context ended, if it did. A failure rejects it
+// with the call's TypeError (a TimeoutError for its own timeout), or with
+// the signal's reason when the signal aborted it.
 func (v *vm) fetchEnded(r *run, c *fetchCall, resp *FetchResponse, err error, cause error) error {
 	c.abort(nil)
 	r.logFetch(c.req, resp, err, time.Since(c.start))
@@ -164,23 +191,24 @@ func (v *vm) fetchEnded(r *run, c *fetchCall, resp *FetchResponse, err error, ca
 		return r.interruptTop()
 	}
 	if err == nil {
-		return v.fetched(r, c.done, resp)
+		return v.fetched(r, c, resp)
 	}
-	kind := "error"
 	switch {
 	case errors.Is(cause, errFetchTimeout):
-		kind, err = "timeout", fmt.Errorf("fetch to %s: no response within the %s timeout", hostOf(c.req.URL), c.timeout)
-	case errors.Is(cause, errFetchAborted):
-		kind = "abort"
+		err = fmt.Errorf("fetch to %s: no response within the %s timeout", hostOf(c.req.URL), c.timeout)
+		_ = c.failure.Set("name", "TimeoutError")
+	case errors.Is(cause, errFetchAborted) && c.signal != nil:
+		return c.reject(c.signal.Get("reason"))
 	}
-	_, jerr := c.fail(goja.Undefined(), v.rt.ToValue(kind), v.rt.ToValue(err.Error()))
-	return jerr
+	_ = c.failure.Set("message", err.Error())
+	return c.reject(c.failure)
 }
 
-// fetched resolves a fetch with its response: done(status, statusText,
-// names, values, url, redirected, body), the header names lower-case and
-// each one's values joined with ", " (as Headers.get gives them).
-func (v *vm) fetched(r *run, done goja.Callable, resp *FetchResponse) error {
+// fetched resolves a fetch with its Response, built by fetch.js's
+// received(status, statusText, names, values, url, redirected, body): the
+// header names lower-case and each one's values joined with ", " (as
+// Headers.get gives them).
+func (v *vm) fetched(r *run, c *fetchCall, resp *FetchResponse) error {
 	r.allocated.Add(uint64(len(resp.Body)))
 	names := make([]any, 0, len(resp.Header))
 	values := make([]any, 0, len(resp.Header))
@@ -189,21 +217,13 @@ func (v *vm) fetched(r *run, done goja.Callable, resp *FetchResponse) error {
 		values = append(values, strings.Join(vals, ", "))
 	}
 	rt := v.rt
-	_, err := done(goja.Undefined(), rt.ToValue(resp.Status), rt.ToValue(resp.StatusText),
+	obj, err := v.fetchReceived(goja.Undefined(), rt.ToValue(resp.Status), rt.ToValue(resp.StatusText),
 		rt.NewArray(names...), rt.NewArray(values...), rt.ToValue(resp.URL), rt.ToValue(resp.Redirected),
 		rt.ToValue(rt.NewArrayBuffer(resp.Body)))
-	return err
-}
-
-// jsAbortFetch is host.abort(id): the request's context ends.
-func (v *vm) jsAbortFetch(call goja.FunctionCall) goja.Value {
-	r, _ := v.active()
-	if r.loop != nil {
-		if abort, ok := r.loop.aborts[call.Argument(0).ToInteger()]; ok {
-			abort(errFetchAborted)
-		}
+	if err != nil {
+		return err
 	}
-	return goja.Undefined()
+	return c.resolve(obj)
 }
 
 // header reads parallel arrays of header names and values (checked by
@@ -221,6 +241,28 @@ func (v *vm) header(names, values goja.Value) http.Header {
 		h.Add(n.Get(k).String(), vals.Get(k).String())
 	}
 	return h
+}
+
+// jsParseBody is host.json(arrayBuffer): JSON.parse(host.decode(b)) with
+// one string made from the bytes, not two values.
+func (v *vm) jsParseBody(call goja.FunctionCall) goja.Value {
+	ab, _ := call.Argument(0).Export().(goja.ArrayBuffer)
+	b := ab.Bytes()
+	var s string
+	if utf8.Valid(b) {
+		s = string(b)
+	} else {
+		s = string([]rune(string(b)))
+	}
+	p := jsonParser{v: v, rt: v.rt, s: s}
+	if val, ok := p.parse(); ok {
+		return val
+	}
+	ret, err := v.parse(goja.Undefined(), v.rt.ToValue(s))
+	if err != nil {
+		panic(err) // *goja.Exception: rethrown as the original SyntaxError
+	}
+	return ret
 }
 
 // jsDecodeUTF8 is host.decode(arrayBuffer): the bytes as a string, invalid

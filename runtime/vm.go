@@ -35,13 +35,16 @@ type vm struct {
 	jsonBuiltin goja.Callable
 	rangeError  goja.Value
 	// joining are the objects whose join is running (guard.go).
-	joining   []*goja.Object
-	parse     goja.Callable
-	thrower   goja.Callable
-	then      goja.Callable // Promise.prototype.then
-	noop      goja.Callable // a JavaScript function doing nothing: calling it raises a pending interrupt
-	msgCommit goja.Value
-	msgRollbk goja.Value
+	joining []*goja.Object
+	parse   goja.Callable
+	thrower goja.Callable
+	then    goja.Callable // Promise.prototype.then
+	noop    goja.Callable // a JavaScript function doing nothing: calling it raises a pending interrupt
+	// fetchReceived builds a fetch's Response and fetchListen adds an
+	// abort listener to a signal (js/fetch.js).
+	fetchReceived, fetchListen goja.Callable
+	msgCommit                  goja.Value
+	msgRollbk                  goja.Value
 
 	// protoKeys are Object.prototype's own property names (fixed once
 	// frozen); see createDataProperty.

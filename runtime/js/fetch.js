@@ -79,6 +79,17 @@ function takeText(r) {
 	return typeof b === 'string' ? b : host.decode(b);
 }
 
+// parseBody marks r's body read and parses it as JSON.parse(text) would:
+// a body fetch read is parsed from its bytes (host.json), without a string
+// made for it first.
+function parseBody(r) {
+	r.bodyUsed = true;
+	const b = r[bodyOf];
+	r[bodyOf] = undefined;
+	if (b === undefined) return JSON.parse('');
+	return typeof b === 'string' ? JSON.parse(b) : host.json(b);
+}
+
 class Response {
 	constructor(body, init) {
 		init = init || {};
@@ -111,7 +122,7 @@ class Response {
 	json() {
 		if (this.bodyUsed) return Promise.reject(new TE('Response: body has already been read'));
 		try {
-			return Promise.resolve(JSON.parse(takeText(this)));
+			return Promise.resolve(parseBody(this));
 		} catch (e) {
 			return Promise.reject(e);
 		}
@@ -190,44 +201,47 @@ function received(status, statusText, names, values, finalURL, redirected, buf) 
 	return r;
 }
 
+// fetch checks its arguments and hands the request to host.fetch, which
+// returns the fetch's Promise: settled from Go, with the Response received
+// (built by received) or a failure. Without init nothing else is made.
 function fetch(input, init) {
 	try {
-		init = init === undefined || init === null ? {} : init;
 		const url = typeof input === 'string' ? input : (input && typeof input.url === 'string' ? input.url : String(input));
-		const method = init.method === undefined ? 'GET' : String(init.method).toUpperCase();
-		const headers = new Headers(init.headers);
-		const body = toBytes(init.body, 'fetch body');
-		if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw new TE('fetch: a ' + method + ' request cannot have a body');
-		if (typeof body === 'string' && !headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
-		const signal = init.signal;
-		let timeout = init.timeout === undefined ? undefined : Number(init.timeout);
-		if (signal !== undefined && signal !== null) {
-			if (!(signal instanceof AbortSignal)) throw new TE('fetch: signal must be an AbortSignal');
-			if (signal.aborted) return Promise.reject(signal.reason);
-			if (signal[timeoutOf] !== undefined && (timeout === undefined || signal[timeoutOf] < timeout)) timeout = signal[timeoutOf];
-		}
-		if (timeout !== undefined && !(timeout >= 0)) throw new TE('fetch: timeout must be a number of milliseconds');
-		const redirect = init.redirect === undefined ? 'follow' : String(init.redirect);
-		if (redirect !== 'follow' && redirect !== 'manual' && redirect !== 'error') {
-			throw new TE('fetch: redirect must be "follow", "manual" or "error", not ' + JSON.stringify(redirect));
+		let method = 'GET', names, values, body, timeout, redirect = 'follow', signal;
+		if (init !== undefined && init !== null) {
+			method = init.method === undefined ? 'GET' : String(init.method).toUpperCase();
+			const given = init.headers;
+			const headers = given === undefined || given === null ? undefined : new Headers(given);
+			body = toBytes(init.body, 'fetch body');
+			if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw new TE('fetch: a ' + method + ' request cannot have a body');
+			if (headers !== undefined) {
+				if (typeof body === 'string' && !headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+				names = [];
+				values = [];
+				headers[store].forEach((v, k) => { names.push(k); values.push(v); });
+			} else if (typeof body === 'string') {
+				names = ['content-type'];
+				values = ['text/plain;charset=UTF-8'];
+			}
+			signal = init.signal;
+			timeout = init.timeout === undefined ? undefined : Number(init.timeout);
+			if (signal !== undefined && signal !== null) {
+				if (!(signal instanceof AbortSignal)) throw new TE('fetch: signal must be an AbortSignal');
+				if (signal.aborted) return Promise.reject(signal.reason);
+				if (signal[timeoutOf] !== undefined && (timeout === undefined || signal[timeoutOf] < timeout)) timeout = signal[timeoutOf];
+			} else {
+				signal = undefined;
+			}
+			if (timeout !== undefined && !(timeout >= 0)) throw new TE('fetch: timeout must be a number of milliseconds');
+			redirect = init.redirect === undefined ? 'follow' : String(init.redirect);
+			if (redirect !== 'follow' && redirect !== 'manual' && redirect !== 'error') {
+				throw new TE('fetch: redirect must be "follow", "manual" or "error", not ' + JSON.stringify(redirect));
+			}
 		}
 		// Made here, so that it locates the script's fetch call: a failure
 		// comes back from the loop, where no script frame is on the stack.
 		const failure = new TE('fetch failed');
-		return new Promise((resolve, reject) => {
-			const done = (status, statusText, names, values, finalURL, redirected, buf) =>
-				resolve(received(status, statusText, names, values, finalURL, redirected, buf));
-			const fail = (kind, message) => {
-				if (kind === 'abort' && signal) return reject(signal.reason);
-				if (kind === 'timeout') failure.name = 'TimeoutError';
-				failure.message = message;
-				reject(failure);
-			};
-			const names = [], values = [];
-			headers[store].forEach((v, k) => { names.push(k); values.push(v); });
-			const id = host.fetch(method, url, names, values, body, timeout, redirect, done, fail);
-			if (signal) signal.addEventListener('abort', () => host.abort(id));
-		});
+		return host.fetch(method, url, names, values, body, timeout, redirect, failure, signal);
 	} catch (e) {
 		return Promise.reject(e);
 	}
@@ -239,4 +253,7 @@ define('Headers', Headers);
 define('Response', Response);
 define('AbortController', AbortController);
 define('AbortSignal', AbortSignal);
+// What host.fetch needs: the Response builder and a way to listen for a
+// signal's abort.
+return {received: received, listen: (signal, fn) => signal.addEventListener('abort', fn)};
 })
