@@ -57,9 +57,6 @@ type run struct {
 	result    []byte
 	watched   tracked // the watchdog's record (see watchdog.track)
 
-	// env is the `env` object the run made for envOf (settings.go).
-	env   *goja.Object
-	envOf *scripts.Project
 	// secretCache holds the secrets read, by project and name, and
 	// secretValues their values, for redaction (settings.go).
 	secretCache  map[string]secretRead

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/dop251/goja"
+	"github.com/opsrunner/opsrunner/scripts"
 )
 
 // vm is one goja runtime with the host API bound once. It is used by one
@@ -63,6 +64,11 @@ type vm struct {
 	// encStack is encodeJSON's stack array, kept between encodings; nil
 	// while an encoding uses it.
 	encStack []*goja.Object
+
+	// env is the frozen `env` object last made, for project envOf
+	// (settings.go).
+	env   *goja.Object
+	envOf *scripts.Project
 
 	// broken marks a runtime that must not be pooled again.
 	broken bool
