@@ -64,6 +64,7 @@ func installFetch(v *vm) error {
 	install, _ := goja.AssertFunction(fn)
 	host := v.rt.NewObject()
 	_ = host.Set("fetch", v.jsFetch)
+	_ = host.Set("headers", v.jsResponseHeaders)
 	_ = host.Set("json", v.jsParseBody)
 	_ = host.Set("decode", v.jsDecodeUTF8)
 	_ = host.Set("encode", v.jsEncodeUTF8)
@@ -71,15 +72,37 @@ func installFetch(v *vm) error {
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
+	if err := v.fetchJS.read(ret); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	v.fetchJS.basic = v.rt.ToValue("basic")
+	return nil
+}
+
+// fetchJS is what js/fetch.js gives host.fetch to build a Response.
+type fetchJS struct {
+	responseProto, headersProto *goja.Object
+	bodyOf                      *goja.Symbol
+	// fill(headers, pairs) gives a Headers its Map; listen(signal, fn)
+	// adds an abort listener to a signal.
+	fill, listen goja.Callable
+	basic        goja.Value // "basic", a Response's type
+}
+
+// read takes the helpers from what js/fetch.js returned.
+func (js *fetchJS) read(ret goja.Value) error {
 	obj, _ := ret.(*goja.Object)
 	if obj == nil {
-		return errors.New("fetch: js/fetch.js returned no helpers")
+		return errors.New("js/fetch.js returned no helpers")
 	}
-	var ok1, ok2 bool
-	v.fetchReceived, ok1 = goja.AssertFunction(obj.Get("received"))
-	v.fetchListen, ok2 = goja.AssertFunction(obj.Get("listen"))
-	if !ok1 || !ok2 {
-		return errors.New("fetch: js/fetch.js returned no helpers")
+	var ok [5]bool
+	js.responseProto, ok[0] = obj.Get("Response").(*goja.Object)
+	js.headersProto, ok[1] = obj.Get("Headers").(*goja.Object)
+	js.bodyOf, ok[2] = obj.Get("bodyOf").(*goja.Symbol)
+	js.fill, ok[3] = goja.AssertFunction(obj.Get("fill"))
+	js.listen, ok[4] = goja.AssertFunction(obj.Get("listen"))
+	if ok != [5]bool{true, true, true, true, true} {
+		return errors.New("js/fetch.js returned incomplete helpers")
 	}
 	return nil
 }
@@ -158,7 +181,7 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 			c.abort(errFetchAborted) // a no-op once the fetch has ended
 			return goja.Undefined()
 		}
-		if _, err := v.fetchListen(goja.Undefined(), c.signal, v.rt.ToValue(abort)); err != nil {
+		if _, err := v.fetchJS.listen(goja.Undefined(), c.signal, v.rt.ToValue(abort)); err != nil {
 			panic(err)
 		}
 	}
@@ -204,26 +227,78 @@ func (v *vm) fetchEnded(r *run, c *fetchCall, resp *FetchResponse, err error, ca
 	return c.reject(c.failure)
 }
 
-// fetched resolves a fetch with its Response, built by fetch.js's
-// received(status, statusText, names, values, url, redirected, body): the
-// header names lower-case and each one's values joined with ", " (as
-// Headers.get gives them).
+// fetched resolves a fetch with its Response, built as js/fetch.js's
+// Response objects are: own data properties in this order, its body under
+// a symbol, its headers read from Go on first use (responseHeaders).
 func (v *vm) fetched(r *run, c *fetchCall, resp *FetchResponse) error {
 	r.allocated.Add(uint64(len(resp.Body)))
-	names := make([]any, 0, len(resp.Header))
-	values := make([]any, 0, len(resp.Header))
-	for k, vals := range resp.Header {
-		names = append(names, strings.ToLower(k))
-		values = append(values, strings.Join(vals, ", "))
-	}
-	rt := v.rt
-	obj, err := v.fetchReceived(goja.Undefined(), rt.ToValue(resp.Status), rt.ToValue(resp.StatusText),
-		rt.NewArray(names...), rt.NewArray(values...), rt.ToValue(resp.URL), rt.ToValue(resp.Redirected),
-		rt.ToValue(rt.NewArrayBuffer(resp.Body)))
+	h, err := v.responseHeaders(resp.Header)
 	if err != nil {
 		return err
 	}
-	return c.resolve(obj)
+	rt := v.rt
+	o := rt.CreateObject(v.fetchJS.responseProto)
+	for _, err := range [...]error{
+		o.Set("status", resp.Status),
+		o.Set("statusText", resp.StatusText),
+		o.Set("headers", h),
+		o.Set("url", resp.URL),
+		o.Set("redirected", resp.Redirected),
+		o.Set("type", v.fetchJS.basic),
+		o.SetSymbol(v.fetchJS.bodyOf, rt.NewArrayBuffer(resp.Body)),
+		o.Set("bodyUsed", false),
+	} {
+		if err != nil {
+			return fmt.Errorf("fetch: build the response: %w", err)
+		}
+	}
+	return c.resolve(o)
+}
+
+// maxLazyHeaders bounds the fetch responses of a run whose headers wait
+// in Go (vm.lazyHeaders) until the script reads them; past it, a
+// response's headers are given to its Headers at once.
+const maxLazyHeaders = 1024
+
+// responseHeaders makes the Headers of a fetch's response. Its Map is
+// made on first use from what host.headers gives (jsResponseHeaders), or
+// at once when maxLazyHeaders responses of the run wait already.
+func (v *vm) responseHeaders(hdr http.Header) (*goja.Object, error) {
+	h := v.rt.CreateObject(v.fetchJS.headersProto)
+	if len(hdr) == 0 {
+		return h, nil // host.headers gives none
+	}
+	if len(v.lazyHeaders) < maxLazyHeaders {
+		if v.lazyHeaders == nil {
+			v.lazyHeaders = make(map[*goja.Object]http.Header)
+		}
+		v.lazyHeaders[h] = hdr
+		return h, nil
+	}
+	if _, err := v.fetchJS.fill(goja.Undefined(), h, v.headerPairs(hdr)); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// jsResponseHeaders is host.headers(h): the headers of a fetch response's
+// Headers h as [name, value, ...] (see headerPairs); none for any other
+// object. They stay until the run ends (run.release), for a Headers frozen
+// before its first read keeps no Map.
+func (v *vm) jsResponseHeaders(call goja.FunctionCall) goja.Value {
+	h, _ := call.Argument(0).(*goja.Object)
+	return v.headerPairs(v.lazyHeaders[h])
+}
+
+// headerPairs is hdr as a JS array [name, value, ...]: the names
+// lower-case and each one's values joined with ", " (as Headers.get gives
+// them).
+func (v *vm) headerPairs(hdr http.Header) goja.Value {
+	pairs := make([]any, 0, 2*len(hdr))
+	for k, vals := range hdr {
+		pairs = append(pairs, strings.ToLower(k), strings.Join(vals, ", "))
+	}
+	return v.rt.NewArray(pairs...)
 }
 
 // header reads parallel arrays of header names and values (checked by

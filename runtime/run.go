@@ -167,6 +167,7 @@ func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 func (r *run) release() {
 	v := r.v
 	r.endLoop()
+	clear(v.lazyHeaders)
 	switch {
 	case r.timerLeft || len(r.frames) > 0:
 		return

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"net/http"
 	"reflect"
 	"strings"
 
@@ -41,11 +42,13 @@ type vm struct {
 	thrower goja.Callable
 	then    goja.Callable // Promise.prototype.then
 	noop    goja.Callable // a JavaScript function doing nothing: calling it raises a pending interrupt
-	// fetchReceived builds a fetch's Response and fetchListen adds an
-	// abort listener to a signal (js/fetch.js).
-	fetchReceived, fetchListen goja.Callable
-	msgCommit                  goja.Value
-	msgRollbk                  goja.Value
+	// fetchJS are js/fetch.js's helpers for host.fetch (fetch.go);
+	// lazyHeaders are the headers of the run's fetch responses, by their
+	// Headers object, until the run ends (see responseHeaders).
+	fetchJS     fetchJS
+	lazyHeaders map[*goja.Object]http.Header
+	msgCommit   goja.Value
+	msgRollbk   goja.Value
 
 	// protoKeys are Object.prototype's own property names (fixed once
 	// frozen); see createDataProperty.

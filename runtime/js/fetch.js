@@ -4,7 +4,7 @@
 // results. It runs once per runtime, before the intrinsics are frozen.
 (function(host) {
 'use strict';
-const g = globalThis, NativeMap = Map, TE = TypeError;
+const g = globalThis, NativeMap = Map, TE = TypeError, isExtensible = Object.isExtensible;
 const store = Symbol('headers'), listeners = Symbol('listeners'), bodyOf = Symbol('body'),
 	timeoutOf = Symbol('timeout');
 
@@ -26,6 +26,24 @@ function headerValue(value) {
 	return v;
 }
 
+// mapOf is the Map of h's headers, lower-case names to values. A fetch's
+// Response headers stay in Go until first read (most scripts never read
+// them): host.headers gives them then.
+function mapOf(h) {
+	const m = h[store];
+	return m !== undefined ? m : fill(h, host.headers(h));
+}
+
+// fill gives h the headers in pairs ([name, value, ...], names lower-case
+// and values joined already) and returns their Map. Headers frozen before
+// their first read keep none: host.headers gives them again.
+function fill(h, pairs) {
+	const m = new NativeMap();
+	for (let i = 0; i < pairs.length; i += 2) m.set(pairs[i], pairs[i + 1]);
+	if (isExtensible(h)) h[store] = m;
+	return m;
+}
+
 class Headers {
 	constructor(init) {
 		this[store] = new NativeMap();
@@ -44,17 +62,17 @@ class Headers {
 		}
 	}
 	append(name, value) {
-		const k = headerName(name), v = headerValue(value), m = this[store];
+		const k = headerName(name), v = headerValue(value), m = mapOf(this);
 		m.set(k, m.has(k) ? m.get(k) + ', ' + v : v);
 	}
-	set(name, value) { this[store].set(headerName(name), headerValue(value)); }
-	get(name) { const v = this[store].get(headerName(name)); return v === undefined ? null : v; }
-	has(name) { return this[store].has(headerName(name)); }
-	delete(name) { this[store].delete(headerName(name)); }
+	set(name, value) { mapOf(this).set(headerName(name), headerValue(value)); }
+	get(name) { const v = mapOf(this).get(headerName(name)); return v === undefined ? null : v; }
+	has(name) { return mapOf(this).has(headerName(name)); }
+	delete(name) { mapOf(this).delete(headerName(name)); }
 	forEach(fn, thisArg) { for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this); }
 	*entries() {
-		const keys = Array.from(this[store].keys()).sort();
-		for (const k of keys) yield [k, this[store].get(k)];
+		const m = mapOf(this), keys = Array.from(m.keys()).sort();
+		for (const k of keys) yield [k, m.get(k)];
 	}
 	*keys() { for (const [k] of this.entries()) yield k; }
 	*values() { for (const [, v] of this.entries()) yield v; }
@@ -183,27 +201,9 @@ class AbortController {
 	}
 }
 
-// received builds the Response of a fetch from what Go read: names are
-// lower-case and each value joined already, so nothing is checked again.
-function received(status, statusText, names, values, finalURL, redirected, buf) {
-	const h = Object.create(Headers.prototype), m = new NativeMap();
-	for (let i = 0; i < names.length; i++) m.set(names[i], values[i]);
-	h[store] = m;
-	const r = Object.create(Response.prototype);
-	r.status = status;
-	r.statusText = statusText;
-	r.headers = h;
-	r.url = finalURL;
-	r.redirected = redirected;
-	r.type = 'basic';
-	r[bodyOf] = buf;
-	r.bodyUsed = false;
-	return r;
-}
-
 // fetch checks its arguments and hands the request to host.fetch, which
-// returns the fetch's Promise: settled from Go, with the Response received
-// (built by received) or a failure. Without init nothing else is made.
+// returns the fetch's Promise: settled from Go, with the Response it builds
+// (fetch.go, fetched) or a failure. Without init nothing else is made.
 function fetch(input, init) {
 	try {
 		const url = typeof input === 'string' ? input : (input && typeof input.url === 'string' ? input.url : String(input));
@@ -253,7 +253,8 @@ define('Headers', Headers);
 define('Response', Response);
 define('AbortController', AbortController);
 define('AbortSignal', AbortSignal);
-// What host.fetch needs: the Response builder and a way to listen for a
+// What host.fetch needs to build a Response, and a way to listen for a
 // signal's abort.
-return {received: received, listen: (signal, fn) => signal.addEventListener('abort', fn)};
+return {Response: Response.prototype, Headers: Headers.prototype, bodyOf: bodyOf, fill: fill,
+	listen: (signal, fn) => signal.addEventListener('abort', fn)};
 })
