@@ -262,3 +262,29 @@ func TestManyResponsesHeadersAreAllRead(t *testing.T) {
 		t.Fatalf("result %v, err %v; want all 1100 responses with their header", res.value(), res.Err)
 	}
 }
+
+func TestFetchLogLines(t *testing.T) {
+	req := FetchRequest{Method: "POST", URL: "https://api.example.com:8443/orders?key=secret"}
+	for _, c := range []struct {
+		resp  *FetchResponse
+		err   error
+		took  time.Duration
+		level string
+		want  string
+	}{
+		{&FetchResponse{Status: 200}, nil, 20*time.Millisecond + 449*time.Microsecond, "info", "fetch POST api.example.com:8443: 200 in 20.4 ms"},
+		{&FetchResponse{Status: 503}, nil, 1250 * time.Microsecond, "info", "fetch POST api.example.com:8443: 503 in 1.2 ms"},
+		{nil, fmt.Errorf("refused"), 3 * time.Second, "warn", "fetch POST api.example.com:8443 failed after 3000.0 ms"},
+	} {
+		r := &run{}
+		r.logFetch(req, c.resp, c.err, c.took)
+		if len(r.logs) != 1 || r.logs[0].Level != c.level || r.logs[0].Message != c.want {
+			t.Errorf("logged %+v, want one %s line %q", r.logs, c.level, c.want)
+		}
+	}
+	r := &run{}
+	r.logFetch(FetchRequest{Method: "GET", URL: "::"}, nil, fmt.Errorf("invalid"), 0)
+	if want := "fetch GET (invalid URL) failed after 0.0 ms"; len(r.logs) != 1 || r.logs[0].Message != want {
+		t.Errorf("logged %+v, want %q", r.logs, want)
+	}
+}
