@@ -283,8 +283,7 @@ func (v *vm) responseHeaders(hdr http.Header) (*goja.Object, error) {
 
 // jsResponseHeaders is host.headers(h): the headers of a fetch response's
 // Headers h as [name, value, ...] (see headerPairs); none for any other
-// object. They stay until the run ends (run.release), for a Headers frozen
-// before its first read keeps no Map.
+// object. They stay until the run ends (run.release).
 func (v *vm) jsResponseHeaders(call goja.FunctionCall) goja.Value {
 	h, _ := call.Argument(0).(*goja.Object)
 	return v.headerPairs(v.lazyHeaders[h])
@@ -358,8 +357,8 @@ func (v *vm) jsEncodeUTF8(call goja.FunctionCall) goja.Value {
 
 // logFetch writes the run's log line for a fetch: method, host, status and
 // duration; never the URL's path or query, headers or bodies.
-// The line is appended by hand: fmt.Sprintf's boxed arguments were a
-// quarter of its cost.
+// The line is appended by hand: fmt.Sprintf boxed its arguments, an
+// allocation each.
 func (r *run) logFetch(req FetchRequest, resp *FetchResponse, err error, took time.Duration) {
 	var buf [128]byte
 	b := append(buf[:0], "fetch "...)

@@ -232,6 +232,7 @@ func TestAFetchedResponsesShapeAndHeaders(t *testing.T) {
 			list: [...r.headers], body: await r.json()};
 		const f = await fetch("http://upstream.test/a");
 		Object.freeze(f.headers);
+		f.headers.append("x-added", "1");
 		out.frozen = [f.headers.get("x-multi"), f.headers.has("date"), [...f.headers.keys()]];
 		out.copy = new Headers(f.headers).get("x-multi");
 		return out;
@@ -241,7 +242,7 @@ func TestAFetchedResponsesShapeAndHeaders(t *testing.T) {
 		"json": map[string]any{"status": 201.0, "statusText": "Created", "headers": map[string]any{}, "url": "http://upstream.test/a",
 			"redirected": false, "type": "basic", "bodyUsed": false},
 		"ok": true, "type": "application/json", "list": []any{[]any{"content-type", "application/json"}, []any{"x-multi", "a, b"}},
-		"body": map[string]any{"n": 1.0}, "frozen": []any{"a, b", false, []any{"content-type", "x-multi"}}, "copy": "a, b",
+		"body": map[string]any{"n": 1.0}, "frozen": []any{"a, b", false, []any{"content-type", "x-added", "x-multi"}}, "copy": "a, b",
 	}
 	if res.Err != nil || !equalJSON(res.value(), want) {
 		t.Fatalf("result %v, err %v; want %v", res.value(), res.Err, want)

@@ -5,6 +5,8 @@
 (function(host) {
 'use strict';
 const g = globalThis, NativeMap = Map, TE = TypeError, isExtensible = Object.isExtensible;
+// The Maps of fetched headers frozen (or sealed) before their first read.
+const frozenMaps = new WeakMap();
 const store = Symbol('headers'), listeners = Symbol('listeners'), bodyOf = Symbol('body'),
 	timeoutOf = Symbol('timeout');
 
@@ -31,16 +33,20 @@ function headerValue(value) {
 // them): host.headers gives them then.
 function mapOf(h) {
 	const m = h[store];
-	return m !== undefined ? m : fill(h, host.headers(h));
+	if (m !== undefined) return m;
+	return frozenMaps.get(h) || fill(h, host.headers(h));
 }
 
 // fill gives h the headers in pairs ([name, value, ...], names lower-case
-// and values joined already) and returns their Map. Headers frozen before
-// their first read keep none: host.headers gives them again.
+// and values joined already) and returns their Map.
 function fill(h, pairs) {
 	const m = new NativeMap();
 	for (let i = 0; i < pairs.length; i += 2) m.set(pairs[i], pairs[i + 1]);
-	if (isExtensible(h)) h[store] = m;
+	if (isExtensible(h)) {
+		h[store] = m;
+	} else {
+		frozenMaps.set(h, m);
+	}
 	return m;
 }
 
