@@ -658,3 +658,38 @@ func TestKindNames(t *testing.T) {
 		t.Fatal("Kind names")
 	}
 }
+
+func TestTheRequestIsSentAsItsURLAndHeadersSay(t *testing.T) {
+	var seen atomic.Value
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seen.Store(fmt.Sprintf("%s %s host=%s type=%s x=%q len=%d body=%s", r.Method, r.RequestURI, r.Host,
+			r.Header.Get("Content-Type"), r.Header.Values("X-Multi"), r.ContentLength, body))
+	})
+	c := newClient(t, egress.Config{})
+	pol := policy(t, "api.test", "127.0.0.1")
+	header := http.Header{"Content-Type": {"text/plain"}, "X-Multi": {"a", "b"}}
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/a%2Fb/c?q=1%202&r=%E2%82%AC#frag", "GET /a%2Fb/c?q=1%202&r=%E2%82%AC"},
+		{"POST", "/orders", "POST /orders"},
+	} {
+		var body []byte
+		if tc.method == "POST" {
+			body = []byte("hello")
+		}
+		resp, err := c.Do(context.Background(), pol, egress.Request{Method: tc.method, URL: up.at("api.test", tc.path), Header: header, Body: body})
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		want := fmt.Sprintf(`%s host=%s type=text/plain x=["a" "b"] len=%d body=%s`, tc.want, strings.TrimPrefix(up.at("api.test", ""), "http://"), len(body), body)
+		if got := seen.Load(); got != want {
+			t.Errorf("the upstream saw %q, want %q", got, want)
+		}
+		if resp.URL != strings.TrimSuffix(up.at("api.test", tc.path), "#frag") {
+			t.Errorf("response URL %q", resp.URL)
+		}
+	}
+	if got := header.Values("X-Multi"); len(header) != 2 || len(got) != 2 {
+		t.Errorf("the request's header was changed: %v", header)
+	}
+}

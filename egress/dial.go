@@ -31,6 +31,8 @@ type attempt struct {
 	deny   []netip.Prefix
 	target target
 
+	trace httptrace.ClientTrace // its GotConn is gotConn
+
 	mu      sync.Mutex
 	proxy   string // host:port of the proxy in use, "" for none
 	refusal *Error

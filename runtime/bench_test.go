@@ -208,9 +208,11 @@ func BenchmarkFetchRun(b *testing.B) {
 		b.Fatalf("result %s, err %v", res.JSON, res.Err)
 	}
 	b.ReportAllocs()
+	report := cpuMeter(b)
 	for b.Loop() {
 		if res := e.Run(context.Background(), inv); res.Err != nil {
 			b.Fatal(res.Err)
 		}
 	}
+	report()
 }

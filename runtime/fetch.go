@@ -64,11 +64,45 @@ func installFetch(v *vm) error {
 	install, _ := goja.AssertFunction(fn)
 	host := v.rt.NewObject()
 	_ = host.Set("fetch", v.jsFetch)
-	_ = host.Set("abort", v.jsAbortFetch)
+	_ = host.Set("headers", v.jsResponseHeaders)
+	_ = host.Set("json", v.jsParseBody)
 	_ = host.Set("decode", v.jsDecodeUTF8)
 	_ = host.Set("encode", v.jsEncodeUTF8)
-	if _, err := install(goja.Undefined(), host); err != nil {
+	ret, err := install(goja.Undefined(), host)
+	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
+	}
+	if err := v.fetchJS.read(ret); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	v.fetchJS.basic = v.rt.ToValue("basic")
+	return nil
+}
+
+// fetchJS is what js/fetch.js gives host.fetch to build a Response.
+type fetchJS struct {
+	responseProto, headersProto *goja.Object
+	bodyOf                      *goja.Symbol
+	// fill(headers, pairs) gives a Headers its Map; listen(signal, fn)
+	// adds an abort listener to a signal.
+	fill, listen goja.Callable
+	basic        goja.Value // "basic", a Response's type
+}
+
+// read takes the helpers from what js/fetch.js returned.
+func (js *fetchJS) read(ret goja.Value) error {
+	obj, _ := ret.(*goja.Object)
+	if obj == nil {
+		return errors.New("js/fetch.js returned no helpers")
+	}
+	var ok [5]bool
+	js.responseProto, ok[0] = obj.Get("Response").(*goja.Object)
+	js.headersProto, ok[1] = obj.Get("Headers").(*goja.Object)
+	js.bodyOf, ok[2] = obj.Get("bodyOf").(*goja.Symbol)
+	js.fill, ok[3] = goja.AssertFunction(obj.Get("fill"))
+	js.listen, ok[4] = goja.AssertFunction(obj.Get("listen"))
+	if ok != [5]bool{true, true, true, true, true} {
+		return errors.New("js/fetch.js returned incomplete helpers")
 	}
 	return nil
 }
@@ -81,21 +115,24 @@ var (
 
 // fetchCall is one fetch in flight.
 type fetchCall struct {
-	req        FetchRequest
-	project    *scripts.Project
-	timeout    time.Duration // 0: none but the operation's
-	done, fail goja.Callable
-	opCtx      context.Context // the top-level operation's
-	ctx        context.Context
-	abort      context.CancelCauseFunc
-	start      time.Time
+	req     FetchRequest
+	project *scripts.Project
+	timeout time.Duration // 0: none but the operation's
+	// failure is the TypeError made at the script's fetch call, thrown
+	// when the request fails; signal is its AbortSignal, nil for none.
+	failure, signal *goja.Object
+	resolve, reject func(any) error // the fetch's Promise
+	opCtx           context.Context // the top-level operation's
+	ctx             context.Context
+	abort           context.CancelCauseFunc
+	start           time.Time
 }
 
 // jsFetch is host.fetch(method, url, headerNames, headerValues, body,
-// timeoutMs, redirect, done, fail): it starts the request on a goroutine owned by the
-// run's loop (it ends with the operation's context, or at host.abort(id))
-// and returns its id. done (see fetched) or fail(kind, message) is called
-// on the run's loop; kind is "abort", "timeout" or "error".
+// timeoutMs, redirect, failure, signal): it starts the request on a
+// goroutine owned by the run's loop (it ends with the operation's context,
+// or when signal aborts) and returns the fetch's Promise, settled on the
+// run's loop (see fetchEnded).
 func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 	r, fr := v.active()
 	f := r.e.cfg.Fetcher
@@ -107,8 +144,8 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 		v.throwRange("too many timers and fetches pending in one run (at most %d)", maxPending)
 	}
 	c := &fetchCall{req: v.fetchRequest(call), project: fr.project, start: time.Now()}
-	c.done, _ = goja.AssertFunction(call.Argument(7))
-	c.fail, _ = goja.AssertFunction(call.Argument(8))
+	c.failure, _ = call.Argument(7).(*goja.Object)
+	c.signal, _ = call.Argument(8).(*goja.Object)
 	// The top-level operation's context: a nested operation may return
 	// before the request ends, and the operation's limit covers it all.
 	c.opCtx = r.opContext(r.frames[0])
@@ -116,6 +153,8 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 	if t := call.Argument(5); present(t) {
 		c.timeout = max(delayOf(t), time.Nanosecond)
 	}
+	var promise *goja.Promise
+	promise, c.resolve, c.reject = v.rt.NewPromise()
 	l.nextID++
 	id := l.nextID
 	if l.aborts == nil {
@@ -137,7 +176,16 @@ func (v *vm) jsFetch(call goja.FunctionCall) goja.Value {
 			return v.fetchEnded(r, c, resp, err, cause)
 		})
 	}()
-	return v.rt.ToValue(id)
+	if c.signal != nil {
+		abort := func(goja.FunctionCall) goja.Value {
+			c.abort(errFetchAborted) // a no-op once the fetch has ended
+			return goja.Undefined()
+		}
+		if _, err := v.fetchJS.listen(goja.Undefined(), c.signal, v.rt.ToValue(abort)); err != nil {
+			panic(err)
+		}
+	}
+	return v.rt.ToValue(promise)
 }
 
 // fetchRequest reads host.fetch's request arguments (checked by fetch.js).
@@ -153,8 +201,10 @@ func (v *vm) fetchRequest(call goja.FunctionCall) FetchRequest {
 	return req
 }
 
-// fetchEnded settles a fetch on the run's loop: its log line, then done or
-// fail; cause is why its context ended, if it did.
+// fetchEnded settles a fetch on the run's loop: its log line, then its
+// Promise; cause is why its context ended, if it did. A failure rejects it
+// with the call's TypeError (a TimeoutError for its own timeout), or with
+// the signal's reason when the signal aborted it.
 func (v *vm) fetchEnded(r *run, c *fetchCall, resp *FetchResponse, err error, cause error) error {
 	c.abort(nil)
 	r.logFetch(c.req, resp, err, time.Since(c.start))
@@ -164,46 +214,90 @@ func (v *vm) fetchEnded(r *run, c *fetchCall, resp *FetchResponse, err error, ca
 		return r.interruptTop()
 	}
 	if err == nil {
-		return v.fetched(r, c.done, resp)
+		return v.fetched(r, c, resp)
 	}
-	kind := "error"
 	switch {
 	case errors.Is(cause, errFetchTimeout):
-		kind, err = "timeout", fmt.Errorf("fetch to %s: no response within the %s timeout", hostOf(c.req.URL), c.timeout)
-	case errors.Is(cause, errFetchAborted):
-		kind = "abort"
+		err = fmt.Errorf("fetch to %s: no response within the %s timeout", hostOf(c.req.URL), c.timeout)
+		_ = c.failure.Set("name", "TimeoutError")
+	case errors.Is(cause, errFetchAborted) && c.signal != nil:
+		return c.reject(c.signal.Get("reason"))
 	}
-	_, jerr := c.fail(goja.Undefined(), v.rt.ToValue(kind), v.rt.ToValue(err.Error()))
-	return jerr
+	_ = c.failure.Set("message", err.Error())
+	return c.reject(c.failure)
 }
 
-// fetched resolves a fetch with its response: done(status, statusText,
-// names, values, url, redirected, body), the header names lower-case and
-// each one's values joined with ", " (as Headers.get gives them).
-func (v *vm) fetched(r *run, done goja.Callable, resp *FetchResponse) error {
+// fetched resolves a fetch with its Response, built as js/fetch.js's
+// Response objects are: own data properties in this order, its body under
+// a symbol, its headers read from Go on first use (responseHeaders).
+func (v *vm) fetched(r *run, c *fetchCall, resp *FetchResponse) error {
 	r.allocated.Add(uint64(len(resp.Body)))
-	names := make([]any, 0, len(resp.Header))
-	values := make([]any, 0, len(resp.Header))
-	for k, vals := range resp.Header {
-		names = append(names, strings.ToLower(k))
-		values = append(values, strings.Join(vals, ", "))
+	h, err := v.responseHeaders(resp.Header)
+	if err != nil {
+		return err
 	}
 	rt := v.rt
-	_, err := done(goja.Undefined(), rt.ToValue(resp.Status), rt.ToValue(resp.StatusText),
-		rt.NewArray(names...), rt.NewArray(values...), rt.ToValue(resp.URL), rt.ToValue(resp.Redirected),
-		rt.ToValue(rt.NewArrayBuffer(resp.Body)))
-	return err
-}
-
-// jsAbortFetch is host.abort(id): the request's context ends.
-func (v *vm) jsAbortFetch(call goja.FunctionCall) goja.Value {
-	r, _ := v.active()
-	if r.loop != nil {
-		if abort, ok := r.loop.aborts[call.Argument(0).ToInteger()]; ok {
-			abort(errFetchAborted)
+	o := rt.CreateObject(v.fetchJS.responseProto)
+	for _, err := range [...]error{
+		o.Set("status", resp.Status),
+		o.Set("statusText", resp.StatusText),
+		o.Set("headers", h),
+		o.Set("url", resp.URL),
+		o.Set("redirected", resp.Redirected),
+		o.Set("type", v.fetchJS.basic),
+		o.SetSymbol(v.fetchJS.bodyOf, rt.NewArrayBuffer(resp.Body)),
+		o.Set("bodyUsed", false),
+	} {
+		if err != nil {
+			return fmt.Errorf("fetch: build the response: %w", err)
 		}
 	}
-	return goja.Undefined()
+	return c.resolve(o)
+}
+
+// maxLazyHeaders bounds the fetch responses of a run whose headers wait
+// in Go (vm.lazyHeaders) until the script reads them; past it, a
+// response's headers are given to its Headers at once.
+const maxLazyHeaders = 1024
+
+// responseHeaders makes the Headers of a fetch's response. Its Map is
+// made on first use from what host.headers gives (jsResponseHeaders), or
+// at once when maxLazyHeaders responses of the run wait already.
+func (v *vm) responseHeaders(hdr http.Header) (*goja.Object, error) {
+	h := v.rt.CreateObject(v.fetchJS.headersProto)
+	if len(hdr) == 0 {
+		return h, nil // host.headers gives none
+	}
+	if len(v.lazyHeaders) < maxLazyHeaders {
+		if v.lazyHeaders == nil {
+			v.lazyHeaders = make(map[*goja.Object]http.Header)
+		}
+		v.lazyHeaders[h] = hdr
+		return h, nil
+	}
+	if _, err := v.fetchJS.fill(goja.Undefined(), h, v.headerPairs(hdr)); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// jsResponseHeaders is host.headers(h): the headers of a fetch response's
+// Headers h as [name, value, ...] (see headerPairs); none for any other
+// object. They stay until the run ends (run.release).
+func (v *vm) jsResponseHeaders(call goja.FunctionCall) goja.Value {
+	h, _ := call.Argument(0).(*goja.Object)
+	return v.headerPairs(v.lazyHeaders[h])
+}
+
+// headerPairs is hdr as a JS array [name, value, ...]: the names
+// lower-case and each one's values joined with ", " (as Headers.get gives
+// them).
+func (v *vm) headerPairs(hdr http.Header) goja.Value {
+	pairs := make([]any, 0, 2*len(hdr))
+	for k, vals := range hdr {
+		pairs = append(pairs, strings.ToLower(k), strings.Join(vals, ", "))
+	}
+	return v.rt.NewArray(pairs...)
 }
 
 // header reads parallel arrays of header names and values (checked by
@@ -221,6 +315,28 @@ func (v *vm) header(names, values goja.Value) http.Header {
 		h.Add(n.Get(k).String(), vals.Get(k).String())
 	}
 	return h
+}
+
+// jsParseBody is host.json(arrayBuffer): JSON.parse(host.decode(b)) with
+// one string made from the bytes, not two values.
+func (v *vm) jsParseBody(call goja.FunctionCall) goja.Value {
+	ab, _ := call.Argument(0).Export().(goja.ArrayBuffer)
+	b := ab.Bytes()
+	var s string
+	if utf8.Valid(b) {
+		s = string(b)
+	} else {
+		s = string([]rune(string(b)))
+	}
+	p := jsonParser{v: v, rt: v.rt, s: s}
+	if val, ok := p.parse(); ok {
+		return val
+	}
+	ret, err := v.parse(goja.Undefined(), v.rt.ToValue(s))
+	if err != nil {
+		panic(err) // *goja.Exception: rethrown as the original SyntaxError
+	}
+	return ret
 }
 
 // jsDecodeUTF8 is host.decode(arrayBuffer): the bytes as a string, invalid
@@ -241,14 +357,26 @@ func (v *vm) jsEncodeUTF8(call goja.FunctionCall) goja.Value {
 
 // logFetch writes the run's log line for a fetch: method, host, status and
 // duration; never the URL's path or query, headers or bodies.
+// The line is appended by hand: fmt.Sprintf boxed its arguments, an
+// allocation each.
 func (r *run) logFetch(req FetchRequest, resp *FetchResponse, err error, took time.Duration) {
-	host := hostOf(req.URL)
-	ms := store.Millis(took)
+	var buf [128]byte
+	b := append(buf[:0], "fetch "...)
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = append(b, hostOf(req.URL)...)
+	level := "info"
 	if err != nil {
-		r.log("warn", fmt.Sprintf("fetch %s %s failed after %.1f ms", req.Method, host, ms))
-		return
+		level = "warn"
+		b = append(b, " failed after "...)
+	} else {
+		b = append(b, ": "...)
+		b = strconv.AppendInt(b, int64(resp.Status), 10)
+		b = append(b, " in "...)
 	}
-	r.log("info", fmt.Sprintf("fetch %s %s: %d in %.1f ms", req.Method, host, resp.Status, ms))
+	b = strconv.AppendFloat(b, store.Millis(took), 'f', 1, 64) // as %.1f
+	b = append(b, " ms"...)
+	r.log(level, string(b))
 }
 
 // hostOf is the host:port of a URL, or "(invalid URL)".

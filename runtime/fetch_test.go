@@ -221,3 +221,71 @@ func TestAnAbortWinsOverATimeoutNotYetReached(t *testing.T) {
 		t.Fatalf("result %v, err %v; want AbortError", res.value(), res.Err)
 	}
 }
+
+func TestAFetchedResponsesShapeAndHeaders(t *testing.T) {
+	f := cannedFetcher{FetchResponse{Status: 201, StatusText: "Created", URL: "http://upstream.test/a",
+		Header: http.Header{"Content-Type": {"application/json"}, "X-Multi": {"a", "b"}}, Body: []byte(`{"n": 1}`)}}
+	e := newEngine(t, Config{Fetcher: f})
+	res := runOne(t, e, `async function handle() {
+		const r = await fetch("http://upstream.test/a");
+		const out = {keys: Object.keys(r), json: JSON.parse(JSON.stringify(r)), ok: r.ok, type: r.headers.get("Content-Type"),
+			list: [...r.headers], body: await r.json()};
+		const f = await fetch("http://upstream.test/a");
+		Object.freeze(f.headers);
+		f.headers.append("x-added", "1");
+		out.frozen = [f.headers.get("x-multi"), f.headers.has("date"), [...f.headers.keys()]];
+		out.copy = new Headers(f.headers).get("x-multi");
+		return out;
+	}`, nil)
+	want := map[string]any{
+		"keys": []any{"status", "statusText", "headers", "url", "redirected", "type", "bodyUsed"},
+		"json": map[string]any{"status": 201.0, "statusText": "Created", "headers": map[string]any{}, "url": "http://upstream.test/a",
+			"redirected": false, "type": "basic", "bodyUsed": false},
+		"ok": true, "type": "application/json", "list": []any{[]any{"content-type", "application/json"}, []any{"x-multi", "a, b"}},
+		"body": map[string]any{"n": 1.0}, "frozen": []any{"a, b", false, []any{"content-type", "x-added", "x-multi"}}, "copy": "a, b",
+	}
+	if res.Err != nil || !equalJSON(res.value(), want) {
+		t.Fatalf("result %v, err %v; want %v", res.value(), res.Err, want)
+	}
+}
+
+func TestManyResponsesHeadersAreAllRead(t *testing.T) {
+	f := cannedFetcher{FetchResponse{Status: 200, Header: http.Header{"X-N": {"1"}}}}
+	e := newEngine(t, Config{Fetcher: f})
+	// More responses than wait in Go (maxLazyHeaders): the later ones
+	// have their headers at once.
+	res := runOne(t, e, `async function handle() {
+		const all = [];
+		for (let i = 0; i < 1100; i++) all.push(await fetch("http://upstream.test/"));
+		return all.filter(r => r.headers.get("x-n") === "1").length;
+	}`, nil)
+	if res.Err != nil || res.value() != 1100.0 {
+		t.Fatalf("result %v, err %v; want all 1100 responses with their header", res.value(), res.Err)
+	}
+}
+
+func TestFetchLogLines(t *testing.T) {
+	req := FetchRequest{Method: "POST", URL: "https://api.example.com:8443/orders?key=secret"}
+	for _, c := range []struct {
+		resp  *FetchResponse
+		err   error
+		took  time.Duration
+		level string
+		want  string
+	}{
+		{&FetchResponse{Status: 200}, nil, 20*time.Millisecond + 449*time.Microsecond, "info", "fetch POST api.example.com:8443: 200 in 20.4 ms"},
+		{&FetchResponse{Status: 503}, nil, 1250 * time.Microsecond, "info", "fetch POST api.example.com:8443: 503 in 1.2 ms"},
+		{nil, fmt.Errorf("refused"), 3 * time.Second, "warn", "fetch POST api.example.com:8443 failed after 3000.0 ms"},
+	} {
+		r := &run{}
+		r.logFetch(req, c.resp, c.err, c.took)
+		if len(r.logs) != 1 || r.logs[0].Level != c.level || r.logs[0].Message != c.want {
+			t.Errorf("logged %+v, want one %s line %q", r.logs, c.level, c.want)
+		}
+	}
+	r := &run{}
+	r.logFetch(FetchRequest{Method: "GET", URL: "::"}, nil, fmt.Errorf("invalid"), 0)
+	if want := "fetch GET (invalid URL) failed after 0.0 ms"; len(r.logs) != 1 || r.logs[0].Message != want {
+		t.Errorf("logged %+v, want %q", r.logs, want)
+	}
+}

@@ -57,9 +57,6 @@ type run struct {
 	result    []byte
 	watched   tracked // the watchdog's record (see watchdog.track)
 
-	// env is the `env` object the run made for envOf (settings.go).
-	env   *goja.Object
-	envOf *scripts.Project
 	// secretCache holds the secrets read, by project and name, and
 	// secretValues their values, for redaction (settings.go).
 	secretCache  map[string]secretRead
@@ -170,6 +167,7 @@ func newRun(e *Engine, v *vm, ctx context.Context, inv Invocation) *run {
 func (r *run) release() {
 	v := r.v
 	r.endLoop()
+	clear(v.lazyHeaders)
 	switch {
 	case r.timerLeft || len(r.frames) > 0:
 		return

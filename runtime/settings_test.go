@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opsrunner/opsrunner/scripts"
 	"github.com/opsrunner/opsrunner/store"
 )
 
@@ -33,6 +34,19 @@ func TestEnvReadsTheManifestsSettings(t *testing.T) {
 	want := []any{"https://api.example.com", nil, true, []any{"API_BASE", "B"}}
 	if res.Err != nil || !equalJSON(res.value(), want) {
 		t.Fatalf("result %v, err %v; want %v", res.value(), res.Err, want)
+	}
+}
+
+func TestEnvIsEachProjectsOwnAcrossRuns(t *testing.T) {
+	e := newEngine(t, Config{Runtimes: 1})
+	src := `function handle() { return env.NAME; }`
+	a, b := newProject(t, "a", op{name: "main", src: src}), newProject(t, "b", op{name: "main", src: src})
+	a.Manifest.Env, b.Manifest.Env = map[string]string{"NAME": "a"}, map[string]string{"NAME": "b"}
+	for _, p := range []*scripts.Project{a, a, b, a, b, b} {
+		res := e.Run(context.Background(), Invocation{Project: p, Operation: "main", Trigger: TriggerWebhook})
+		if res.Err != nil || res.value() != p.Name {
+			t.Fatalf("project %s read env.NAME %v, err %v", p.Name, res.value(), res.Err)
+		}
 	}
 }
 

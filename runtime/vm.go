@@ -2,10 +2,12 @@ package runtime
 
 import (
 	"fmt"
+	"net/http"
 	"reflect"
 	"strings"
 
 	"github.com/dop251/goja"
+	"github.com/opsrunner/opsrunner/scripts"
 )
 
 // vm is one goja runtime with the host API bound once. It is used by one
@@ -35,13 +37,18 @@ type vm struct {
 	jsonBuiltin goja.Callable
 	rangeError  goja.Value
 	// joining are the objects whose join is running (guard.go).
-	joining   []*goja.Object
-	parse     goja.Callable
-	thrower   goja.Callable
-	then      goja.Callable // Promise.prototype.then
-	noop      goja.Callable // a JavaScript function doing nothing: calling it raises a pending interrupt
-	msgCommit goja.Value
-	msgRollbk goja.Value
+	joining []*goja.Object
+	parse   goja.Callable
+	thrower goja.Callable
+	then    goja.Callable // Promise.prototype.then
+	noop    goja.Callable // a JavaScript function doing nothing: calling it raises a pending interrupt
+	// fetchJS are js/fetch.js's helpers for host.fetch (fetch.go);
+	// lazyHeaders are the headers of the run's fetch responses, by their
+	// Headers object, until the run ends (see responseHeaders).
+	fetchJS     fetchJS
+	lazyHeaders map[*goja.Object]http.Header
+	msgCommit   goja.Value
+	msgRollbk   goja.Value
 
 	// protoKeys are Object.prototype's own property names (fixed once
 	// frozen); see createDataProperty.
@@ -60,6 +67,11 @@ type vm struct {
 	// encStack is encodeJSON's stack array, kept between encodings; nil
 	// while an encoding uses it.
 	encStack []*goja.Object
+
+	// env is the frozen `env` object last made, for project envOf
+	// (settings.go).
+	env   *goja.Object
+	envOf *scripts.Project
 
 	// broken marks a runtime that must not be pooled again.
 	broken bool

@@ -4,7 +4,9 @@
 // results. It runs once per runtime, before the intrinsics are frozen.
 (function(host) {
 'use strict';
-const g = globalThis, NativeMap = Map, TE = TypeError;
+const g = globalThis, NativeMap = Map, TE = TypeError, isExtensible = Object.isExtensible;
+// The Maps of fetched headers frozen (or sealed) before their first read.
+const frozenMaps = new WeakMap();
 const store = Symbol('headers'), listeners = Symbol('listeners'), bodyOf = Symbol('body'),
 	timeoutOf = Symbol('timeout');
 
@@ -26,6 +28,28 @@ function headerValue(value) {
 	return v;
 }
 
+// mapOf is the Map of h's headers, lower-case names to values. A fetch's
+// Response headers stay in Go until first read (most scripts never read
+// them): host.headers gives them then.
+function mapOf(h) {
+	const m = h[store];
+	if (m !== undefined) return m;
+	return frozenMaps.get(h) || fill(h, host.headers(h));
+}
+
+// fill gives h the headers in pairs ([name, value, ...], names lower-case
+// and values joined already) and returns their Map.
+function fill(h, pairs) {
+	const m = new NativeMap();
+	for (let i = 0; i < pairs.length; i += 2) m.set(pairs[i], pairs[i + 1]);
+	if (isExtensible(h)) {
+		h[store] = m;
+	} else {
+		frozenMaps.set(h, m);
+	}
+	return m;
+}
+
 class Headers {
 	constructor(init) {
 		this[store] = new NativeMap();
@@ -44,17 +68,17 @@ class Headers {
 		}
 	}
 	append(name, value) {
-		const k = headerName(name), v = headerValue(value), m = this[store];
+		const k = headerName(name), v = headerValue(value), m = mapOf(this);
 		m.set(k, m.has(k) ? m.get(k) + ', ' + v : v);
 	}
-	set(name, value) { this[store].set(headerName(name), headerValue(value)); }
-	get(name) { const v = this[store].get(headerName(name)); return v === undefined ? null : v; }
-	has(name) { return this[store].has(headerName(name)); }
-	delete(name) { this[store].delete(headerName(name)); }
+	set(name, value) { mapOf(this).set(headerName(name), headerValue(value)); }
+	get(name) { const v = mapOf(this).get(headerName(name)); return v === undefined ? null : v; }
+	has(name) { return mapOf(this).has(headerName(name)); }
+	delete(name) { mapOf(this).delete(headerName(name)); }
 	forEach(fn, thisArg) { for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this); }
 	*entries() {
-		const keys = Array.from(this[store].keys()).sort();
-		for (const k of keys) yield [k, this[store].get(k)];
+		const m = mapOf(this), keys = Array.from(m.keys()).sort();
+		for (const k of keys) yield [k, m.get(k)];
 	}
 	*keys() { for (const [k] of this.entries()) yield k; }
 	*values() { for (const [, v] of this.entries()) yield v; }
@@ -77,6 +101,17 @@ function takeText(r) {
 	r[bodyOf] = undefined;
 	if (b === undefined) return '';
 	return typeof b === 'string' ? b : host.decode(b);
+}
+
+// parseBody marks r's body read and parses it as JSON.parse(text) would:
+// a body fetch read is parsed from its bytes (host.json), without a string
+// made for it first.
+function parseBody(r) {
+	r.bodyUsed = true;
+	const b = r[bodyOf];
+	r[bodyOf] = undefined;
+	if (b === undefined) return JSON.parse('');
+	return typeof b === 'string' ? JSON.parse(b) : host.json(b);
 }
 
 class Response {
@@ -111,7 +146,7 @@ class Response {
 	json() {
 		if (this.bodyUsed) return Promise.reject(new TE('Response: body has already been read'));
 		try {
-			return Promise.resolve(JSON.parse(takeText(this)));
+			return Promise.resolve(parseBody(this));
 		} catch (e) {
 			return Promise.reject(e);
 		}
@@ -172,62 +207,47 @@ class AbortController {
 	}
 }
 
-// received builds the Response of a fetch from what Go read: names are
-// lower-case and each value joined already, so nothing is checked again.
-function received(status, statusText, names, values, finalURL, redirected, buf) {
-	const h = Object.create(Headers.prototype), m = new NativeMap();
-	for (let i = 0; i < names.length; i++) m.set(names[i], values[i]);
-	h[store] = m;
-	const r = Object.create(Response.prototype);
-	r.status = status;
-	r.statusText = statusText;
-	r.headers = h;
-	r.url = finalURL;
-	r.redirected = redirected;
-	r.type = 'basic';
-	r[bodyOf] = buf;
-	r.bodyUsed = false;
-	return r;
-}
-
+// fetch checks its arguments and hands the request to host.fetch, which
+// returns the fetch's Promise: settled from Go, with the Response it builds
+// (fetch.go, fetched) or a failure. Without init nothing else is made.
 function fetch(input, init) {
 	try {
-		init = init === undefined || init === null ? {} : init;
 		const url = typeof input === 'string' ? input : (input && typeof input.url === 'string' ? input.url : String(input));
-		const method = init.method === undefined ? 'GET' : String(init.method).toUpperCase();
-		const headers = new Headers(init.headers);
-		const body = toBytes(init.body, 'fetch body');
-		if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw new TE('fetch: a ' + method + ' request cannot have a body');
-		if (typeof body === 'string' && !headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
-		const signal = init.signal;
-		let timeout = init.timeout === undefined ? undefined : Number(init.timeout);
-		if (signal !== undefined && signal !== null) {
-			if (!(signal instanceof AbortSignal)) throw new TE('fetch: signal must be an AbortSignal');
-			if (signal.aborted) return Promise.reject(signal.reason);
-			if (signal[timeoutOf] !== undefined && (timeout === undefined || signal[timeoutOf] < timeout)) timeout = signal[timeoutOf];
-		}
-		if (timeout !== undefined && !(timeout >= 0)) throw new TE('fetch: timeout must be a number of milliseconds');
-		const redirect = init.redirect === undefined ? 'follow' : String(init.redirect);
-		if (redirect !== 'follow' && redirect !== 'manual' && redirect !== 'error') {
-			throw new TE('fetch: redirect must be "follow", "manual" or "error", not ' + JSON.stringify(redirect));
+		let method = 'GET', names, values, body, timeout, redirect = 'follow', signal;
+		if (init !== undefined && init !== null) {
+			method = init.method === undefined ? 'GET' : String(init.method).toUpperCase();
+			const given = init.headers;
+			const headers = given === undefined || given === null ? undefined : new Headers(given);
+			body = toBytes(init.body, 'fetch body');
+			if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw new TE('fetch: a ' + method + ' request cannot have a body');
+			if (headers !== undefined) {
+				if (typeof body === 'string' && !headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+				names = [];
+				values = [];
+				headers[store].forEach((v, k) => { names.push(k); values.push(v); });
+			} else if (typeof body === 'string') {
+				names = ['content-type'];
+				values = ['text/plain;charset=UTF-8'];
+			}
+			signal = init.signal;
+			timeout = init.timeout === undefined ? undefined : Number(init.timeout);
+			if (signal !== undefined && signal !== null) {
+				if (!(signal instanceof AbortSignal)) throw new TE('fetch: signal must be an AbortSignal');
+				if (signal.aborted) return Promise.reject(signal.reason);
+				if (signal[timeoutOf] !== undefined && (timeout === undefined || signal[timeoutOf] < timeout)) timeout = signal[timeoutOf];
+			} else {
+				signal = undefined;
+			}
+			if (timeout !== undefined && !(timeout >= 0)) throw new TE('fetch: timeout must be a number of milliseconds');
+			redirect = init.redirect === undefined ? 'follow' : String(init.redirect);
+			if (redirect !== 'follow' && redirect !== 'manual' && redirect !== 'error') {
+				throw new TE('fetch: redirect must be "follow", "manual" or "error", not ' + JSON.stringify(redirect));
+			}
 		}
 		// Made here, so that it locates the script's fetch call: a failure
 		// comes back from the loop, where no script frame is on the stack.
 		const failure = new TE('fetch failed');
-		return new Promise((resolve, reject) => {
-			const done = (status, statusText, names, values, finalURL, redirected, buf) =>
-				resolve(received(status, statusText, names, values, finalURL, redirected, buf));
-			const fail = (kind, message) => {
-				if (kind === 'abort' && signal) return reject(signal.reason);
-				if (kind === 'timeout') failure.name = 'TimeoutError';
-				failure.message = message;
-				reject(failure);
-			};
-			const names = [], values = [];
-			headers[store].forEach((v, k) => { names.push(k); values.push(v); });
-			const id = host.fetch(method, url, names, values, body, timeout, redirect, done, fail);
-			if (signal) signal.addEventListener('abort', () => host.abort(id));
-		});
+		return host.fetch(method, url, names, values, body, timeout, redirect, failure, signal);
 	} catch (e) {
 		return Promise.reject(e);
 	}
@@ -239,4 +259,8 @@ define('Headers', Headers);
 define('Response', Response);
 define('AbortController', AbortController);
 define('AbortSignal', AbortSignal);
+// What host.fetch needs to build a Response, and a way to listen for a
+// signal's abort.
+return {Response: Response.prototype, Headers: Headers.prototype, bodyOf: bodyOf, fill: fill,
+	listen: (signal, fn) => signal.addEventListener('abort', fn)};
 })
