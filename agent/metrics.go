@@ -2,7 +2,6 @@ package agent
 
 import (
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +34,9 @@ type metrics struct {
 	// counts the same by project, listener and outcome.
 	outcomes   *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
+	// series caches the children of runs, duration, outcomes and
+	// deliveries that finished runs count in.
+	series runSeriesCache
 	// flush observes the store's group commits (bbolt only).
 	flush prometheus.Histogram
 	// broker is the embedded broker whose destinations are reported; nil
@@ -70,7 +72,7 @@ func newMetrics(a *Agent) *metrics {
 		}),
 	}
 	m.reg.MustRegister(
-		&prunedVecs{deployed: a.deployed, vecs: []prunedVec{
+		&prunedVecs{deployed: a.deployed, pruned: m.series.forget, vecs: []prunedVec{
 			{vec: m.runs, operation: "operation"},
 			{vec: m.duration},
 			{vec: m.deliveries, listener: "listener"},
@@ -86,14 +88,13 @@ func newMetrics(a *Agent) *metrics {
 // observe counts a finished run, and its delivery's settlement when it
 // has an outcome.
 func (m *metrics) observe(r store.Run) {
-	if r.Outcome != "" {
-		m.outcomes.WithLabelValues(r.Outcome).Inc()
-		// A listener's id is "<project>/<listener name>".
-		listener := strings.TrimPrefix(r.Listener, r.Project+"/")
-		m.deliveries.WithLabelValues(r.Project, listener, r.Outcome).Inc()
+	s := m.series.get(m, runSeriesOf(&r))
+	if s.outcome != nil {
+		s.outcome.Inc()
+		s.delivery.Inc()
 	}
-	m.runs.WithLabelValues(r.Project, r.Operation, r.Trigger, r.Status).Inc()
-	m.duration.WithLabelValues(r.Project, r.Trigger).Observe(r.DurationMs / 1000)
+	s.runs.Inc()
+	s.duration.Observe(r.DurationMs / 1000)
 }
 
 // observeFlush is the store's flush hook (store.BoltOptions.OnFlush).

@@ -8,10 +8,12 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opsrunner/opsrunner/broker"
 	"github.com/opsrunner/opsrunner/scripts"
+	"github.com/opsrunner/opsrunner/store"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -74,6 +76,108 @@ func TestPrunedVecsKeepOnlyWhatIsDeployed(t *testing.T) {
 	runs.Collect(ch) // the vector itself, not through the pruning collector
 	if n := len(ch); n != 1 {
 		t.Errorf("runs vector holds %d series, want 1: pruned series must be deleted, not only hidden", n)
+	}
+}
+
+// A run counts in its series also when they were pruned since the last
+// run of the same kind: the children cached for observe are dropped with
+// the series.
+func TestObserveCountsAfterItsSeriesWerePruned(t *testing.T) {
+	m := &metrics{
+		runs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "runs_total", Help: "h"}, []string{"project", "operation", "trigger", "status"}),
+		duration:   prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "duration_seconds", Help: "h"}, []string{"project", "trigger"}),
+		outcomes:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outcomes_total", Help: "h"}, []string{"outcome"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deliveries_total", Help: "h"}, []string{"project", "listener", "outcome"}),
+	}
+	deployed := map[string]*scripts.Project{"b": projectOf("b", []string{"z"}, []string{"in"})}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(&prunedVecs{
+		deployed: func() map[string]*scripts.Project { return deployed },
+		pruned:   m.series.forget,
+		vecs:     []prunedVec{{vec: m.runs, operation: "operation"}, {vec: m.duration}, {vec: m.deliveries, listener: "listener"}},
+	})
+	run := store.Run{Project: "b", Operation: "z", Trigger: "listener", Status: store.StatusSucceeded, Listener: "b/in", Outcome: store.OutcomeCommitted}
+	counts := func() string {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range families {
+			for _, s := range f.GetMetric() {
+				n := s.GetCounter().GetValue() + float64(s.GetHistogram().GetSampleCount())
+				out = append(out, fmt.Sprintf("%s=%v", f.GetName(), n))
+			}
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
+	}
+	m.observe(run)
+	m.observe(run)
+	if got, want := counts(), "deliveries_total=2 duration_seconds=2 runs_total=2"; got != want {
+		t.Fatalf("deployed: %s, want %s", got, want)
+	}
+	deployed = map[string]*scripts.Project{} // b deleted: its series go
+	if got := counts(); got != "" {
+		t.Fatalf("after b's deletion: %s, want none", got)
+	}
+	deployed = map[string]*scripts.Project{"b": projectOf("b", []string{"z"}, []string{"in"})}
+	m.observe(run)
+	if got, want := counts(), "deliveries_total=1 duration_seconds=1 runs_total=1"; got != want {
+		t.Fatalf("b deployed again: %s, want %s", got, want)
+	}
+}
+
+// Runs observed while scrapes prune their series race with nothing (run
+// with -race), and once the pruning stops every run counts.
+func TestObserveWhilePruning(t *testing.T) {
+	m := &metrics{
+		runs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "runs_total", Help: "h"}, []string{"project", "operation", "trigger", "status"}),
+		duration:   prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "duration_seconds", Help: "h"}, []string{"project", "trigger"}),
+		outcomes:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outcomes_total", Help: "h"}, []string{"outcome"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deliveries_total", Help: "h"}, []string{"project", "listener", "outcome"}),
+	}
+	var deployedMu sync.Mutex
+	deployed := map[string]*scripts.Project{}
+	pv := &prunedVecs{
+		deployed: func() map[string]*scripts.Project {
+			deployedMu.Lock()
+			defer deployedMu.Unlock()
+			return deployed
+		},
+		pruned: m.series.forget,
+		vecs:   []prunedVec{{vec: m.runs, operation: "operation"}, {vec: m.duration}, {vec: m.deliveries, listener: "listener"}},
+	}
+	run := store.Run{Project: "b", Operation: "z", Trigger: "listener", Status: store.StatusSucceeded, Listener: "b/in", Outcome: store.OutcomeCommitted}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 500 {
+				m.observe(run)
+			}
+		})
+	}
+	for range 20 { // b is not deployed: each scrape prunes what was observed
+		ch := make(chan prometheus.Metric, 100)
+		go func() { pv.Collect(ch); close(ch) }()
+		for range ch {
+		}
+	}
+	wg.Wait()
+	deployedMu.Lock()
+	deployed = map[string]*scripts.Project{"b": projectOf("b", []string{"z"}, []string{"in"})}
+	deployedMu.Unlock()
+	m.runs.Reset()
+	m.series.forget()
+	for range 3 {
+		m.observe(run)
+	}
+	var pb dto.Metric
+	if err := m.runs.WithLabelValues("b", "z", "listener", store.StatusSucceeded).Write(&pb); err != nil {
+		t.Fatal(err)
+	}
+	if n := pb.GetCounter().GetValue(); n != 3 {
+		t.Fatalf("runs counted after the pruning: %v, want 3", n)
 	}
 }
 

@@ -29,6 +29,9 @@ type prunedVec struct {
 type prunedVecs struct {
 	deployed func() map[string]*scripts.Project
 	vecs     []prunedVec
+	// pruned, when set, is called after series were removed (to drop
+	// the children cached for them: runSeriesCache.forget).
+	pruned func()
 }
 
 // Describe implements prometheus.Collector.
@@ -42,8 +45,12 @@ func (p *prunedVecs) Describe(ch chan<- *prometheus.Desc) {
 func (p *prunedVecs) Collect(ch chan<- prometheus.Metric) {
 	deployed := p.deployed()
 	for _, v := range p.vecs {
+		removed := 0
 		for _, labels := range v.stale(deployed) {
-			v.vec.DeletePartialMatch(labels)
+			removed += v.vec.DeletePartialMatch(labels)
+		}
+		if removed > 0 && p.pruned != nil {
+			p.pruned()
 		}
 		v.vec.Collect(ch)
 	}

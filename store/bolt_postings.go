@@ -193,10 +193,11 @@ func floorKeyForward(c *bolt.Cursor, prefix, seek []byte) ([]byte, []byte) {
 }
 
 // mergeIDs returns ids (sorted) with adds inserted and dels removed (both
-// sorted).
+// sorted). The ids come out in order, so dels is walked along with them
+// (k), not searched for each.
 func mergeIDs(ids, adds, dels [][]byte) [][]byte {
 	out := make([][]byte, 0, len(ids)+len(adds))
-	i, j := 0, 0
+	i, j, k := 0, 0, 0
 	for i < len(ids) || j < len(adds) {
 		var next []byte
 		switch {
@@ -207,7 +208,10 @@ func mergeIDs(ids, adds, dels [][]byte) [][]byte {
 		default:
 			next, j = adds[j], j+1
 		}
-		if _, gone := slices.BinarySearchFunc(dels, next, bytes.Compare); !gone {
+		for k < len(dels) && bytes.Compare(dels[k], next) < 0 {
+			k++
+		}
+		if k == len(dels) || !bytes.Equal(dels[k], next) {
 			out = append(out, next)
 		}
 	}

@@ -83,3 +83,32 @@ func TestPostingChunksMatchAModel(t *testing.T) {
 		return nil
 	})
 }
+
+// mergeIDs inserts adds and removes dels, each sorted, wherever they fall
+// among the ids; a removal of an id not there, or of one being added,
+// leaves it out.
+func TestMergeIDs(t *testing.T) {
+	t.Parallel()
+	ids := func(s string) [][]byte {
+		var out [][]byte
+		for _, c := range s {
+			out = append(out, []byte{byte(c)})
+		}
+		return out
+	}
+	cases := []struct{ ids, adds, dels, want string }{
+		{"", "", "", ""},
+		{"bdf", "ace", "", "abcdef"},
+		{"abcdef", "", "af", "bcde"},
+		{"bdf", "ce", "abdg", "cef"},
+		{"bd", "bd", "", "bd"},
+		{"", "abc", "b", "ac"},
+		{"ace", "", "bdf", "ace"},
+	}
+	for _, c := range cases {
+		got := mergeIDs(ids(c.ids), ids(c.adds), ids(c.dels))
+		if s := string(bytes.Join(got, nil)); s != c.want {
+			t.Errorf("mergeIDs(%q, +%q, -%q) = %q, want %q", c.ids, c.adds, c.dels, s, c.want)
+		}
+	}
+}

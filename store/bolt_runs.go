@@ -93,9 +93,15 @@ func filterPostings(f RunFilter) []posting {
 
 // appendPostingPrefix appends the key prefix of p's list to b.
 func appendPostingPrefix(b []byte, p posting) []byte {
-	b = append(b, p.field)
-	b = binary.AppendUvarint(b, uint64(len(p.value)))
-	return append(b, p.value...)
+	return appendListPrefix(b, p.field, p.value)
+}
+
+// appendListPrefix appends the key prefix of the list (field, value) to
+// b; value is a string, or bytes read from an index entry.
+func appendListPrefix[V ~string | ~[]byte](b []byte, field byte, value V) []byte {
+	b = append(b, field)
+	b = binary.AppendUvarint(b, uint64(len(value)))
+	return append(b, value...)
 }
 
 // appendMeta appends r's index entry (read by unpackMeta) to b: format 1's
@@ -169,6 +175,32 @@ func entryMatches(e []byte, wanted []posting) bool {
 // entryOrder is the fields of an index entry in order; 0 is the start time.
 var entryOrder = [...]byte{fieldProject, fieldOperation, fieldStatus, fieldMessageID, 0, fieldOutcome, fieldTrigger, fieldSchedule}
 
+// entryPostings returns the values of the index entry e by field, in
+// entryOrder (the start time's place left nil), without allocating: a
+// trim and a posting of the tail read every entry only for its lists. ok
+// is false when e is corrupt; a format 1 entry has no later fields.
+func entryPostings(e []byte) (values [len(entryOrder)][]byte, ok bool) {
+	for i, f := range entryOrder {
+		if f == 0 {
+			_, w := binary.Varint(e)
+			if w <= 0 {
+				return values, false
+			}
+			e = e[w:]
+			continue
+		}
+		if len(e) == 0 && f == fieldOutcome {
+			return values, true // format 1
+		}
+		n, w := binary.Uvarint(e)
+		if w <= 0 || uint64(len(e)-w) < n {
+			return values, false
+		}
+		values[i], e = e[w:w+int(n)], e[w+int(n):]
+	}
+	return values, true
+}
+
 // entryValue returns field's value in the index entry e (empty for a field
 // format 1 lacks); ok is false when e is corrupt.
 func entryValue(e []byte, field byte) (v []byte, ok bool) {
@@ -214,6 +246,9 @@ type runTx struct {
 	count                       int    // stored runs
 	posted                      []byte // the posted mark
 	tail                        int    // stored runs above posted
+	// newest is the highest id in the index: a run put with a higher one
+	// (a new run, as ids grow with time) has no entry to look up.
+	newest []byte
 	// lists holds the ids to add to and remove from each chunked posting
 	// list at commit, by list prefix (see applyLists). A keyed list's
 	// key (see isKeyed) is put at once, and deleted at commit (in unkeyed).
@@ -239,6 +274,9 @@ func newRunTx(tx *bolt.Tx, buf []byte) *runTx {
 		t.tail = int(binary.BigEndian.Uint64(v))
 	}
 	t.posted = bytes.Clone(t.meta.Get(metaPosted))
+	if k, _ := t.index.Cursor().Last(); k != nil {
+		t.newest = bytes.Clone(k)
+	}
 	return t
 }
 
@@ -254,7 +292,12 @@ func (t *runTx) put(r Run) error {
 	t.buf = append(t.buf, r.ID...)
 	key := t.take(start)
 	var old runMeta
-	oldEntry := t.index.Get(key)
+	var oldEntry []byte
+	if bytes.Compare(key, t.newest) > 0 {
+		t.newest = key // none stored: a new run, the usual case
+	} else {
+		oldEntry = t.index.Get(key)
+	}
 	if oldEntry != nil {
 		var err error
 		if old, err = unpackMeta(oldEntry); err != nil {
@@ -322,13 +365,20 @@ func isKeyed(field byte) bool { return field == fieldMessageID }
 // addPosting puts id on p's list: at once for a keyed list, at commit
 // otherwise. id must stay valid until the transaction ends.
 func (t *runTx) addPosting(p posting, id []byte) error {
-	if !isKeyed(p.field) {
-		l := t.list(p)
+	t.scratch = appendPostingPrefix(t.scratch[:0], p)
+	return t.addListed(p.field, id)
+}
+
+// addListed is addPosting for the list of field whose prefix is in
+// t.scratch.
+func (t *runTx) addListed(field byte, id []byte) error {
+	if !isKeyed(field) {
+		l := t.list()
 		l.adds = append(l.adds, id)
 		return nil
 	}
 	start := len(t.buf)
-	t.buf = appendPostingPrefix(t.buf, p)
+	t.buf = append(t.buf, t.scratch...)
 	t.buf = append(t.buf, id...)
 	key := t.take(start)
 	start = len(t.buf)
@@ -339,20 +389,27 @@ func (t *runTx) addPosting(p posting, id []byte) error {
 // removePosting takes id off p's list at commit. id must stay valid until
 // the transaction ends.
 func (t *runTx) removePosting(p posting, id []byte) {
-	if !isKeyed(p.field) {
-		l := t.list(p)
+	t.scratch = appendPostingPrefix(t.scratch[:0], p)
+	t.removeListed(p.field, id)
+}
+
+// removeListed is removePosting for the list of field whose prefix is in
+// t.scratch.
+func (t *runTx) removeListed(field byte, id []byte) {
+	if !isKeyed(field) {
+		l := t.list()
 		l.dels = append(l.dels, id)
 		return
 	}
 	start := len(t.buf)
-	t.buf = appendPostingPrefix(t.buf, p)
+	t.buf = append(t.buf, t.scratch...)
 	t.buf = append(t.buf, id...)
 	t.unkeyed = append(t.unkeyed, t.take(start))
 }
 
-// list returns the changes to p's chunked list, made on first use.
-func (t *runTx) list(p posting) *listChanges {
-	t.scratch = appendPostingPrefix(t.scratch[:0], p)
+// list returns the changes to the chunked list whose prefix is in
+// t.scratch, made on first use.
+func (t *runTx) list() *listChanges {
 	if l, ok := t.lists[string(t.scratch)]; ok {
 		return l
 	}
@@ -367,20 +424,27 @@ func (t *runTx) delete(id []byte) error {
 	if entry == nil {
 		return nil
 	}
-	// A corrupt entry's postings, if any, stay: a query skips a posting
-	// whose run is gone.
-	m, _ := unpackMeta(entry)
+	return t.deleteEntry(id, entry)
+}
+
+// deleteEntry deletes the run id whose index entry is entry (read from the
+// index: a caller that has it spares a lookup).
+func (t *runTx) deleteEntry(id, entry []byte) error {
 	if t.inTail(id) {
 		t.tail--
 	} else {
 		start := len(t.buf)
 		t.buf = append(t.buf, id...)
 		kept := t.take(start) // id may change before commit
-		for _, p := range m.postings() {
-			if p.value == "" {
+		// A corrupt entry's postings, if any, stay: a query skips a
+		// posting whose run is gone.
+		values, _ := entryPostings(entry)
+		for i, v := range values {
+			if len(v) == 0 {
 				continue
 			}
-			t.removePosting(p, kept)
+			t.scratch = appendListPrefix(t.scratch[:0], entryOrder[i], v)
+			t.removeListed(entryOrder[i], kept)
 		}
 	}
 	if err := t.index.Delete(id); err != nil {
@@ -403,13 +467,22 @@ func (t *runTx) trim(maxRuns, slack int) error {
 	if excess <= max(slack, 0) {
 		return nil
 	}
-	doomed := make([][]byte, 0, excess)
+	// The doomed runs' ids and index entries, copied into one buffer
+	// (the cursor's are valid only until the first deletion).
+	type doomedRun struct{ id, entry []byte }
+	doomed := make([]doomedRun, 0, excess)
+	var buf []byte
 	c := t.index.Cursor()
-	for k, _ := c.First(); k != nil && len(doomed) < excess; k, _ = c.Next() {
-		doomed = append(doomed, append([]byte(nil), k...))
+	for k, v := c.First(); k != nil && len(doomed) < excess; k, v = c.Next() {
+		start := len(buf)
+		buf = append(append(buf, k...), v...)
+		doomed = append(doomed, doomedRun{buf[start : start+len(k) : start+len(k)], buf[start+len(k) : len(buf) : len(buf)]})
 	}
-	for _, k := range doomed {
-		if err := t.delete(k); err != nil {
+	// Newest first: bbolt removes a key from its in-memory node by moving
+	// the keys after it down, so deleting a page's keys from its end moves
+	// none, where oldest first moved the whole page at each deletion.
+	for i := len(doomed) - 1; i >= 0; i-- {
+		if err := t.deleteEntry(doomed[i].id, doomed[i].entry); err != nil {
 			return err
 		}
 	}
@@ -462,13 +535,14 @@ func (t *runTx) postTail() error {
 		start := len(t.buf)
 		t.buf = append(t.buf, k...)
 		id := t.take(start)
-		// A corrupt entry gets no postings; its run is found by no filter.
-		m, _ := unpackMeta(v)
-		for _, p := range m.postings() {
-			if p.value == "" {
+		// A corrupt entry gets the postings read before the corruption.
+		values, _ := entryPostings(v)
+		for i, val := range values {
+			if len(val) == 0 {
 				continue
 			}
-			if err := t.addPosting(p, id); err != nil {
+			t.scratch = appendListPrefix(t.scratch[:0], entryOrder[i], val)
+			if err := t.addListed(entryOrder[i], id); err != nil {
 				return err
 			}
 		}
