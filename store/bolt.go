@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -613,9 +614,20 @@ func (s *Bolt) flusher() {
 			return
 		case <-t.C:
 		case <-s.kick:
+			gatherCommit()
 		}
 		// A failed write keeps its runs buffered; the next tick retries.
 		_ = s.writeBatch()
+	}
+}
+
+// gatherCommit lets the goroutines that are ready to run go first, so that
+// the runs they are about to put join the commit a waiter asked for: under
+// load a commit then carries more runs (fewer fsyncs per run); with
+// nothing else ready it returns at once.
+func gatherCommit() {
+	for range 2 {
+		runtime.Gosched()
 	}
 }
 
