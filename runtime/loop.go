@@ -80,6 +80,13 @@ func (l *loop) take() []func() error {
 	return cbs
 }
 
+// hasReady reports whether a callback is queued.
+func (l *loop) hasReady() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ready) > 0
+}
+
 // eventLoop returns the run's loop, made on first use. The limits' timers
 // read r.loop under r.mu to wake it.
 func (r *run) eventLoop() *loop {
@@ -142,9 +149,12 @@ func (r *run) drain() error {
 		cbs := l.take()
 		if len(cbs) == 0 {
 			r.idle(l)
-			// A wake-up without a callback may be a limit.
-			if err := r.raiseAtRest(); err != nil {
-				return err
+			// A wake-up without a callback may be a limit. With one, the
+			// callback's JavaScript raises a limit reached meanwhile.
+			if !l.hasReady() {
+				if err := r.raiseAtRest(); err != nil {
+					return err
+				}
 			}
 			continue
 		}
