@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsrunner/opsrunner/internal/testenv"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -208,7 +209,7 @@ func BenchmarkFetchRun(b *testing.B) {
 		b.Fatalf("result %s, err %v", res.JSON, res.Err)
 	}
 	b.ReportAllocs()
-	report := cpuMeter(b)
+	report := testenv.CPUMeter(b)
 	for b.Loop() {
 		if res := e.Run(context.Background(), inv); res.Err != nil {
 			b.Fatal(res.Err)

@@ -1,4 +1,4 @@
-package agent_test
+package testenv
 
 import (
 	"syscall"
@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// cpuMeter starts measuring the process's CPU time (user and system, all
+// CPUMeter starts measuring the process's CPU time (user and system, all
 // its threads: the garbage collector's too); the function it returns
 // reports it per iteration of b as cpu-ns/op. On a shared machine it
 // varies less than ns/op.
-func cpuMeter(b *testing.B) (report func()) {
+func CPUMeter(b *testing.B) (report func()) {
 	start := processCPU(b)
 	return func() {
 		if b.N > 0 {
