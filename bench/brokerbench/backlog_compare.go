@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
+	"github.com/opsrunner/opsrunner/internal/procstat"
 )
 
 // compareConfig is the send and consume rates of two opsrunner binaries on
@@ -100,12 +101,12 @@ func measureBinary(bin string, cfg compareConfig) (rates, error) {
 		return rates{}, err
 	}
 	var r rates
-	cpu0, err := readCPU(p.pid())
+	cpu0, err := procstat.CPU(p.pid())
 	if err != nil {
 		return rates{}, err
 	}
 	r.send, r.consume, err = measure(p.dial, brokercaps.Embedded, cfg.n, cfg.size, cfg.prefetch)
-	if cpu1, cerr := readCPU(p.pid()); err == nil {
+	if cpu1, cerr := procstat.CPU(p.pid()); err == nil {
 		err = cerr
 		r.cpu = float64((cpu1-cpu0)/time.Microsecond) / float64(cfg.n)
 	}

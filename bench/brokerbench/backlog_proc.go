@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,15 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
-
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
+	"github.com/opsrunner/opsrunner/internal/procstat"
 	"github.com/opsrunner/opsrunner/internal/stompc"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 )
@@ -202,28 +200,11 @@ func readMemory(pid int) (memory, error) {
 	if pid == 0 {
 		return memory{}, errors.New("read memory: the broker is not running")
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := procstat.ReadMemory(pid)
 	if err != nil {
-		return memory{}, fmt.Errorf("read memory: %w", err)
+		return memory{}, err
 	}
-	var m memory
-	fields := map[string]*int64{"VmRSS:": &m.VmRSS, "RssAnon:": &m.RssAnon, "RssFile:": &m.RssFile}
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		name, value, ok := strings.Cut(string(line), "\t")
-		if !ok {
-			continue
-		}
-		into, ok := fields[name]
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")), 10, 64)
-		if err != nil {
-			return memory{}, fmt.Errorf("read memory: parse %s %q: %w", name, value, err)
-		}
-		*into = kb << 10
-	}
-	return m, nil
+	return memory{VmRSS: m.VmRSS, RssAnon: m.RssAnon, RssFile: m.RssFile}, nil
 }
 
 // sampler records the highest memory of a process, sampled every 100 ms on
@@ -270,28 +251,6 @@ func (s *sampler) stop() memory {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.top
-}
-
-// readCPU is the CPU time process pid has used so far, user and system
-// (in clock ticks of 10 ms, from /proc/PID/stat).
-func readCPU(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read CPU time: %w", err)
-	}
-	// The command name, field 2, is in parentheses and may hold spaces:
-	// fields are counted after its closing one (state is field 3).
-	i := bytes.LastIndexByte(data, ')')
-	f := strings.Fields(string(data[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("read CPU time: unexpected %q", data)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("read CPU time: %w", err)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 // diskUse is what a directory takes on disk: the sum of its files' sizes

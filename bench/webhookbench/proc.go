@@ -9,12 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/opsrunner/opsrunner/internal/baseline"
+	"github.com/opsrunner/opsrunner/internal/procstat"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -134,37 +133,17 @@ func deploy(base string) error {
 	return nil
 }
 
-// cpu is the process's CPU time (user + system) so far, from
-// /proc/<pid>/stat (in clock ticks of 10 ms).
+// cpu is the process's CPU time (user + system) so far; zero where /proc
+// cannot be read.
 func (p *agentProc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses: state is
-	// field 3, utime 14 and stime 15.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	d, _ := procstat.CPU(p.cmd.Process.Pid)
+	return d
 }
 
-// rss is the process's VmRSS in bytes, from /proc/<pid>/status.
+// rss is the process's VmRSS in bytes; zero where /proc cannot be read.
 func (p *agentProc) rss() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	m, _ := procstat.ReadMemory(p.cmd.Process.Pid)
+	return m.VmRSS
 }
 
 // stop ends the process with SIGTERM (SIGKILL after 10 s) and removes its
