@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/opsrunner/opsrunner/agent"
-	"github.com/opsrunner/opsrunner/internal/testenv"
+	"github.com/opsrunner/opsrunner/internal/baseline"
 )
 
 // BenchmarkFetchWebhook measures iobench's webhook on the agent's own
@@ -40,7 +40,7 @@ func BenchmarkFetchWebhook(b *testing.B) {
 	h := a.Handler()
 	b.ReportAllocs()
 	b.SetParallelism(8) // runs awaiting the upstream overlap, as under load
-	report := testenv.CPUMeter(b)
+	report := baseline.CPUMeter(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req := httptest.NewRequest(http.MethodPost, "/hooks/iobench/hook", strings.NewReader(`{}`))

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opsrunner/opsrunner/internal/testenv"
+	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -209,7 +209,7 @@ func BenchmarkFetchRun(b *testing.B) {
 		b.Fatalf("result %s, err %v", res.JSON, res.Err)
 	}
 	b.ReportAllocs()
-	report := testenv.CPUMeter(b)
+	report := baseline.CPUMeter(b)
 	for b.Loop() {
 		if res := e.Run(context.Background(), inv); res.Err != nil {
 			b.Fatal(res.Err)

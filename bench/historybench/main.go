@@ -23,12 +23,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/store"
 )
 
@@ -70,7 +70,7 @@ func bench(ctx context.Context, path string, n, retention, maxBatch, rate int, s
 		return err
 	}
 	defer s.Close()
-	began, lastSweep, cpu0 := time.Now(), time.Now(), cpuTime()
+	began, lastSweep, cpu0 := time.Now(), time.Now(), baseline.CPUTime()
 	var peak rss
 	every := max(n/max(checkpoints, 1), 1)
 	fmt.Printf("%10s %9s %10s %9s %9s %9s\n", "runs", "elapsed", "file MiB", "RSS MiB", "anon MiB", "file-RSS")
@@ -102,7 +102,7 @@ func bench(ctx context.Context, path string, n, retention, maxBatch, rate int, s
 				mib(fileSize(path)), mib(r.total), mib(r.anon), mib(r.file))
 		}
 	}
-	fmt.Printf("put %d runs in %v, CPU %.1f µs per run\n", n, time.Since(began).Round(time.Millisecond), float64((cpuTime()-cpu0).Nanoseconds())/1e3/float64(n))
+	fmt.Printf("put %d runs in %v, CPU %.1f µs per run\n", n, time.Since(began).Round(time.Millisecond), float64((baseline.CPUTime()-cpu0).Nanoseconds())/1e3/float64(n))
 	fmt.Printf("peak RSS %.1f MiB (anon %.1f, file %.1f; sampled every 1,000 runs)\n", mib(peak.total), mib(peak.anon), mib(peak.file))
 	kept, bytes, err := retained(ctx, s)
 	if err != nil {
@@ -147,15 +147,6 @@ func printBuckets(path string) error {
 			ps>>10, mib(pages), mib(tx.Size()), mib(fileSize(path)))
 		return err
 	})
-}
-
-// cpuTime is the CPU time this process used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var operations = []string{"checkout", "refund", "quote", "lookup", "notify"}

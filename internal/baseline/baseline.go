@@ -3,7 +3,7 @@
 // handler doing it (bench/webhookbench over the network with wrk, the
 // agent's BenchmarkWebhookHandler in process), the same script run bare in
 // goja (GojaScript, also in bench/listenerbench), and the process's CPU
-// time.
+// time (CPUTime; CPUMeter reports it per op in a Go benchmark).
 package baseline
 
 import (
@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/dop251/goja"
@@ -120,7 +121,33 @@ func GojaHandler() http.Handler {
 // CPUTime is the CPU time (user + system) this process has used so far;
 // the benchmarks charge its growth over a leg to that leg.
 func CPUTime() time.Duration {
+	d, _ := cpuTime()
+	return d
+}
+
+// CPUMeter starts measuring the process's CPU time (user and system, all
+// its threads: the garbage collector's too); the function it returns
+// reports it per iteration of b as cpu-ns/op. On a shared machine it
+// varies less than ns/op.
+func CPUMeter(b *testing.B) (report func()) {
+	start := processCPU(b)
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(processCPU(b)-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+func processCPU(b *testing.B) time.Duration {
+	d, err := cpuTime()
+	if err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return d
+}
+
+func cpuTime() (time.Duration, error) {
 	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), err
 }
