@@ -181,22 +181,11 @@ var entryOrder = [...]byte{fieldProject, fieldOperation, fieldStatus, fieldMessa
 // is false when e is corrupt; a format 1 entry has no later fields.
 func entryPostings(e []byte) (values [len(entryOrder)][]byte, ok bool) {
 	for i, f := range entryOrder {
-		if f == 0 {
-			_, w := binary.Varint(e)
-			if w <= 0 {
-				return values, false
-			}
-			e = e[w:]
-			continue
+		v, rest, ended, ok := entryField(e, f)
+		if !ok || ended {
+			return values, ok
 		}
-		if len(e) == 0 && f == fieldOutcome {
-			return values, true // format 1
-		}
-		n, w := binary.Uvarint(e)
-		if w <= 0 || uint64(len(e)-w) < n {
-			return values, false
-		}
-		values[i], e = e[w:w+int(n)], e[w+int(n):]
+		values[i], e = v, rest
 	}
 	return values, true
 }
@@ -205,27 +194,38 @@ func entryPostings(e []byte) (values [len(entryOrder)][]byte, ok bool) {
 // format 1 lacks); ok is false when e is corrupt.
 func entryValue(e []byte, field byte) (v []byte, ok bool) {
 	for _, f := range entryOrder {
-		if f == 0 {
-			_, w := binary.Varint(e)
-			if w <= 0 {
-				return nil, false
-			}
-			e = e[w:]
-			continue
+		v, rest, ended, ok := entryField(e, f)
+		if !ok || ended {
+			return nil, ok
 		}
-		if len(e) == 0 && f == fieldOutcome {
-			return nil, true // format 1
-		}
-		n, w := binary.Uvarint(e)
-		if w <= 0 || uint64(len(e)-w) < n {
-			return nil, false
-		}
-		v, e = e[w:w+int(n)], e[w+int(n):]
-		if f == field {
+		if f == field && f != 0 {
 			return v, true
 		}
+		e = rest
 	}
 	return nil, false
+}
+
+// entryField reads field f (of entryOrder) at the start of what is left of
+// an index entry, e: its value (nil for the start time, 0) and the rest.
+// ended is true when a format 1 entry ends before f; ok is false when e is
+// corrupt.
+func entryField(e []byte, f byte) (v, rest []byte, ended, ok bool) {
+	if f == 0 {
+		_, w := binary.Varint(e)
+		if w <= 0 {
+			return nil, nil, false, false
+		}
+		return nil, e[w:], false, true
+	}
+	if len(e) == 0 && f == fieldOutcome {
+		return nil, nil, true, true // format 1
+	}
+	n, w := binary.Uvarint(e)
+	if w <= 0 || uint64(len(e)-w) < n {
+		return nil, nil, false, false
+	}
+	return e[w : w+int(n)], e[w+int(n):], false, true
 }
 
 func unpackString(b []byte) (string, []byte, error) {
