@@ -180,7 +180,11 @@ func main() {
 	}
 	testenv.StopAll()
 
-	fmt.Printf("listenerbench: persistent JSON messages, prefetch %d, client-individual ack, the same consumer count on both sides; agent: trivial JS, ackMode onSuccess, run history on\n", s.prefetch)
+	durability := os.Getenv("OPSRUNNER_RUN_DURABILITY")
+	if durability == "" {
+		durability = "sync (the default)"
+	}
+	fmt.Printf("listenerbench: persistent JSON messages, prefetch %d, client-individual ack, the same consumer count on both sides; agent: trivial JS, ackMode onSuccess, run history on, run_durability %s\n", s.prefetch, durability)
 	fmt.Println("CPU µs/msg: this process's (client) and the broker's; busy: the share of the machine's cores in use while the leg ran")
 	fmt.Printf("%-10s %4s %5s %7s %11s %11s %10s %17s %17s %13s %13s", "broker", "cons", "round", "msgs", "bare msg/s", "agent msg/s", "agent/bare", "client µs bare/ag", "broker µs bare/ag", "busy bare/ag", "allocs bare/ag")
 	if s.txLeg {
