@@ -233,6 +233,9 @@ func openState(cfg *Config, log *slog.Logger, onFlush func(runs int, took time.D
 	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "opsrunner.db"), store.BoltOptions{
 		Retention: store.Retention{MaxRuns: cfg.RunRetention.MaxRuns, MaxAge: time.Duration(cfg.RunRetention.MaxAge)},
 		OnFlush:   onFlush,
+		// sync flushes at every run: a log append costs one fdatasync
+		// where a bbolt commit costs two and whole pages.
+		SyncLog: cfg.RunDurability != RunDurabilityBatched,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open store: %w", err)

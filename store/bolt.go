@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -48,6 +49,13 @@ type BoltOptions struct {
 	// included, and its error. It is called on the writing goroutine and
 	// must return quickly; nil means nobody is told.
 	OnFlush func(runs int, took time.Duration, err error)
+	// SyncLog makes Flush append the buffered runs to a write-ahead log
+	// (see runLog), one fdatasync, instead of waiting for a bbolt commit
+	// (two fdatasyncs and whole pages); the flusher writes them to bbolt
+	// at its own pace. It suits a caller that flushes at every run, as
+	// run_durability sync does. Open replays a log left by a crash
+	// whatever this says.
+	SyncLog bool
 }
 
 // Bucket names.
@@ -95,6 +103,16 @@ type Bolt struct {
 	flushBuf []byte
 	flushIDs []string
 
+	// log is the write-ahead log (nil without SyncLog). putSeq numbers
+	// the runs put; unlogged holds those put since the last append to the
+	// log that bbolt does not hold yet, in put order; boltSeq is the
+	// putSeq up to which every run is in bbolt. Guarded by mu; log.mu is
+	// taken before mu.
+	log      *runLog
+	putSeq   uint64
+	unlogged []loggedRun
+	boltSeq  uint64
+
 	// examined counts the stored runs Runs looked at (a test reads it to
 	// see that a query uses the posting lists).
 	examined atomic.Int64
@@ -110,6 +128,13 @@ var (
 	_ Store   = (*Bolt)(nil)
 	_ Watcher = (*Bolt)(nil)
 )
+
+// loggedRun is a run waiting for the write-ahead log, with its put
+// sequence number.
+type loggedRun struct {
+	seq uint64
+	run Run
+}
 
 type projectMeta struct {
 	Active   int              `json:"active"`
@@ -158,7 +183,20 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, err
 	}
+	lastLog, err := replayRunLogs(db, path, opts.Retention.MaxRuns)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	var log *runLog
+	if opts.SyncLog {
+		if log, err = openRunLog(path, lastLog+1); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	s := &Bolt{
+		log:     log,
 		db:      db,
 		opts:    opts,
 		pending: make(map[string]Run),
@@ -374,11 +412,15 @@ func (s *Bolt) PutRun(ctx context.Context, r Run) error {
 		return fmt.Errorf("put run %s: %w", r.ID, ErrClosed)
 	}
 	s.pending[r.ID] = r
+	s.putSeq++
+	if s.log != nil {
+		s.unlogged = append(s.unlogged, loggedRun{s.putSeq, r})
+	}
 	n := len(s.pending)
 	s.mu.Unlock()
 	switch {
 	case n >= 4*s.opts.MaxBatch:
-		return s.Flush(ctx)
+		return s.flushBolt(ctx)
 	case n >= s.opts.MaxBatch:
 		s.kickFlusher()
 	}
@@ -481,12 +523,71 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 }
 
 // Flush implements Store: it blocks until every run put before the call is
-// durable (bbolt fsyncs each write), or ctx ends. The flusher writes the
-// batch at once, together with the runs that other callers wait for, so
-// concurrent callers share one write. An error says the batch holding the
-// caller's runs failed to be written; they stay buffered for the next try.
-// Goroutine-safe; with nothing buffered it returns at once.
+// durable, or ctx ends. With SyncLog it appends them to the write-ahead log
+// (see logRuns); without, the flusher writes the batch to bbolt at once
+// (bbolt fsyncs each write). Either way concurrent callers share one write.
+// An error says the write holding the caller's runs failed; they stay
+// buffered for the next try. Goroutine-safe; with nothing buffered it
+// returns at once.
 func (s *Bolt) Flush(ctx context.Context) error {
+	if s.log != nil {
+		return s.logRuns(ctx)
+	}
+	return s.flushBolt(ctx)
+}
+
+// logRuns makes the runs put so far durable in the write-ahead log: one
+// append and fdatasync for the runs that callers waiting meanwhile put
+// too (group commit), unless bbolt or an earlier append holds them. A log
+// that failed a write is not used again: bbolt takes over.
+func (s *Bolt) logRuns(ctx context.Context) error {
+	s.mu.Lock()
+	target, closed := s.putSeq, s.closed
+	s.mu.Unlock()
+	if closed {
+		return s.flushBolt(ctx)
+	}
+	// flushBolt waits for the flusher, which takes log.mu: not under it.
+	if err := s.appendLog(target); err != nil {
+		if ferr := s.flushBolt(ctx); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+	}
+	return nil
+}
+
+// appendLog appends the runs not yet durable to the log, unless bbolt or
+// an earlier append made the runs up to put number target durable.
+func (s *Bolt) appendLog(target uint64) error {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	if s.log.err != nil {
+		return s.log.err
+	}
+	s.mu.Lock()
+	if s.log.durable >= target || s.boltSeq >= target {
+		s.mu.Unlock()
+		return nil
+	}
+	batch, seq := s.unlogged, s.putSeq
+	s.unlogged = nil
+	s.mu.Unlock()
+	runs := make([]Run, len(batch))
+	for i, lr := range batch {
+		runs[i] = lr.run
+	}
+	if err := s.log.append(runs, seq); err != nil {
+		s.mu.Lock()
+		s.unlogged = append(batch, s.unlogged...)
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// flushBolt blocks until every run put before the call is written to
+// bbolt, or ctx ends.
+func (s *Bolt) flushBolt(ctx context.Context) error {
 	s.mu.Lock()
 	target := s.pendingGen // the batch holding the runs put so far
 	if len(s.pending) == 0 {
@@ -532,11 +633,16 @@ func (s *Bolt) writeBatch() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	batch, gen := s.pending, s.pendingGen
-	if len(batch) == 0 {
-		s.mu.Unlock()
+	empty := len(s.pending) == 0
+	s.mu.Unlock()
+	if empty {
 		return nil
 	}
+	// The log files ended here hold runs put before the batch is taken:
+	// once it is in bbolt, they can go.
+	ended, rotated := s.rotateLog()
+	s.mu.Lock()
+	batch, gen, seq := s.pending, s.pendingGen, s.putSeq
 	s.pending = make(map[string]Run, len(batch))
 	s.flushing = batch
 	s.pendingGen++
@@ -599,7 +705,37 @@ func (s *Bolt) writeBatch() error {
 		return s.flushErr
 	}
 	s.durableGen = gen
+	s.boltSeq = seq
+	if s.log != nil {
+		i := 0
+		for i < len(s.unlogged) && s.unlogged[i].seq <= seq {
+			i++
+		}
+		s.unlogged = slices.Delete(s.unlogged, 0, i)
+		if rotated {
+			return s.log.removeThrough(ended)
+		}
+	}
 	return nil
+}
+
+// rotateLog starts the write-ahead log's next file unless the open one is
+// empty, and returns the highest file number that the batch about to be
+// taken covers; ok is false without a usable log.
+func (s *Bolt) rotateLog() (ended uint64, ok bool) {
+	if s.log == nil {
+		return 0, false
+	}
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	if s.log.err != nil {
+		return 0, false
+	}
+	if !s.log.written {
+		return s.log.n - 1, true
+	}
+	n, err := s.log.rotate()
+	return n, err == nil
 }
 
 // flusher writes buffered runs every FlushInterval, when MaxBatch is
@@ -865,7 +1001,7 @@ func secretsOf(tx *bolt.Tx, project string) *bolt.Bucket {
 // transactions, so that run flushes (and the requests waiting on them) are
 // not held up by one long delete. It blocks; the leader calls it.
 func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
-	if err := s.Flush(ctx); err != nil {
+	if err := s.flushBolt(ctx); err != nil { // what it sweeps is in bbolt
 		return fmt.Errorf("sweep: %w", err)
 	}
 	if err := s.sweepRuns(ctx, now.Add(-s.opts.Retention.MaxAge)); err != nil {
@@ -985,8 +1121,16 @@ func (s *Bolt) Close() error {
 			// The next open finds every run on its posting lists.
 			ferr = s.db.Update(postAll)
 		}
+		var lerr error
+		if s.log != nil {
+			lerr = s.log.close()
+			if ferr == nil && lerr == nil {
+				// Every run put is in bbolt: the log has nothing to replay.
+				lerr = s.log.removeThrough(math.MaxUint64)
+			}
+		}
 		s.hub.close()
-		s.closeErr = errors.Join(ferr, s.db.Close())
+		s.closeErr = errors.Join(ferr, lerr, s.db.Close())
 	})
 	return s.closeErr
 }

@@ -39,6 +39,9 @@ func (s *Bolt) Crash() error {
 	close(s.stop)
 	<-s.done
 	s.hub.close()
+	if s.log != nil {
+		s.log.close()
+	}
 	return s.db.Close()
 }
 

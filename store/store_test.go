@@ -40,6 +40,15 @@ func TestBolt(t *testing.T) {
 	})
 }
 
+// The conformance suite holds when Flush writes to the run log.
+func TestBoltSyncLog(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store { return openBolt(t, store.BoltOptions{SyncLog: true}) })
+	storetest.RunRetention(t, func(t *testing.T, r store.Retention) store.Store {
+		return openBolt(t, store.BoltOptions{Retention: r, SyncLog: true})
+	})
+}
+
 // New store files get 16 KiB pages; a file made with another page size
 // (4 KiB and 64 KiB stores were made before) keeps its own and works as
 // before.

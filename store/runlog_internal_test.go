@@ -1,0 +1,103 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A log that fails a write is not used again: Flush makes runs durable in
+// bbolt instead, and says nothing went wrong.
+func TestSyncLogFallsBackToBboltWhenTheLogFails(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "opsrunner.db")
+	s, err := OpenBolt(path, BoltOptions{SyncLog: true, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.log.f.Close() // every write to the log fails from here on
+	for i := range 3 {
+		r := Run{ID: "run-" + string(rune('a'+i)), Project: "p", Status: StatusSucceeded, StartedAt: time.Now()}
+		if err := s.PutRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(t.Context()); err != nil {
+			t.Fatalf("flush %d: %v", i, err)
+		}
+	}
+	if s.log.err == nil {
+		t.Fatal("the log did not fail: this test proves nothing")
+	}
+	if s.Buffered() != 0 {
+		t.Errorf("%d runs still buffered after Flush: not in bbolt", s.Buffered())
+	}
+	if err := s.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		if _, err := s.Run(t.Context(), "run-"+string(rune('a'+i))); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// Replaying a log never takes a run back: a stored version further along
+// (ended, or with its outcome) stays; one behind it is replaced.
+func TestRunLogReplayKeepsTheFurthestVersion(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "opsrunner.db")
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ahead := Run{ID: "run-a", Project: "p", Status: StatusSucceeded, Outcome: OutcomeCommitted, StartedAt: now}
+	behind := Run{ID: "run-b", Project: "p", Status: StatusRunning, StartedAt: now}
+	for _, r := range []Run{ahead, behind} {
+		if err := s.PutRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A log file a crash kept from being removed: run-a as it was earlier,
+	// run-b as it became later.
+	l, err := openRunLog(path, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, newer := ahead, behind
+	older.Status, older.Outcome = StatusRunning, ""
+	newer.Status = StatusFailed
+	l.mu.Lock()
+	err = l.append([]Run{older, newer}, 1)
+	l.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.close()
+
+	s, err = OpenBolt(path, BoltOptions{SyncLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.log.n != 8 {
+		t.Errorf("the new log is file %d, want 8 (after the replayed 7)", s.log.n)
+	}
+	for id, want := range map[string]string{"run-a": StatusSucceeded, "run-b": StatusFailed} {
+		r, err := s.Run(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != want {
+			t.Errorf("%s is %s after the replay, want %s", id, r.Status, want)
+		}
+	}
+}
