@@ -58,6 +58,7 @@ fuzz:
 	GO=$(GO) .ci/fuzz FuzzFrames ./broker/ $(FUZZTIME)
 	GO=$(GO) .ci/fuzz FuzzSelector ./broker/ $(FUZZTIME)
 	GO=$(GO) .ci/fuzz FuzzEncodeRun ./store/ $(FUZZTIME)
+	GO=$(GO) .ci/fuzz FuzzDecodeRunLog ./store/ $(FUZZTIME)
 	GO=$(GO) .ci/fuzz FuzzJSONParse ./runtime/ $(FUZZTIME)
 	GO=$(GO) .ci/fuzz FuzzEncodeJSON ./runtime/ $(FUZZTIME)
 	GO=$(GO) .ci/fuzz FuzzShapeResponse ./triggers/ $(FUZZTIME)

@@ -30,7 +30,8 @@ import (
 // A record is a 4-byte big-endian length, a 4-byte CRC-32 (Castagnoli) of
 // the payload, and the payload, a run in its stored JSON form. A record cut
 // short or failing its checksum ends the file: it is the tail of an append
-// that a crash interrupted, whose Flush never returned.
+// that a crash interrupted, whose Flush never returned. (One that passes
+// its checksum but does not decode ends it too: the agent still starts.)
 type runLog struct {
 	base string // the store's path; files are base + ".runlog." + n
 
@@ -77,16 +78,14 @@ func readRunLogs(base string) ([]Run, []uint64, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("read run log: %w", err)
 		}
-		if runs, err = decodeRunLog(b, runs); err != nil {
-			return nil, nil, fmt.Errorf("run log %d: %w", n, err)
-		}
+		runs = decodeRunLog(b, runs)
 	}
 	return runs, ns, nil
 }
 
 // decodeRunLog appends the runs of one log file's bytes to runs, up to the
-// first record cut short or failing its checksum.
-func decodeRunLog(b []byte, runs []Run) ([]Run, error) {
+// first record cut short, failing its checksum or not decoding.
+func decodeRunLog(b []byte, runs []Run) []Run {
 	for len(b) >= 8 {
 		size, sum := binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])
 		if uint64(len(b)-8) < uint64(size) {
@@ -98,12 +97,12 @@ func decodeRunLog(b []byte, runs []Run) ([]Run, error) {
 		}
 		r, err := decodeRun(payload)
 		if err != nil {
-			return nil, err // checksummed, so written wrong, not torn
+			break // checksummed but unreadable: the file is damaged from here
 		}
 		runs = append(runs, r)
 		b = b[8+size:]
 	}
-	return runs, nil
+	return runs
 }
 
 // replayRunLogs writes the runs of the log files that a crash left beside
