@@ -85,7 +85,14 @@ func TestMetricsAfterAWebhookADeliveryAndADeadLetter(t *testing.T) {
 			len(deadLetters(t, ta, "metered/bad")) == 1
 	})
 
-	families := scrape(t, ta)
+	// The store writes runs to bbolt in the background (every 200 ms; with
+	// run_durability sync they were made durable in its run log first).
+	var families map[string]*dto.MetricFamily
+	waitFor(t, 5*time.Second, func() bool {
+		families = scrape(t, ta)
+		n, ok := value(families, "opsrunner_store_flush_duration_seconds", nil)
+		return ok && n >= 1
+	})
 	project := map[string]string{"project": "metered"}
 	for _, c := range []struct {
 		name   string
