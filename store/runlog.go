@@ -48,16 +48,22 @@ var logCRC = crc32.MakeTable(crc32.Castagnoli)
 
 func (l *runLog) path(n uint64) string { return l.base + ".runlog." + strconv.FormatUint(n, 10) }
 
-// logFiles returns the numbers of base's log files, ascending.
+// logFiles returns the numbers of base's log files, ascending. (It reads
+// the directory rather than globbing: a data dir's path may hold glob
+// characters.)
 func logFiles(base string) ([]uint64, error) {
-	names, err := filepath.Glob(base + ".runlog.*")
+	entries, err := os.ReadDir(filepath.Dir(base))
 	if err != nil {
 		return nil, err
 	}
+	prefix := filepath.Base(base) + ".runlog."
 	var ns []uint64
-	for _, name := range names {
-		n, err := strconv.ParseUint(strings.TrimPrefix(name, base+".runlog."), 10, 64)
-		if err == nil {
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(rest, 10, 64); err == nil {
 			ns = append(ns, n)
 		}
 	}

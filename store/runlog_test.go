@@ -211,3 +211,33 @@ func TestSyncLogUnderConcurrentFlushes(t *testing.T) {
 	defer s.Close()
 	checkLogged(t, "after close", s, model)
 }
+
+// A data dir whose path holds glob characters finds its run log too.
+func TestSyncLogInADirWithGlobCharacters(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data[1]*")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "opsrunner.db")
+	s, err := store.OpenBolt(path, store.BoltOptions{SyncLog: true, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := syncLogRun(1, store.StatusSucceeded)
+	if err := s.PutRun(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = store.OpenBolt(path, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkLogged(t, "replayed", s, []store.Run{r})
+}
