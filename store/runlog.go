@@ -102,7 +102,7 @@ func decodeRunLog(b []byte, runs []Run) []Run {
 			break // torn
 		}
 		r, err := decodeRun(payload)
-		if err != nil {
+		if err != nil || r.ID == "" {
 			break // checksummed but unreadable: the file is damaged from here
 		}
 		runs = append(runs, r)

@@ -121,6 +121,11 @@ func FuzzDecodeRunLog(f *testing.F) {
 		if len(runs) > len(b)/8 {
 			t.Fatalf("%d runs from %d bytes", len(runs), len(b))
 		}
+		for _, r := range runs {
+			if r.ID == "" {
+				t.Fatal("a run without an id: the replay could not put it")
+			}
+		}
 		for _, r := range runs { // what decodes encodes again
 			if enc := encodeRecords(t, []Run{r}); len(decodeRunLog(enc, nil)) != 1 {
 				t.Fatalf("run %q does not survive a round trip", r.ID)
