@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -572,11 +571,7 @@ func (s *Bolt) appendLog(target uint64) error {
 	batch, seq := s.unlogged, s.putSeq
 	s.unlogged = nil
 	s.mu.Unlock()
-	runs := make([]Run, len(batch))
-	for i, lr := range batch {
-		runs[i] = lr.run
-	}
-	if err := s.log.append(runs, seq); err != nil {
+	if err := s.log.append(batch, seq); err != nil {
 		s.mu.Lock()
 		s.unlogged = append(batch, s.unlogged...)
 		s.mu.Unlock()
@@ -689,6 +684,18 @@ func (s *Bolt) writeBatch() error {
 		s.flushBuf = buf[:0]
 	}
 
+	if err := s.batchWritten(batch, gen, seq, err); err != nil {
+		return err
+	}
+	if rotated { // outside mu: log.mu is taken before it
+		return s.log.removeThrough(ended)
+	}
+	return nil
+}
+
+// batchWritten records the end of batch gen's write, which err failed, and
+// wakes its waiters; seq is the last put it holds.
+func (s *Bolt) batchWritten(batch map[string]Run, gen, seq uint64, err error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.flushing = nil
@@ -706,16 +713,11 @@ func (s *Bolt) writeBatch() error {
 	}
 	s.durableGen = gen
 	s.boltSeq = seq
-	if s.log != nil {
-		i := 0
-		for i < len(s.unlogged) && s.unlogged[i].seq <= seq {
-			i++
-		}
-		s.unlogged = slices.Delete(s.unlogged, 0, i)
-		if rotated {
-			return s.log.removeThrough(ended)
-		}
+	i := 0
+	for i < len(s.unlogged) && s.unlogged[i].seq <= seq {
+		i++
 	}
+	s.unlogged = slices.Delete(s.unlogged, 0, i)
 	return nil
 }
 
@@ -1126,7 +1128,7 @@ func (s *Bolt) Close() error {
 			lerr = s.log.close()
 			if ferr == nil && lerr == nil {
 				// Every run put is in bbolt: the log has nothing to replay.
-				lerr = s.log.removeThrough(math.MaxUint64)
+				lerr = s.log.removeThrough(s.log.n)
 			}
 		}
 		s.hub.close()

@@ -38,6 +38,7 @@ type runLog struct {
 	mu      sync.Mutex // one append at a time; guards the fields below
 	f       *os.File
 	n       uint64 // the open file's number
+	oldest  uint64 // files from oldest to n may exist (see removeThrough)
 	buf     []byte
 	durable uint64 // the highest put sequence number made durable
 	written bool   // the open file has records
@@ -46,7 +47,10 @@ type runLog struct {
 
 var logCRC = crc32.MakeTable(crc32.Castagnoli)
 
-func (l *runLog) path(n uint64) string { return l.base + ".runlog." + strconv.FormatUint(n, 10) }
+// logPath is the name of the store at base's log file n.
+func logPath(base string, n uint64) string { return base + ".runlog." + strconv.FormatUint(n, 10) }
+
+func (l *runLog) path(n uint64) string { return logPath(l.base, n) }
 
 // logFiles returns the numbers of base's log files, ascending. (It reads
 // the directory rather than globbing: a data dir's path may hold glob
@@ -80,7 +84,7 @@ func readRunLogs(base string) ([]Run, []uint64, error) {
 	}
 	var runs []Run
 	for _, n := range ns {
-		b, err := os.ReadFile(base + ".runlog." + strconv.FormatUint(n, 10))
+		b, err := os.ReadFile(logPath(base, n))
 		if err != nil {
 			return nil, nil, fmt.Errorf("read run log: %w", err)
 		}
@@ -147,12 +151,12 @@ func replayRunLogs(db *bolt.DB, path string, maxRuns int) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("replay run log: %w", err)
 	}
-	last := ns[len(ns)-1]
-	l := &runLog{base: path}
-	if err := l.removeThrough(last); err != nil {
-		return 0, fmt.Errorf("remove replayed run log: %w", err)
+	for _, n := range ns {
+		if err := os.Remove(logPath(path, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("remove replayed run log: %w", err)
+		}
 	}
-	return last, nil
+	return ns[len(ns)-1], nil
 }
 
 // progress ranks how far along a run's record is: running, ended, ended
@@ -170,22 +174,29 @@ func progress(r Run) int {
 
 // openRunLog starts log file n for appends.
 func openRunLog(base string, n uint64) (*runLog, error) {
-	l := &runLog{base: base, n: n}
-	f, err := os.OpenFile(l.path(n), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := createLogFile(base, n)
 	if err != nil {
 		return nil, fmt.Errorf("open run log: %w", err)
 	}
-	l.f = f
+	return &runLog{base: base, f: f, n: n, oldest: n}, nil
+}
+
+// createLogFile creates (or empties) log file n, its name made durable.
+func createLogFile(base string, n uint64) (*os.File, error) {
+	f, err := os.OpenFile(logPath(base, n), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
 	if err := syncDir(filepath.Dir(base)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("open run log: %w", err)
+		return nil, err
 	}
-	return l, nil
+	return f, nil
 }
 
 // append writes runs to the log and syncs it; seq is the put sequence
 // number they reach. Call with l.mu held.
-func (l *runLog) append(runs []Run, seq uint64) error {
+func (l *runLog) append(runs []loggedRun, seq uint64) error {
 	if l.err != nil {
 		return l.err
 	}
@@ -193,12 +204,12 @@ func (l *runLog) append(runs []Run, seq uint64) error {
 		return fmt.Errorf("append to run log: %w", ErrClosed)
 	}
 	l.buf = l.buf[:0]
-	for _, r := range runs {
+	for _, lr := range runs {
 		start := len(l.buf)
 		l.buf = append(l.buf, 0, 0, 0, 0, 0, 0, 0, 0)
 		var ok bool
-		if l.buf, ok = appendRun(l.buf, r); !ok {
-			b, err := marshalRun(r)
+		if l.buf, ok = appendRun(l.buf, lr.run); !ok {
+			b, err := marshalRun(lr.run)
 			if err != nil {
 				return err
 			}
@@ -231,13 +242,8 @@ func (l *runLog) rotate() (uint64, error) {
 		return 0, l.err
 	}
 	ended := l.n
-	f, err := os.OpenFile(l.path(ended+1), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := createLogFile(l.base, ended+1)
 	if err != nil {
-		l.err = fmt.Errorf("rotate run log: %w", err)
-		return 0, l.err
-	}
-	if err := syncDir(filepath.Dir(l.base)); err != nil {
-		f.Close()
 		l.err = fmt.Errorf("rotate run log: %w", err)
 		return 0, l.err
 	}
@@ -247,21 +253,18 @@ func (l *runLog) rotate() (uint64, error) {
 }
 
 // removeThrough removes the files numbered up to n: their runs are in
-// bbolt.
+// bbolt. It starts at the oldest file not removed yet (one a failed bbolt
+// write kept, or the one it last failed to remove), not at a listing of
+// the directory.
 func (l *runLog) removeThrough(n uint64) error {
-	ns, err := logFiles(l.base)
-	if err != nil {
-		return fmt.Errorf("list run logs: %w", err)
-	}
-	var errs []error
-	for _, m := range ns {
-		if m <= n {
-			if err := os.Remove(l.path(m)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ; l.oldest <= n; l.oldest++ {
+		if err := os.Remove(l.path(l.oldest)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove run log: %w", err)
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // close closes the open file.

@@ -77,7 +77,7 @@ func TestRunLogReplayKeepsTheFurthestVersion(t *testing.T) {
 	older.Status, older.Outcome = StatusRunning, ""
 	newer.Status = StatusFailed
 	l.mu.Lock()
-	err = l.append([]Run{older, newer}, 1)
+	err = l.append([]loggedRun{{1, older}, {2, newer}}, 2)
 	l.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +143,11 @@ func encodeRecords(tb testing.TB, runs []Run) []byte {
 		tb.Fatal(err)
 	}
 	l.mu.Lock()
-	err = l.append(runs, 1)
+	logged := make([]loggedRun, len(runs))
+	for i, r := range runs {
+		logged[i] = loggedRun{uint64(i + 1), r}
+	}
+	err = l.append(logged, uint64(len(runs)))
 	l.mu.Unlock()
 	l.close()
 	if err != nil {
