@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
@@ -39,6 +40,16 @@ func checkLogged(t *testing.T, when string, s store.Store, model []store.Run) {
 	}
 }
 
+// putAndFlush puts runs in order, then flushes.
+func putAndFlush(ctx context.Context, s store.Store, runs ...store.Run) error {
+	for _, r := range runs {
+		if err := s.PutRun(ctx, r); err != nil {
+			return err
+		}
+	}
+	return s.Flush(ctx)
+}
+
 func syncLogRun(i int, status string) store.Run {
 	r := historyRun(i, status)
 	if status != store.StatusRunning {
@@ -58,19 +69,14 @@ func TestSyncLogKeepsFlushedRunsThroughACrash(t *testing.T) {
 	}
 	var model []store.Run
 	for i := range 100 {
-		model = append(model, syncLogRun(i, store.StatusRunning))
-		if err := s.PutRun(t.Context(), model[i]); err != nil {
-			t.Fatal(err)
-		}
+		versions := []store.Run{syncLogRun(i, store.StatusRunning)}
 		if i%2 == 0 { // half of them end before the flush
-			model[i] = syncLogRun(i, store.StatusSucceeded)
-			if err := s.PutRun(t.Context(), model[i]); err != nil {
-				t.Fatal(err)
-			}
+			versions = append(versions, syncLogRun(i, store.StatusSucceeded))
 		}
-		if err := s.Flush(t.Context()); err != nil {
+		if err := putAndFlush(t.Context(), s, versions...); err != nil {
 			t.Fatal(err)
 		}
+		model = append(model, versions[len(versions)-1])
 	}
 	if err := s.Crash(); err != nil {
 		t.Fatal(err)
@@ -100,10 +106,7 @@ func TestSyncLogIgnoresATornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		if err := s.PutRun(t.Context(), syncLogRun(i, store.StatusSucceeded)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Flush(t.Context()); err != nil {
+		if err := putAndFlush(t.Context(), s, syncLogRun(i, store.StatusSucceeded)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -155,17 +158,8 @@ func TestSyncLogUnderConcurrentFlushes(t *testing.T) {
 		wg.Go(func() {
 			for j := range each {
 				i := w*each + j
-				r := syncLogRun(i, store.StatusRunning)
-				if err := s.PutRun(t.Context(), r); err != nil {
-					t.Error(err)
-					return
-				}
-				r = syncLogRun(i, store.StatusSucceeded)
-				if err := s.PutRun(t.Context(), r); err != nil {
-					t.Error(err)
-					return
-				}
-				if err := s.Flush(t.Context()); err != nil {
+				r := syncLogRun(i, store.StatusSucceeded)
+				if err := putAndFlush(t.Context(), s, syncLogRun(i, store.StatusRunning), r); err != nil {
 					t.Error(err)
 					return
 				}
@@ -184,11 +178,8 @@ func TestSyncLogUnderConcurrentFlushes(t *testing.T) {
 	checkLogged(t, "replayed", s, model)
 	for i := range model {
 		model[i].Status = store.StatusFailed
-		if err := s.PutRun(t.Context(), model[i]); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if err := s.Flush(t.Context()); err != nil {
+	if err := putAndFlush(t.Context(), s, model...); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -225,10 +216,7 @@ func TestSyncLogInADirWithGlobCharacters(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := syncLogRun(1, store.StatusSucceeded)
-	if err := s.PutRun(t.Context(), r); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(t.Context()); err != nil {
+	if err := putAndFlush(t.Context(), s, r); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Crash(); err != nil {
