@@ -270,7 +270,10 @@ func TestScheduleNoOverlap(t *testing.T) {
 }
 
 // With catchUp one, an agent that starts after missing ticks runs the last
-// one missed, once; with skip it runs none.
+// one missed, once; with skip it runs none. A catch-up run is the one that
+// starts at least startGrace after its tick: the agent looks for the tick
+// before now-startGrace, and runs regular ticks on time. It may start
+// before startAgent returns.
 func TestScheduleCatchUpOnStart(t *testing.T) {
 	dir := t.TempDir()
 	ta := startAgent(t, func(c *agent.Config) { c.DataDir = dir })
@@ -280,25 +283,25 @@ func TestScheduleCatchUpOnStart(t *testing.T) {
 	ta.stop()
 	down := time.Now()
 	time.Sleep(3 * time.Second)
+	restart := time.Now()
 	ta = startAgent(t, func(c *agent.Config) { c.DataDir = dir })
-	up := time.Now()
-	waitFor(t, 10*time.Second, func() bool {
+	catchUps := func() map[string][]store.Run {
+		late := map[string][]store.Run{}
 		for _, r := range finished(t, ta, "slow") {
-			if r.StartedAt.After(up) && r.ScheduledAt.Before(up.Add(-time.Second)) {
-				return true
+			if r.StartedAt.After(restart) && r.StartedAt.Sub(*r.ScheduledAt) >= time.Second {
+				late[r.Project] = append(late[r.Project], r)
 			}
 		}
-		return false
-	})
-	time.Sleep(time.Second)
-	missed := map[string]int{}
-	for _, r := range finished(t, ta, "slow") {
-		if r.ScheduledAt.After(down) && r.ScheduledAt.Before(up.Add(-time.Second)) {
-			missed[r.Project]++
-		}
+		return late
 	}
-	if missed["one"] != 1 || missed["skip"] != 0 {
-		t.Errorf("runs of ticks missed while down: %v, want one: 1, skip: 0", missed)
+	waitFor(t, 10*time.Second, func() bool { return len(catchUps()["one"]) > 0 })
+	time.Sleep(time.Second)
+	late := catchUps()
+	if len(late["one"]) != 1 || len(late["skip"]) != 0 {
+		t.Fatalf("catch-up runs after the restart: one %d, skip %d; want one 1, skip 0", len(late["one"]), len(late["skip"]))
+	}
+	if tick := *late["one"][0].ScheduledAt; !tick.After(down) || tick.Before(restart.Add(-2*time.Second)) {
+		t.Errorf("catch-up ran tick %s: want the newest tick missed between %s and %s", tick, down, restart)
 	}
 }
 
