@@ -68,6 +68,7 @@ type settings struct {
 	txLeg               bool   // also measure the bare consumer with transacted ACKs
 	probeLeg            bool   // also measure the bare consumer running the script in goja
 	engineLeg           bool   // also measure the bare consumer running the script through opsrunner's engine
+	maxRuns             int    // the agent's run_retention.max_runs; 0: its default
 }
 
 // leg is one drain of n messages.
@@ -134,6 +135,7 @@ func main() {
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.c<consumers>.base and FILE.<broker>.c<consumers> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
+	maxRuns := flag.Int("max-runs", 0, "the agent's run_retention.max_runs (0: its default, 10000). A leg stores n runs: with max-runs at least n, no run is deleted within the leg, as in builds before bounded retention (their minute sweep ran after a leg)")
 	engineLeg := flag.Bool("engine", false, "also measure a bare consumer that runs the script through opsrunner's engine (pooled hardened runtimes, time limits, the listener's event) without the listener's lifecycle (dedup, claim, run record, settlement): it splits the agent's gap to the goja probe into the engine's share and the lifecycle's")
 	flag.Parse()
 	agent.TuneGC(0) // as `opsrunner serve` does
@@ -146,7 +148,7 @@ func main() {
 		}
 		counts = append(counts, n)
 	}
-	s := settings{prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg, engineLeg: *engineLeg}
+	s := settings{prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg, engineLeg: *engineLeg, maxRuns: *maxRuns}
 
 	var results []result
 	for _, kind := range strings.Split(*kinds, ",") {
@@ -184,7 +186,7 @@ func main() {
 	if durability == "" {
 		durability = "sync (the default)"
 	}
-	fmt.Printf("listenerbench: persistent JSON messages, prefetch %d, client-individual ack, the same consumer count on both sides; agent: trivial JS, ackMode onSuccess, run history on, run_durability %s\n", s.prefetch, durability)
+	fmt.Printf("listenerbench: persistent JSON messages, prefetch %d, client-individual ack, the same consumer count on both sides; agent: trivial JS, ackMode onSuccess, run history on, run_durability %s%s\n", s.prefetch, durability, retentionNote(s.maxRuns))
 	fmt.Println("CPU µs/msg: this process's (client) and the broker's; busy: the share of the machine's cores in use while the leg ran")
 	fmt.Printf("%-10s %4s %5s %7s %11s %11s %10s %17s %17s %13s %13s", "broker", "cons", "round", "msgs", "bare msg/s", "agent msg/s", "agent/bare", "client µs bare/ag", "broker µs bare/ag", "busy bare/ag", "allocs bare/ag")
 	if s.txLeg {
@@ -523,6 +525,9 @@ func drainAgent(b *testenv.Broker, queue string, n int, s settings, profile bool
 	cfg.BrokerURL = url
 	cfg.Connections = map[string]agent.Connection{"default": {URL: url, Host: b.Host}}
 	cfg.Workers = max(cfg.Workers, s.consumers)
+	if s.maxRuns > 0 {
+		cfg.RunRetention.MaxRuns = s.maxRuns
+	}
 	a, err := agent.New(cfg, nil)
 	if err != nil {
 		return 0, err
@@ -692,4 +697,12 @@ func pair(verb string, bare, agent float64) string {
 // FILE.<broker>.c<consumers> (the first bare leg's CPU profile adds .bare).
 func (s settings) profilePath(file, broker string) string {
 	return fmt.Sprintf("%s.%s.c%d", file, broker, s.consumers)
+}
+
+// retentionNote names a retention other than the agent's default.
+func retentionNote(maxRuns int) string {
+	if maxRuns <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", run_retention.max_runs %d", maxRuns)
 }
