@@ -464,7 +464,12 @@ func (s *Bolt) Run(ctx context.Context, id string) (Run, error) {
 		found bool
 	)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketRuns).Get([]byte(id))
+		var v []byte
+		for _, g := range readGens(tx) {
+			if v = g.runs.Get([]byte(id)); v != nil {
+				break
+			}
+		}
 		if v == nil {
 			return nil
 		}
@@ -660,20 +665,21 @@ func (s *Bolt) writeBatch() error {
 	}
 	began := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		t := newRunTx(tx, buf)
-		defer func() { buf = t.buf }()
+		gs := openGens(tx, buf, s.opts.Retention.MaxRuns)
 		for _, id := range ids {
-			if err := t.put(batch[id]); err != nil {
+			if err := gs.put(batch[id]); err != nil {
 				return err
 			}
 		}
-		// Retention holds at every write, within trimSlack: the runs beyond
-		// MaxRuns go in a transaction that adds successors, and later writes
-		// reuse their pages, so the file stays near the retained runs' size.
-		if err := t.trim(s.opts.Retention.MaxRuns, trimSlack(s.opts.Retention.MaxRuns)); err != nil {
+		// Retention holds at every write, within a generation: the oldest
+		// go in a transaction that adds successors, and later writes reuse
+		// their pages, so the file stays near the retained runs' size.
+		if err := gs.retain(s.opts.Retention.MaxRuns); err != nil {
 			return err
 		}
-		return t.commit()
+		var err error
+		buf, err = gs.commit()
+		return err
 	})
 	if s.opts.OnFlush != nil {
 		s.opts.OnFlush(len(batch), time.Since(began), err)
@@ -1037,44 +1043,65 @@ func (s *Bolt) Sweep(ctx context.Context, now time.Time) error {
 const sweepScan = 10_000
 
 // sweepRuns deletes the runs beyond the newest MaxRuns (flushes leave at
-// most trimSlack of them), then those started before cutoff, examining
-// sweepScan index entries per transaction.
+// most a generation of them), trimChunk per transaction, then those
+// started before cutoff, generation by generation.
 func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		t := newRunTx(tx, nil)
-		if err := t.trim(s.opts.Retention.MaxRuns, 0); err != nil {
+	for more := true; more; {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			gs := openGens(tx, nil, s.opts.Retention.MaxRuns)
+			var err error
+			if more, err = gs.trim(s.opts.Retention.MaxRuns, trimChunk); err != nil {
+				return err
+			}
+			_, err = gs.commit()
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		return t.commit()
-	})
-	if err != nil {
+	}
+	var keys [][]byte
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRunGens).ForEach(func(k, v []byte) error {
+			if v == nil {
+				keys = append(keys, bytes.Clone(k))
+			}
+			return nil
+		})
+	}); err != nil {
 		return err
 	}
+	for _, key := range keys {
+		if err := s.sweepGen(ctx, key, cutoff); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepGen deletes the runs of generation key started before cutoff,
+// examining sweepScan index entries per transaction. A generation whose
+// runs all started before cutoff is dropped whole.
+func (s *Bolt) sweepGen(ctx context.Context, key []byte, cutoff time.Time) error {
 	var after []byte // the last entry examined
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			t := newRunTx(tx, nil)
-			c := t.index.Cursor()
-			k, v := c.First()
-			if after != nil {
-				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
+			root := tx.Bucket(bucketRunGens)
+			b := root.Bucket(key)
+			if b == nil {
+				done = true
+				return nil
 			}
+			t := newRunTx(genBuckets(b), nil)
+			whole := after == nil
 			var doomed [][]byte
-			var last []byte
-			for n := 0; k != nil && n < sweepScan; k, v = c.Next() {
-				n++
-				last = k
-				if m, err := unpackMeta(v); err != nil || m.startedAt.Before(cutoff) {
-					doomed = append(doomed, bytes.Clone(k))
-				}
+			doomed, after, done = expiredRuns(t.index, after, cutoff)
+			if whole && done && len(doomed) > 0 && len(doomed) == t.count {
+				return root.DeleteBucket(key)
 			}
-			done = k == nil
-			after = bytes.Clone(last) // keys are valid only inside the transaction
 			for _, k := range doomed {
 				if err := t.delete(k); err != nil {
 					return err
@@ -1087,6 +1114,27 @@ func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
 		}
 	}
 	return nil
+}
+
+// expiredRuns returns the ids of up to sweepScan index entries after the
+// id after (from the first when nil) whose run started before cutoff, the
+// last id examined, and whether the index ended.
+func expiredRuns(index *bolt.Bucket, after []byte, cutoff time.Time) (doomed [][]byte, last []byte, done bool) {
+	c := index.Cursor()
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for n := 0; k != nil && n < sweepScan; k, v = c.Next() {
+		n++
+		last = k
+		if m, err := unpackMeta(v); err != nil || m.startedAt.Before(cutoff) {
+			doomed = append(doomed, bytes.Clone(k))
+		}
+	}
+	return doomed, bytes.Clone(last), k == nil // keys are valid only inside the transaction
 }
 
 // sweepJSON deletes the entries of b whose value expired reports true.

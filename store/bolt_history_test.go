@@ -34,7 +34,7 @@ func storedIDs(t *testing.T, s *store.Bolt, f store.RunFilter) []string {
 
 // Retention holds at every write, without a sweep: after each flush the
 // store keeps the newest runs, at least MaxRuns of them once it has had
-// that many, never more than MaxRuns and its trim slack.
+// that many, never more than MaxRuns and one generation.
 func TestBoltRetentionHoldsAtEveryFlush(t *testing.T) {
 	t.Parallel()
 	const maxRuns, batch = 100, 30
@@ -50,7 +50,7 @@ func TestBoltRetentionHoldsAtEveryFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := storedIDs(t, s, store.RunFilter{})
-		most := maxRuns + store.TrimSlack(maxRuns)
+		most := maxRuns + store.GenRuns(maxRuns)
 		n := len(got)
 		if n < min(i+1, maxRuns) || n > most || got[0] != fmt.Sprintf("run-%07d", i) || got[n-1] != fmt.Sprintf("run-%07d", i+1-n) {
 			t.Fatalf("after %d runs: stored %d (%s … %s), want the newest %d to %d", i+1, n, got[0], got[n-1], min(i+1, maxRuns), most)

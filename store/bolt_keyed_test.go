@@ -104,6 +104,9 @@ func chunkMessageLists(path string) error {
 		return err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
+		if err := asTopLevel(tx); err != nil {
+			return err
+		}
 		b := tx.Bucket(bucketRunPostings)
 		lists := map[string][][]byte{}
 		var keys [][]byte
@@ -139,11 +142,13 @@ func checkKeyedLists(path string) error {
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRunPostings).Cursor()
-		for k, v := c.Seek([]byte{fieldMessageID}); k != nil && k[0] == fieldMessageID; k, v = c.Next() {
-			_, id := splitPostingKey(k)
-			if ids, err := decodeIDs(v); err != nil || len(ids) != 1 || !bytes.Equal(ids[0], id) {
-				return fmt.Errorf("message id list key %q holds %q (%v)", k, ids, err)
+		for _, g := range readGens(tx) {
+			c := g.postings.Cursor()
+			for k, v := c.Seek([]byte{fieldMessageID}); k != nil && k[0] == fieldMessageID; k, v = c.Next() {
+				_, id := splitPostingKey(k)
+				if ids, err := decodeIDs(v); err != nil || len(ids) != 1 || !bytes.Equal(ids[0], id) {
+					return fmt.Errorf("message id list key %q holds %q (%v)", k, ids, err)
+				}
 			}
 		}
 		return nil

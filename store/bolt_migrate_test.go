@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -126,6 +127,9 @@ func TestBoltMarksAFormat2StorePosted(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error { // as format 2 left it
+		if err := asTopLevel(tx); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bucketRunMeta)
 		return errors.Join(meta.Delete(metaPosted), meta.Delete(metaTail),
 			meta.Put(metaFormat, binary.BigEndian.AppendUint64(nil, 2)))
@@ -150,4 +154,23 @@ func TestBoltMarksAFormat2StorePosted(t *testing.T) {
 	if n, err := CountPostings(path); err != nil || n != 800*2 {
 		t.Errorf("%d postings (%v), want 1,600", n, err)
 	}
+}
+
+// asTopLevel moves the run buckets of the store's one generation to the
+// top level, where a file written before generations holds them.
+func asTopLevel(tx *bolt.Tx) error {
+	root := tx.Bucket(bucketRunGens)
+	first, _ := root.Cursor().First()
+	last, _ := root.Cursor().Last()
+	if first == nil || !bytes.Equal(first, last) {
+		return fmt.Errorf("want one run generation, have %q to %q", first, last)
+	}
+	key := bytes.Clone(first)
+	g := root.Bucket(key)
+	for _, name := range [][]byte{bucketRuns, bucketRunIndex, bucketRunPostings, bucketRunMeta} {
+		if err := tx.MoveBucket(name, g, nil); err != nil {
+			return err
+		}
+	}
+	return root.DeleteBucket(key)
 }

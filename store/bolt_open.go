@@ -56,8 +56,8 @@ func openBoltDB(path string, pageSize int) (*bolt.DB, error) {
 	}
 	db.AllocSize = allocSize
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketProjects, bucketBundles, bucketStates, bucketRuns, bucketRunIndex,
-			bucketRunPostings, bucketRunMeta, bucketDeadLetters, bucketIdempotency, bucketCounters, bucketSecrets} {
+		for _, name := range [][]byte{bucketProjects, bucketBundles, bucketStates, bucketRunGens,
+			bucketDeadLetters, bucketIdempotency, bucketCounters, bucketSecrets} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -71,18 +71,56 @@ func openBoltDB(path string, pageSize int) (*bolt.DB, error) {
 	return db, nil
 }
 
-// prepareRuns reindexes a store written before the posting lists (after
-// deleting its runs beyond maxRuns, so the rebuild is bounded by the
-// retention: ~0.1 s for 10,000 runs), then deletes runs beyond maxRuns in
-// bounded transactions (maxRuns may have been lowered).
+// prepareRuns brings the run history of a file written before generations
+// into one (see upgradeTopLevel), posts any tail a crash left (the store
+// opens as Close leaves it), then deletes runs beyond maxRuns in bounded
+// transactions (maxRuns may have been lowered).
 func prepareRuns(db *bolt.DB, maxRuns int) error {
+	if err := upgradeTopLevel(db, maxRuns); err != nil {
+		return err
+	}
+	if err := db.Update(postAll); err != nil {
+		return err
+	}
+	for more := true; more; {
+		err := db.Update(func(tx *bolt.Tx) error {
+			gs := openGens(tx, nil, maxRuns)
+			var err error
+			if more, err = gs.trim(maxRuns, trimChunk); err != nil {
+				return err
+			}
+			_, err = gs.commit()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upgradeTopLevel brings the run buckets of a file written before
+// generations (at the top level) to runIndexFormat, reindexing one written
+// before the posting lists (after deleting its runs beyond maxRuns, so the
+// rebuild is bounded by the retention: ~0.1 s for 10,000 runs), and moves
+// them into the first generation.
+func upgradeTopLevel(db *bolt.DB, maxRuns int) error {
+	var legacy bool
 	var format uint64
-	if err := db.View(func(tx *bolt.Tx) error {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if legacy = tx.Bucket(bucketRuns) != nil; !legacy {
+			return nil
+		}
+		for _, name := range [][]byte{bucketRunIndex, bucketRunPostings, bucketRunMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
 		if v := tx.Bucket(bucketRunMeta).Get(metaFormat); len(v) == 8 {
 			format = binary.BigEndian.Uint64(v)
 		}
 		return nil
-	}); err != nil {
+	}); err != nil || !legacy {
 		return err
 	}
 	switch format {
@@ -99,22 +137,34 @@ func prepareRuns(db *bolt.DB, maxRuns int) error {
 			return err
 		}
 	}
-	// A tail left by a crash (or by Close's failed last write) is posted
-	// now: the store opens as Close leaves it.
-	if err := db.Update(postAll); err != nil {
-		return err
-	}
-	for more := true; more; {
-		err := db.Update(func(tx *bolt.Tx) error {
-			t := newRunTx(tx, nil)
-			if err := t.trim(max(maxRuns, t.count-trimChunk), 0); err != nil {
+	return db.Update(moveIntoGen)
+}
+
+// moveIntoGen moves the top-level run buckets into a generation: the
+// first, or after the last when there are generations already (a file
+// opened by an earlier version in between); empty ones are deleted.
+func moveIntoGen(tx *bolt.Tx) error {
+	names := [][]byte{bucketRuns, bucketRunIndex, bucketRunPostings, bucketRunMeta}
+	if k, _ := tx.Bucket(bucketRuns).Cursor().First(); k == nil {
+		for _, name := range names {
+			if err := tx.DeleteBucket(name); err != nil {
 				return err
 			}
-			more = t.count > maxRuns
-			return t.commit()
-		})
-		if err != nil {
-			return err
+		}
+		return nil
+	}
+	root := tx.Bucket(bucketRunGens)
+	n := uint64(1)
+	if k, _ := root.Cursor().Last(); len(k) == 8 {
+		n = binary.BigEndian.Uint64(k) + 1
+	}
+	dst, err := root.CreateBucket(binary.BigEndian.AppendUint64(nil, n))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := tx.MoveBucket(name, nil, dst); err != nil {
+			return fmt.Errorf("move bucket %s into a generation: %w", name, err)
 		}
 	}
 	return nil
@@ -212,7 +262,7 @@ func reindexRuns(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
-	t := newRunTx(tx, nil)
+	t := newRunTx(topRunBuckets(tx), nil)
 	t.count, t.tail = 0, 0
 	if len(ids) > 0 {
 		t.posted = ids[len(ids)-1]
@@ -236,7 +286,7 @@ func reindexRuns(tx *bolt.Tx) error {
 func upgradeIndex(tx *bolt.Tx, format uint64) error {
 	if format == 2 {
 		k, _ := tx.Bucket(bucketRunIndex).Cursor().Last()
-		t := newRunTx(tx, nil)
+		t := newRunTx(topRunBuckets(tx), nil)
 		t.posted, t.tail = bytes.Clone(k), 0
 		if err := t.commit(); err != nil {
 			return err
@@ -277,16 +327,14 @@ func keyLists(b *bolt.Bucket, field byte) error {
 	return nil
 }
 
-// postAll adds every run above the posted mark to its posting lists.
+// postAll adds every run above a posted mark to its posting lists.
 func postAll(tx *bolt.Tx) error {
-	t := newRunTx(tx, nil)
-	if t.tail == 0 {
-		return nil
-	}
-	if err := t.postTail(); err != nil {
+	gs := openGens(tx, nil, 0)
+	if err := gs.postAll(); err != nil {
 		return err
 	}
-	return t.commit()
+	_, err := gs.commit()
+	return err
 }
 
 // compactIfSparse copies db into a new file when more than half of its

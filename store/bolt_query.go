@@ -21,13 +21,13 @@ const sinceSlack = time.Minute
 // the posting lists: a run below the mark is on every list of f's set
 // fields. It returns an id's index entry when it read it (nil otherwise).
 // Both are valid until tx ends.
-func runCandidates(tx *bolt.Tx, f RunFilter) func() (id, entry []byte) {
+func runCandidates(b runBuckets, f RunFilter) func() (id, entry []byte) {
 	var before []byte
 	if f.Before != "" {
 		before = []byte(f.Before)
 	}
 	wanted := filterPostings(f)
-	index := &listCursor{c: tx.Bucket(bucketRunIndex).Cursor()}
+	index := &listCursor{c: b.index.Cursor()}
 	if len(wanted) == 0 {
 		return func() ([]byte, []byte) {
 			var entry []byte
@@ -35,12 +35,11 @@ func runCandidates(tx *bolt.Tx, f RunFilter) func() (id, entry []byte) {
 			return before, entry
 		}
 	}
-	posted := tx.Bucket(bucketRunMeta).Get(metaPosted)
+	posted := b.meta.Get(metaPosted)
 	inTail := true
 	lists := make([]*chunkCursor, len(wanted))
-	postings := tx.Bucket(bucketRunPostings)
 	for i, p := range wanted {
-		lists[i] = &chunkCursor{c: postings.Cursor(), prefix: appendPostingPrefix(nil, p)}
+		lists[i] = &chunkCursor{c: b.postings.Cursor(), prefix: appendPostingPrefix(nil, p)}
 	}
 	done := false
 	return func() ([]byte, []byte) {
@@ -150,14 +149,14 @@ func successor(p []byte) []byte {
 // decodes only runs on every posting list of f; Since stops the walk.
 // examined counts the candidates looked at.
 func storedRuns(tx *bolt.Tx, f RunFilter, limit int, skip map[string]struct{}, out []Run) ([]Run, int, error) {
-	runs, index := tx.Bucket(bucketRuns), tx.Bucket(bucketRunIndex)
-	next := runCandidates(tx, f)
+	next := genCandidates(readGens(tx), f)
 	examined := 0
 	for found := 0; found < limit; {
-		id, entry := next()
+		g, id, entry := next()
 		if id == nil {
 			break
 		}
+		runs, index := g.runs, g.index
 		examined++
 		if _, ok := skip[string(id)]; ok {
 			continue
@@ -191,4 +190,52 @@ func storedRuns(tx *bolt.Tx, f RunFilter, limit int, skip map[string]struct{}, o
 		}
 	}
 	return out, examined, nil
+}
+
+// genWalk is runCandidates on one generation, with the candidate it
+// returned last when not yet taken.
+type genWalk struct {
+	b         runBuckets
+	next      func() (id, entry []byte)
+	newest    []byte // the generation's highest id
+	id, entry []byte // the head: the next candidate, when peeked
+	peeked    bool
+	ended     bool
+}
+
+// genCandidates merges the candidates of each generation (gens newest
+// first) newest first, returning each with its generation's buckets. A
+// generation's ids mostly lie below the next one's, so a walk is read only
+// when its newest id may beat the best head found.
+func genCandidates(gens []runBuckets, f RunFilter) func() (runBuckets, []byte, []byte) {
+	walks := make([]*genWalk, 0, len(gens))
+	for _, b := range gens {
+		newest, _ := b.index.Cursor().Last()
+		if newest != nil {
+			walks = append(walks, &genWalk{b: b, next: runCandidates(b, f), newest: newest})
+		}
+	}
+	return func() (runBuckets, []byte, []byte) {
+		var best *genWalk
+		for _, w := range walks {
+			if w.ended || (!w.peeked && best != nil && bytes.Compare(w.newest, best.id) < 0) {
+				continue
+			}
+			if !w.peeked {
+				w.id, w.entry = w.next()
+				w.peeked, w.ended = true, w.id == nil
+				if w.ended {
+					continue
+				}
+			}
+			if best == nil || bytes.Compare(w.id, best.id) > 0 {
+				best = w
+			}
+		}
+		if best == nil {
+			return runBuckets{}, nil, nil
+		}
+		best.peeked = false
+		return best.b, best.id, best.entry
+	}
 }

@@ -257,9 +257,19 @@ type runTx struct {
 	scratch []byte // a list prefix, to look lists up
 }
 
-func newRunTx(tx *bolt.Tx, buf []byte) *runTx {
-	t := &runTx{runs: tx.Bucket(bucketRuns), index: tx.Bucket(bucketRunIndex),
-		postings: tx.Bucket(bucketRunPostings), meta: tx.Bucket(bucketRunMeta), buf: buf,
+// runBuckets is one set of the run buckets: a generation's (see
+// bolt_gens.go), or the top level's of a file written before them.
+type runBuckets struct{ runs, index, postings, meta *bolt.Bucket }
+
+// topRunBuckets is the run buckets at the top level of a file written
+// before generations (nil ones where it lacks them).
+func topRunBuckets(tx *bolt.Tx) runBuckets {
+	return runBuckets{runs: tx.Bucket(bucketRuns), index: tx.Bucket(bucketRunIndex),
+		postings: tx.Bucket(bucketRunPostings), meta: tx.Bucket(bucketRunMeta)}
+}
+
+func newRunTx(b runBuckets, buf []byte) *runTx {
+	t := &runTx{runs: b.runs, index: b.index, postings: b.postings, meta: b.meta, buf: buf,
 		lists: map[string]*listChanges{}}
 	// Runs and index entries are appended in id order, and each posting
 	// list grows at its end: a page split at bbolt's default half would
@@ -453,12 +463,6 @@ func (t *runTx) deleteEntry(id, entry []byte) error {
 	t.count--
 	return t.runs.Delete(id)
 }
-
-// trimSlack is how far past maxRuns a store may go before trim deletes:
-// a 64th of maxRuns, at least 64 runs. Deleting in batches touches the
-// oldest pages (runs, index, posting lists) once per batch rather than at
-// every write, a small write's largest cost.
-func trimSlack(maxRuns int) int { return max(maxRuns/64, 64) }
 
 // trim deletes the oldest runs (lowest ids) beyond the newest maxRuns,
 // once more than slack of them wait.

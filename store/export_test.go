@@ -17,17 +17,26 @@ func CountPostings(path string) (int, error) {
 	defer db.Close()
 	n := 0
 	err = db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRunPostings).ForEach(func(k, v []byte) error {
-			ids, err := decodeIDs(v)
-			n += len(ids)
-			return err
-		})
+		for _, g := range readGens(tx) {
+			if err := g.postings.ForEach(func(k, v []byte) error {
+				ids, err := decodeIDs(v)
+				n += len(ids)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return n, err
 }
 
-// TrimSlack is how far past MaxRuns a flush lets the store go.
+// TrimSlack is how far past MaxRuns a write lets the Redis store go.
 var TrimSlack = trimSlack
+
+// GenRuns is how far past MaxRuns a flush lets the Bolt store go: one
+// generation.
+var GenRuns = genRuns
 
 // Crash closes the store as a kill -9 leaves it: the flusher stops and
 // nothing more is written (runs still buffered are lost, runs above the

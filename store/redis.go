@@ -318,6 +318,11 @@ func (r *Redis) PutRun(ctx context.Context, run Run) error {
 	return r.trimRuns(ctx, stored)
 }
 
+// trimSlack is how far past maxRuns the Redis store may go before a write
+// trims: a 64th of maxRuns, at least 64 runs. Deleting in batches touches
+// the oldest entries once per batch rather than at every write.
+func trimSlack(maxRuns int) int { return max(maxRuns/64, 64) }
+
 // trimRuns deletes the oldest runs beyond MaxRuns when more than its trim
 // slack wait; stored is the count of runs.
 func (r *Redis) trimRuns(ctx context.Context, stored int64) error {

@@ -131,22 +131,23 @@ func replayRunLogs(db *bolt.DB, path string, maxRuns int) (uint64, error) {
 	}
 	ids := slices.Sorted(maps.Keys(latest))
 	err = db.Update(func(tx *bolt.Tx) error {
-		t := newRunTx(tx, nil)
+		gs := openGens(tx, nil, maxRuns)
 		for _, id := range ids {
 			r := latest[id]
-			if v := t.runs.Get([]byte(id)); v != nil {
+			if v := gs.stored([]byte(id)); v != nil {
 				if stored, err := decodeRun(v); err == nil && progress(stored) > progress(r) {
 					continue
 				}
 			}
-			if err := t.put(r); err != nil {
+			if err := gs.put(r); err != nil {
 				return err
 			}
 		}
-		if err := t.trim(maxRuns, trimSlack(maxRuns)); err != nil {
+		if err := gs.retain(maxRuns); err != nil {
 			return err
 		}
-		return t.commit()
+		_, err := gs.commit()
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("replay run log: %w", err)
