@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -308,5 +309,99 @@ func TestBoltOpensAfterAnEarlierVersionRan(t *testing.T) {
 			checkFiltersAgainst(t, "reopened", s, model, filters)
 			checkPages(t, s, model, filters, 9)
 		})
+	}
+}
+
+// Random histories over many generations, without retention (the limit
+// is above the runs made): new runs, runs first stored late with an old
+// id, runs put again, flushes to the run log, bbolt writes every 64 runs,
+// crashes after a flush (the log then holds what bbolt lacks; losing what
+// no flush made durable is the run log tests' subject), closes and opens.
+// A run put again only moves forward (running, then ended), as the agent
+// puts runs. After each step every filter, whole and in pages, answers
+// the latest version of every run put.
+func TestBoltGenerationsRandomHistories(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			randomHistory(t, rand.New(rand.NewPCG(seed, 7)))
+		})
+	}
+}
+
+func randomHistory(t *testing.T, rng *rand.Rand) {
+	path := filepath.Join(t.TempDir(), "opsrunner.db")
+	// 300 runs a generation; bbolt writes every 64 runs, the log at each Flush
+	opts := BoltOptions{Retention: Retention{MaxRuns: 2400}, FlushInterval: time.Hour, MaxBatch: 64, SyncLog: true}
+	s, err := OpenBolt(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	latest := map[string]Run{}
+	var ids []string
+	next := 0
+	ended := []string{StatusSucceeded, StatusFailed}
+	filters := []RunFilter{{}, {Status: StatusRunning}, {Status: StatusFailed}, {Operation: "op1"},
+		{MessageID: "m4"}, {Operation: "op2", Status: StatusSucceeded}}
+	for step := range 60 {
+		for range rng.IntN(60) {
+			var r Run
+			switch p := rng.IntN(10); {
+			case p < 6 || len(ids) == 0: // a new run
+				next++
+				r = genRun(fmt.Sprintf("run-%05d", next*10), next, StatusRunning)
+			case p < 7: // first stored late, with an old id
+				i := rng.IntN(next + 1)
+				r = genRun(fmt.Sprintf("run-%05d", i*10+1+rng.IntN(9)), i, StatusRunning)
+			default: // put again: a running run ends, an ended one changes otherwise
+				r = latest[ids[rng.IntN(len(ids))]]
+				if r.Status == StatusRunning {
+					r.Status = ended[rng.IntN(len(ended))]
+				}
+				r.Operation = fmt.Sprintf("op%d", rng.IntN(3))
+			}
+			if _, ok := latest[r.ID]; !ok {
+				ids = append(ids, r.ID)
+			}
+			latest[r.ID] = r
+			if err := s.PutRun(t.Context(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch rng.IntN(6) {
+		case 0: // a crash after a flush: the log has what bbolt lacks
+			if err := errors.Join(s.Flush(t.Context()), s.Crash()); err != nil {
+				t.Fatal(err)
+			}
+			if s, err = OpenBolt(path, opts); err != nil {
+				t.Fatal(err)
+			}
+		case 1:
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if s, err = OpenBolt(path, opts); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if err := s.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var model []Run
+		for _, id := range slices.Sorted(maps.Keys(latest)) {
+			model = append(model, latest[id])
+		}
+		when := fmt.Sprintf("step %d", step)
+		checkFiltersAgainst(t, when, s, model, filters)
+		checkPages(t, s, model, filters, 1+rng.IntN(40))
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	if n := len(genKeys(t, s)); n < 3 {
+		t.Errorf("%d generations: the history did not span several", n)
 	}
 }
