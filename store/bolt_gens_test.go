@@ -182,6 +182,23 @@ func checkPages(t *testing.T, s *Bolt, model []Run, filters []RunFilter, size in
 	}
 }
 
+// writeRuns puts runs in the store at path (made if new) and closes it.
+func writeRuns(t *testing.T, path string, runs []Run) {
+	t.Helper()
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if err := s.PutRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func storedRunIDs(t *testing.T, s *Bolt) []string {
 	t.Helper()
 	runs, err := s.Runs(t.Context(), RunFilter{Limit: 1 << 20})
@@ -201,20 +218,11 @@ func storedRunIDs(t *testing.T, s *Bolt) []string {
 func TestBoltMovesTopLevelRunsIntoAGeneration(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "opsrunner.db")
-	s, err := OpenBolt(path, BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var model []Run
 	for i := range 300 {
 		model = append(model, genRun(fmt.Sprintf("run-%04d", i), i, StatusSucceeded))
-		if err := s.PutRun(t.Context(), model[i]); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeRuns(t, path, model)
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +232,8 @@ func TestBoltMovesTopLevelRunsIntoAGeneration(t *testing.T) {
 	}
 	db.Close()
 
-	if s, err = OpenBolt(path, BoltOptions{}); err != nil {
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
@@ -262,18 +271,7 @@ func TestBoltOpensAfterAnEarlierVersionRan(t *testing.T) {
 	}{{"no runs", nil, 1}, {"runs", model[70:], 2}} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "opsrunner.db")
-			s, err := OpenBolt(path, BoltOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range model[:100-len(tc.earlier)] {
-				if err := s.PutRun(t.Context(), r); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
+			writeRuns(t, path, model[:100-len(tc.earlier)])
 			db, err := bolt.Open(path, 0o600, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -298,7 +296,8 @@ func TestBoltOpensAfterAnEarlierVersionRan(t *testing.T) {
 			if err := errors.Join(err, db.Close()); err != nil {
 				t.Fatal(err)
 			}
-			if s, err = OpenBolt(path, BoltOptions{}); err != nil {
+			s, err := OpenBolt(path, BoltOptions{})
+			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
