@@ -137,16 +137,50 @@ func printBuckets(path string) error {
 		var pages int64
 		err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			st := b.Stats()
-			used := int64(st.LeafInuse + st.BranchInuse)
-			alloc := int64(st.LeafAlloc + st.BranchAlloc)
-			pages += alloc
-			fmt.Printf("  %-12s %8d %10.2f %10.2f %7.0f%%\n", name, st.KeyN, mib(used), mib(alloc), 100*float64(used)/float64(max(alloc, 1)))
+			pages += int64(st.LeafAlloc + st.BranchAlloc)
+			printBucket(string(name), st)
+			if string(name) == "rungens" {
+				return printGenerations(b)
+			}
 			return nil
 		})
 		fmt.Printf("  page size %d KiB, in buckets %.2f MiB, high-water mark %.2f MiB, file %.2f MiB\n",
 			ps>>10, mib(pages), mib(tx.Size()), mib(fileSize(path)))
 		return err
 	})
+}
+
+func printBucket(name string, st bolt.BucketStats) {
+	used := int64(st.LeafInuse + st.BranchInuse)
+	alloc := int64(st.LeafAlloc + st.BranchAlloc)
+	fmt.Printf("  %-12s %8d %10.2f %10.2f %7.0f%%\n", name, st.KeyN, mib(used), mib(alloc), 100*float64(used)/float64(max(alloc, 1)))
+}
+
+// printGenerations prints the run buckets of the generations in gens (see
+// store/bolt_gens.go) summed by name, as lines under the rungens line.
+func printGenerations(gens *bolt.Bucket) error {
+	sums := map[string]*bolt.BucketStats{}
+	var names []string
+	n := 0
+	err := gens.ForEachBucket(func(k []byte) error {
+		n++
+		return gens.Bucket(k).ForEachBucket(func(name []byte) error {
+			st := gens.Bucket(k).Bucket(name).Stats()
+			sum, ok := sums[string(name)]
+			if !ok {
+				sum = &bolt.BucketStats{}
+				sums[string(name)] = sum
+				names = append(names, string(name))
+			}
+			sum.Add(st)
+			return nil
+		})
+	})
+	fmt.Printf("  (%d generations)\n", n)
+	for _, name := range names {
+		printBucket(" "+name, *sums[name])
+	}
+	return err
 }
 
 var operations = []string{"checkout", "refund", "quote", "lookup", "notify"}
