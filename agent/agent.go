@@ -126,7 +126,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
-	if a.redis, a.store, a.coord, err = openState(&cfg, log, a.metrics.observeFlush); err != nil {
+	if a.redis, a.store, a.coord, err = openState(&cfg, log, a.metrics); err != nil {
 		if a.brokerLn != nil {
 			a.brokerLn.Close()
 		}
@@ -225,14 +225,16 @@ func (a *Agent) newListeners(cfg Config, log *slog.Logger) *triggers.Manager {
 
 // openState opens the store and coordinator: bbolt and local without Redis.
 // With bbolt, an agent id that Defaults made up is replaced by the one kept
-// in the data dir (see keepAgentID), and onFlush is told of its writes.
-func openState(cfg *Config, log *slog.Logger, onFlush func(runs int, took time.Duration, err error)) (*redis.Client, store.Store, cluster.Coordinator, error) {
+// in the data dir (see keepAgentID), and m observes its writes and run log
+// appends.
+func openState(cfg *Config, log *slog.Logger, m *metrics) (*redis.Client, store.Store, cluster.Coordinator, error) {
 	if cfg.RedisURL != "" {
 		return openRedis(*cfg)
 	}
 	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "opsrunner.db"), store.BoltOptions{
-		Retention: store.Retention{MaxRuns: cfg.RunRetention.MaxRuns, MaxAge: time.Duration(cfg.RunRetention.MaxAge)},
-		OnFlush:   onFlush,
+		Retention:   store.Retention{MaxRuns: cfg.RunRetention.MaxRuns, MaxAge: time.Duration(cfg.RunRetention.MaxAge)},
+		OnFlush:     m.observeFlush,
+		OnLogAppend: m.observeLogAppend,
 		// sync flushes at every run: a log append costs one fdatasync
 		// where a bbolt commit costs two and whole pages.
 		SyncLog: cfg.RunDurability != RunDurabilityBatched,

@@ -39,6 +39,9 @@ type metrics struct {
 	series runSeriesCache
 	// flush observes the store's group commits (bbolt only).
 	flush prometheus.Histogram
+	// logAppend observes the store's run log appends (bbolt with
+	// run_durability sync only).
+	logAppend prometheus.Histogram
 	// broker is the embedded broker whose destinations are reported; nil
 	// until it starts, and when none runs.
 	broker atomic.Pointer[broker.Broker]
@@ -70,6 +73,11 @@ func newMetrics(a *Agent) *metrics {
 			Name: "opsrunner_store_flush_duration_seconds", Help: "Writes of buffered runs to the bbolt store (group commits, fsync included).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
 		}),
+		logAppend: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "opsrunner_store_log_append_duration_seconds",
+			Help:    "Appends of runs to the bbolt store's run log (group commits, fdatasync included), which sync webhooks and deliveries wait for.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 9),
+		}),
 	}
 	m.reg.MustRegister(
 		&prunedVecs{deployed: a.deployed, pruned: m.series.forget, vecs: []prunedVec{
@@ -77,7 +85,7 @@ func newMetrics(a *Agent) *metrics {
 			{vec: m.duration},
 			{vec: m.deliveries, listener: "listener"},
 		}},
-		m.outcomes, m.flush,
+		m.outcomes, m.flush, m.logAppend,
 		&stateCollector{a: a},
 		&deadLetterCollector{count: a.countDeadLetters, deployed: a.deployed, log: a.log},
 		&brokerCollector{broker: &m.broker},
@@ -100,6 +108,11 @@ func (m *metrics) observe(r store.Run) {
 // observeFlush is the store's flush hook (store.BoltOptions.OnFlush).
 func (m *metrics) observeFlush(_ int, took time.Duration, _ error) {
 	m.flush.Observe(took.Seconds())
+}
+
+// observeLogAppend is the store's run log hook (store.BoltOptions.OnLogAppend).
+func (m *metrics) observeLogAppend(_ int, took time.Duration, _ error) {
+	m.logAppend.Observe(took.Seconds())
 }
 
 // Metrics serves the Prometheus exposition (api.Backend).

@@ -55,6 +55,11 @@ type BoltOptions struct {
 	// run_durability sync does. Open replays a log left by a crash
 	// whatever this says.
 	SyncLog bool
+	// OnLogAppend, when set, is told of each append to the run log (a
+	// group commit of the runs that Flush calls wait for): how many runs
+	// it wrote, how long it took, its fdatasync included, and its error.
+	// It is called with the log locked and must return quickly.
+	OnLogAppend func(runs int, took time.Duration, err error)
 }
 
 // Bucket names.
@@ -576,7 +581,12 @@ func (s *Bolt) appendLog(target uint64) error {
 	batch, seq := s.unlogged, s.putSeq
 	s.unlogged = nil
 	s.mu.Unlock()
-	if err := s.log.append(batch, seq); err != nil {
+	began := time.Now()
+	err := s.log.append(batch, seq)
+	if s.opts.OnLogAppend != nil {
+		s.opts.OnLogAppend(len(batch), time.Since(began), err)
+	}
+	if err != nil {
 		s.mu.Lock()
 		s.unlogged = append(batch, s.unlogged...)
 		s.mu.Unlock()
