@@ -10,16 +10,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Run history in a Bolt store: bucket runs holds id → run JSON, runindex
-// id → packed runMeta, and runpostings one posting list per value of each
-// filter field, under the prefix field byte, uvarint length, value, in
-// chunks of ids (message ids: one key per run, see isKeyed and
-// bolt_postings.go); a query walks a list newest first
-// from its cursor. runmeta holds the count of stored runs (kept in the transaction
-// that changes it, so retention needs no scan), the index format, and the
-// posted mark: every run with an id up to it is on its posting lists; the
-// runs above it (the tail, at most postingTail of them) are only in runs
-// and runindex, and a query reads their index entries (see runCandidates).
+// Run history in a Bolt store, in each generation (see bolt_gens.go):
+// bucket runs holds id → run JSON, runindex id → packed runMeta, and
+// runpostings one posting list per value of each filter field, under the
+// prefix field byte, uvarint length, value, in chunks of ids (message ids:
+// one key per run, see isKeyed and bolt_postings.go); a query walks a list
+// newest first from its cursor. runmeta holds the count of stored runs
+// (kept in the transaction that changes it, so retention needs no scan),
+// the index format, and the posted mark: every run with an id up to it is
+// on its posting lists; the runs above it (the tail, at most postingTail of
+// them, in the newest generation) are only in runs and runindex, and a
+// query reads their index entries (see runCandidates).
 var (
 	bucketRunPostings = []byte("runpostings")
 	bucketRunMeta     = []byte("runmeta")
