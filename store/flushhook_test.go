@@ -36,19 +36,8 @@ func TestBoltOnFlushIsToldOfEachWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for range 3 {
-		fin := time.Now()
-		r := store.Run{ID: ulid.Make().String(), Project: "p", Status: store.StatusSucceeded, StartedAt: fin, FinishedAt: &fin}
-		if err := s.PutRun(t.Context(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(t.Context()); err != nil { // nothing buffered: no write
-		t.Fatal(err)
-	}
+	putFinishedAndFlush(t, s, 3)
+	putFinishedAndFlush(t, s, 0) // nothing buffered: no write
 	mu.Lock()
 	defer mu.Unlock()
 	if len(writes) != 1 || writes[0].runs != 3 || writes[0].err != nil {
@@ -84,20 +73,26 @@ func TestBoltOnLogAppendIsToldOfEachAppend(t *testing.T) {
 	}
 	defer s.Close()
 	for _, n := range []int{2, 0, 1} {
-		for range n {
-			fin := time.Now()
-			r := store.Run{ID: ulid.Make().String(), Project: "p", Status: store.StatusSucceeded, StartedAt: fin, FinishedAt: &fin}
-			if err := s.PutRun(t.Context(), r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := s.Flush(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		putFinishedAndFlush(t, s, n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(appends) != 2 || appends[0] != 2 || appends[1] != 1 || len(flushes) != 0 {
 		t.Fatalf("appends %v and bbolt writes %v, want appends of 2 and 1 runs and no write", appends, flushes)
+	}
+}
+
+// putFinishedAndFlush puts n finished runs in s, then flushes it.
+func putFinishedAndFlush(t *testing.T, s store.Store, n int) {
+	t.Helper()
+	for range n {
+		fin := time.Now()
+		r := store.Run{ID: ulid.Make().String(), Project: "p", Status: store.StatusSucceeded, StartedAt: fin, FinishedAt: &fin}
+		if err := s.PutRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }
