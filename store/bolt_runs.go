@@ -322,13 +322,9 @@ func (t *runTx) put(r Run) error {
 	}
 
 	start = len(t.buf)
-	var ok bool
-	if t.buf, ok = appendRun(t.buf, r); !ok {
-		b, err := marshalRun(r)
-		if err != nil {
-			return err
-		}
-		t.buf = append(t.buf[:start], b...)
+	var err error
+	if t.buf, err = appendStoredRun(t.buf, r); err != nil {
+		return err
 	}
 	if err := t.runs.Put(key, t.take(start)); err != nil {
 		return err

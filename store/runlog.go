@@ -208,13 +208,9 @@ func (l *runLog) append(runs []loggedRun, seq uint64) error {
 	for _, lr := range runs {
 		start := len(l.buf)
 		l.buf = append(l.buf, 0, 0, 0, 0, 0, 0, 0, 0)
-		var ok bool
-		if l.buf, ok = appendRun(l.buf, lr.run); !ok {
-			b, err := marshalRun(lr.run)
-			if err != nil {
-				return err
-			}
-			l.buf = append(l.buf[:start+8], b...)
+		var err error
+		if l.buf, err = appendStoredRun(l.buf, lr.run); err != nil {
+			return err
 		}
 		payload := l.buf[start+8:]
 		binary.BigEndian.PutUint32(l.buf[start:], uint32(len(payload)))

@@ -64,10 +64,23 @@ type storedRun struct {
 }
 
 func encodeRun(r Run) ([]byte, error) {
-	if b, ok := appendRun(make([]byte, 0, 256+64*len(r.Logs)), r); ok {
-		return b, nil
+	return appendStoredRun(make([]byte, 0, 256+64*len(r.Logs)), r)
+}
+
+// appendStoredRun appends r's stored JSON to b: appendRun's, or
+// marshalRun's for a run appendRun leaves to it. On error b is returned as
+// it was.
+func appendStoredRun(b []byte, r Run) ([]byte, error) {
+	start := len(b)
+	out, ok := appendRun(b, r)
+	if ok {
+		return out, nil
 	}
-	return marshalRun(r)
+	m, err := marshalRun(r)
+	if err != nil {
+		return b, err
+	}
+	return append(out[:start], m...), nil
 }
 
 // marshalRun encodes r with json.Marshal, for a run appendRun leaves to it.
