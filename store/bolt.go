@@ -1056,19 +1056,8 @@ const sweepScan = 10_000
 // most a generation of them), trimChunk per transaction, then those
 // started before cutoff, generation by generation.
 func (s *Bolt) sweepRuns(ctx context.Context, cutoff time.Time) error {
-	for more := true; more; {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			gs := openGens(tx, nil, s.opts.Retention.MaxRuns)
-			var err error
-			if more, err = gs.trim(s.opts.Retention.MaxRuns, trimChunk); err != nil {
-				return err
-			}
-			_, err = gs.commit()
-			return err
-		})
-		if err != nil {
-			return err
-		}
+	if err := trimRuns(s.db, s.opts.Retention.MaxRuns); err != nil {
+		return err
 	}
 	var keys [][]byte
 	if err := s.db.View(func(tx *bolt.Tx) error {

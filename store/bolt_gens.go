@@ -216,6 +216,26 @@ func (gs *gens) trim(maxRuns, most int) (bool, error) {
 	return n < excess, nil
 }
 
+// trimRuns deletes the runs of db beyond the newest maxRuns, exactly,
+// trimChunk at most per transaction (see gens.trim).
+func trimRuns(db *bolt.DB, maxRuns int) error {
+	for more := true; more; {
+		err := db.Update(func(tx *bolt.Tx) error {
+			gs := openGens(tx, nil, maxRuns)
+			var err error
+			if more, err = gs.trim(maxRuns, trimChunk); err != nil {
+				return err
+			}
+			_, err = gs.commit()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // postAll posts every generation's tail.
 func (gs *gens) postAll() error {
 	for _, g := range gs.list {

@@ -82,21 +82,7 @@ func prepareRuns(db *bolt.DB, maxRuns int) error {
 	if err := db.Update(postAll); err != nil {
 		return err
 	}
-	for more := true; more; {
-		err := db.Update(func(tx *bolt.Tx) error {
-			gs := openGens(tx, nil, maxRuns)
-			var err error
-			if more, err = gs.trim(maxRuns, trimChunk); err != nil {
-				return err
-			}
-			_, err = gs.commit()
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return trimRuns(db, maxRuns)
 }
 
 // upgradeTopLevel brings the run buckets of a file written before
