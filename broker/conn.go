@@ -432,6 +432,23 @@ func negotiate(f *frame.Frame) (string, error) {
 	return version, nil
 }
 
+// negotiateHeartBeat returns how often the broker heart-beats a client
+// whose CONNECT offered heart-beats every cx and asked for them every cy,
+// and how often it expects them; 0 is never, and floor the shortest
+// interval either way. CONNECTED states these, not the floor: a client
+// that reads the server's half as a promise (go-stomp does) and asked for
+// none would otherwise drop a quiet connection for want of heart-beats
+// that never come.
+func negotiateHeartBeat(cx, cy, floor time.Duration) (send, expect time.Duration) {
+	if cy > 0 {
+		send = max(cy, floor)
+	}
+	if cx > 0 {
+		expect = max(cx, floor)
+	}
+	return send, expect
+}
+
 // connect authenticates a CONNECT or STOMP frame and answers CONNECTED.
 // It blocks for a bcrypt check the first time a passcode is seen.
 func (c *conn) connect(f *frame.Frame) error {
@@ -453,29 +470,26 @@ func (c *conn) connect(f *frame.Frame) error {
 			return fmt.Errorf("bad heart-beat header %q", hb)
 		}
 	}
-	s := b.cfg.HeartBeat
+	send, expect := negotiateHeartBeat(cx, cy, b.cfg.HeartBeat)
 	b.mu.Lock()
 	c.version = version
 	c.clientID = f.Header.Get("client-id")
 	c.readAfter.Store(0)
-	if cx > 0 {
-		c.readAfter.Store(int64(2*max(cx, s) + time.Second))
+	if expect > 0 {
+		c.readAfter.Store(int64(2*expect + time.Second))
 	}
 	b.mu.Unlock()
 	c.wmu.Lock()
-	if cy > 0 {
-		c.hbSend = max(cy, s)
-	}
+	c.hbSend = send
 	c.wmu.Unlock()
 	c.connected.Store(true)
-	ms := strconv.FormatInt(s.Milliseconds(), 10)
 	cf := frame.New(frame.CONNECTED,
 		frame.Version, version,
 		frame.Server, ServerName,
 		frame.Session, fmt.Sprintf("%p", c),
 	)
 	if version != "1.0" {
-		cf.Header.Add(frame.HeartBeat, ms+","+ms)
+		cf.Header.Add(frame.HeartBeat, strconv.FormatInt(send.Milliseconds(), 10)+","+strconv.FormatInt(expect.Milliseconds(), 10))
 	}
 	c.send(cf)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 )
 
@@ -151,7 +152,9 @@ func TestHeartBeatFloor(t *testing.T) {
 	b := startBroker(t, Config{})
 	tests := []struct{ client, want string }{
 		{"100,100", "1000,1000"}, // the floor: the client then heart-beats every 1 s at most
-		{"0,0", "1000,1000"},
+		{"0,0", "0,0"},           // none either way: CONNECTED promises none
+		{"0,5000", "5000,0"},
+		{"5000,0", "0,5000"},
 	}
 	for _, tc := range tests {
 		r := dialRaw(t, b)
@@ -163,5 +166,19 @@ func TestHeartBeatFloor(t *testing.T) {
 		if got := f.Header.Get(frame.HeartBeat); got != tc.want {
 			t.Errorf("client %s: heart-beat %q, want %q", tc.client, got, tc.want)
 		}
+	}
+}
+
+// TestQuietClientWithoutHeartBeatsStays: a go-stomp client that asks for no
+// heart-beats takes the server's half of CONNECTED's heart-beat header as a
+// promise and drops the connection after that long (plus its error margin)
+// without a frame. Told 0, it keeps a quiet connection.
+func TestQuietClientWithoutHeartBeatsStays(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, Config{HeartBeat: 100 * time.Millisecond})
+	c := dial(t, b, stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.HeartBeatError(50*time.Millisecond))
+	time.Sleep(time.Second) // ten of the broker's shortest intervals, and no frame
+	if err := c.Send("/queue/quiet", "text/plain", []byte("still here"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("send after a quiet second: %v", err)
 	}
 }
