@@ -95,14 +95,14 @@ func TestAgentKill9MidRunRedelivers(t *testing.T) {
 		t.Fatalf("second agent exit: %v\n%s", err, logs2.String())
 	}
 
-	effects := drainQueue(t, conn, "/queue/kill9.effects", time.Second)
+	effects := drainQueue(t, b, "/queue/kill9.effects", time.Second)
 	if len(effects) != 1 {
 		t.Fatalf("effects: got %d messages %q, want exactly 1", len(effects), effects)
 	}
 	if !strings.Contains(effects[0], `"K-1"`) {
 		t.Errorf("effect body %s does not name the message", effects[0])
 	}
-	if left := drainQueue(t, conn, "/queue/kill9.in", 500*time.Millisecond); len(left) != 0 {
+	if left := drainQueue(t, b, "/queue/kill9.in", 500*time.Millisecond); len(left) != 0 {
 		t.Fatalf("input queue not empty: %q", left)
 	}
 }
@@ -222,14 +222,20 @@ func waitRun(t *testing.T, url string, limit time.Duration, logs func() string, 
 }
 
 // drainQueue takes (and acknowledges) the bodies on dest until none arrives
-// for quiet.
-func drainQueue(t *testing.T, conn *stomp.Conn, dest string, quiet time.Duration) []string {
+// for quiet, on a connection of its own that it then closes instead of
+// unsubscribing: go-stomp v3.1.5's Unsubscribe can miss its receipt's
+// wake-up and wait 30 s.
+func drainQueue(t *testing.T, b *testenv.Broker, dest string, quiet time.Duration) []string {
 	t.Helper()
+	conn, err := b.Dial(testenv.QuietLogs())
+	if err != nil {
+		t.Fatalf("dial broker: %v", err)
+	}
+	defer func() { _ = conn.Disconnect() }()
 	sub, err := conn.Subscribe(dest, stomp.AckClientIndividual)
 	if err != nil {
 		t.Fatalf("subscribe %s: %v", dest, err)
 	}
-	defer sub.Unsubscribe()
 	var bodies []string
 	for {
 		select {
@@ -302,13 +308,13 @@ func crashLoop(t *testing.T, b *testenv.Broker) {
 	if err := agent.Wait(); err != nil {
 		t.Fatalf("last agent exit: %v\n%s", err, logs.String())
 	}
-	if dl := drainQueue(t, conn, "/queue/crashloop.in.DLQ", time.Second); len(dl) != 1 || !strings.Contains(dl[0], `"C-1"`) {
+	if dl := drainQueue(t, b, "/queue/crashloop.in.DLQ", time.Second); len(dl) != 1 || !strings.Contains(dl[0], `"C-1"`) {
 		t.Fatalf("dead-letter queue: %q, want the message once", dl)
 	}
-	if effects := drainQueue(t, conn, "/queue/crashloop.effects", 500*time.Millisecond); len(effects) != 0 {
+	if effects := drainQueue(t, b, "/queue/crashloop.effects", 500*time.Millisecond); len(effects) != 0 {
 		t.Fatalf("effects of crashed runs appeared: %q", effects)
 	}
-	if left := drainQueue(t, conn, "/queue/crashloop.in", 500*time.Millisecond); len(left) != 0 {
+	if left := drainQueue(t, b, "/queue/crashloop.in", 500*time.Millisecond); len(left) != 0 {
 		t.Fatalf("input queue not empty: %q", left)
 	}
 }
