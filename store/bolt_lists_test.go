@@ -23,5 +23,6 @@ func applyPostings(b *bolt.Bucket, adds, dels [][]byte) error {
 		l := list(k)
 		l.dels = append(l.dels, k[len(l.prefix):])
 	}
-	return applyLists(b, lists)
+	_, err := applyLists(b, lists, nil)
+	return err
 }

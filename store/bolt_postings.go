@@ -62,8 +62,9 @@ type listChanges struct {
 
 // applyLists writes the changes to each list, in the order of their
 // prefixes (the bucket's key order). A flush adds its runs in id order, so
-// a list's ids mostly arrive sorted: they are sorted only when not.
-func applyLists(b *bolt.Bucket, lists map[string]*listChanges) error {
+// a list's ids mostly arrive sorted: they are sorted only when not. The
+// keys and chunks put are appended to buf (see runTx), which it returns.
+func applyLists(b *bolt.Bucket, lists map[string]*listChanges, buf []byte) ([]byte, error) {
 	order := make([]*listChanges, 0, len(lists))
 	for _, l := range lists {
 		order = append(order, l)
@@ -72,11 +73,12 @@ func applyLists(b *bolt.Bucket, lists map[string]*listChanges) error {
 	for _, l := range order {
 		sortIDs(l.adds)
 		sortIDs(l.dels)
-		if err := updateList(b, l.prefix, l.adds, l.dels); err != nil {
-			return err
+		var err error
+		if buf, err = updateList(b, l.prefix, l.adds, l.dels, buf); err != nil {
+			return buf, err
 		}
 	}
-	return nil
+	return buf, nil
 }
 
 func sortIDs(ids [][]byte) {
@@ -86,8 +88,10 @@ func sortIDs(ids [][]byte) {
 }
 
 // updateList adds and removes ids (each sorted) on the list under prefix,
-// rewriting each chunk they fall in once.
-func updateList(b *bolt.Bucket, prefix []byte, adds, dels [][]byte) error {
+// rewriting each chunk they fall in once. The keys and chunks it puts are
+// appended to buf, which bbolt needs until the transaction ends; it
+// returns buf.
+func updateList(b *bolt.Bucket, prefix []byte, adds, dels [][]byte, buf []byte) ([]byte, error) {
 	c := b.Cursor()
 	for len(adds) > 0 || len(dels) > 0 {
 		next := firstOf(adds, dels)
@@ -99,30 +103,36 @@ func updateList(b *bolt.Bucket, prefix []byte, adds, dels [][]byte) error {
 		}
 		if na == 0 && nd == 0 {
 			// chunkFor missed next's chunk: stop rather than loop.
-			return fmt.Errorf("posting list %q: no chunk found for %q", prefix, next)
+			return buf, fmt.Errorf("posting list %q: no chunk found for %q", prefix, next)
 		}
 		var ids [][]byte
 		if key != nil {
 			var err error
 			if ids, err = decodeIDs(bytes.Clone(val)); err != nil {
-				return err
+				return buf, err
 			}
 		}
 		ids = mergeIDs(ids, adds[:na], dels[:nd])
 		adds, dels = adds[na:], dels[nd:]
-		if key != nil {
+		// The chunk keeps its key when its first id stays (ids added at
+		// the end, the usual case): the first piece's Put replaces it.
+		if key != nil && (len(ids) == 0 || !bytes.Equal(key[len(prefix):], ids[0])) {
 			if err := b.Delete(bytes.Clone(key)); err != nil {
-				return err
+				return buf, err
 			}
 		}
 		for piece := range slices.Chunk(ids, chunkIDs) {
-			k := append(bytes.Clone(prefix), piece[0]...)
-			if err := b.Put(k, appendIDs(nil, piece)); err != nil {
-				return err
+			start := len(buf)
+			buf = append(append(buf, prefix...), piece[0]...)
+			k := buf[start:len(buf):len(buf)]
+			start = len(buf)
+			buf = appendIDs(buf, piece)
+			if err := b.Put(k, buf[start:len(buf):len(buf)]); err != nil {
+				return buf, err
 			}
 		}
 	}
-	return nil
+	return buf, nil
 }
 
 func firstOf(a, b [][]byte) []byte {

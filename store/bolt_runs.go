@@ -507,7 +507,8 @@ func (t *runTx) commit() error {
 			return err
 		}
 	}
-	if err := applyLists(t.postings, t.lists); err != nil {
+	var err error
+	if t.buf, err = applyLists(t.postings, t.lists, t.buf); err != nil {
 		return err
 	}
 	for _, k := range t.unkeyed {
