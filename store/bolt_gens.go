@@ -135,10 +135,8 @@ func (gs *gens) start() (*gen, error) {
 	n := uint64(1)
 	if len(gs.list) > 0 {
 		last := gs.list[len(gs.list)-1]
-		if last.t.tail > 0 {
-			if err := gs.use(last).postTail(); err != nil {
-				return nil, err
-			}
+		if err := gs.postTail(last); err != nil {
+			return nil, err
 		}
 		n = binary.BigEndian.Uint64(last.key) + 1
 	}
@@ -239,13 +237,19 @@ func trimRuns(db *bolt.DB, maxRuns int) error {
 // postAll posts every generation's tail.
 func (gs *gens) postAll() error {
 	for _, g := range gs.list {
-		if g.t.tail > 0 {
-			if err := gs.use(g).postTail(); err != nil {
-				return err
-			}
+		if err := gs.postTail(g); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// postTail posts g's tail, if it has one.
+func (gs *gens) postTail(g *gen) error {
+	if g.t.tail <= 0 {
+		return nil
+	}
+	return gs.use(g).postTail()
 }
 
 // commit commits the generations written to (see runTx.commit) and returns
