@@ -208,7 +208,7 @@ func (gs *gens) trim(maxRuns, most int) (bool, error) {
 	}
 	oldest := gs.list[0] // it holds more than excess: retain kept it
 	t := gs.use(oldest)
-	if err := t.trim(t.count-n, 0); err != nil {
+	if err := t.trim(t.count - n); err != nil {
 		return false, err
 	}
 	return n < excess, nil

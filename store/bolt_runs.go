@@ -461,11 +461,10 @@ func (t *runTx) deleteEntry(id, entry []byte) error {
 	return t.runs.Delete(id)
 }
 
-// trim deletes the oldest runs (lowest ids) beyond the newest maxRuns,
-// once more than slack of them wait.
-func (t *runTx) trim(maxRuns, slack int) error {
+// trim deletes the oldest runs (lowest ids) beyond the newest maxRuns.
+func (t *runTx) trim(maxRuns int) error {
 	excess := t.count - maxRuns
-	if excess <= max(slack, 0) {
+	if excess <= 0 {
 		return nil
 	}
 	// The doomed runs' ids and index entries, copied into one buffer
