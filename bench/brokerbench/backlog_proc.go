@@ -17,6 +17,7 @@ import (
 	"github.com/opsrunner/opsrunner/internal/brokercaps"
 	"github.com/opsrunner/opsrunner/internal/procstat"
 	"github.com/opsrunner/opsrunner/internal/stompc"
+	"github.com/opsrunner/opsrunner/internal/subproc"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 )
 
@@ -60,18 +61,13 @@ func (p *brokerProc) startTimed(limit time.Duration) (time.Duration, error) {
 	}
 	cmd := exec.Command(p.bin, "broker", "--addr", p.addr, "--data-dir", p.dataDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
+	done := make(chan struct{})
+	if err := subproc.Start(cmd, func(error) { logf.Close(); close(done) }); err != nil {
 		logf.Close()
 		return 0, fmt.Errorf("start broker %s: %w", p.bin, err)
 	}
-	done := make(chan struct{})
-	go func() { // owner: p; ends when the process exits
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
 	p.cmd, p.done = cmd, done
 	for {
 		c, err := p.connect(time.Second)

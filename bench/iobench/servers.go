@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opsrunner/opsrunner/internal/subproc"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 	"github.com/opsrunner/opsrunner/scripts"
 )
@@ -170,12 +171,10 @@ func startChild(name, dir string, cmd *exec.Cmd, port int, path string) (*child,
 	}
 	defer f.Close()
 	cmd.Stdout, cmd.Stderr = f, f
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
+	c := &child{name: name, url: fmt.Sprintf("http://127.0.0.1:%d%s", port, path), cmd: cmd, log: logPath, exited: make(chan struct{})}
+	if err := subproc.Start(cmd, func(error) { close(c.exited) }); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &child{name: name, url: fmt.Sprintf("http://127.0.0.1:%d%s", port, path), cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(c.exited) }()
 	if err := testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 30*time.Second); err != nil {
 		c.stop()
 		return nil, fmt.Errorf("start %s: %w\n%s", name, err, c.logTail())

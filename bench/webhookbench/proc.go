@@ -14,6 +14,7 @@ import (
 
 	"github.com/opsrunner/opsrunner/internal/baseline"
 	"github.com/opsrunner/opsrunner/internal/procstat"
+	"github.com/opsrunner/opsrunner/internal/subproc"
 	"github.com/opsrunner/opsrunner/scripts"
 )
 
@@ -53,18 +54,13 @@ func startAgentProc(bin, parent, cfg string) (*agentProc, string, error) {
 	cmd.Env = append(os.Environ(), "OPSRUNNER_HTTP_ADDR="+httpAddr, "OPSRUNNER_EMBEDDED_BROKER_ADDR="+brokerAddr,
 		"OPSRUNNER_DATA_DIR="+filepath.Join(dir, "data"), "OPSRUNNER_AGENT_ID=bench", "OPSRUNNER_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &agentProc{base: "http://" + httpAddr, dir: dir, cmd: cmd, done: make(chan struct{})}
+	if err := subproc.Start(cmd, func(error) { logf.Close(); close(p.done) }); err != nil {
 		logf.Close()
 		os.RemoveAll(dir)
 		return nil, "", fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &agentProc{base: "http://" + httpAddr, dir: dir, cmd: cmd, done: make(chan struct{})}
-	go func() { // owner: p; ends when the process exits
-		_ = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	if err := p.waitHealthy(30 * time.Second); err != nil {
 		p.stop()
 		return nil, "", err

@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/opsrunner/opsrunner/internal/subproc"
 )
 
 // options are the demo's flags.
@@ -238,17 +240,17 @@ func (c *cluster) spawn(ctx context.Context, name, addr, path string, env []stri
 	cmd.Env = append(inheritedEnv(), env...)
 	// Its own process group, so that a Ctrl-C reaches only the demo, which
 	// stops the processes in order; killed with the demo if it dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &proc{name: name, addr: addr, cmd: cmd, done: make(chan struct{})}
-	c.procs = append(c.procs, p)
-	go func() {
-		p.waitErr = cmd.Wait()
+	err = subproc.Start(cmd, func(err error) {
+		p.waitErr = err
 		close(p.done)
 		c.exited <- p // buffered for every proc: never blocks
-	}()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c.procs = append(c.procs, p)
 	if err := p.awaitListening(ctx); err != nil {
 		return nil, fmt.Errorf("%s: %w (see %s)", name, err, logFile.Name())
 	}

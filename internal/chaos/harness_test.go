@@ -21,6 +21,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/opsrunner/opsrunner/internal/subproc"
 	"github.com/opsrunner/opsrunner/internal/testenv"
 	"github.com/opsrunner/opsrunner/scripts"
 )
@@ -78,17 +79,12 @@ func (a *agentProc) start() error {
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = append(os.Environ(), a.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	done := make(chan struct{})
+	if err := subproc.Start(cmd, func(error) { logf.Close(); close(done) }); err != nil {
 		logf.Close()
 		return fmt.Errorf("start agent %s: %w", a.id, err)
 	}
-	done := make(chan struct{})
-	go func() { // owner: this process; ends when it exits
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
 	a.cmd, a.done = cmd, done
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+
+	"github.com/opsrunner/opsrunner/internal/subproc"
 )
 
 // Broker kinds, as in Broker.Kind and brokercaps.
@@ -90,17 +92,11 @@ func (b *Broker) Start() error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	if err := cmd.Start(); err != nil {
+	p := &process{cmd: cmd, done: make(chan struct{}), log: logf}
+	if err := subproc.Start(cmd, func(error) { logf.Close(); close(p.done) }); err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", b.Kind, err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{}), log: logf}
-	go func() { // owner: p; ends when the process exits
-		_ = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	b.proc = p
 	if err := waitSTOMP(b, p.done, b.startLimit); err != nil {
 		b.killLocked()
