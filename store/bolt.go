@@ -77,10 +77,11 @@ var (
 
 // Bolt is a Store in one bbolt file, for a single agent. It is safe for
 // concurrent use. Runs are buffered in memory (latest version per ID wins)
-// and written in batches by one flusher goroutine that Close stops: every
-// FlushInterval, and at once when a caller of Flush waits (group commit:
-// the runs put while one batch is written form the next one, so callers
-// waiting together share one fsync). It also implements Watcher with
+// and written in batches by two goroutines that Close stops: the flusher,
+// at a background CPU priority, every FlushInterval and when MaxBatch runs
+// wait; the waited writer at once when a caller of Flush waits (group
+// commit: the runs put while one batch is written form the next one, so
+// callers waiting together share one fsync). It also implements Watcher with
 // in-process notifications of its own writes.
 type Bolt struct {
 	db   *bolt.DB
@@ -121,9 +122,10 @@ type Bolt struct {
 	// see that a query uses the posting lists).
 	examined atomic.Int64
 
-	kick      chan struct{}
+	kick      chan struct{} // to the flusher: MaxBatch runs wait
+	want      chan struct{} // to the waited writer: a caller of Flush waits
 	stop      chan struct{}
-	done      chan struct{}
+	writers   sync.WaitGroup // the flusher and the waited writer
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -171,7 +173,7 @@ const flushBytesPerRun = 896
 const maxKeptFlushBuf = 4 << 20
 
 // OpenBolt opens (creating if needed) the store at path and starts its
-// flusher. It blocks up to 5 s when another process holds the file.
+// writers. It blocks up to 5 s when another process holds the file.
 func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = 200 * time.Millisecond
@@ -205,13 +207,15 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		opts:    opts,
 		pending: make(map[string]Run),
 		kick:    make(chan struct{}, 1),
+		want:    make(chan struct{}, 1),
 		flushed: make(chan struct{}),
 		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
 
 		pendingGen: 1,
 	}
+	s.writers.Add(2)
 	go s.flusher()
+	go s.waitedWriter()
 	return s, nil
 }
 
@@ -433,14 +437,21 @@ func (s *Bolt) PutRun(ctx context.Context, r Run) error {
 
 // kickFlusher asks the flusher to write the pending batch now; it does
 // not block (a kick during a write makes the next write follow at once).
-func (s *Bolt) kickFlusher() {
+func (s *Bolt) kickFlusher() { poke(s.kick) }
+
+// askWrite asks the waited writer to write the pending batch now, for a
+// caller that waits for it; it does not block.
+func (s *Bolt) askWrite() { poke(s.want) }
+
+// poke sends on a channel of capacity 1 unless a send already waits.
+func poke(ch chan<- struct{}) {
 	select {
-	case s.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
-// Buffered reports how many runs wait in memory for the flusher. It does
+// Buffered reports how many runs wait in memory for a write. It does
 // not block on I/O.
 func (s *Bolt) Buffered() int {
 	s.mu.Lock()
@@ -533,7 +544,7 @@ func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 
 // Flush implements Store: it blocks until every run put before the call is
 // durable, or ctx ends. With SyncLog it appends them to the write-ahead log
-// (see logRuns); without, the flusher writes the batch to bbolt at once
+// (see logRuns); without, the waited writer writes the batch to bbolt at once
 // (bbolt fsyncs each write). Either way concurrent callers share one write.
 // An error says the write holding the caller's runs failed; they stay
 // buffered for the next try. Goroutine-safe; with nothing buffered it
@@ -556,7 +567,7 @@ func (s *Bolt) logRuns(ctx context.Context) error {
 	if closed {
 		return s.flushBolt(ctx)
 	}
-	// flushBolt waits for the flusher, which takes log.mu: not under it.
+	// flushBolt waits for a writer, which takes log.mu: not under it.
 	if err := s.appendLog(target); err != nil {
 		if ferr := s.flushBolt(ctx); ferr != nil {
 			return errors.Join(err, ferr)
@@ -606,12 +617,12 @@ func (s *Bolt) flushBolt(ctx context.Context) error {
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {
-		// No flusher any more: write on this goroutine.
+		// No writers any more: write on this goroutine.
 		if err := s.writeBatch(); err != nil {
 			return err
 		}
 	}
-	s.kickFlusher()
+	s.askWrite()
 	return s.waitDurable(ctx, target)
 }
 
@@ -638,7 +649,7 @@ func (s *Bolt) waitDurable(ctx context.Context, gen uint64) error {
 
 // writeBatch writes the pending runs in one transaction, blocking until
 // they are durable, and wakes the callers of Flush waiting for them. The
-// flusher calls it, and Close after stopping the flusher.
+// writers call it, and Close after stopping them.
 func (s *Bolt) writeBatch() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -756,10 +767,15 @@ func (s *Bolt) rotateLog() (ended uint64, ok bool) {
 	return n, err == nil
 }
 
-// flusher writes buffered runs every FlushInterval, when MaxBatch is
-// reached, or when a caller of Flush waits, until Close.
+// flusher writes buffered runs every FlushInterval and when MaxBatch is
+// reached, until Close, on a thread of background CPU priority (see
+// backgroundThread): nobody waits for these writes, and on a busy machine
+// they yield to deliveries and webhooks instead of delaying them. When
+// the flusher falls behind, PutRun waits for a write once 4×MaxBatch runs
+// are buffered, and the waited writer does that one.
 func (s *Bolt) flusher() {
-	defer close(s.done)
+	defer s.writers.Done()
+	backgroundThread()
 	t := time.NewTicker(s.opts.FlushInterval)
 	defer t.Stop()
 	for {
@@ -768,9 +784,27 @@ func (s *Bolt) flusher() {
 			return
 		case <-t.C:
 		case <-s.kick:
-			gatherCommit()
 		}
 		// A failed write keeps its runs buffered; the next tick retries.
+		_ = s.writeBatch()
+	}
+}
+
+// waitedWriter writes buffered runs when a caller of Flush (or PutRun,
+// past 4×MaxBatch) waits for them, until Close, at the process's own CPU
+// priority: a caller waiting on the flusher's background thread would
+// wait behind every busy thread of the machine.
+func (s *Bolt) waitedWriter() {
+	defer s.writers.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.want:
+			gatherCommit()
+		}
+		// A failed write keeps its runs buffered and reports to the
+		// waiters; the next attempt is theirs or the flusher's.
 		_ = s.writeBatch()
 	}
 }
@@ -1155,7 +1189,7 @@ func sweepJSON(b *bolt.Bucket, expired func(v []byte) bool) error {
 	return nil
 }
 
-// Close implements Store: it stops the flusher, flushes buffered runs, ends
+// Close implements Store: it stops the writers, flushes buffered runs, ends
 // every Watch and closes the file. Idempotent; later calls return the first
 // call's result.
 func (s *Bolt) Close() error {
@@ -1164,7 +1198,7 @@ func (s *Bolt) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		close(s.stop)
-		<-s.done
+		s.writers.Wait()
 		ferr := s.writeBatch()
 		if ferr == nil {
 			// The next open finds every run on its posting lists.

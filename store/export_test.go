@@ -38,7 +38,7 @@ var TrimSlack = trimSlack
 // generation.
 var GenRuns = genRuns
 
-// Crash closes the store as a kill -9 leaves it: the flusher stops and
+// Crash closes the store as a kill -9 leaves it: the writers stop and
 // nothing more is written (runs still buffered are lost, runs above the
 // posted mark stay off their posting lists).
 func (s *Bolt) Crash() error {
@@ -46,7 +46,7 @@ func (s *Bolt) Crash() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
-	<-s.done
+	s.writers.Wait()
 	s.hub.close()
 	if s.log != nil {
 		s.log.close()
