@@ -63,7 +63,7 @@ const script = "function handle(event) { return {ok: event.body.id}; }\n"
 type settings struct {
 	consumers, prefetch int
 	rounds              int
-	cpuProfile          string // written for the first agent leg when set ("<path>.<broker>")
+	cpuProfile          string // written for the first agent, bare and engine legs when set ("<path>.<broker>…")
 	memProfile          string // allocations before and after the first agent leg ("<path>.<broker>.base", "<path>.<broker>")
 	txLeg               bool   // also measure the bare consumer with transacted ACKs
 	probeLeg            bool   // also measure the bare consumer running the script in goja
@@ -131,7 +131,7 @@ func main() {
 	prefetch := flag.Int("prefetch", 1, "prefetch on both sides")
 	rounds := flag.Int("rounds", 5, "rounds of both legs per broker; the ratio reported is their median")
 	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, activemq)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>.c<consumers> and of the first bare leg to the same name with .bare")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>.c<consumers>, and of the first bare and engine legs to the same name with .bare and .engine")
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.c<consumers>.base and FILE.<broker>.c<consumers> (compare with pprof -base)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
@@ -294,9 +294,9 @@ func measure(b *testenv.Broker, r *result, s settings) error {
 			cpu0, broker0 := baseline.CPUTime(), childrenCPU()
 			busy0, total0, _ := machineCPU()
 			stopProfile := func() {}
-			if i == 0 && l.name == "bare" && s.cpuProfile != "" {
+			if i == 0 && (l.name == "bare" || l.name == "engine") && s.cpuProfile != "" {
 				var err error
-				if stopProfile, err = startCPUProfile(s.profilePath(s.cpuProfile, b.Kind) + ".bare"); err != nil {
+				if stopProfile, err = startCPUProfile(s.profilePath(s.cpuProfile, b.Kind) + "." + l.name); err != nil {
 					return err
 				}
 			}
