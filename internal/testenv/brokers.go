@@ -257,7 +257,14 @@ var sharedBrokers struct {
 
 func (s *sharedBroker) get(t testing.TB, service string, start func() (*Broker, error)) *Broker {
 	t.Helper()
-	s.once.Do(func() { s.b, s.err = start() })
+	s.once.Do(func() {
+		// A port taken by another process is tried again on new ports.
+		for range 3 {
+			if s.b, s.err = start(); !errors.Is(s.err, errPortTaken) {
+				break
+			}
+		}
+	})
 	if s.err != nil {
 		Unavailable(t, service, s.err)
 	}
@@ -423,8 +430,8 @@ func waitSTOMP(b *Broker, exited <-chan struct{}, limit time.Duration) error {
 			return errors.New("the broker process exited during start")
 		default:
 		}
-		if last = probeSTOMP(b); last == nil {
-			return nil
+		if last = probeSTOMP(b); last == nil || errors.Is(last, errPortTaken) {
+			return last
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -447,15 +454,63 @@ func probeSTOMP(b *Broker) error {
 	if _, err := c.Write([]byte(f.String())); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("read CONNECTED: %w", err)
 	}
 	if strings.TrimSpace(line) != "CONNECTED" {
 		return fmt.Errorf("CONNECT answered with %q", strings.TrimSpace(line))
 	}
+	if want := serverPrefix(b.Kind); want != "" {
+		server, err := serverHeader(r)
+		if err != nil {
+			return fmt.Errorf("read CONNECTED: %w", err)
+		}
+		if !strings.HasPrefix(server, want) {
+			return fmt.Errorf("%w: %s answers as server %q, not %s", errPortTaken, b.Addr, server, want)
+		}
+	}
 	_, _ = c.Write([]byte("DISCONNECT\n\n\x00"))
 	return nil
+}
+
+// errPortTaken says that a broker's STOMP port answers as another broker:
+// another process took the free port between FreePort and the broker's
+// listen (ActiveMQ and RabbitMQ take seconds to boot), and the broker
+// itself will fail to start.
+var errPortTaken = errors.New("another broker answers on the port")
+
+// serverPrefix is how the server header of kind's CONNECTED frame starts;
+// "" for the embedded broker, which listens within milliseconds of
+// FreePort and is not checked.
+func serverPrefix(kind string) string {
+	switch kind {
+	case KindActiveMQ:
+		return "ActiveMQ/"
+	case KindRabbitMQ:
+		return "RabbitMQ/"
+	}
+	return ""
+}
+
+// serverHeader reads the headers of a frame from r, up to the blank line,
+// and returns the value of its server header ("" when it has none).
+func serverHeader(r *bufio.Reader) (string, error) {
+	server := ""
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return server, nil
+		}
+		if v, ok := strings.CutPrefix(line, "server:"); ok && server == "" {
+			server = v
+		}
+	}
 }
 
 // runAs makes cmd run as the named system user when we are root, after
