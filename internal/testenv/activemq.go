@@ -26,8 +26,11 @@ func ActiveMQ(t testing.TB) *Broker {
 // advisories, scheduler or other transports, no authentication (any login
 // is accepted). It runs java directly (not /usr/bin/activemq, whose options
 // file overrides ACTIVEMQ_BASE) as user activemq when we are root. StopAll
-// stops it and removes its data at exit.
-func StartActiveMQ() (*Broker, error) {
+// stops it and removes its data at exit. A start that finds its port
+// taken by another process is tried again on new ports (see onFreePorts).
+func StartActiveMQ() (*Broker, error) { return onFreePorts(startActiveMQ) }
+
+func startActiveMQ() (*Broker, error) {
 	jar := filepath.Join(activeMQHome, "bin", "activemq.jar")
 	if _, err := os.Stat(jar); err != nil {
 		return nil, fmt.Errorf("ActiveMQ is not installed: %w", err)

@@ -257,14 +257,7 @@ var sharedBrokers struct {
 
 func (s *sharedBroker) get(t testing.TB, service string, start func() (*Broker, error)) *Broker {
 	t.Helper()
-	s.once.Do(func() {
-		// A port taken by another process is tried again on new ports.
-		for range 3 {
-			if s.b, s.err = start(); !errors.Is(s.err, errPortTaken) {
-				break
-			}
-		}
-	})
+	s.once.Do(func() { s.b, s.err = start() })
 	if s.err != nil {
 		Unavailable(t, service, s.err)
 	}
@@ -480,6 +473,19 @@ func probeSTOMP(b *Broker) error {
 // listen (ActiveMQ and RabbitMQ take seconds to boot), and the broker
 // itself will fail to start.
 var errPortTaken = errors.New("another broker answers on the port")
+
+// onFreePorts calls start, a start of a broker on free ports, again while
+// it reports its port taken (errPortTaken), three times at most: FreePort
+// finds a port free, and another process (a broker of a test package that
+// runs beside) can bind it while a broker boots for seconds.
+func onFreePorts(start func() (*Broker, error)) (*Broker, error) {
+	for attempt := 1; ; attempt++ {
+		b, err := start()
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			return b, err
+		}
+	}
+}
 
 // serverPrefix is how the server header of kind's CONNECTED frame starts;
 // "" for the embedded broker, which listens within milliseconds of

@@ -30,7 +30,11 @@ func RabbitMQ(t testing.TB) *Broker {
 // TLSAddr, speaks TLS with a test PKI and requires a client certificate
 // (Broker.TLS has its files). StopAll stops it and
 // removes its data at exit; the system epmd it registers with is left alone.
-func StartRabbitMQ() (*Broker, error) {
+// A start that finds its port taken by another process is tried again on
+// new ports (see onFreePorts).
+func StartRabbitMQ() (*Broker, error) { return onFreePorts(startRabbitMQ) }
+
+func startRabbitMQ() (*Broker, error) {
 	if _, err := os.Stat(rabbitMQServer); err != nil {
 		return nil, fmt.Errorf("RabbitMQ is not installed: %w", err)
 	}
