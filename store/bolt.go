@@ -88,9 +88,10 @@ type Bolt struct {
 	opts BoltOptions
 	hub  hub
 
-	mu       sync.Mutex     // guards the fields below
-	pending  map[string]Run // runs not yet handed to a flush
-	flushing map[string]Run // runs in the write under way
+	mu       sync.Mutex // guards the fields below
+	pending  *runBatch  // runs not yet handed to a flush
+	flushing *runBatch  // runs in the write under way; nil when none is
+	spare    *runBatch  // the last batch written, emptied for reuse; nil when none
 	closed   bool
 	// Batches are numbered: pendingGen is the number of the batch that
 	// PutRun adds to, durableGen the last one written, failedGen the last
@@ -101,12 +102,12 @@ type Bolt struct {
 	flushed                           chan struct{}
 
 	flushMu sync.Mutex // one flush at a time, so versions land in order
-	// flushBuf and flushIDs are a flush's buffers, kept for the next one
+	// flushBuf and flushOrder are a flush's buffers, kept for the next one
 	// (guarded by flushMu): bbolt holds the keys and values put only until
 	// its transaction ends. Allocating them per flush was a seventh of
 	// the bytes a listener delivery allocates.
-	flushBuf []byte
-	flushIDs []string
+	flushBuf   []byte
+	flushOrder []int
 
 	// log is the write-ahead log (nil without SyncLog). putSeq numbers
 	// the runs put; unlogged holds those put since the last append to the
@@ -205,7 +206,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		log:     log,
 		db:      db,
 		opts:    opts,
-		pending: make(map[string]Run),
+		pending: newRunBatch(),
 		kick:    make(chan struct{}, 1),
 		want:    make(chan struct{}, 1),
 		flushed: make(chan struct{}),
@@ -419,12 +420,12 @@ func (s *Bolt) PutRun(ctx context.Context, r Run) error {
 		s.mu.Unlock()
 		return fmt.Errorf("put run %s: %w", r.ID, ErrClosed)
 	}
-	s.pending[r.ID] = r
+	s.pending.put(r)
 	s.putSeq++
 	if s.log != nil {
 		s.unlogged = append(s.unlogged, loggedRun{s.putSeq, r})
 	}
-	n := len(s.pending)
+	n := s.pending.len()
 	s.mu.Unlock()
 	switch {
 	case n >= 4*s.opts.MaxBatch:
@@ -456,18 +457,17 @@ func poke(ch chan<- struct{}) {
 func (s *Bolt) Buffered() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.pending) + len(s.flushing)
+	return s.pending.len() + s.flushing.len()
 }
 
 // buffered returns the buffered version of id, if any.
 func (s *Bolt) buffered(id string) (Run, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.pending[id]; ok {
+	if r, ok := s.pending.get(id); ok {
 		return r, true
 	}
-	r, ok := s.flushing[id]
-	return r, ok
+	return s.flushing.get(id)
 }
 
 // Run implements Store: buffered runs are found too.
@@ -510,14 +510,14 @@ func (s *Bolt) Run(ctx context.Context, id string) (Run, error) {
 func (s *Bolt) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	limit := f.PageSize()
 	s.mu.Lock()
-	inBuffer := make(map[string]struct{}, len(s.pending)+len(s.flushing))
+	inBuffer := make(map[string]struct{}, s.pending.len()+s.flushing.len())
 	var out []Run
-	for _, m := range []map[string]Run{s.pending, s.flushing} {
-		for id, r := range m {
-			if _, seen := inBuffer[id]; seen {
+	for _, b := range []*runBatch{s.pending, s.flushing} {
+		for _, r := range b.list() {
+			if _, seen := inBuffer[r.ID]; seen {
 				continue // pending is newer than flushing
 			}
-			inBuffer[id] = struct{}{}
+			inBuffer[r.ID] = struct{}{}
 			if f.Matches(r) {
 				out = append(out, r)
 			}
@@ -611,7 +611,7 @@ func (s *Bolt) appendLog(target uint64) error {
 func (s *Bolt) flushBolt(ctx context.Context) error {
 	s.mu.Lock()
 	target := s.pendingGen // the batch holding the runs put so far
-	if len(s.pending) == 0 {
+	if s.pending.len() == 0 {
 		target-- // they are in the write under way, if any, or durable
 	}
 	closed := s.closed
@@ -654,7 +654,7 @@ func (s *Bolt) writeBatch() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	empty := len(s.pending) == 0
+	empty := s.pending.len() == 0
 	s.mu.Unlock()
 	if empty {
 		return nil
@@ -664,31 +664,30 @@ func (s *Bolt) writeBatch() error {
 	ended, rotated := s.rotateLog()
 	s.mu.Lock()
 	batch, gen, seq := s.pending, s.pendingGen, s.putSeq
-	s.pending = make(map[string]Run, len(batch))
+	s.pending, s.spare = s.spare, nil
+	if s.pending == nil {
+		s.pending = newRunBatch()
+	}
 	s.flushing = batch
 	s.pendingGen++
 	s.mu.Unlock()
 
-	ids := s.flushIDs[:0]
-	for id := range batch {
-		ids = append(ids, id)
-	}
 	// IDs grow with time: writing them in order appends to the B+tree (no
 	// mid-page inserts), and full pages suit append-mostly keys.
-	slices.Sort(ids)
+	order := batch.inIDOrder(s.flushOrder)
 	// The batch's keys and values are written into one buffer (bbolt keeps
 	// them until the transaction ends): allocating four per run was a sixth
 	// of a listener delivery's allocations. A slice taken from it stays
 	// valid when a later append moves the buffer.
 	buf := s.flushBuf[:0]
-	if need := len(batch) * flushBytesPerRun; cap(buf) < need {
+	if need := batch.len() * flushBytesPerRun; cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
 	began := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		gs := openGens(tx, buf, s.opts.Retention.MaxRuns)
-		for _, id := range ids {
-			if err := gs.put(batch[id]); err != nil {
+		for _, i := range order {
+			if err := gs.put(batch.runs[i]); err != nil {
 				return err
 			}
 		}
@@ -703,10 +702,9 @@ func (s *Bolt) writeBatch() error {
 		return err
 	})
 	if s.opts.OnFlush != nil {
-		s.opts.OnFlush(len(batch), time.Since(began), err)
+		s.opts.OnFlush(batch.len(), time.Since(began), err)
 	}
-	clear(ids) // keep no run IDs alive
-	s.flushIDs = ids[:0]
+	s.flushOrder = order
 	if cap(buf) <= maxKeptFlushBuf {
 		s.flushBuf = buf[:0]
 	}
@@ -722,7 +720,7 @@ func (s *Bolt) writeBatch() error {
 
 // batchWritten records the end of batch gen's write, which err failed, and
 // wakes its waiters; seq is the last put it holds.
-func (s *Bolt) batchWritten(batch map[string]Run, gen, seq uint64, err error) error {
+func (s *Bolt) batchWritten(batch *runBatch, gen, seq uint64, err error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.flushing = nil
@@ -730,14 +728,16 @@ func (s *Bolt) batchWritten(batch map[string]Run, gen, seq uint64, err error) er
 	s.flushed = make(chan struct{})
 	if err != nil {
 		// Keep the runs for the next attempt unless a newer version arrived.
-		for id, r := range batch {
-			if _, newer := s.pending[id]; !newer {
-				s.pending[id] = r
+		for _, r := range batch.runs {
+			if _, newer := s.pending.get(r.ID); !newer {
+				s.pending.put(r)
 			}
 		}
-		s.failedGen, s.flushErr = gen, fmt.Errorf("flush %d runs: %w", len(batch), err)
+		s.failedGen, s.flushErr = gen, fmt.Errorf("flush %d runs: %w", batch.len(), err)
 		return s.flushErr
 	}
+	batch.reset()
+	s.spare = batch
 	s.durableGen = gen
 	s.boltSeq = seq
 	i := 0

@@ -145,3 +145,56 @@ func BenchmarkDurablePutRun(b *testing.B) {
 		})
 	}
 }
+
+// A write that fails keeps its runs buffered for the next one, except a
+// run whose newer version was put while it was under way: the newer one
+// is written, not the failed write's.
+func TestBoltFailedWriteKeepsItsRunsButNotStaleVersions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	kept := store.Run{ID: ulid.Make().String(), Project: "p", Operation: "a", Status: store.StatusSucceeded, StartedAt: now, FinishedAt: &now}
+	bad := store.Run{ID: ulid.Make().String(), Project: "p", Operation: "b", Status: store.StatusSucceeded, StartedAt: now, FinishedAt: &now,
+		Input: []byte(`{not json`)} // cannot be encoded: the write holding it fails
+	fixed := bad
+	fixed.Input = []byte(`{"ok":true}`)
+
+	var s *store.Bolt
+	var once sync.Once
+	s = openBolt(t, store.BoltOptions{FlushInterval: time.Hour, OnFlush: func(_ int, _ time.Duration, err error) {
+		if err != nil {
+			// Put while the failed write is still under way.
+			once.Do(func() {
+				if err := s.PutRun(ctx, fixed); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}})
+	for _, r := range []store.Run{kept, bad} {
+		if err := s.PutRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(ctx); err == nil {
+		t.Fatal("Flush of a run that cannot be encoded: no error")
+	}
+	if got := s.Buffered(); got != 2 {
+		t.Fatalf("after the failed write %d runs buffered, want 2", got)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("second Flush: %v", err)
+	}
+	if got := s.Buffered(); got != 0 {
+		t.Fatalf("after the second write %d runs buffered, want 0", got)
+	}
+	for _, want := range []store.Run{kept, fixed} {
+		got, err := s.Run(ctx, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Input) != string(want.Input) || got.Operation != want.Operation {
+			t.Errorf("run %s: operation %q input %s, want %q %s", want.ID, got.Operation, got.Input, want.Operation, want.Input)
+		}
+	}
+}
