@@ -37,6 +37,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,6 +66,7 @@ type settings struct {
 	rounds              int
 	cpuProfile          string // written for the first agent, bare and engine legs when set ("<path>.<broker>…")
 	memProfile          string // allocations before and after the first agent leg ("<path>.<broker>.base", "<path>.<broker>")
+	trace               string // an execution trace of the first agent leg ("<path>.<broker>…")
 	txLeg               bool   // also measure the bare consumer with transacted ACKs
 	probeLeg            bool   // also measure the bare consumer running the script in goja
 	engineLeg           bool   // also measure the bare consumer running the script through opsrunner's engine
@@ -133,6 +135,7 @@ func main() {
 	kinds := flag.String("brokers", "embedded,activemq", "brokers to measure, comma-separated (embedded, activemq)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first agent leg to FILE.<broker>.c<consumers>, and of the first bare and engine legs to the same name with .bare and .engine")
 	memProfile := flag.String("memprofile", "", "write allocation profiles before and after the first agent leg to FILE.<broker>.c<consumers>.base and FILE.<broker>.c<consumers> (compare with pprof -base)")
+	traceFile := flag.String("trace", "", "write an execution trace of the first agent leg to FILE.<broker>.c<consumers> (go tool trace; -d=parsed lists each goroutine's blocking and its stack)")
 	txLeg := flag.Bool("tx", false, "also measure a bare consumer that ACKs in a transaction committed with a receipt (what the agent does when a run sent messages)")
 	probeLeg := flag.Bool("probe", true, "also measure a bare consumer that runs the script in a goja runtime of its own (no run record, time limit or isolation): the ceiling of a JS run per message")
 	maxRuns := flag.Int("max-runs", 0, "the agent's run_retention.max_runs (0: its default, 10000). A leg stores n runs: with max-runs at least n, no run is deleted within the leg, as in builds before bounded retention (their minute sweep ran after a leg)")
@@ -148,7 +151,7 @@ func main() {
 		}
 		counts = append(counts, n)
 	}
-	s := settings{prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, txLeg: *txLeg, probeLeg: *probeLeg, engineLeg: *engineLeg, maxRuns: *maxRuns}
+	s := settings{prefetch: *prefetch, rounds: max(*rounds, 1), cpuProfile: *cpuProfile, memProfile: *memProfile, trace: *traceFile, txLeg: *txLeg, probeLeg: *probeLeg, engineLeg: *engineLeg, maxRuns: *maxRuns}
 
 	var results []result
 	for _, kind := range strings.Split(*kinds, ",") {
@@ -567,6 +570,13 @@ listeners:
 		}
 		defer func() { _ = writeAllocs(s.profilePath(s.memProfile, b.Kind)) }()
 	}
+	if profile && s.trace != "" {
+		stop, err := startTrace(s.profilePath(s.trace, b.Kind))
+		if err != nil {
+			return 0, err
+		}
+		defer stop()
+	}
 	if profile && s.cpuProfile != "" {
 		stop, err := startCPUProfile(s.profilePath(s.cpuProfile, b.Kind))
 		if err != nil {
@@ -686,6 +696,20 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// startTrace writes an execution trace to path until the returned func is
+// called.
+func startTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { trace.Stop(); f.Close() }, nil
 }
 
 // pair formats a bare/agent pair of figures.
