@@ -47,12 +47,7 @@ func (b *runBatch) list() []Run {
 	return b.runs
 }
 
-func (b *runBatch) len() int {
-	if b == nil {
-		return 0
-	}
-	return len(b.runs)
-}
+func (b *runBatch) len() int { return len(b.list()) }
 
 // inIDOrder returns the indexes of b's runs in ascending id order, in
 // order's room. They mostly are in it already, so they are sorted only
